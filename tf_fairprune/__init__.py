@@ -1,0 +1,43 @@
+"""tf_fairprune: prune a Keras model and keep it fair across groups, in one `fit`.
+
+Bi-level fair pruning (BiFP) for `tf_keras`: trainable mask scores (upper level) and
+weights (lower level) are updated in one custom `train_step`, each with an optional
+fairness penalty. The flow mirrors TFMOT:
+
+```python
+import tf_keras as keras
+import tf_fairprune
+
+pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.9)
+pruned.compile(optimizer="sgd", loss="binary_crossentropy")
+pruned.fit(x, y, epochs=3)
+final = tf_fairprune.strip_fair_pruning(pruned)
+tf_fairprune.export_tflite(final, "model.tflite")
+```
+"""
+
+from tf_fairprune import masking
+from tf_fairprune.export import export_tflite
+from tf_fairprune.export import TFLiteExport
+from tf_fairprune.prune import fair_prune_scope
+from tf_fairprune.prune import fair_prune_wrapper
+from tf_fairprune.prune import strip_fair_pruning
+from tf_fairprune.registry import register_prunable_layer
+from tf_fairprune.training import FairPruneModel
+from tf_fairprune.training import FunctionalFairPruneModel
+from tf_fairprune.wrapper import FairPruneWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FairPruneModel",
+    "FairPruneWrapper",
+    "FunctionalFairPruneModel",
+    "TFLiteExport",
+    "export_tflite",
+    "fair_prune_scope",
+    "fair_prune_wrapper",
+    "masking",
+    "register_prunable_layer",
+    "strip_fair_pruning",
+]

@@ -1,0 +1,216 @@
+"""Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
+
+from tf_fairprune import pruning_schedule
+from tf_fairprune import registry
+from tf_fairprune._compat import keras, tfmot
+from tf_fairprune.training import BiLevelTrainingMixin
+from tf_fairprune.training import FairPruneModel
+from tf_fairprune.training import FunctionalFairPruneModel
+from tf_fairprune.wrapper import FairPruneWrapper
+
+
+def _type_error(obj):
+  kind = f"{type(obj).__module__}.{type(obj).__name__}"
+  hint = ""
+  if type(obj).__module__.split(".")[0] == "keras":
+    hint = (" This is a Keras 3 object; tf_fairprune (like TFMOT) needs Keras 2: "
+            "build the model with `import tf_keras as keras`.")
+  return TypeError(f"Expected a tf_keras Model, Layer or list of Layers, got {kind}.{hint}")
+
+
+def _copy_layer(layer):
+  return layer.__class__.from_config(layer.get_config())
+
+
+def _is_graph_model(model):
+  return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
+
+
+def _check_graph_model(model, what):
+  if not _is_graph_model(model):
+    raise ValueError(
+        f"{what} '{model.name}' is a subclassed model, which cannot be cloned. Subclass "
+        "`tf_fairprune.FairPruneModel` instead of `keras.Model` and wrap the layers to "
+        "prune with `tf_fairprune.FairPruneWrapper` inside it.")
+  if not model.built or model.inputs is None:
+    raise ValueError(
+        f"{what} '{model.name}' is not built. Give it an input shape (e.g. start a "
+        "Sequential model with `keras.Input(shape)`) before pruning it.")
+
+
+def _clone(model, layer_fn):
+  """Clones a graph model, calling `layer_fn` on every non-input layer (recursively)."""
+  def clone_fn(layer):
+    if isinstance(layer, keras.Model):
+      _check_graph_model(layer, "Nested model")
+      return keras.models.clone_model(layer, clone_function=clone_fn)
+    return layer_fn(layer)
+  return keras.models.clone_model(model, clone_function=clone_fn)
+
+
+def _rebuild(clone, source, model_cls, **kwargs):
+  """A model of `model_cls` over the graph of `clone`; Sequential if the source was."""
+  if model_cls is keras.Sequential:
+    layers = [l for l in clone.layers if not isinstance(l, keras.layers.InputLayer)]
+    return keras.Sequential([keras.Input(batch_shape=source.input_shape)] + layers,
+                            name=source.name)
+  return model_cls(inputs=clone.inputs, outputs=clone.outputs, name=source.name, **kwargs)
+
+
+def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
+                       implicit_gradient_scale=1e-4, update_mode="joint"):
+  """Prepares a model (or layers) for bi-level fair pruning.
+
+  The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
+  model (nested models included) it returns a *copy* in which every prunable layer is
+  wrapped in a `FairPruneWrapper`; the returned `FairPruneModel` runs the bi-level
+  update in `fit`. The model you pass is never modified. If the model already contains
+  `FairPruneWrapper` layers, only those are pruned (selective pruning).
+
+  For a layer or a list of layers it returns them wrapped, to build a model from
+  (then pass that model here to get the bi-level training loop).
+
+  Args:
+    to_prune: A `tf_keras` Sequential or Functional model, a layer, or a list of layers.
+    target_sparsity: Fraction of prunable weights to remove: a float in [0, 1) or a
+      TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
+    mask_scope: `"global"` ranks scores across all wrapped layers; `"layer"` prunes
+      each wrapped weight to the same sparsity.
+    implicit_gradient_scale: 1/γ of BiP's implicit-gradient term; 0 turns it off.
+    update_mode: `"joint"` (one forward pass per step) or `"alternating"`.
+
+  Returns:
+    A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
+
+  Raises:
+    TypeError: If `to_prune` is not a tf_keras model, layer or list of layers.
+    ValueError: For a bad sparsity, an already wrapped model or layer, a subclassed or
+      unbuilt model, an unsupported layer with kernels, or nothing to prune.
+
+  Example:
+
+  ```python
+  model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(64, "relu"),
+                            keras.layers.Dense(1)])
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.9)
+  pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
+  pruned.fit(x, y, epochs=3)
+  final = tf_fairprune.strip_fair_pruning(pruned)
+  ```
+  """
+  if isinstance(to_prune, (list, tuple)):
+    return [fair_prune_wrapper(l) for l in to_prune]
+  if isinstance(to_prune, BiLevelTrainingMixin):
+    raise ValueError(f"Model '{to_prune.name}' is already wrapped for fair pruning.")
+  if isinstance(to_prune, FairPruneWrapper):
+    raise ValueError(f"Layer '{to_prune.name}' is already wrapped for fair pruning.")
+  if not isinstance(to_prune, keras.layers.Layer):
+    raise _type_error(to_prune)
+  if not isinstance(to_prune, keras.Model):
+    return FairPruneWrapper(to_prune)
+
+  target_sparsity = pruning_schedule.validate(target_sparsity)
+  model = to_prune
+  _check_graph_model(model, "Model")
+  selective = any(isinstance(l, FairPruneWrapper)
+                  for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+  copies = []  # (source layer, new layer): weights are copied after cloning.
+
+  def wrap(layer):
+    if isinstance(layer, FairPruneWrapper):
+      new = FairPruneWrapper(_copy_layer(layer.layer), name=layer.name)
+    else:
+      new = _copy_layer(layer)
+      if not selective and layer.built and registry.get_prunable_weights(layer):
+        new = FairPruneWrapper(new)
+    copies.append((layer, new))
+    return new
+
+  clone = _clone(model, wrap)
+  pruned = _rebuild(clone, model, FairPruneModel,
+                    target_sparsity=target_sparsity, mask_scope=mask_scope,
+                    implicit_gradient_scale=implicit_gradient_scale,
+                    update_mode=update_mode,
+                    source_class="Sequential" if isinstance(model, keras.Sequential) else "Functional")
+  for source, new in copies:
+    if isinstance(source, FairPruneWrapper):
+      new.set_weights(source.get_weights())  # Weights, scores and masks as they were.
+    elif isinstance(new, FairPruneWrapper):
+      new.layer.set_weights(source.get_weights())
+      new.reset_scores()
+    else:
+      new.set_weights(source.get_weights())
+  if not pruned.fair_prune_wrappers:
+    raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.")
+  pruned.update_masks()
+  return pruned
+
+
+def strip_fair_pruning(model):
+  """Returns a plain tf_keras model with the masks baked into the weights.
+
+  The counterpart of TFMOT's `strip_pruning`: every `FairPruneWrapper` is replaced by
+  a copy of the layer it wraps, whose pruned weights are exact zeros. The result has
+  the architecture of the model originally passed to `fair_prune_wrapper` (Sequential
+  stays Sequential), computes the same outputs as the wrapped model in inference, and
+  can go on to TFMOT's quantization or to `export_tflite`.
+
+  Args:
+    model: A model returned by `fair_prune_wrapper` (or any Sequential or Functional
+      model containing `FairPruneWrapper` layers).
+
+  Returns:
+    A new `tf_keras` model; `model` is not modified.
+
+  Raises:
+    TypeError: If `model` is not a tf_keras model.
+    ValueError: If `model` is a subclassed model (strip its layers yourself with
+      `FairPruneWrapper.masked_weights()`).
+  """
+  if not isinstance(model, keras.Model):
+    raise _type_error(model)
+  _check_graph_model(model, "Model")
+  copies = []
+
+  def unwrap(layer):
+    source = layer.layer if isinstance(layer, FairPruneWrapper) else layer
+    new = _copy_layer(source)
+    copies.append((layer, new))
+    return new
+
+  clone = _clone(model, unwrap)
+  source_class = getattr(model, "_source_class", None)
+  if source_class is None:
+    source_class = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
+  stripped = _rebuild(clone, model, keras.Sequential if source_class == "Sequential"
+                      else keras.Model)
+  for source, new in copies:
+    if isinstance(source, FairPruneWrapper):
+      masked = {v.ref(): z for v, z in zip(source.prunable_weights, source.masked_weights())}
+      new.set_weights([masked.get(v.ref(), v).numpy() for v in source.layer.weights])
+    else:
+      new.set_weights(source.get_weights())
+  return stripped
+
+
+def fair_prune_scope():
+  """Scope in which fair-pruned models can be deserialized (like TFMOT's `prune_scope`).
+
+  The classes are also registered as Keras serializables, so `.keras` files load
+  without it; it is kept for `.h5` files and for symmetry with TFMOT.
+
+  Example:
+
+  ```python
+  with tf_fairprune.fair_prune_scope():
+    model = keras.models.load_model("pruned.h5")
+  ```
+  """
+  return keras.utils.custom_object_scope({
+      "FairPruneWrapper": FairPruneWrapper,
+      "FairPruneModel": FairPruneModel,
+      "FunctionalFairPruneModel": FunctionalFairPruneModel,
+      "ConstantSparsity": tfmot.sparsity.keras.ConstantSparsity,
+      "PolynomialDecay": tfmot.sparsity.keras.PolynomialDecay,
+  })

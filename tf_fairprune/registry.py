@@ -1,0 +1,134 @@
+"""Which weights of which layer can be pruned.
+
+Looks in the same places as TFMOT (its registry, ``PrunableLayer``, a duck-typed
+``get_prunable_weights()``) and, unlike TFMOT, also accepts subclasses of supported
+layers: the registry is searched along the class's MRO, not by exact class match.
+"""
+
+from tf_fairprune._compat import PrunableLayer, TfmotPruneRegistry, keras
+
+# Layers registered by users of this library: class -> attribute names (dotted paths).
+_USER_LAYERS = {}
+
+_HOW_TO = (
+    "To make it prunable, either give the layer a `get_prunable_weights()` method "
+    "(e.g. subclass `tfmot.sparsity.keras.PrunableLayer`), register its class with "
+    "`tf_fairprune.register_prunable_layer(cls, ['kernel', ...])`, or wrap only the "
+    "layers you want pruned with `fair_prune_wrapper(layer)` before building the model."
+)
+
+
+def register_prunable_layer(layer_class, weight_names):
+  """Declares which weights of a layer class are prunable.
+
+  Args:
+    layer_class: A `tf_keras.layers.Layer` subclass. Its subclasses match too.
+    weight_names: Attribute names of the weights to prune, dotted for weights of
+      sublayers (e.g. `"_query_dense.kernel"`). An empty list marks the class as
+      known with nothing to prune.
+
+  Raises:
+    TypeError: If `layer_class` is not a Keras layer class.
+
+  Example:
+
+  ```python
+  tf_fairprune.register_prunable_layer(MyDense, ["kernel"])
+  ```
+  """
+  if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+    raise TypeError(f"register_prunable_layer expects a tf_keras Layer class, got {layer_class!r}.")
+  _USER_LAYERS[layer_class] = list(weight_names)
+
+
+def _lookup(mapping, cls):
+  for klass in cls.__mro__:
+    if klass in mapping:
+      return mapping[klass]
+  return None
+
+
+def _weight_names(layer):
+  """Registered weight names for `layer`'s class (or a base class), else None."""
+  names = _lookup(_USER_LAYERS, type(layer))
+  if names is None:
+    names = _lookup(TfmotPruneRegistry._LAYERS_WEIGHTS_MAP, type(layer))  # pylint: disable=protected-access
+  return names
+
+
+def _is_rnn(layer):
+  return any(k in TfmotPruneRegistry._RNN_LAYERS for k in type(layer).__mro__)  # pylint: disable=protected-access
+
+
+def _rnn_cell_weights(layer):
+  cell = layer.cell
+  cells = cell.cells if isinstance(cell, keras.layers.StackedRNNCells) else [cell]
+  weights = []
+  for c in cells:
+    if isinstance(c, PrunableLayer) or hasattr(c, "get_prunable_weights"):
+      weights.extend(c.get_prunable_weights())
+      continue
+    names = _lookup(TfmotPruneRegistry._RNN_CELLS_WEIGHTS_MAP, type(c))  # pylint: disable=protected-access
+    if names is None:
+      raise ValueError(
+          f"Layer '{layer.name}' ({type(layer).__name__}) uses the RNN cell "
+          f"{type(c).__name__}, which tf_fairprune cannot prune. {_HOW_TO}")
+    weights.extend(getattr(c, n) for n in names)
+  return weights
+
+
+def _resolve(layer, dotted):
+  obj = layer
+  for part in dotted.split("."):
+    obj = getattr(obj, part)
+  return obj
+
+
+def has_explicit_prunable_weights(layer):
+  return isinstance(layer, PrunableLayer) or callable(getattr(layer, "get_prunable_weights", None))
+
+
+def is_known(layer):
+  """True when this library knows how to treat `layer` (prunable or nothing to prune)."""
+  return (has_explicit_prunable_weights(layer) or _is_rnn(layer) or
+          _weight_names(layer) is not None)
+
+
+def get_prunable_weights(layer):
+  """Returns the list of prunable variables of a built layer.
+
+  Args:
+    layer: A built `tf_keras` layer.
+
+  Returns:
+    A list of `tf.Variable`; empty when the layer has nothing to prune.
+
+  Raises:
+    ValueError: If the layer holds trainable kernels but is not supported.
+  """
+  if has_explicit_prunable_weights(layer):
+    return list(layer.get_prunable_weights())
+  if _is_rnn(layer):
+    return _rnn_cell_weights(layer)
+  names = _weight_names(layer)
+  if names is not None:
+    return [_resolve(layer, n) for n in names]
+  if any(len(w.shape) >= 2 for w in layer.trainable_weights):
+    raise ValueError(
+        f"Layer '{layer.name}' of type {type(layer).__name__} holds trainable kernels "
+        f"but tf_fairprune does not know which of them to prune. {_HOW_TO}")
+  return []
+
+
+def needs_wrapping(layer):
+  """True when `layer` (built or not) will carry prunable weights.
+
+  Unbuilt layers of a registered class count as prunable if the registry lists
+  weights for them; a layer outside the registry is decided by its weights.
+  """
+  if has_explicit_prunable_weights(layer) or _is_rnn(layer):
+    return True
+  names = _weight_names(layer)
+  if names is not None:
+    return bool(names)
+  return bool(get_prunable_weights(layer)) if layer.built else False

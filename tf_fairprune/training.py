@@ -1,0 +1,425 @@
+"""The models whose `train_step` runs the bi-level (BiP / BiFP) update.
+
+One step, on a batch (x, y[, sample_weight]):
+
+1. Lower level: the weights θ take a step on L_w = task loss (+ regularisers) + the
+   fairness terms placed at the weight level, with the masks fixed.
+2. Upper level: the scores s take a step on L_m = task loss + the fairness terms
+   placed at the mask level, through the straight-through gradient g_s, plus the
+   implicit-gradient term of BiP: IG = -(1/γ) (∂L_m/∂z) ⊙ (∂L_m/∂θ), z = m ⊙ θ.
+   Because ∂L_m/∂θ = (∂L_m/∂z) ⊙ m, IG = -(1/γ) (∂L_m/∂θ)² exactly, so it needs no
+   extra backward pass.
+3. The masks are re-ranked from the new scores at the sparsity of the next step.
+
+`update_mode="joint"` (default) takes both gradients from one forward pass at the
+current (θ, s): one forward and one backward pass when both levels optimise the same
+objective. `update_mode="alternating"` evaluates the upper level at the updated θ
+(a second forward and backward pass), the textbook order of BiP.
+
+A step whose loss or gradients are not finite changes nothing (no weight, score, mask
+or optimizer update); `fit` then stops with a message.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_fairprune import masking
+from tf_fairprune import pruning_schedule
+from tf_fairprune._compat import keras
+from tf_fairprune.wrapper import FairPruneWrapper
+
+# pylint: disable=g-direct-tensorflow-import,g-import-not-at-top
+from tf_keras.src.engine import compile_utils
+from tf_keras.src.engine import functional
+from tf_keras.src.saving.legacy import serialization as legacy_serialization
+# pylint: enable=g-direct-tensorflow-import,g-import-not-at-top
+
+UPDATE_MODES = ("joint", "alternating")
+MASK_SCOPES = ("global", "layer")
+
+
+def default_mask_optimizer():
+  """The scores' optimizer when `compile` gets none: SGD(0.1, momentum 0.9) (BiP's β)."""
+  return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
+
+
+class _LastValue(keras.metrics.Metric):
+  """A metric that reports the last value it was given (e.g. the current sparsity)."""
+
+  def __init__(self, name, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.value = self.add_weight(name="value", initializer="zeros")
+
+  def update_state(self, value):  # pylint: disable=arguments-differ
+    self.value.assign(tf.cast(value, self.dtype))
+
+  def result(self):
+    return tf.identity(self.value)
+
+
+class _NonFiniteGuard(keras.callbacks.Callback):
+  """Stops `fit` after a step whose loss was not finite (that step changed nothing)."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not np.all(np.isfinite(loss)):
+      tf.get_logger().error(
+          "tf_fairprune: the loss became %s at batch %d; that update was skipped and "
+          "training stopped. The model keeps the weights, scores and masks of the last "
+          "finite step. Lower the learning rates or check the data for NaN/inf.",
+          loss, batch)
+      self.model.stop_training = True
+      self.model.stopped_on_non_finite_loss = True
+
+
+def _all_finite(tensors):
+  checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+  return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+class BiLevelTrainingMixin:
+  """The bi-level `train_step` shared by `FairPruneModel` and its functional form."""
+
+  # ---------------------------------------------------------------- configuration
+  def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
+                         update_mode, source_class=None):
+    if mask_scope not in MASK_SCOPES:
+      raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
+    if update_mode not in UPDATE_MODES:
+      raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {update_mode!r}.")
+    scale = float(implicit_gradient_scale)
+    if not np.isfinite(scale) or scale < 0:
+      raise ValueError(f"implicit_gradient_scale (1/γ) must be >= 0, got {implicit_gradient_scale!r}.")
+    self.target_sparsity = pruning_schedule.validate(target_sparsity)
+    self.mask_scope = mask_scope
+    self.implicit_gradient_scale = scale
+    self.update_mode = update_mode
+    self._source_class = source_class
+    self.mask_optimizer = None
+    self.stopped_on_non_finite_loss = False
+    self._upper_loss = None
+
+  def fair_pruning_config(self):
+    """The pruning arguments of this model, JSON-serializable."""
+    return {
+        "target_sparsity": pruning_schedule.serialize(self.target_sparsity),
+        "mask_scope": self.mask_scope,
+        "implicit_gradient_scale": self.implicit_gradient_scale,
+        "update_mode": self.update_mode,
+        "source_class": self._source_class,
+    }
+
+  @staticmethod
+  def _fair_pruning_kwargs(config):
+    config = dict(config)
+    config["target_sparsity"] = pruning_schedule.deserialize(config["target_sparsity"])
+    return config
+
+  # ---------------------------------------------------------------- pruning state
+  @property
+  def fair_prune_wrappers(self):
+    """All `FairPruneWrapper` layers of the model, nested models included, in order."""
+    return [l for l in self._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+            if isinstance(l, FairPruneWrapper)]
+
+  def _built_wrappers(self):
+    return [w for w in self.fair_prune_wrappers if w.score_variables]
+
+  def _pruning_variables(self):
+    """(weights θ-level trainables, scores, prunable θ aligned with scores, masks)."""
+    wrappers = self._built_wrappers()
+    scores = [s for w in wrappers for s in w.score_variables]
+    thetas = [v for w in wrappers for v in w.prunable_weights]
+    masks = [m for w in wrappers for m in w.mask_variables]
+    score_refs = {s.ref() for s in scores}
+    weights = [v for v in self.trainable_variables if v.ref() not in score_refs]
+    return weights, scores, thetas, masks
+
+  def _step(self):
+    opt = getattr(self, "optimizer", None)
+    return opt.iterations if opt is not None else tf.constant(0, tf.int64)
+
+  def sparsity_at(self, step=None):
+    """Target sparsity at `step` (default: the current training step)."""
+    return pruning_schedule.sparsity_at(self.target_sparsity, self._step() if step is None else step)
+
+  def _assign_masks(self, step):
+    _, scores, _, masks = self._pruning_variables()
+    if not scores:
+      return
+    new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope)
+    for var, value in zip(masks, new):
+      var.assign(value)
+
+  def update_masks(self):
+    """Re-ranks the masks from the current scores at the current step's sparsity."""
+    self._assign_masks(self._step())
+
+  def measured_sparsity(self):
+    """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
+    _, _, _, masks = self._pruning_variables()
+    if not masks:
+      return tf.constant(0.0)
+    kept = tf.add_n([tf.reduce_sum(m) for m in masks])
+    total = float(sum(int(np.prod(m.shape)) for m in masks))
+    return 1.0 - kept / total
+
+  # ---------------------------------------------------------------- compile / fit
+  def compile(self, optimizer="rmsprop", loss=None, metrics=None, mask_optimizer=None,
+              **kwargs):
+    """Configures the model for bi-level training.
+
+    Args:
+      optimizer: Optimizer of the weights (lower level), as in `keras.Model.compile`.
+      loss: The task loss, as in `keras.Model.compile`.
+      metrics: Metrics, as in `keras.Model.compile`.
+      mask_optimizer: Optimizer of the mask scores (upper level). Defaults to
+        `SGD(learning_rate=0.1, momentum=0.9)`. Must be a different object from
+        `optimizer` (the two keep separate slots).
+      **kwargs: Other arguments of `keras.Model.compile` (`loss_weights`,
+        `weighted_metrics`, `run_eagerly`, `steps_per_execution`, `jit_compile`).
+
+    Raises:
+      ValueError: If `mask_optimizer` is the same object as `optimizer`.
+    """
+    super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+    if mask_optimizer is None:
+      mask_optimizer = default_mask_optimizer()
+    with self.distribute_strategy.scope():
+      mask_optimizer = keras.optimizers.get(mask_optimizer)
+    if mask_optimizer is self.optimizer:
+      raise ValueError("`mask_optimizer` must be a different optimizer object from "
+                       "`optimizer`: weights and scores keep separate optimizer slots.")
+    self.mask_optimizer = mask_optimizer
+    self._compile_config.config["mask_optimizer"] = mask_optimizer
+    self._loss_spec = (loss, kwargs.get("loss_weights"))
+    self._upper_loss = None
+    with self.distribute_strategy.scope():
+      self._sparsity_tracker = _LastValue(name="sparsity")
+
+  def compile_from_config(self, config):
+    config = keras.saving.deserialize_keras_object(config)
+    self.compile(**config)
+    if self.built:
+      self._build_optimizers()
+
+  def _build_optimizers(self):
+    weights, scores, _, _ = self._pruning_variables()
+    self.optimizer.build(weights)
+    self.mask_optimizer.build(scores)
+
+  @property
+  def metrics(self):
+    metrics = super().metrics
+    tracker = getattr(self, "_sparsity_tracker", None)
+    if self._is_compiled and tracker is not None:
+      metrics = metrics + [tracker]
+    return metrics
+
+  def fit(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
+    if not self._is_compiled or self.mask_optimizer is None:
+      raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
+                         "loss=..., mask_optimizer=...)`) before calling `fit`.")
+    callbacks = list(kwargs.pop("callbacks", None) or [])
+    if not any(isinstance(c, _NonFiniteGuard) for c in callbacks):
+      callbacks.append(_NonFiniteGuard())
+    self.stopped_on_non_finite_loss = False
+    if self.built:
+      self.update_masks()
+    return super().fit(*args, callbacks=callbacks, **kwargs)
+
+  fit.__doc__ = keras.Model.fit.__doc__
+
+  # ---------------------------------------------------------------- the step
+  def _unpack(self, data):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    return x, y, sample_weight
+
+  def _fairness_penalties(self, x, y, y_pred, sample_weight):  # pylint: disable=unused-argument
+    """(weight-level, mask-level) penalty tensors; overridden when fairness is on."""
+    return None, None
+
+  def _upper_task_loss(self, y, y_pred, sample_weight):
+    """Task loss without touching the reported loss metric (second pass)."""
+    if self._upper_loss is None:
+      loss, loss_weights = self._loss_spec
+      self._upper_loss = compile_utils.LossesContainer(
+          loss, loss_weights, output_names=self.output_names)
+    return self._upper_loss(y, y_pred, sample_weight)
+
+  def _forward(self, x, y, sample_weight, first_pass=True):
+    y_pred = self(x, training=True)
+    if first_pass:
+      task = self.compiled_loss(y, y_pred, sample_weight)
+    else:
+      task = self._upper_task_loss(y, y_pred, sample_weight)
+    reg = tf.add_n(self.losses) if self.losses else None
+    pen_w, pen_m = self._fairness_penalties(x, y, y_pred, sample_weight)
+    return y_pred, task, reg, pen_w, pen_m
+
+  @staticmethod
+  def _plus(*terms):
+    terms = [t for t in terms if t is not None]
+    return tf.add_n(terms) if len(terms) > 1 else terms[0]
+
+  def _score_gradients(self, g_s, g_theta):
+    if self.implicit_gradient_scale == 0.0:
+      return g_s
+    scale = self.implicit_gradient_scale
+    return [gs if gt is None else gs - scale * tf.square(tf.cast(gt, gs.dtype))
+            for gs, gt in zip(g_s, g_theta)]
+
+  def _apply(self, finite, optimizer, grads, variables):
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    if not pairs:
+      return
+    def apply():
+      optimizer.apply_gradients(pairs)
+      return tf.constant(True)
+    tf.cond(finite, apply, lambda: tf.constant(False))
+
+  def train_step(self, data):
+    x, y, sample_weight = self._unpack(data)
+    weights, scores, thetas, _ = self._pruning_variables()
+    if not scores:
+      raise ValueError("The model has no built FairPruneWrapper layers: nothing to prune.")
+    self._build_optimizers()
+    nw = len(weights)
+
+    if self.update_mode == "joint":
+      with tf.GradientTape(persistent=True) as tape:
+        y_pred, task, reg, pen_w, pen_m = self._forward(x, y, sample_weight)
+        upper = self._plus(task, pen_m)
+        lower = self._plus(task, reg, pen_w)
+        same_objective = pen_w is pen_m
+        if same_objective:
+          lower = upper if reg is None else upper + reg
+      if same_objective:
+        grads = tape.gradient(upper, weights + scores + thetas)
+        g_data_w, g_s = grads[:nw], grads[nw:nw + len(scores)]
+        g_theta = grads[nw + len(scores):]
+        if reg is not None:
+          g_reg = tape.gradient(reg, weights, unconnected_gradients="zero")
+          g_w = [None if g is None else g + r for g, r in zip(g_data_w, g_reg)]
+        else:
+          g_w = g_data_w
+      else:
+        g_w = tape.gradient(lower, weights)
+        grads = tape.gradient(upper, scores + thetas)
+        g_s, g_theta = grads[:len(scores)], grads[len(scores):]
+      del tape
+      g_s = self._score_gradients(g_s, g_theta)
+      finite = _all_finite([lower, upper] + g_w + g_s)
+      self._apply(finite, self.optimizer, g_w, weights)
+      self._apply(finite, self.mask_optimizer, g_s, scores)
+    else:
+      with tf.GradientTape() as tape:
+        y_pred, task, reg, pen_w, _ = self._forward(x, y, sample_weight)
+        lower = self._plus(task, reg, pen_w)
+      g_w = tape.gradient(lower, weights)
+      finite = _all_finite([lower] + g_w)
+      self._apply(finite, self.optimizer, g_w, weights)
+      with tf.GradientTape() as tape:
+        _, task2, _, _, pen_m2 = self._forward(x, y, sample_weight, first_pass=False)
+        upper = self._plus(task2, pen_m2)
+      grads = tape.gradient(upper, scores + thetas)
+      g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
+      finite = tf.logical_and(finite, _all_finite([upper] + g_s))
+      self._apply(finite, self.mask_optimizer, g_s, scores)
+
+    # Masks follow the new scores, at the sparsity of the next step.
+    tf.cond(finite, lambda: self._assign_masks_op(), lambda: tf.constant(False))
+    self.compiled_metrics.update_state(y, y_pred, sample_weight)
+    self._sparsity_tracker.update_state(self.measured_sparsity())
+    return {m.name: m.result() for m in self.metrics}
+
+  def _assign_masks_op(self):
+    self._assign_masks(self._step())
+    return tf.constant(True)
+
+  def test_step(self, data):
+    x, y, sample_weight = self._unpack(data)
+    y_pred = self(x, training=False)
+    self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
+    self.compiled_metrics.update_state(y, y_pred, sample_weight)
+    self._sparsity_tracker.update_state(self.measured_sparsity())
+    return {m.name: m.result() for m in self.metrics}
+
+
+def _is_functional_init(args, kwargs):
+  return (len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or
+          ("inputs" in kwargs and "outputs" in kwargs))
+
+
+@keras.saving.register_keras_serializable(package="tf_fairprune")
+class FairPruneModel(BiLevelTrainingMixin, keras.Model):
+  """A Keras model trained by bi-level fair pruning.
+
+  Subclass it like `keras.Model` and use `FairPruneWrapper` layers inside; or call it
+  with `inputs`/`outputs` like the functional API (that is what `fair_prune_wrapper`
+  returns for Sequential and Functional models).
+
+  Args:
+    target_sparsity: Fraction of prunable weights to remove, a float in [0, 1) or a
+      TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
+    mask_scope: `"global"` (default) ranks the scores of all wrapped layers together;
+      `"layer"` prunes every wrapped weight to the same sparsity.
+    implicit_gradient_scale: 1/γ of BiP's implicit-gradient term (default 1e-4);
+      0 turns the term off.
+    update_mode: `"joint"` (default, one forward pass per step) or `"alternating"`
+      (upper level evaluated after the weight update, two passes).
+    **kwargs: Arguments of `keras.Model`.
+
+  Example:
+
+  ```python
+  class Net(tf_fairprune.FairPruneModel):
+    def __init__(self):
+      super().__init__(target_sparsity=0.8)
+      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(32, "relu"))
+      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(2))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+
+  model = Net()
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  model.fit(x, y, epochs=2)
+  ```
+  """
+
+  def __new__(cls, *args, **kwargs):
+    if cls is FairPruneModel and _is_functional_init(args, kwargs):
+      return super().__new__(FunctionalFairPruneModel)
+    return super().__new__(cls, *args, **kwargs)
+
+  def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
+               implicit_gradient_scale=1e-4, update_mode="joint", source_class=None,
+               **kwargs):
+    super().__init__(*args, **kwargs)
+    self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
+                            update_mode, source_class)
+
+
+@keras.saving.register_keras_serializable(package="tf_fairprune")
+class FunctionalFairPruneModel(FairPruneModel, functional.Functional):
+  """The functional form of `FairPruneModel` (a graph network: saves to .keras and .h5)."""
+
+  def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+    super().__init__(inputs, outputs, name=name, trainable=trainable, **kwargs)
+
+  def get_config(self):
+    config = functional.Functional.get_config(self)
+    config["fair_pruning"] = self.fair_pruning_config()
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    prune_kwargs = cls._fair_pruning_kwargs(config.pop("fair_pruning", {}) or {})
+    with legacy_serialization.SharedObjectLoadingScope():
+      inputs, outputs, layers = functional.reconstruct_from_config(config, custom_objects)
+      model = cls(inputs=inputs, outputs=outputs, name=config.get("name"),
+                  trainable=config.get("trainable", True), **prune_kwargs)
+      functional.connect_ancillary_layers(model, layers)
+    return model

@@ -1,0 +1,165 @@
+"""`FairPruneWrapper`: the trainable mask scores of one layer.
+
+For each prunable weight θ of the wrapped layer the wrapper holds a trainable score
+tensor s (same shape, initialised from |θ|) and a non-trainable 0/1 mask m. During
+`call` the layer computes with z = m ⊙ θ, and the gradient reaches the scores through
+a straight-through estimator. Masks are *chosen* by the model (top-k over all wrapped
+layers), not here, because a global top-k needs every layer's scores at once.
+
+Unlike TFMOT's `PruneLowMagnitude`, the mask is applied in the graph rather than by
+assigning zeros into the weight, so the pruned entries of θ are kept (and can come
+back if their score rises) and the user's weights are never overwritten.
+"""
+
+import inspect
+
+import tensorflow as tf
+
+from tf_fairprune import masking
+from tf_fairprune import registry
+from tf_fairprune._compat import keras
+
+
+def _find_owner(layer, var):
+  """Finds (object, attribute) through which `layer` reads the variable `var`."""
+  for obj in layer._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    for attr, value in vars(obj).items():
+      if value is var:
+        return obj, attr
+  raise ValueError(
+      f"Cannot find the attribute through which layer '{layer.name}' reads its prunable "
+      f"weight '{var.name}'. tf_fairprune substitutes masked weights by attribute, so a "
+      "prunable weight must be stored as a plain attribute of the layer or a sublayer.")
+
+
+@keras.saving.register_keras_serializable(package="tf_fairprune")
+class FairPruneWrapper(keras.layers.Wrapper):
+  """Wraps a layer so that its prunable weights are masked by learned scores.
+
+  Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
+  base class); for Sequential and Functional models use `fair_prune_wrapper`, which
+  wraps every prunable layer for you.
+
+  Args:
+    layer: A `tf_keras` layer with prunable weights (see `register_prunable_layer`).
+    **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
+
+  Raises:
+    TypeError: If `layer` is not a `tf_keras` layer.
+    ValueError: If `layer` is a model, is already wrapped, or is not prunable.
+
+  Example:
+
+  ```python
+  class Net(tf_fairprune.FairPruneModel):
+    def __init__(self):
+      super().__init__(target_sparsity=0.9)
+      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(64, "relu"))
+      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(1))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+  ```
+  """
+
+  def __init__(self, layer, **kwargs):
+    if not isinstance(layer, keras.layers.Layer):
+      raise TypeError(
+          f"FairPruneWrapper expects a tf_keras layer, got {type(layer).__module__}."
+          f"{type(layer).__name__}. (Keras 3 objects are not supported: build the model "
+          "with `import tf_keras as keras`.)")
+    if isinstance(layer, FairPruneWrapper):
+      raise ValueError(f"Layer '{layer.name}' is already wrapped by FairPruneWrapper.")
+    if isinstance(layer, keras.Model):
+      raise ValueError(
+          f"FairPruneWrapper wraps layers, not models ('{layer.name}'); use "
+          "tf_fairprune.fair_prune_wrapper(model) to prune a whole model.")
+    if layer.built and not registry.get_prunable_weights(layer):
+      raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable weights.")
+    if not layer.built and not registry.is_known(layer):
+      raise ValueError(
+          f"Layer '{layer.name}' of type {type(layer).__name__} is not supported. "
+          f"{registry._HOW_TO}")  # pylint: disable=protected-access
+    kwargs.setdefault("name", f"fair_prune_{layer.name}")
+    super().__init__(layer, **kwargs)
+    self._call_arg_names = set(inspect.signature(layer.call).parameters)
+    self._targets = []
+    self.score_variables = []
+    self.mask_variables = []
+
+  def build(self, input_shape=None):
+    if self._builds_from_call_signature():
+      # MultiHeadAttention creates its sublayers from query/value/key together,
+      # which only `call` sees: the scores are created on the first call.
+      self.built = True
+      return
+    super().build(input_shape)
+    self._create_scores()
+
+  def _builds_from_call_signature(self):
+    return (hasattr(self.layer, "_build_from_signature") and
+            not getattr(self.layer, "_built_from_signature", False))
+
+  def _create_scores(self):
+    weights = registry.get_prunable_weights(self.layer)
+    if not weights:
+      raise ValueError(f"Layer '{self.layer.name}' has no prunable weights.")
+    self._targets = []
+    used = set()
+    for var in weights:
+      owner, attr = _find_owner(self.layer, var)
+      label = attr if owner is self.layer else f"{owner.name}_{attr}"
+      label = label.lstrip("_")
+      while label in used:
+        label += "_"
+      used.add(label)
+      self._targets.append((owner, attr, var))
+      self.score_variables.append(self.add_weight(
+          name=f"{label}_score", shape=var.shape, dtype=tf.float32, trainable=True,
+          initializer=lambda shape, dtype=None, v=var: tf.abs(tf.cast(v, tf.float32))))
+      self.mask_variables.append(self.add_weight(
+          name=f"{label}_mask", shape=var.shape, dtype=tf.float32, trainable=False,
+          initializer="ones", synchronization=tf.VariableSynchronization.ON_WRITE,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+    self.built = True
+
+  @property
+  def prunable_weights(self):
+    """The wrapped layer's variables that are masked (θ)."""
+    return [var for _, _, var in self._targets]
+
+  def reset_scores(self):
+    """Sets every score to |θ| (so the first mask equals magnitude pruning)."""
+    for score, var in zip(self.score_variables, self.prunable_weights):
+      score.assign(tf.abs(tf.cast(var, tf.float32)))
+
+  def masked_weights(self):
+    """The effective weights z = m ⊙ θ as tensors (what inference computes with)."""
+    return [var * tf.cast(mask, var.dtype)
+            for var, mask in zip(self.prunable_weights, self.mask_variables)]
+
+  def call(self, inputs, *args, training=None, **kwargs):
+    if "training" in self._call_arg_names:
+      kwargs["training"] = training
+    if "mask" in kwargs and "mask" not in self._call_arg_names:
+      kwargs.pop("mask")
+    if not self._targets:
+      self.layer(inputs, *args, **kwargs)  # Builds all sublayers (first call only).
+      self._create_scores()
+    for (owner, attr, var), score, mask in zip(
+        self._targets, self.score_variables, self.mask_variables):
+      m = masking.straight_through(tf.convert_to_tensor(score), tf.convert_to_tensor(mask))
+      # object.__setattr__ bypasses Keras attribute tracking: the variable stays the
+      # tracked weight, only this call reads the masked tensor in its place.
+      object.__setattr__(owner, attr, var * tf.cast(m, var.dtype))
+    try:
+      return self.layer.call(inputs, *args, **kwargs)
+    finally:
+      for owner, attr, var in self._targets:
+        object.__setattr__(owner, attr, var)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def compute_mask(self, inputs, mask=None):
+    return self.layer.compute_mask(inputs, mask)
