@@ -24,6 +24,8 @@ def keep_count(sparsity, size):
 
   Computed in float64 so that large layers are counted exactly. Rounds half to even.
   """
+  if isinstance(sparsity, (int, float)):
+    sparsity = tf.constant(sparsity, tf.float64)  # Not via float32: 0.9f != 0.9.
   sparsity = tf.cast(sparsity, tf.float64)
   return tf.cast(tf.round((1.0 - sparsity) * float(size)), tf.int32)
 

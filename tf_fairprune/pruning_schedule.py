@@ -28,12 +28,13 @@ def validate(target_sparsity):
 
 
 def sparsity_at(target_sparsity, step):
-  """Sparsity to apply at `step` (an int tensor) as a float32 tensor."""
+  """Sparsity to apply at `step` (an int tensor) as a float64 tensor."""
   if not isinstance(target_sparsity, PruningSchedule):
-    return tf.constant(target_sparsity, tf.float32)
+    return tf.constant(target_sparsity, tf.float64)
   _, value = target_sparsity(step)
   begin = getattr(target_sparsity, "begin_step", 0)
-  return tf.where(tf.cast(step, tf.int64) < begin, 0.0, tf.cast(value, tf.float32))
+  return tf.where(tf.cast(step, tf.int64) < begin, tf.constant(0.0, tf.float64),
+                  tf.cast(value, tf.float64))
 
 
 def final_sparsity(target_sparsity):

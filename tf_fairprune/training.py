@@ -57,19 +57,40 @@ class _LastValue(keras.metrics.Metric):
     return tf.identity(self.value)
 
 
+class _StepState:
+  """Per-compile training state kept out of Keras attribute tracking.
+
+  Metrics and counters assigned to a model attribute would be tracked as model
+  weights (and end up in `get_weights()` and saved files); held here they are not.
+  """
+
+  def __init__(self):
+    self.sparsity = _LastValue(name="sparsity")
+    self.non_finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name="non_finite_steps",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
 class _NonFiniteGuard(keras.callbacks.Callback):
-  """Stops `fit` after a step whose loss was not finite (that step changed nothing)."""
+  """Stops `fit` after a step whose loss or gradients were not finite.
+
+  The step itself already changed nothing (see `train_step`); this reports it.
+  """
+
+  def on_train_begin(self, logs=None):
+    self._seen = int(self.model._step_state.non_finite_steps.numpy())  # pylint: disable=protected-access
 
   def on_train_batch_end(self, batch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not np.all(np.isfinite(loss)):
+    count = int(self.model._step_state.non_finite_steps.numpy())  # pylint: disable=protected-access
+    if count > self._seen:
       tf.get_logger().error(
-          "tf_fairprune: the loss became %s at batch %d; that update was skipped and "
-          "training stopped. The model keeps the weights, scores and masks of the last "
-          "finite step. Lower the learning rates or check the data for NaN/inf.",
-          loss, batch)
+          "tf_fairprune: the loss or its gradients became NaN/inf at batch %d (loss: %s); "
+          "that update was skipped and training stopped. The model keeps the weights, "
+          "scores and masks of the last finite step. Lower the learning rates or check "
+          "the data for NaN/inf.", batch, (logs or {}).get("loss"))
       self.model.stop_training = True
       self.model.stopped_on_non_finite_loss = True
+      self._seen = count
 
 
 def _all_finite(tensors):
@@ -195,7 +216,7 @@ class BiLevelTrainingMixin:
     self._loss_spec = (loss, kwargs.get("loss_weights"))
     self._upper_loss = None
     with self.distribute_strategy.scope():
-      self._sparsity_tracker = _LastValue(name="sparsity")
+      object.__setattr__(self, "_step_state", _StepState())  # Untracked on purpose.
 
   def compile_from_config(self, config):
     config = keras.saving.deserialize_keras_object(config)
@@ -211,9 +232,9 @@ class BiLevelTrainingMixin:
   @property
   def metrics(self):
     metrics = super().metrics
-    tracker = getattr(self, "_sparsity_tracker", None)
-    if self._is_compiled and tracker is not None:
-      metrics = metrics + [tracker]
+    state = getattr(self, "_step_state", None)
+    if self._is_compiled and state is not None:
+      metrics = metrics + [state.sparsity]
     return metrics
 
   def fit(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
@@ -328,9 +349,10 @@ class BiLevelTrainingMixin:
       self._apply(finite, self.mask_optimizer, g_s, scores)
 
     # Masks follow the new scores, at the sparsity of the next step.
-    tf.cond(finite, lambda: self._assign_masks_op(), lambda: tf.constant(False))
+    tf.cond(finite, self._assign_masks_op, lambda: tf.constant(False))
+    self._step_state.non_finite_steps.assign_add(1 - tf.cast(finite, tf.int64))
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
-    self._sparsity_tracker.update_state(self.measured_sparsity())
+    self._step_state.sparsity.update_state(self.measured_sparsity())
     return {m.name: m.result() for m in self.metrics}
 
   def _assign_masks_op(self):
@@ -342,7 +364,7 @@ class BiLevelTrainingMixin:
     y_pred = self(x, training=False)
     self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
-    self._sparsity_tracker.update_state(self.measured_sparsity())
+    self._step_state.sparsity.update_state(self.measured_sparsity())
     return {m.name: m.result() for m in self.metrics}
 
 

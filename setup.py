@@ -1,0 +1,35 @@
+"""Install tf_fairprune: `pip install -e .` (add `[test]` for the test suite)."""
+
+import setuptools
+
+setuptools.setup(
+    name="tf_fairprune",
+    version="0.1.0",
+    description="Bi-level fair pruning for Keras 2 (tf_keras): prune a model and keep "
+                "it fair across groups in one training run.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["tf_fairprune", "tf_fairprune.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-model-optimization>=0.8.0",
+        "absl-py",
+        "numpy",
+    ],
+    extras_require={
+        "litert": ["ai-edge-litert>=2.0"],
+        "tensorboard": ["tensorboard"],
+        "fairness": ["fairlearn"],
+        "plots": ["matplotlib"],
+        "datasets": ["tensorflow-datasets"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0", "tensorboard"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

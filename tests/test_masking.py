@@ -1,0 +1,73 @@
+"""Masks: exact k, deterministic ties, straight-through gradient, XLA."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_fairprune import masking
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.99])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_exact_keep_count(sparsity, scope):
+  rng = np.random.default_rng(1)
+  scores = [tf.constant(rng.standard_normal(s).astype("float32")) for s in [(7, 5), (13,), (3, 3, 4)]]
+  masks = masking.topk_masks(scores, sparsity, scope=scope)
+  sizes = [int(np.prod(s.shape)) for s in scores]
+  kept = [int(m.numpy().sum()) for m in masks]
+  if scope == "global":
+    assert sum(kept) == int(round((1 - sparsity) * sum(sizes)))
+  else:
+    assert kept == [int(round((1 - sparsity) * n)) for n in sizes]
+  for m, s in zip(masks, scores):
+    assert m.shape == s.shape
+    assert set(np.unique(m.numpy())) <= {0.0, 1.0}
+
+
+def test_global_mask_keeps_largest_magnitudes():
+  scores = [tf.constant([[0.1, -5.0], [0.3, 0.2]]), tf.constant([4.0, -0.05, 0.25])]
+  masks = masking.topk_masks(scores, 4 / 7)  # keep 3 of 7
+  np.testing.assert_array_equal(masks[0].numpy(), [[0, 1], [1, 0]])
+  np.testing.assert_array_equal(masks[1].numpy(), [1, 0, 0])
+
+
+def test_ties_are_broken_by_position_and_repeatably():
+  scores = [tf.ones((2, 3)), tf.ones((4,))]
+  first = masking.topk_masks(scores, 0.5)
+  again = masking.topk_masks(scores, 0.5)
+  # 10 equal scores, keep 5: the first five in flattened model order.
+  np.testing.assert_array_equal(first[0].numpy(), np.ones((2, 3)) * [[1, 1, 1], [1, 1, 0]])
+  np.testing.assert_array_equal(first[1].numpy(), np.zeros(4))
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keep_count_rounds_and_is_exact_for_large_sizes():
+  assert int(masking.keep_count(0.9, 352)) == 35  # 35.2 -> 35
+  assert int(masking.keep_count(0.0, 10)) == 10
+  assert int(masking.keep_count(0.999, 123_456_789)) == 123_457
+
+
+def test_straight_through_gradient_is_identity():
+  scores = tf.Variable([0.5, -1.0, 2.0])
+  mask = tf.constant([1.0, 0.0, 1.0])
+  with tf.GradientTape() as tape:
+    out = masking.straight_through(tf.convert_to_tensor(scores), mask)
+    loss = tf.reduce_sum(out * tf.constant([3.0, 4.0, 5.0]))
+  np.testing.assert_array_equal(out.numpy(), mask.numpy())
+  np.testing.assert_array_equal(tape.gradient(loss, scores).numpy(), [3.0, 4.0, 5.0])
+
+
+def test_bad_arguments():
+  with pytest.raises(ValueError, match="scope"):
+    masking.topk_masks([tf.ones(3)], 0.5, scope="channel-ish")
+  with pytest.raises(ValueError, match="at least one"):
+    masking.topk_masks([], 0.5)
+
+
+def test_topk_compiles_under_xla_with_a_dynamic_sparsity():
+  scores = [tf.constant(np.random.default_rng(0).standard_normal((50, 20)).astype("float32"))]
+  fn = tf.function(lambda s: masking.topk_masks(scores, s)[0], jit_compile=True)
+  for sparsity in (0.3, 0.8):
+    np.testing.assert_array_equal(fn(tf.constant(sparsity)).numpy(),
+                                  masking.topk_masks(scores, sparsity)[0].numpy())

@@ -1,0 +1,148 @@
+"""fair_prune_wrapper / strip_fair_pruning on Sequential, Functional and nested models."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tf_fairprune
+from conftest import make_mlp
+
+
+def _functional_with_nested():
+  inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6, name="inner_dense"),
+                            keras.layers.BatchNormalization(name="inner_bn")], name="inner")
+  inp = keras.Input((4,), name="features")
+  h = keras.layers.Dense(6, activation="relu", name="d1")(inp)
+  h = inner(h)
+  h = keras.layers.Dropout(0.1)(h)
+  out = keras.layers.Dense(2, name="head")(keras.layers.Add()([h, h]))
+  return keras.Model(inp, out, name="net")
+
+
+@pytest.mark.parametrize("make", [make_mlp, _functional_with_nested])
+def test_wraps_prunable_layers_and_never_mutates_the_original(make):
+  model = make()
+  before = [w.copy() for w in model.get_weights()]
+  layers_before = list(model.layers)
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.75)
+  assert isinstance(pruned, tf_fairprune.FairPruneModel)
+  wrappers = pruned.fair_prune_wrappers
+  assert wrappers and all(w.layer not in model._flatten_layers() for w in wrappers)
+  # Same function at sparsity 0? No: at 0.75, but the dense weights were copied over.
+  for w in wrappers:
+    for theta, score in zip(w.prunable_weights, w.score_variables):
+      np.testing.assert_allclose(score.numpy(), np.abs(theta.numpy()))
+  assert model.layers == layers_before
+  for a, b in zip(before, model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert abs(float(pruned.measured_sparsity()) - 0.75) < 0.02
+
+
+def test_initial_mask_is_global_magnitude_pruning():
+  model = make_mlp()
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.6)
+  weights = np.concatenate([np.abs(model.get_layer(n).kernel.numpy()).ravel()
+                            for n in ("hidden", "logits")])
+  threshold = np.sort(weights)[::-1][int(round(0.4 * weights.size)) - 1]
+  masks = np.concatenate([m.numpy().ravel() for w in pruned.fair_prune_wrappers
+                          for m in w.mask_variables])
+  np.testing.assert_array_equal(masks, (weights >= threshold).astype("float32"))
+
+
+def test_nested_model_layers_are_wrapped_and_predictions_match_at_zero_sparsity():
+  model = _functional_with_nested()
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.0)
+  names = sorted(w.name for w in pruned.fair_prune_wrappers)
+  assert names == ["fair_prune_d1", "fair_prune_head", "fair_prune_inner_dense"]
+  x = np.random.default_rng(0).standard_normal((5, 4)).astype("float32")
+  np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0),
+                             atol=1e-6)
+
+
+def test_layer_and_list_of_layers():
+  wrapped = tf_fairprune.fair_prune_wrapper(keras.layers.Dense(3))
+  assert isinstance(wrapped, tf_fairprune.FairPruneWrapper)
+  wrapped = tf_fairprune.fair_prune_wrapper([keras.layers.Dense(3), keras.layers.Conv2D(2, 3)])
+  assert all(isinstance(w, tf_fairprune.FairPruneWrapper) for w in wrapped)
+
+
+def test_selective_pruning_keeps_existing_wrappers_only():
+  inp = keras.Input((4,))
+  h = tf_fairprune.fair_prune_wrapper(keras.layers.Dense(8, name="pruned"))(inp)
+  out = keras.layers.Dense(1, name="kept_dense")(h)
+  pruned = tf_fairprune.fair_prune_wrapper(keras.Model(inp, out), target_sparsity=0.5)
+  assert [w.layer.name for w in pruned.fair_prune_wrappers] == ["pruned"]
+  assert isinstance(pruned.get_layer("kept_dense"), keras.layers.Dense)
+
+
+def test_strip_gives_plain_model_with_zeros_and_same_outputs():
+  model = _functional_with_nested()
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.7)
+  x = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  assert not any(isinstance(l, tf_fairprune.FairPruneWrapper)
+                 for l in stripped._flatten_layers())
+  assert type(stripped).__name__ == "Functional"
+  np.testing.assert_array_equal(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0))
+  kernels = [stripped.get_layer("d1").kernel, stripped.get_layer("inner").get_layer("inner_dense").kernel,
+             stripped.get_layer("head").kernel]
+  zeros = sum(int(np.sum(k.numpy() == 0)) for k in kernels)
+  total = sum(int(np.prod(k.shape)) for k in kernels)
+  assert zeros == total - int(round(0.3 * total))
+  assert stripped.get_layer("inner").get_layer("inner_bn").get_weights()[0].shape == (6,)
+
+
+def test_strip_keeps_sequential_sequential():
+  pruned = tf_fairprune.fair_prune_wrapper(make_mlp(), target_sparsity=0.5)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  assert isinstance(stripped, keras.Sequential)
+  assert [l.name for l in stripped.layers] == ["hidden", "logits"]
+
+
+@pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
+def test_bad_sparsity(sparsity):
+  with pytest.raises((ValueError, TypeError), match="target_sparsity"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), target_sparsity=sparsity)
+
+
+def test_bad_objects():
+  with pytest.raises(TypeError, match="tf_keras Model, Layer"):
+    tf_fairprune.fair_prune_wrapper(np.zeros(3))
+  pruned = tf_fairprune.fair_prune_wrapper(make_mlp())
+  with pytest.raises(ValueError, match="already wrapped"):
+    tf_fairprune.fair_prune_wrapper(pruned)
+  with pytest.raises(ValueError, match="already wrapped"):
+    tf_fairprune.fair_prune_wrapper(pruned.fair_prune_wrappers[0])
+  no_weights = keras.Sequential([keras.Input((3,)), keras.layers.Flatten()])
+  with pytest.raises(ValueError, match="no prunable weights"):
+    tf_fairprune.fair_prune_wrapper(no_weights)
+  with pytest.raises(ValueError, match="not built"):
+    tf_fairprune.fair_prune_wrapper(keras.Sequential([keras.layers.Dense(2)]))
+  with pytest.raises(TypeError):
+    tf_fairprune.strip_fair_pruning("model")
+
+
+def test_keras3_objects_are_rejected_with_a_hint():
+  keras3 = pytest.importorskip("keras")
+  if not keras3.__version__.startswith("3."):
+    pytest.skip("Keras 3 not installed")
+  with pytest.raises(TypeError, match="Keras 3"):
+    tf_fairprune.fair_prune_wrapper(keras3.layers.Dense(2))
+
+
+class Subclassed(keras.Model):
+
+  def __init__(self):
+    super().__init__()
+    self.d = keras.layers.Dense(2)
+
+  def call(self, x):
+    return self.d(x)
+
+
+def test_subclassed_model_gets_guidance():
+  model = Subclassed()
+  model(tf.ones((1, 3)))
+  with pytest.raises(ValueError, match="FairPruneModel"):
+    tf_fairprune.fair_prune_wrapper(model)

@@ -1,0 +1,165 @@
+"""Which layers are prunable, and what the wrapper holds."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tf_fairprune
+from tf_fairprune import registry
+from tf_fairprune._compat import tfmot
+
+
+def _apply(layer, shape_or_input):
+  if isinstance(shape_or_input, tuple):
+    return layer(tf.random.uniform(shape_or_input))
+  return layer(shape_or_input)
+
+
+LAYERS = [
+    ("dense", lambda: keras.layers.Dense(3), (2, 4), 1),
+    ("conv1d", lambda: keras.layers.Conv1D(3, 2), (2, 6, 2), 1),
+    ("conv2d", lambda: keras.layers.Conv2D(3, 3), (2, 6, 6, 2), 1),
+    ("conv3d", lambda: keras.layers.Conv3D(2, 2), (1, 4, 4, 4, 2), 1),
+    ("conv2d_transpose", lambda: keras.layers.Conv2DTranspose(3, 3), (2, 5, 5, 2), 1),
+    ("separable", lambda: keras.layers.SeparableConv2D(3, 3), (2, 6, 6, 2), 1),
+    ("embedding", lambda: keras.layers.Embedding(10, 4), tf.constant([[1, 2, 3]]), 1),
+    ("lstm", lambda: keras.layers.LSTM(3), (2, 5, 4), 2),
+    ("gru", lambda: keras.layers.GRU(3), (2, 5, 4), 2),
+]
+
+
+@pytest.mark.parametrize("name,make,inp,num_prunable", LAYERS, ids=[l[0] for l in LAYERS])
+def test_supported_layers_get_scores_and_gradients(name, make, inp, num_prunable):
+  del name
+  wrapper = tf_fairprune.FairPruneWrapper(make())
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(tf.square(_apply(wrapper, inp)))
+  assert len(wrapper.score_variables) == num_prunable
+  assert len(wrapper.mask_variables) == num_prunable
+  for score, theta in zip(wrapper.score_variables, wrapper.prunable_weights):
+    assert score.shape == theta.shape
+    np.testing.assert_allclose(score.numpy(), np.abs(theta.numpy()))
+  grads = tape.gradient(loss, wrapper.score_variables)
+  assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+  # Scores trainable, masks not.
+  trainable = {v.ref() for v in wrapper.trainable_weights}
+  assert all(s.ref() in trainable for s in wrapper.score_variables)
+  assert not any(m.ref() in trainable for m in wrapper.mask_variables)
+
+
+def test_multi_head_attention_projections_are_prunable():
+  inp = keras.Input((5, 8))
+  wrapper = tf_fairprune.FairPruneWrapper(keras.layers.MultiHeadAttention(2, 4))
+  out = wrapper(inp, inp)
+  assert out.shape == (None, 5, 8)
+  names = [v.name for v in wrapper.score_variables]
+  assert len(names) == 4 and len(set(names)) == 4
+
+
+def test_mask_zeroes_the_effective_weights():
+  layer = keras.layers.Dense(4, use_bias=False)
+  wrapper = tf_fairprune.FairPruneWrapper(layer)
+  x = tf.eye(3)
+  wrapper(x)
+  mask = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]], "float32")
+  wrapper.mask_variables[0].assign(mask)
+  np.testing.assert_allclose(wrapper(x).numpy(), layer.kernel.numpy() * mask, rtol=1e-6)
+  # The variable itself keeps its values (pruned entries can come back).
+  assert np.count_nonzero(layer.kernel.numpy()) == 12
+
+
+class MyDense(keras.layers.Dense):  # TFMOT rejects this by exact class match; we do not.
+  pass
+
+
+class CustomPrunable(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+
+  def build(self, input_shape):
+    self.w = self.add_weight("w", (input_shape[-1], 2))
+    self.extra = self.add_weight("extra", (input_shape[-1], 2))
+
+  def call(self, x):
+    return tf.matmul(x, self.w) + tf.matmul(x, self.extra)
+
+  def get_prunable_weights(self):
+    return [self.w]
+
+
+class DuckTyped(CustomPrunable.__bases__[0]):
+
+  def build(self, input_shape):
+    self.kern = self.add_weight("kern", (input_shape[-1], 2))
+
+  def call(self, x):
+    return tf.matmul(x, self.kern)
+
+  def get_prunable_weights(self):
+    return [self.kern]
+
+
+class Unsupported(keras.layers.Layer):
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight("kernel", (input_shape[-1], 2))
+
+  def call(self, x):
+    return tf.matmul(x, self.kernel)
+
+
+@pytest.mark.parametrize("make", [lambda: MyDense(2), CustomPrunable, DuckTyped])
+def test_subclasses_prunable_layer_and_duck_typing(make):
+  wrapper = tf_fairprune.FairPruneWrapper(make())
+  wrapper(tf.ones((1, 3)))
+  assert len(wrapper.score_variables) == 1
+
+
+def test_unsupported_layer_with_kernels_is_named_in_the_error():
+  layer = Unsupported(name="mystery")
+  layer.build((None, 3))
+  with pytest.raises(ValueError, match=r"mystery.*Unsupported.*get_prunable_weights"):
+    tf_fairprune.FairPruneWrapper(layer)
+  with pytest.raises(ValueError, match="register_prunable_layer"):
+    tf_fairprune.FairPruneWrapper(Unsupported())
+
+
+def test_register_prunable_layer_makes_it_supported():
+  class Registered(Unsupported):
+    pass
+  tf_fairprune.register_prunable_layer(Registered, ["kernel"])
+  wrapper = tf_fairprune.FairPruneWrapper(Registered())
+  wrapper(tf.ones((1, 3)))
+  assert [v.shape for v in wrapper.prunable_weights] == [(3, 2)]
+  with pytest.raises(TypeError):
+    tf_fairprune.register_prunable_layer(object, ["kernel"])
+
+
+def test_weightless_and_nothing_to_prune_layers():
+  assert registry.get_prunable_weights(keras.layers.Flatten()) == []
+  bn = keras.layers.BatchNormalization()
+  bn.build((None, 4))
+  assert registry.get_prunable_weights(bn) == []
+  with pytest.raises(ValueError, match="no prunable weights"):
+    tf_fairprune.FairPruneWrapper(bn)
+
+
+def test_wrapper_rejects_bad_inputs():
+  with pytest.raises(TypeError, match="tf_keras layer"):
+    tf_fairprune.FairPruneWrapper("dense")
+  inner = tf_fairprune.FairPruneWrapper(keras.layers.Dense(2))
+  with pytest.raises(ValueError, match="already wrapped"):
+    tf_fairprune.FairPruneWrapper(inner)
+  with pytest.raises(ValueError, match="not models"):
+    tf_fairprune.FairPruneWrapper(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+
+
+def test_config_round_trip():
+  wrapper = tf_fairprune.FairPruneWrapper(keras.layers.Dense(5, activation="relu"), name="w")
+  config = keras.layers.serialize(wrapper)
+  with tf_fairprune.fair_prune_scope():
+    clone = keras.layers.deserialize(config)
+  assert isinstance(clone, tf_fairprune.FairPruneWrapper)
+  assert clone.name == "w"
+  assert clone.layer.get_config() == wrapper.layer.get_config()
+  clone(tf.ones((1, 3)))
+  assert len(clone.score_variables) == 1
