@@ -215,14 +215,15 @@ class BiLevelTrainingMixin:
     self._compile_config.config["mask_optimizer"] = mask_optimizer
     self._loss_spec = (loss, kwargs.get("loss_weights"))
     self._upper_loss = None
+    if self.built:
+      # Build both optimizers on their own variables now, so that loaders that
+      # build `optimizer` on all trainable variables (legacy .h5) find it built.
+      self._build_optimizers()
     with self.distribute_strategy.scope():
       object.__setattr__(self, "_step_state", _StepState())  # Untracked on purpose.
 
   def compile_from_config(self, config):
-    config = keras.saving.deserialize_keras_object(config)
-    self.compile(**config)
-    if self.built:
-      self._build_optimizers()
+    self.compile(**keras.saving.deserialize_keras_object(config))
 
   def _build_optimizers(self):
     weights, scores, _, _ = self._pruning_variables()

@@ -1,0 +1,87 @@
+"""export_tflite: interpreter parity, sparse files, fallbacks, bad input, no broken files."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import tf_fairprune
+
+
+def _pruned(sparsity=0.9):
+  model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
+                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(4)])
+  return tf_fairprune.fair_prune_wrapper(model, target_sparsity=sparsity)
+
+
+@pytest.fixture
+def x():
+  return np.random.default_rng(0).standard_normal((8, 32)).astype("float32")
+
+
+def test_sparse_float_export_matches_keras_and_is_small(tmp_path, x):
+  pruned = _pruned()
+  dense = tf_fairprune.export_tflite(pruned, tmp_path / "dense.tflite", sparse=False,
+                                     sample_inputs=x)
+  sparse = tf_fairprune.export_tflite(pruned, tmp_path / "sparse.tflite", sample_inputs=x)
+  assert sparse.sparse and not dense.sparse
+  assert sparse.max_abs_diff < 1e-5 and dense.max_abs_diff < 1e-5
+  assert sparse.size_bytes == os.path.getsize(tmp_path / "sparse.tflite")
+  assert sparse.size_bytes < 0.25 * dense.size_bytes
+  assert sparse.num_samples == 8
+  assert sparse.interpreter in ("ai_edge_litert", "tf.lite")
+
+
+def test_random_samples_when_none_are_given(tmp_path):
+  result = tf_fairprune.export_tflite(_pruned(0.5), tmp_path / "m.tflite", num_samples=3)
+  assert result.num_samples == 3 and result.max_abs_diff < 1e-5
+
+
+def test_quantized_sparse_falls_back_to_a_working_dense_file(tmp_path, x):
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    result = tf_fairprune.export_tflite(_pruned(), tmp_path / "q.tflite", quantize="dynamic",
+                                        sample_inputs=x)
+  assert not result.sparse and "XNNPACK" in result.note
+  assert any("XNNPACK" in str(w.message) for w in caught)
+  assert result.max_abs_diff < 0.05  # int8 weights.
+
+
+def test_int8_export(tmp_path, x):
+  def representative():
+    for row in x:
+      yield [row[None]]
+  result = tf_fairprune.export_tflite(_pruned(), tmp_path / "i8.tflite", quantize="int8",
+                                      representative_dataset=representative, sample_inputs=x)
+  assert result.quantize == "int8" and os.path.exists(result.path)
+  assert result.max_abs_diff < 0.1
+
+
+def test_bad_arguments_write_nothing(tmp_path, x):
+  path = tmp_path / "never.tflite"
+  with pytest.raises(ValueError, match="quantize"):
+    tf_fairprune.export_tflite(_pruned(), path, quantize="fp16")
+  with pytest.raises(ValueError, match="representative_dataset"):
+    tf_fairprune.export_tflite(_pruned(), path, quantize="int8")
+  with pytest.raises(ValueError, match="does not match"):
+    tf_fairprune.export_tflite(_pruned(), path, sample_inputs=x[:, :5])
+  with pytest.raises(ValueError, match="inputs"):
+    tf_fairprune.export_tflite(_pruned(), path, sample_inputs=[x, x])
+  with pytest.raises(TypeError):
+    tf_fairprune.export_tflite("model", path)
+  assert not path.exists()
+  assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_existing_file_is_untouched_when_conversion_fails(tmp_path, x, monkeypatch):
+  path = tmp_path / "keep.tflite"
+  path.write_bytes(b"previous")
+  from tf_fairprune import export
+  def broken(*args, **kwargs):
+    raise RuntimeError("simulated interpreter failure")
+  monkeypatch.setattr(export, "_run", broken)
+  with pytest.raises(RuntimeError, match="Nothing was written"):
+    tf_fairprune.export_tflite(_pruned(), path, sample_inputs=x)
+  assert path.read_bytes() == b"previous"
