@@ -7,12 +7,13 @@ import tensorflow as tf
 from tf_fairprune import masking
 
 
+@pytest.mark.parametrize("method", masking.METHODS)
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.99])
 @pytest.mark.parametrize("scope", ["global", "layer"])
-def test_exact_keep_count(sparsity, scope):
+def test_exact_keep_count(sparsity, scope, method):
   rng = np.random.default_rng(1)
   scores = [tf.constant(rng.standard_normal(s).astype("float32")) for s in [(7, 5), (13,), (3, 3, 4)]]
-  masks = masking.topk_masks(scores, sparsity, scope=scope)
+  masks = masking.topk_masks(scores, sparsity, scope=scope, method=method)
   sizes = [int(np.prod(s.shape)) for s in scores]
   kept = [int(m.numpy().sum()) for m in masks]
   if scope == "global":
@@ -31,15 +32,31 @@ def test_global_mask_keeps_largest_magnitudes():
   np.testing.assert_array_equal(masks[1].numpy(), [1, 0, 0])
 
 
-def test_ties_are_broken_by_position_and_repeatably():
+@pytest.mark.parametrize("method", masking.METHODS)
+def test_ties_are_broken_by_position_and_repeatably(method):
   scores = [tf.ones((2, 3)), tf.ones((4,))]
-  first = masking.topk_masks(scores, 0.5)
-  again = masking.topk_masks(scores, 0.5)
+  first = masking.topk_masks(scores, 0.5, method=method)
+  again = masking.topk_masks(scores, 0.5, method=method)
   # 10 equal scores, keep 5: the first five in flattened model order.
   np.testing.assert_array_equal(first[0].numpy(), np.ones((2, 3)) * [[1, 1, 1], [1, 1, 0]])
   np.testing.assert_array_equal(first[1].numpy(), np.zeros(4))
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_histogram_and_sort_select_identical_masks():
+  rng = np.random.default_rng(7)
+  for trial in range(60):
+    n = int(rng.integers(1, 400))
+    values = rng.standard_normal(n).astype("float32") * 10.0 ** rng.integers(-6, 4)
+    if trial % 3 == 0:
+      values = np.round(values, 1)  # Many ties.
+    if trial % 10 == 0:
+      values[:] = 0.0
+    sparsity = float(rng.uniform(0.0, 0.999))
+    a = masking.topk_masks([tf.constant(values)], sparsity, method="sort")[0]
+    b = masking.topk_masks([tf.constant(values)], sparsity, method="histogram")[0]
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"trial {trial}")
 
 
 def test_keep_count_rounds_and_is_exact_for_large_sizes():
@@ -63,11 +80,13 @@ def test_bad_arguments():
     masking.topk_masks([tf.ones(3)], 0.5, scope="channel-ish")
   with pytest.raises(ValueError, match="at least one"):
     masking.topk_masks([], 0.5)
+  with pytest.raises(ValueError, match="method"):
+    masking.topk_masks([tf.ones(3)], 0.5, method="magic")
 
 
 def test_topk_compiles_under_xla_with_a_dynamic_sparsity():
   scores = [tf.constant(np.random.default_rng(0).standard_normal((50, 20)).astype("float32"))]
-  fn = tf.function(lambda s: masking.topk_masks(scores, s)[0], jit_compile=True)
+  fn = tf.function(lambda s: masking.topk_masks(scores, s, method="sort")[0], jit_compile=True)
   for sparsity in (0.3, 0.8):
     np.testing.assert_array_equal(fn(tf.constant(sparsity)).numpy(),
                                   masking.topk_masks(scores, sparsity)[0].numpy())

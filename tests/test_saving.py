@@ -23,7 +23,7 @@ def test_save_load_round_trip(tmp_path, ext, sparsity):
   x, y = make_data()
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
       make_mlp(), sparsity, mask_scope="layer", implicit_gradient_scale=0.01,
-      update_mode="alternating"))
+      update_mode="alternating", mask_update_frequency=3))
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   path = str(tmp_path / f"model.{ext}")
   model.save(path)
@@ -33,6 +33,7 @@ def test_save_load_round_trip(tmp_path, ext, sparsity):
   assert restored.mask_scope == "layer"
   assert restored.update_mode == "alternating"
   assert restored.implicit_gradient_scale == 0.01
+  assert restored.mask_update_frequency == 3
   assert type(restored.target_sparsity) is type(model.target_sparsity)
   for a, b in zip(model.get_weights(), restored.get_weights()):
     np.testing.assert_array_equal(a, b)

@@ -114,6 +114,23 @@ def test_layer_scope_prunes_every_layer_equally(data):
     assert m.sum() == round(0.25 * m.size)
 
 
+def test_mask_update_frequency(data):
+  x, y = data
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.8, mask_update_frequency=4),
+                          mask_optimizer=keras.optimizers.SGD(20.0))  # Big steps: ranks change.
+  masks = lambda: np.concatenate([m.numpy().ravel() for w in pruned.fair_prune_wrappers
+                                  for m in w.mask_variables])
+  expected = lambda: np.concatenate([m.numpy().ravel() for m in masking.topk_masks(
+      [s for w in pruned.fair_prune_wrappers for s in w.score_variables], 0.8)])
+  pruned.fit(x[:96], y[:96], batch_size=32, epochs=1, shuffle=False, verbose=0)  # 3 steps
+  before = masks()
+  assert not np.array_equal(before, expected())  # Scores moved, masks not re-ranked yet.
+  pruned.fit(x[:32], y[:32], batch_size=32, epochs=1, shuffle=False, verbose=0)  # step 4
+  np.testing.assert_array_equal(masks(), expected())
+  with pytest.raises(ValueError, match="mask_update_frequency"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, mask_update_frequency=0)
+
+
 def test_polynomial_decay_schedule_reaches_final_sparsity(data):
   x, y = data
   schedule = tf_fairprune._compat.tfmot.sparsity.keras.PolynomialDecay(

@@ -2,10 +2,15 @@
 
 The masks are hard 0/1 tensors in the forward pass; in the backward pass the gradient
 of the mask with respect to its scores is the identity (straight-through estimator).
-Top-k is computed by a stable sort, so exactly k entries survive and ties are broken
-deterministically (the entry that comes first in flattened order wins; for a global
-mask the wrapped layers are concatenated in model order). Everything here has static
-shapes and no host round-trips, so it compiles under XLA.
+Exactly k entries survive and ties are broken deterministically: among equal scores
+the entry that comes first in flattened order wins (for a global mask the wrapped
+layers are concatenated in model order). Two selection methods give identical masks:
+
+* `"histogram"` (default): a two-pass radix select of the k-th largest |score| on its
+  float bits (two `bincount`s), then one comparison. About 10x faster than a sort on
+  CPU for 10^5-10^6 scores.
+* `"sort"`: a stable full sort. Static shapes only, so it is the one to use under
+  XLA (`jit_compile=True`), where scatter-based histograms compile poorly.
 """
 
 import tensorflow as tf
@@ -30,15 +35,58 @@ def keep_count(sparsity, size):
   return tf.cast(tf.round((1.0 - sparsity) * float(size)), tf.int32)
 
 
-def _rank_mask(flat_scores, k):
-  """1.0 for the k largest entries of a 1-D tensor, 0.0 elsewhere."""
+METHODS = ("histogram", "sort")
+
+
+def _sort_mask(flat_scores, k):
+  """1.0 for the k largest entries of a 1-D tensor, 0.0 elsewhere (stable sort)."""
   n = flat_scores.shape[0]
   order = tf.argsort(flat_scores, direction="DESCENDING", stable=True)
   ranks = tf.scatter_nd(order[:, None], tf.range(n, dtype=order.dtype), [n])
   return tf.cast(ranks < tf.cast(k, order.dtype), tf.float32)
 
 
-def topk_masks(scores, sparsity, scope="global"):
+def _suffix_select(hist, k):
+  """Largest bin b with sum(hist[b:]) >= k; returns (b, sum(hist[b+1:])).
+
+  Two levels of 256-bin suffix sums: TF's cumsum is slow on long vectors on CPU.
+  """
+  rows = tf.reshape(hist, [256, -1])
+  row_above = tf.cumsum(tf.reduce_sum(rows, axis=1), reverse=True)
+  r = tf.maximum(tf.reduce_max(tf.where(row_above >= k, tf.range(256), -1)), 0)
+  row = rows[r]
+  within = tf.cumsum(row, reverse=True) + (row_above[r] - tf.reduce_sum(row))
+  c = tf.maximum(tf.reduce_max(tf.where(within >= k, tf.range(tf.size(row)), -1)), 0)
+  b = r * tf.size(row) + c
+  return b, within[c] - row[c]
+
+
+def _histogram_mask(flat_scores, k):
+  """Same mask as `_sort_mask`, by radix select on the bits of non-negative floats."""
+  k = tf.cast(k, tf.int32)
+  # For non-negative IEEE floats the int32 bit pattern orders like the value.
+  bits = tf.bitcast(flat_scores, tf.int32)
+  empty = tf.zeros([0], tf.int32)
+  hist = tf.raw_ops.Bincount(arr=tf.bitwise.right_shift(bits, 16), size=32768, weights=empty)
+  high, above_high = _suffix_select(hist, k)
+  # Bincount ignores values >= size and rejects negative ones: clearing the sign bit
+  # maps entries below bucket `high` to >= 65536, so only bucket `high` is counted.
+  offset = tf.bitwise.bitwise_and(bits - high * 65536, 0x7FFFFFFF)
+  hist2 = tf.raw_ops.Bincount(arr=offset, size=65536, weights=empty)
+  low, above = _suffix_select(hist2, k - above_high)
+  threshold = high * 65536 + low  # Bits of the k-th largest value.
+  at_least = above_high + above + hist2[low]  # Entries >= threshold.
+  def with_ties():
+    # More entries equal the k-th value than fit: keep the first ones.
+    equal = tf.equal(bits, threshold)
+    room = k - above_high - above
+    return tf.logical_or(bits > threshold,
+                         tf.logical_and(equal, tf.cumsum(tf.cast(equal, tf.int32)) <= room))
+  keep = tf.cond(at_least == k, lambda: bits >= threshold, with_ties)
+  return tf.cast(tf.logical_and(keep, k > 0), tf.float32)
+
+
+def topk_masks(scores, sparsity, scope="global", method="histogram"):
   """Computes exact top-k masks of |scores|.
 
   Args:
@@ -46,21 +94,25 @@ def topk_masks(scores, sparsity, scope="global"):
     sparsity: Scalar (Python float or tensor) in [0, 1): the fraction to remove.
     scope: `"global"` ranks all scores together; `"layer"` keeps the same fraction
       of every tensor.
+    method: `"histogram"` (fast on CPU) or `"sort"` (for XLA); same result.
 
   Returns:
     A list of float32 masks with the shapes of `scores`.
 
   Raises:
-    ValueError: For an unknown `scope` or an empty `scores` list.
+    ValueError: For an unknown `scope` or `method`, or an empty `scores` list.
   """
   if not scores:
     raise ValueError("topk_masks needs at least one score tensor.")
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+  select = _histogram_mask if method == "histogram" else _sort_mask
   flats = [tf.reshape(tf.abs(tf.cast(s, tf.float32)), [-1]) for s in scores]
   if scope == "layer":
-    masks = [_rank_mask(f, keep_count(sparsity, f.shape[0])) for f in flats]
+    masks = [select(f, keep_count(sparsity, f.shape[0])) for f in flats]
   elif scope == "global":
     sizes = [f.shape[0] for f in flats]
-    joined = _rank_mask(tf.concat(flats, axis=0), keep_count(sparsity, sum(sizes)))
+    joined = select(tf.concat(flats, axis=0), keep_count(sparsity, sum(sizes)))
     masks = tf.split(joined, sizes)
   else:
     raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}.")

@@ -58,7 +58,8 @@ def _rebuild(clone, source, model_cls, **kwargs):
 
 
 def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
-                       implicit_gradient_scale=1e-4, update_mode="joint"):
+                       implicit_gradient_scale=1e-4, update_mode="joint",
+                       mask_update_frequency=1):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -78,6 +79,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
       each wrapped weight to the same sparsity.
     implicit_gradient_scale: 1/γ of BiP's implicit-gradient term; 0 turns it off.
     update_mode: `"joint"` (one forward pass per step) or `"alternating"`.
+    mask_update_frequency: Re-rank the masks every this many steps (default 1).
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -132,6 +134,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
                     target_sparsity=target_sparsity, mask_scope=mask_scope,
                     implicit_gradient_scale=implicit_gradient_scale,
                     update_mode=update_mode,
+                    mask_update_frequency=mask_update_frequency,
                     source_class="Sequential" if isinstance(model, keras.Sequential) else "Functional")
   for source, new in copies:
     if isinstance(source, FairPruneWrapper):

@@ -103,7 +103,7 @@ class BiLevelTrainingMixin:
 
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
-                         update_mode, source_class=None):
+                         update_mode, mask_update_frequency=1, source_class=None):
     if mask_scope not in MASK_SCOPES:
       raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
     if update_mode not in UPDATE_MODES:
@@ -111,6 +111,11 @@ class BiLevelTrainingMixin:
     scale = float(implicit_gradient_scale)
     if not np.isfinite(scale) or scale < 0:
       raise ValueError(f"implicit_gradient_scale (1/γ) must be >= 0, got {implicit_gradient_scale!r}.")
+    if (isinstance(mask_update_frequency, bool) or not isinstance(mask_update_frequency, int)
+        or mask_update_frequency < 1):
+      raise ValueError("mask_update_frequency must be a positive integer, got "
+                       f"{mask_update_frequency!r}.")
+    self.mask_update_frequency = mask_update_frequency
     self.target_sparsity = pruning_schedule.validate(target_sparsity)
     self.mask_scope = mask_scope
     self.implicit_gradient_scale = scale
@@ -127,6 +132,7 @@ class BiLevelTrainingMixin:
         "mask_scope": self.mask_scope,
         "implicit_gradient_scale": self.implicit_gradient_scale,
         "update_mode": self.update_mode,
+        "mask_update_frequency": self.mask_update_frequency,
         "source_class": self._source_class,
     }
 
@@ -168,7 +174,10 @@ class BiLevelTrainingMixin:
     _, scores, _, masks = self._pruning_variables()
     if not scores:
       return
-    new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope)
+    # Scatter-based histograms compile poorly under XLA; the sort gives the same mask.
+    method = "sort" if getattr(self, "_jit_compile", False) else "histogram"
+    new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope,
+                             method=method)
     for var, value in zip(masks, new):
       var.assign(value)
 
@@ -350,7 +359,11 @@ class BiLevelTrainingMixin:
       self._apply(finite, self.mask_optimizer, g_s, scores)
 
     # Masks follow the new scores, at the sparsity of the next step.
-    tf.cond(finite, self._assign_masks_op, lambda: tf.constant(False))
+    refresh = finite
+    if self.mask_update_frequency > 1:
+      refresh = tf.logical_and(
+          finite, tf.equal(self._step() % self.mask_update_frequency, 0))
+    tf.cond(refresh, self._assign_masks_op, lambda: tf.constant(False))
     self._step_state.non_finite_steps.assign_add(1 - tf.cast(finite, tf.int64))
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())
@@ -391,6 +404,9 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
       0 turns the term off.
     update_mode: `"joint"` (default, one forward pass per step) or `"alternating"`
       (upper level evaluated after the weight update, two passes).
+    mask_update_frequency: Re-rank the masks from the scores every this many steps
+      (default 1, BiP's rule). The scores learn every step either way; a larger value
+      amortises the top-k on models whose step is cheap next to it.
     **kwargs: Arguments of `keras.Model`.
 
   Example:
@@ -417,11 +433,11 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
     return super().__new__(cls, *args, **kwargs)
 
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
-               implicit_gradient_scale=1e-4, update_mode="joint", source_class=None,
-               **kwargs):
+               implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
+               source_class=None, **kwargs):
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
-                            update_mode, source_class)
+                            update_mode, mask_update_frequency, source_class)
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
