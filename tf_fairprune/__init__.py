@@ -16,9 +16,13 @@ tf_fairprune.export_tflite(final, "model.tflite")
 ```
 """
 
+from tf_fairprune import fairness
 from tf_fairprune import masking
+from tf_fairprune.callbacks import FairPruningSummaries
 from tf_fairprune.export import export_tflite
 from tf_fairprune.export import TFLiteExport
+from tf_fairprune.groups import intersectional_groups
+from tf_fairprune.groups import pack_group_data
 from tf_fairprune.prune import fair_prune_scope
 from tf_fairprune.prune import fair_prune_wrapper
 from tf_fairprune.prune import strip_fair_pruning
@@ -31,13 +35,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FairPruneModel",
+    "FairPruningSummaries",
     "FairPruneWrapper",
     "FunctionalFairPruneModel",
     "TFLiteExport",
     "export_tflite",
     "fair_prune_scope",
     "fair_prune_wrapper",
+    "fairness",
+    "intersectional_groups",
     "masking",
+    "pack_group_data",
     "register_prunable_layer",
     "strip_fair_pruning",
 ]

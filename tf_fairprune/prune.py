@@ -59,7 +59,8 @@ def _rebuild(clone, source, model_cls, **kwargs):
 
 def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
                        implicit_gradient_scale=1e-4, update_mode="joint",
-                       mask_update_frequency=1):
+                       mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
+                       num_groups=2):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -80,6 +81,12 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
     implicit_gradient_scale: 1/γ of BiP's implicit-gradient term; 0 turns it off.
     update_mode: `"joint"` (one forward pass per step) or `"alternating"`.
     mask_update_frequency: Re-rank the masks every this many steps (default 1).
+    fairness: List of `tf_fairprune.fairness` constraints (e.g.
+      `[PerformanceFairness(), DegradationFairness()]`); empty for plain BiP.
+    fairness_on: Levels that get the fairness terms: `("weights", "mask")` (BiFP),
+      `("mask",)`, `("weights",)` or `()` (= BiP) — the paper's ablations.
+    num_groups: Number of sensitive groups K; group ids are in [0, K). Feed them with
+      `pack_group_data`.
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -98,6 +105,13 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
   pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
   pruned.fit(x, y, epochs=3)
+
+  # With fairness (group ids travel inside x):
+  fair = tf_fairprune.fair_prune_wrapper(
+      model, target_sparsity=0.9,
+      fairness=[tf_fairprune.fairness.PerformanceFairness(weight=1.0)])
+  fair.compile(...)
+  fair.fit(tf_fairprune.pack_group_data(x, groups), y, epochs=3)
   final = tf_fairprune.strip_fair_pruning(pruned)
   ```
   """
@@ -135,6 +149,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
                     implicit_gradient_scale=implicit_gradient_scale,
                     update_mode=update_mode,
                     mask_update_frequency=mask_update_frequency,
+                    fairness=fairness, fairness_on=fairness_on, num_groups=num_groups,
                     source_class="Sequential" if isinstance(model, keras.Sequential) else "Functional")
   for source, new in copies:
     if isinstance(source, FairPruneWrapper):
@@ -146,6 +161,11 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
       new.set_weights(source.get_weights())
   if not pruned.fair_prune_wrappers:
     raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.")
+  if any(c.needs_dense_correct for c in pruned.fairness):
+    # A frozen copy of the dense model: DegradationFairness compares against it.
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    pruned.set_reference_model(reference)
   pruned.update_masks()
   return pruned
 

@@ -23,9 +23,13 @@ or optimizer update); `fit` then stops with a message.
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import groups as groups_lib
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune._compat import keras
+from tf_fairprune.fairness import constraints as constraints_lib
+from tf_fairprune.fairness import metrics as fair_metrics
+from tf_fairprune.fairness import outcomes
 from tf_fairprune.wrapper import FairPruneWrapper
 
 # pylint: disable=g-direct-tensorflow-import,g-import-not-at-top
@@ -36,25 +40,12 @@ from tf_keras.src.saving.legacy import serialization as legacy_serialization
 
 UPDATE_MODES = ("joint", "alternating")
 MASK_SCOPES = ("global", "layer")
+LEVELS = ("weights", "mask")
 
 
 def default_mask_optimizer():
   """The scores' optimizer when `compile` gets none: SGD(0.1, momentum 0.9) (BiP's β)."""
   return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
-
-
-class _LastValue(keras.metrics.Metric):
-  """A metric that reports the last value it was given (e.g. the current sparsity)."""
-
-  def __init__(self, name, **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.value = self.add_weight(name="value", initializer="zeros")
-
-  def update_state(self, value):  # pylint: disable=arguments-differ
-    self.value.assign(tf.cast(value, self.dtype))
-
-  def result(self):
-    return tf.identity(self.value)
 
 
 class _StepState:
@@ -64,8 +55,14 @@ class _StepState:
   weights (and end up in `get_weights()` and saved files); held here they are not.
   """
 
-  def __init__(self):
-    self.sparsity = _LastValue(name="sparsity")
+  def __init__(self, model):
+    self.sparsity = fair_metrics.LastValue(name="sparsity")
+    k = model.num_groups
+    self.group_accuracy = fair_metrics.GroupRates(k, prefix="accuracy", name="group_accuracy")
+    self.gaps = [fair_metrics.GroupRates(k, num_terms=len(c.terms_spec), report="gap", name=c.name)
+                 for c in model.fairness]
+    self.multipliers = [fair_metrics.LastValue(name=f"{c.name}_multiplier")
+                        for c in model.fairness if c.mode == "lagrangian"]
     self.non_finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name="non_finite_steps",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -103,7 +100,8 @@ class BiLevelTrainingMixin:
 
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
-                         update_mode, mask_update_frequency=1, source_class=None):
+                         update_mode, mask_update_frequency=1, fairness=(),
+                         fairness_on=LEVELS, num_groups=2, source_class=None):
     if mask_scope not in MASK_SCOPES:
       raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
     if update_mode not in UPDATE_MODES:
@@ -116,6 +114,7 @@ class BiLevelTrainingMixin:
       raise ValueError("mask_update_frequency must be a positive integer, got "
                        f"{mask_update_frequency!r}.")
     self.mask_update_frequency = mask_update_frequency
+    self._init_fairness(fairness, fairness_on, num_groups)
     self.target_sparsity = pruning_schedule.validate(target_sparsity)
     self.mask_scope = mask_scope
     self.implicit_gradient_scale = scale
@@ -125,6 +124,46 @@ class BiLevelTrainingMixin:
     self.stopped_on_non_finite_loss = False
     self._upper_loss = None
 
+  def _init_fairness(self, fairness, fairness_on, num_groups):
+    fairness = list(fairness or [])
+    for c in fairness:
+      if not isinstance(c, constraints_lib.FairnessConstraint):
+        raise TypeError("fairness must be a list of tf_fairprune.fairness constraints "
+                        f"(e.g. PerformanceFairness()), got {c!r}.")
+    names = [c.name for c in fairness]
+    if len(set(names)) != len(names):
+      raise ValueError(f"Fairness constraints need distinct names, got {names}.")
+    if isinstance(fairness_on, str):
+      fairness_on = (fairness_on,)
+    fairness_on = tuple(fairness_on)
+    if not set(fairness_on) <= set(LEVELS):
+      raise ValueError(f"fairness_on must be a subset of {LEVELS}, got {fairness_on!r}.")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 2:
+      raise ValueError(f"num_groups must be an integer >= 2, got {num_groups!r}.")
+    for c in fairness:
+      c.terms_spec = range(2 if isinstance(c, constraints_lib.EqualizedOdds) else 1)
+    self.fairness = fairness
+    self.fairness_on = fairness_on
+    self.num_groups = num_groups
+    # One Lagrange multiplier per constraint; a model weight, so .keras files keep it.
+    self.fairness_multipliers = [
+        self.add_weight(name=f"{c.name}_multiplier", shape=(), initializer="zeros",
+                        trainable=False,
+                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        for c in fairness]
+    object.__setattr__(self, "_reference_model", None)  # Untracked: never saved/trained.
+    self._constraint_from_logits = [c.from_logits for c in fairness]
+
+  def set_reference_model(self, model):
+    """Sets the frozen dense model whose correctness `DegradationFairness` compares to.
+
+    Args:
+      model: The dense `tf_keras` model (never trained here), or None.
+    """
+    if model is not None:
+      model.trainable = False
+    object.__setattr__(self, "_reference_model", model)
+
   def fair_pruning_config(self):
     """The pruning arguments of this model, JSON-serializable."""
     return {
@@ -133,6 +172,9 @@ class BiLevelTrainingMixin:
         "implicit_gradient_scale": self.implicit_gradient_scale,
         "update_mode": self.update_mode,
         "mask_update_frequency": self.mask_update_frequency,
+        "fairness": [keras.saving.serialize_keras_object(c) for c in self.fairness],
+        "fairness_on": list(self.fairness_on),
+        "num_groups": self.num_groups,
         "source_class": self._source_class,
     }
 
@@ -140,6 +182,8 @@ class BiLevelTrainingMixin:
   def _fair_pruning_kwargs(config):
     config = dict(config)
     config["target_sparsity"] = pruning_schedule.deserialize(config["target_sparsity"])
+    config["fairness"] = [keras.saving.deserialize_keras_object(c)
+                          for c in config.get("fairness", [])]
     return config
 
   # ---------------------------------------------------------------- pruning state
@@ -228,8 +272,13 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that loaders that
       # build `optimizer` on all trainable variables (legacy .h5) find it built.
       self._build_optimizers()
+    loss_from_logits = False
+    if hasattr(loss, "get_config"):
+      loss_from_logits = bool(loss.get_config().get("from_logits", False))
+    self._constraint_from_logits = [loss_from_logits if c.from_logits is None else c.from_logits
+                                    for c in self.fairness]
     with self.distribute_strategy.scope():
-      object.__setattr__(self, "_step_state", _StepState())  # Untracked on purpose.
+      object.__setattr__(self, "_step_state", _StepState(self))  # Untracked on purpose.
 
   def compile_from_config(self, config):
     self.compile(**keras.saving.deserialize_keras_object(config))
@@ -244,7 +293,7 @@ class BiLevelTrainingMixin:
     metrics = super().metrics
     state = getattr(self, "_step_state", None)
     if self._is_compiled and state is not None:
-      metrics = metrics + [state.sparsity]
+      metrics = metrics + [state.sparsity, state.group_accuracy] + state.gaps + state.multipliers
     return metrics
 
   def fit(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
@@ -264,11 +313,73 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- the step
   def _unpack(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    return x, y, sample_weight
+    x, groups, dense_correct = groups_lib.unpack_group_data(x)
+    if groups is not None:
+      groups = tf.reshape(groups, [-1])
+      if not groups.dtype.is_integer:
+        raise ValueError(f"Group ids must be integers, got {groups.dtype.name}; pack them "
+                         "with tf_fairprune.pack_group_data.")
+      groups = tf.cast(groups, tf.int32)
+      if not getattr(self, "_jit_compile", False):  # XLA drops asserts anyway.
+        tf.debugging.assert_non_negative(groups, message="Group ids must be >= 0.")
+        tf.debugging.assert_less(
+            groups, self.num_groups,
+            message=f"Group ids must be < num_groups={self.num_groups}.")
+    elif self.fairness:
+      raise ValueError(
+          "The model has fairness constraints but the data carries no group ids. Pack "
+          "them with x = tf_fairprune.pack_group_data(x, groups).")
+    return x, y, sample_weight, groups, dense_correct
 
-  def _fairness_penalties(self, x, y, y_pred, sample_weight):  # pylint: disable=unused-argument
-    """(weight-level, mask-level) penalty tensors; overridden when fairness is on."""
-    return None, None
+  def _fairness_statistics(self, x, y, y_pred, sample_weight, groups, dense_correct):
+    """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
+    stats = []
+    for c, from_logits in zip(self.fairness, self._constraint_from_logits):
+      dc = dense_correct
+      if dc is None and c.needs_dense_correct and self._reference_model is not None:
+        reference = tf.stop_gradient(self._reference_model(x, training=False))
+        dc = outcomes.hard_correct(y, reference, bool(from_logits))
+      stats.append(c.statistics(y, y_pred, groups, sample_weight, self.num_groups,
+                                dense_correct=dc, from_logits=bool(from_logits)))
+    return stats
+
+  def _fairness_penalties(self, stats):
+    """(weight-level, mask-level) penalty tensors; the same object if both levels."""
+    if not self.fairness:
+      return None, None
+    terms = [c.penalty(c.gap(smooth, counts), multiplier)
+             for c, (smooth, _, counts), multiplier in zip(
+                 self.fairness, stats, self.fairness_multipliers)]
+    total = tf.add_n(terms)
+    return (total if "weights" in self.fairness_on else None,
+            total if "mask" in self.fairness_on else None)
+
+  def _update_fairness_state(self, y, y_pred, sample_weight, groups, stats, finite):
+    """Metrics from group sums; dual ascent of the Lagrange multipliers."""
+    state = self._step_state
+    if groups is not None:
+      weights = (tf.ones_like(groups, tf.float32) if sample_weight is None
+                 else tf.reshape(tf.cast(sample_weight, tf.float32), [-1]))
+      from_logits = self._metric_from_logits()
+      correct = outcomes.hard_correct(y, y_pred, from_logits)
+      state.group_accuracy.update_state(
+          outcomes.group_sums(correct, groups, weights, self.num_groups)[None],
+          outcomes.group_sums(tf.ones_like(weights), groups, weights, self.num_groups)[None])
+    lagrangian = iter(state.multipliers)
+    for c, (_, hard, counts), metric, multiplier in zip(
+        self.fairness, stats, state.gaps, self.fairness_multipliers):
+      metric.update_state(hard, counts)
+      if c.mode == "lagrangian" and finite is not None:
+        new = c.updated_multiplier(multiplier, c.gap(hard, counts))
+        multiplier.assign(tf.where(finite, new, multiplier))
+      if c.mode == "lagrangian":
+        next(lagrangian).update_state(multiplier)
+
+  def _metric_from_logits(self):
+    if self._constraint_from_logits:
+      return bool(self._constraint_from_logits[0])
+    loss = self._loss_spec[0]
+    return bool(loss.get_config().get("from_logits", False)) if hasattr(loss, "get_config") else False
 
   def _upper_task_loss(self, y, y_pred, sample_weight):
     """Task loss without touching the reported loss metric (second pass)."""
@@ -278,15 +389,16 @@ class BiLevelTrainingMixin:
           loss, loss_weights, output_names=self.output_names)
     return self._upper_loss(y, y_pred, sample_weight)
 
-  def _forward(self, x, y, sample_weight, first_pass=True):
+  def _forward(self, x, y, sample_weight, groups, dense_correct, first_pass=True):
     y_pred = self(x, training=True)
     if first_pass:
       task = self.compiled_loss(y, y_pred, sample_weight)
     else:
       task = self._upper_task_loss(y, y_pred, sample_weight)
     reg = tf.add_n(self.losses) if self.losses else None
-    pen_w, pen_m = self._fairness_penalties(x, y, y_pred, sample_weight)
-    return y_pred, task, reg, pen_w, pen_m
+    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense_correct)
+    pen_w, pen_m = self._fairness_penalties(stats)
+    return y_pred, task, reg, pen_w, pen_m, stats
 
   @staticmethod
   def _plus(*terms):
@@ -310,7 +422,8 @@ class BiLevelTrainingMixin:
     tf.cond(finite, apply, lambda: tf.constant(False))
 
   def train_step(self, data):
-    x, y, sample_weight = self._unpack(data)
+    x, y, sample_weight, groups, dense_correct = self._unpack(data)
+    fwd = (x, y, sample_weight, groups, dense_correct)
     weights, scores, thetas, _ = self._pruning_variables()
     if not scores:
       raise ValueError("The model has no built FairPruneWrapper layers: nothing to prune.")
@@ -319,7 +432,7 @@ class BiLevelTrainingMixin:
 
     if self.update_mode == "joint":
       with tf.GradientTape(persistent=True) as tape:
-        y_pred, task, reg, pen_w, pen_m = self._forward(x, y, sample_weight)
+        y_pred, task, reg, pen_w, pen_m, stats = self._forward(*fwd)
         upper = self._plus(task, pen_m)
         lower = self._plus(task, reg, pen_w)
         same_objective = pen_w is pen_m
@@ -345,13 +458,13 @@ class BiLevelTrainingMixin:
       self._apply(finite, self.mask_optimizer, g_s, scores)
     else:
       with tf.GradientTape() as tape:
-        y_pred, task, reg, pen_w, _ = self._forward(x, y, sample_weight)
+        y_pred, task, reg, pen_w, _, stats = self._forward(*fwd)
         lower = self._plus(task, reg, pen_w)
       g_w = tape.gradient(lower, weights)
       finite = _all_finite([lower] + g_w)
       self._apply(finite, self.optimizer, g_w, weights)
       with tf.GradientTape() as tape:
-        _, task2, _, _, pen_m2 = self._forward(x, y, sample_weight, first_pass=False)
+        _, task2, _, _, pen_m2, _ = self._forward(*fwd, first_pass=False)
         upper = self._plus(task2, pen_m2)
       grads = tape.gradient(upper, scores + thetas)
       g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
@@ -367,19 +480,34 @@ class BiLevelTrainingMixin:
     self._step_state.non_finite_steps.assign_add(1 - tf.cast(finite, tf.int64))
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())
-    return {m.name: m.result() for m in self.metrics}
+    self._update_fairness_state(y, y_pred, sample_weight, groups, stats, finite)
+    return self._logs(with_groups=groups is not None)
+
+  def _logs(self, with_groups):
+    logs = {}
+    for m in self.metrics:
+      if m is self._step_state.group_accuracy and not with_groups:
+        continue  # No group ids in this data: no per-group columns.
+      result = m.result()
+      if isinstance(result, dict):
+        logs.update(result)
+      else:
+        logs[m.name] = result
+    return logs
 
   def _assign_masks_op(self):
     self._assign_masks(self._step())
     return tf.constant(True)
 
   def test_step(self, data):
-    x, y, sample_weight = self._unpack(data)
+    x, y, sample_weight, groups, dense_correct = self._unpack(data)
     y_pred = self(x, training=False)
     self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())
-    return {m.name: m.result() for m in self.metrics}
+    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense_correct)
+    self._update_fairness_state(y, y_pred, sample_weight, groups, stats, finite=None)
+    return self._logs(with_groups=groups is not None)
 
 
 def _is_functional_init(args, kwargs):
@@ -407,6 +535,11 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
     mask_update_frequency: Re-rank the masks from the scores every this many steps
       (default 1, BiP's rule). The scores learn every step either way; a larger value
       amortises the top-k on models whose step is cheap next to it.
+    fairness: List of `tf_fairprune.fairness` constraints (e.g.
+      `PerformanceFairness()`); empty for plain BiP.
+    fairness_on: Where the fairness terms enter: `("weights", "mask")` (BiFP,
+      default), `("mask",)`, `("weights",)` or `()` — the paper's ablations.
+    num_groups: Number of sensitive groups K (ids in [0, K)).
     **kwargs: Arguments of `keras.Model`.
 
   Example:
@@ -434,10 +567,11 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
 
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
                implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
-               source_class=None, **kwargs):
+               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None, **kwargs):
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
-                            update_mode, mask_update_frequency, source_class)
+                            update_mode, mask_update_frequency, fairness, fairness_on,
+                            num_groups, source_class)
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")

@@ -1,0 +1,84 @@
+"""`FairPruningSummaries`: TensorBoard logs of sparsity, gaps and multipliers.
+
+The counterpart of TFMOT's `PruningSummaries`. TF 2.21 no longer installs TensorBoard;
+without it this callback fails at construction with the command that installs it
+(TFMOT's crashes mid-training instead).
+"""
+
+import tensorflow as tf
+
+from tf_fairprune._compat import keras
+
+
+def _require_tensorboard():
+  try:
+    import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as err:
+    raise ImportError(
+        "FairPruningSummaries writes TensorBoard summaries, but the `tensorboard` "
+        "package is not installed. Install it with `pip install tensorboard` "
+        "(or `pip install tf_fairprune[tensorboard]`).") from err
+
+
+class FairPruningSummaries(keras.callbacks.Callback):
+  """Logs per-layer sparsity, fairness gaps and Lagrange multipliers to TensorBoard.
+
+  Args:
+    log_dir: Directory for the event files.
+    update_freq: `"epoch"` (default) or an integer number of batches.
+
+  Raises:
+    ImportError: If `tensorboard` is not installed (with the install command).
+
+  Example:
+
+  ```python
+  pruned.fit(x, y, callbacks=[tf_fairprune.FairPruningSummaries("/tmp/logs")])
+  ```
+  """
+
+  def __init__(self, log_dir, update_freq="epoch"):
+    super().__init__()
+    _require_tensorboard()
+    if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
+      raise ValueError(f"update_freq must be 'epoch' or a positive integer, got {update_freq!r}.")
+    self.log_dir = log_dir
+    self.update_freq = update_freq
+    self._writer = None
+    self._batches = 0
+
+  def on_train_begin(self, logs=None):
+    if not hasattr(self.model, "fair_prune_wrappers"):
+      raise ValueError("FairPruningSummaries needs a model from fair_prune_wrapper "
+                       "(or a FairPruneModel).")
+    self._writer = tf.summary.create_file_writer(self.log_dir)
+
+  def _write(self, step, logs):
+    with self._writer.as_default(step=int(step)):
+      for wrapper in self.model.fair_prune_wrappers:
+        for var, mask in zip(wrapper.prunable_weights, wrapper.mask_variables):
+          sparsity = 1.0 - float(tf.reduce_mean(mask))
+          tf.summary.scalar(f"sparsity/{wrapper.name}/{var.name.split('/')[-1].split(':')[0]}",
+                            sparsity)
+      tf.summary.scalar("sparsity/model", float(self.model.measured_sparsity()))
+      for c, multiplier in zip(self.model.fairness, self.model.fairness_multipliers):
+        if c.name in (logs or {}):
+          tf.summary.scalar(f"fairness/{c.name}", float(logs[c.name]))
+        tf.summary.scalar(f"fairness/{c.name}_multiplier", float(multiplier.numpy()))
+      for key, value in (logs or {}).items():
+        if key.startswith("accuracy_g"):
+          tf.summary.scalar(f"group_accuracy/{key}", float(value))
+    self._writer.flush()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._batches += 1
+    if self.update_freq != "epoch" and self._batches % self.update_freq == 0:
+      self._write(self.model.optimizer.iterations, logs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.update_freq == "epoch":
+      self._write(epoch, logs)
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.close()

@@ -1,0 +1,18 @@
+"""Fairness for pruning: constraints (differentiable surrogates), metrics, the audit."""
+
+from tf_fairprune.fairness.audit import dense_correctness
+from tf_fairprune.fairness.audit import evaluate_fairness
+from tf_fairprune.fairness.audit import fairness_report
+from tf_fairprune.fairness.audit import FairnessReport
+from tf_fairprune.fairness.constraints import DegradationFairness
+from tf_fairprune.fairness.constraints import DemographicParity
+from tf_fairprune.fairness.constraints import EqualizedOdds
+from tf_fairprune.fairness.constraints import EqualOpportunity
+from tf_fairprune.fairness.constraints import FairnessConstraint
+from tf_fairprune.fairness.constraints import PerformanceFairness
+
+__all__ = [
+    "DegradationFairness", "DemographicParity", "EqualOpportunity", "EqualizedOdds",
+    "FairnessConstraint", "FairnessReport", "PerformanceFairness", "dense_correctness",
+    "evaluate_fairness", "fairness_report",
+]

@@ -1,0 +1,241 @@
+"""The fairness audit: per-group accuracy, rates and every gap of DESIGN.md §2.
+
+`fairness_report` works on predicted labels (and is checked against fairlearn);
+`evaluate_fairness` runs a model (and optionally the dense model) over data first.
+Names follow fairlearn: `demographic_parity_difference`, `equalized_odds_difference`,
+`equal_opportunity_difference`.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tf_fairprune import groups as groups_lib
+
+
+def _rate(mask, values):
+  return float(values[mask].mean()) if mask.any() else float("nan")
+
+
+def _spread(values):
+  values = [v for v in values if not np.isnan(v)]
+  return float(max(values) - min(values)) if len(values) >= 2 else 0.0
+
+
+@dataclasses.dataclass
+class FairnessReport:
+  """Per-group results and gaps. Print it for a table; `to_dict()` / `to_json()` to store.
+
+  Attributes:
+    num_examples: Examples audited.
+    accuracy: Overall accuracy.
+    groups: One dict per group: name, size, accuracy, selection_rate, tpr, fpr (rates
+      are NaN where undefined, e.g. TPR of a group without positives), and with a
+      dense model: dense_accuracy, degradation (R_g), excess_degradation (ψ_g).
+    gaps: performance_gap, demographic_parity_difference, equalized_odds_difference,
+      equal_opportunity_difference; with a dense model also degradation_gap,
+      degradation (overall R) and max_excess_gap (max ψ_g). Rate-based gaps are None
+      for multi-class labels.
+    binary: Whether labels are binary (rates are defined for binary labels only).
+  """
+  num_examples: int
+  accuracy: float
+  groups: list
+  gaps: dict
+  binary: bool
+  dense_accuracy: float = None
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  def to_json(self, **kwargs):
+    def clean(v):
+      if isinstance(v, float) and np.isnan(v):
+        return None
+      if isinstance(v, dict):
+        return {k: clean(x) for k, x in v.items()}
+      if isinstance(v, list):
+        return [clean(x) for x in v]
+      return v
+    return json.dumps(clean(self.to_dict()), **kwargs)
+
+  def __str__(self):
+    cols = ["group", "size", "accuracy"]
+    if self.binary:
+      cols += ["selection", "TPR", "FPR"]
+    if self.dense_accuracy is not None:
+      cols += ["dense acc.", "degradation", "excess ψ"]
+    keys = {"group": "name", "size": "size", "accuracy": "accuracy", "selection": "selection_rate",
+            "TPR": "tpr", "FPR": "fpr", "dense acc.": "dense_accuracy",
+            "degradation": "degradation", "excess ψ": "excess_degradation"}
+    def cell(v):
+      if isinstance(v, float):
+        return "n/a" if np.isnan(v) else f"{v:.4f}"
+      return str(v)
+    rows = [[cell(g[keys[c]]) for c in cols] for g in self.groups]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(str(v).rjust(w) for v, w in zip(r, widths))
+    out = [f"Fairness report: {self.num_examples} examples, accuracy {self.accuracy:.4f}",
+           line(cols)] + [line(r) for r in rows]
+    out += [f"{k}: {cell(v) if v is not None else 'n/a'}" for k, v in self.gaps.items()]
+    return "\n".join(out)
+
+
+def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, num_groups=None):
+  """Builds a `FairnessReport` from predicted labels.
+
+  Args:
+    y_true: [n] true labels (0/1 for binary, class ids for multi-class).
+    y_pred: [n] predicted labels of the (pruned) model.
+    groups: [n] integer group ids.
+    dense_pred: Optional [n] predicted labels of the dense model (for degradation).
+    group_names: Optional names, one per group id.
+    num_groups: Number of groups (default: max id + 1). Groups with no examples are
+      listed with size 0 and left out of the gaps.
+
+  Returns:
+    A `FairnessReport`.
+
+  Raises:
+    ValueError: If lengths differ or ids are invalid.
+  """
+  y_true = np.asarray(y_true).reshape(-1)
+  y_pred = np.asarray(y_pred).reshape(-1)
+  groups = groups_lib._check_ids(groups, num_groups)  # pylint: disable=protected-access
+  if not len(y_true) == len(y_pred) == len(groups):
+    raise ValueError(f"Lengths differ: y_true {len(y_true)}, y_pred {len(y_pred)}, "
+                     f"groups {len(groups)}.")
+  if dense_pred is not None:
+    dense_pred = np.asarray(dense_pred).reshape(-1)
+    if len(dense_pred) != len(y_true):
+      raise ValueError(f"dense_pred has {len(dense_pred)} labels, y_true {len(y_true)}.")
+  k = num_groups or (int(groups.max()) + 1 if len(groups) else 0)
+  binary = set(np.unique(y_true)) | set(np.unique(y_pred)) <= {0, 1}
+  correct = (y_true == y_pred).astype(float)
+  rows = []
+  for g in range(k):
+    m = groups == g
+    row = {"name": group_names[g] if group_names else str(g), "size": int(m.sum()),
+           "accuracy": _rate(m, correct)}
+    if binary:
+      row["selection_rate"] = _rate(m, (y_pred == 1).astype(float))
+      row["tpr"] = _rate(m & (y_true == 1), (y_pred == 1).astype(float))
+      row["fpr"] = _rate(m & (y_true == 0), (y_pred == 1).astype(float))
+    if dense_pred is not None:
+      row["dense_accuracy"] = _rate(m, (y_true == dense_pred).astype(float))
+      row["degradation"] = row["dense_accuracy"] - row["accuracy"]
+    rows.append(row)
+  accuracy = float(correct.mean()) if len(correct) else float("nan")
+  gaps = {"performance_gap": _spread([r["accuracy"] for r in rows])}
+  if binary:
+    tpr = _spread([r["tpr"] for r in rows])
+    fpr = _spread([r["fpr"] for r in rows])
+    gaps.update(demographic_parity_difference=_spread([r["selection_rate"] for r in rows]),
+                equalized_odds_difference=max(tpr, fpr), equal_opportunity_difference=tpr)
+  else:
+    gaps.update(demographic_parity_difference=None, equalized_odds_difference=None,
+                equal_opportunity_difference=None)
+  dense_accuracy = None
+  if dense_pred is not None:
+    dense_accuracy = float((y_true == dense_pred).mean())
+    overall = dense_accuracy - accuracy
+    for r in rows:
+      r["excess_degradation"] = r["degradation"] - overall
+    gaps.update(degradation_gap=_spread([r["degradation"] for r in rows]), degradation=overall,
+                max_excess_gap=max((r["excess_degradation"] for r in rows
+                                    if not np.isnan(r["excess_degradation"])), default=0.0))
+  return FairnessReport(num_examples=len(y_true), accuracy=accuracy, groups=rows, gaps=gaps,
+                        binary=bool(binary), dense_accuracy=dense_accuracy)
+
+
+def _infer_from_logits(model, outputs):
+  spec = getattr(model, "_loss_spec", None)
+  loss = spec[0] if spec else getattr(model, "loss", None)
+  if hasattr(loss, "get_config") and "from_logits" in loss.get_config():
+    return bool(loss.get_config()["from_logits"])
+  return bool(np.any(outputs < 0) or np.any(outputs > 1))
+
+
+def predict_labels(model, x, from_logits=None, batch_size=256):
+  """Hard labels of a classifier: argmax for multi-class, threshold 0.5 (prob) for binary."""
+  outputs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+  if outputs.ndim >= 2 and outputs.shape[-1] > 1:
+    return outputs.argmax(axis=-1)
+  outputs = outputs.reshape(-1)
+  if from_logits is None:
+    from_logits = _infer_from_logits(model, outputs)
+  return (outputs > (0.0 if from_logits else 0.5)).astype(np.int64)
+
+
+def dense_correctness(dense_model, x, y, from_logits=None, batch_size=256):
+  """0/1 per example: whether `dense_model` classifies it correctly.
+
+  Pack the result with `pack_group_data(x, groups, dense_correct=...)` so that
+  `DegradationFairness` need not run the dense model at every step.
+  """
+  labels = predict_labels(dense_model, x, from_logits, batch_size)
+  y = np.asarray(y)
+  y = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+  return (labels == y).astype(np.float32)
+
+
+def _collect(data):
+  """(x, y, groups) as numpy from a tuple or a dataset of packed inputs."""
+  if isinstance(data, tf.data.Dataset):
+    xs, ys, gs = [], [], []
+    for element in data.as_numpy_iterator():
+      x, groups, _ = groups_lib.unpack_group_data(element[0])
+      xs.append(x)
+      ys.append(element[1])
+      gs.append(groups)
+    if any(g is None for g in gs):
+      raise ValueError("The dataset carries no group ids: pack them with pack_group_data.")
+    return (tf.nest.map_structure(lambda *a: np.concatenate(a), *xs),
+            np.concatenate(ys), np.concatenate(gs))
+  if len(data) == 3:
+    return data
+  if len(data) == 2:
+    x, groups, _ = groups_lib.unpack_group_data(data[0])
+    if groups is None:
+      raise ValueError("Pass (x, y, groups) or (pack_group_data(x, groups), y).")
+    return x, data[1], groups
+  raise ValueError("data must be (x, y, groups), (packed_x, y) or a tf.data.Dataset.")
+
+
+def evaluate_fairness(model, data, dense_model=None, from_logits=None, group_names=None,
+                      num_groups=None, batch_size=256):
+  """Audits a classifier's fairness across groups.
+
+  Args:
+    model: A `tf_keras` classifier (pruned, stripped or dense).
+    data: `(x, y, groups)`, `(pack_group_data(x, groups), y)`, or a `tf.data.Dataset`
+      of packed inputs.
+    dense_model: Optional dense model: adds degradation, its gap and max ψ.
+    from_logits: Whether binary outputs are logits; inferred from the compiled loss
+      or the output range when None.
+    group_names: Optional names of the groups.
+    num_groups: Number of groups (default: from the model, else max id + 1).
+    batch_size: Prediction batch size.
+
+  Returns:
+    A `FairnessReport`.
+
+  Example:
+
+  ```python
+  report = tf_fairprune.fairness.evaluate_fairness(pruned, (x, y, sex), dense_model=dense)
+  print(report)
+  report.to_json()
+  ```
+  """
+  x, y, groups = _collect(data)
+  y = np.asarray(y)
+  y_true = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+  y_pred = predict_labels(model, x, from_logits, batch_size)
+  dense_pred = None
+  if dense_model is not None:
+    dense_pred = predict_labels(dense_model, x, from_logits, batch_size)
+  num_groups = num_groups or getattr(model, "num_groups", None)
+  return fairness_report(y_true, y_pred, groups, dense_pred, group_names, num_groups)

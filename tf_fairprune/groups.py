@@ -1,0 +1,170 @@
+"""How sensitive-group ids travel with the inputs through `fit`, `evaluate` and tf.data.
+
+Group ids ride inside `x`, as in TF Model Remediation's `pack_min_diff_data`: the
+packed inputs are a dict holding the model's own inputs plus reserved keys, so Keras
+data adapters (numpy, validation_split, tf.data) carry them like any feature and
+sample weights stay in their usual slot. The model unpacks them in `train_step` /
+`test_step`; `predict` takes plain inputs.
+
+```python
+x_packed = tf_fairprune.pack_group_data(x, groups)
+model.fit(x_packed, y, sample_weight=w)
+model.evaluate(x_packed, y)
+model.predict(x)                      # plain inputs
+```
+"""
+
+import numpy as np
+import tensorflow as tf
+
+INPUTS_KEY = "tf_fairprune/inputs"
+GROUP_KEY = "tf_fairprune/group"
+DENSE_CORRECT_KEY = "tf_fairprune/dense_correct"
+_RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY)
+
+
+def _check_ids(groups, num_groups, what="groups"):
+  """Validates numpy group ids and returns them as int32."""
+  if groups is None:
+    raise ValueError(f"{what} is missing: pass one integer group id per example.")
+  arr = np.asarray(groups)
+  if arr.dtype == object or arr.dtype.kind not in "iufb":
+    raise ValueError(f"{what} must hold integer group ids, got dtype {arr.dtype}.")
+  if arr.dtype.kind == "f":
+    if not np.all(np.isfinite(arr)):
+      raise ValueError(f"{what} contains NaN or inf: every example needs a group id.")
+    if not np.all(arr == np.round(arr)):
+      raise ValueError(f"{what} must hold integer group ids, got non-integer values.")
+  arr = arr.astype(np.int64)
+  if arr.ndim == 2 and arr.shape[1] == 1:
+    arr = arr[:, 0]
+  if arr.ndim != 1:
+    raise ValueError(f"{what} must be one id per example (shape [n]), got shape {arr.shape}.")
+  if arr.size and arr.min() < 0:
+    raise ValueError(f"{what} must be non-negative, got {arr.min()}.")
+  if num_groups is not None and arr.size and arr.max() >= num_groups:
+    raise ValueError(f"{what} has id {arr.max()} but num_groups={num_groups} "
+                     f"(ids must be in [0, {num_groups})).")
+  return arr.astype(np.int32)
+
+
+def _num_examples(x):
+  return len(tf.nest.flatten(x)[0])
+
+
+def pack_group_data(x, groups, dense_correct=None, num_groups=None):
+  """Packs sensitive-group ids (and optionally dense correctness) with the inputs.
+
+  Args:
+    x: The model's inputs: an array, a list of arrays, a dict of arrays, or a
+      `tf.data.Dataset` of `(x, y)` / `(x, y, sample_weight)` elements.
+    groups: One integer id in `[0, num_groups)` per example. For a dataset: a dataset
+      of ids (zipped element by element), a callable `(x, y) -> ids`, or the name of a
+      feature of a dict `x`.
+    dense_correct: Optional 0/1 per example: whether the dense model classified it
+      correctly (for `DegradationFairness`; see `dense_correctness`). Arrays only.
+    num_groups: If given, ids are checked to be below it.
+
+  Returns:
+    For arrays: the packed inputs, to pass as `x` to `fit` / `evaluate`. For a
+    dataset: a dataset whose elements carry packed inputs.
+
+  Raises:
+    ValueError: For missing, non-integer, negative or out-of-range ids, or a length
+      that does not match the inputs.
+
+  Example:
+
+  ```python
+  model.fit(tf_fairprune.pack_group_data(x, sex), y, epochs=3)
+
+  ds = tf.data.Dataset.from_tensor_slices((features, labels)).batch(64)
+  model.fit(tf_fairprune.pack_group_data(ds, lambda x, y: x["sex"]))
+  ```
+  """
+  if isinstance(x, tf.data.Dataset):
+    return _pack_dataset(x, groups, num_groups)
+  if isinstance(x, dict) and any(k in x for k in _RESERVED):
+    raise ValueError("x is already packed with group data.")
+  ids = _check_ids(groups, num_groups)
+  n = _num_examples(x)
+  if len(ids) != n:
+    raise ValueError(f"groups has {len(ids)} ids but x has {n} examples.")
+  packed = dict(x) if isinstance(x, dict) else {INPUTS_KEY: x}
+  packed[GROUP_KEY] = ids
+  if dense_correct is not None:
+    dense_correct = np.asarray(dense_correct, dtype=np.float32).reshape(-1)
+    if len(dense_correct) != n:
+      raise ValueError(f"dense_correct has {len(dense_correct)} values but x has {n} examples.")
+    packed[DENSE_CORRECT_KEY] = dense_correct
+  return packed
+
+
+def _pack_element(x, ids):
+  packed = dict(x) if isinstance(x, dict) else {INPUTS_KEY: x}
+  packed[GROUP_KEY] = tf.cast(ids, tf.int32)
+  return packed
+
+
+def _pack_dataset(dataset, groups, num_groups):
+  del num_groups  # Checked in the train step, where the batch is known.
+  if isinstance(groups, tf.data.Dataset):
+    def zipped(element, ids):
+      element = element if isinstance(element, tuple) else (element,)
+      return (_pack_element(element[0], ids),) + element[1:]
+    return tf.data.Dataset.zip((dataset, groups)).map(zipped)
+  if callable(groups) or isinstance(groups, str):
+    def mapped(*element):
+      x = element[0]
+      if isinstance(groups, str):
+        if not isinstance(x, dict) or groups not in x:
+          raise ValueError(f"The dataset's inputs have no feature named {groups!r}.")
+        ids = x[groups]
+      else:
+        ids = groups(*element[:2]) if len(element) > 1 else groups(x)
+      return (_pack_element(x, ids),) + element[1:]
+    return dataset.map(mapped)
+  raise TypeError("For a dataset, `groups` must be a dataset of ids, a callable "
+                  "(x, y) -> ids or the name of a feature.")
+
+
+def unpack_group_data(x):
+  """Splits packed inputs into (model inputs, group ids or None, dense correctness or None)."""
+  if not isinstance(x, dict) or GROUP_KEY not in x:
+    return x, None, None
+  x = dict(x)
+  groups = x.pop(GROUP_KEY)
+  dense_correct = x.pop(DENSE_CORRECT_KEY, None)
+  if set(x) == {INPUTS_KEY}:
+    x = x[INPUTS_KEY]
+  return x, groups, dense_correct
+
+
+def intersectional_groups(*attributes):
+  """Combines categorical attributes into one group id per example.
+
+  Args:
+    *attributes: Arrays of equal length, each with integer categories (e.g. sex in
+      {0, 1} and race in {0..4}).
+
+  Returns:
+    `(ids, names)`: int32 ids in `[0, K)` numbered by the combinations that occur, and
+    a list of K tuples naming the combination behind each id.
+
+  Raises:
+    ValueError: With no attributes, lengths that differ, or non-integer categories.
+
+  Example:
+
+  ```python
+  ids, names = tf_fairprune.intersectional_groups(sex, race)
+  ```
+  """
+  if not attributes:
+    raise ValueError("intersectional_groups needs at least one attribute.")
+  cols = [_check_ids(a, None, what=f"attribute {i}") for i, a in enumerate(attributes)]
+  if len({len(c) for c in cols}) != 1:
+    raise ValueError("All attributes must have the same length.")
+  stacked = np.stack(cols, axis=1)
+  combos, ids = np.unique(stacked, axis=0, return_inverse=True)
+  return ids.reshape(-1).astype(np.int32), [tuple(int(v) for v in c) for c in combos]
