@@ -163,6 +163,8 @@ class BiLevelTrainingMixin:
     if model is not None:
       model.trainable = False
     object.__setattr__(self, "_reference_model", model)
+    # The traced steps captured the previous reference: trace them again.
+    self.train_function = self.test_function = None
 
   def fair_pruning_config(self):
     """The pruning arguments of this model, JSON-serializable."""
@@ -321,10 +323,13 @@ class BiLevelTrainingMixin:
                          "with tf_fairprune.pack_group_data.")
       groups = tf.cast(groups, tf.int32)
       if not getattr(self, "_jit_compile", False):  # XLA drops asserts anyway.
-        tf.debugging.assert_non_negative(groups, message="Group ids must be >= 0.")
-        tf.debugging.assert_less(
-            groups, self.num_groups,
-            message=f"Group ids must be < num_groups={self.num_groups}.")
+        checks = [
+            tf.debugging.assert_non_negative(groups, message="Group ids must be >= 0."),
+            tf.debugging.assert_less(
+                groups, self.num_groups,
+                message=f"Group ids must be < num_groups={self.num_groups}.")]
+        with tf.control_dependencies([c for c in checks if c is not None]):
+          groups = tf.identity(groups)
     elif self.fairness:
       raise ValueError(
           "The model has fairness constraints but the data carries no group ids. Pack "

@@ -117,7 +117,8 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
   rows = []
   for g in range(k):
     m = groups == g
-    row = {"name": group_names[g] if group_names else str(g), "size": int(m.sum()),
+    row = {"name": str(group_names[g]) if group_names and g < len(group_names) else str(g),
+           "size": int(m.sum()),
            "accuracy": _rate(m, correct)}
     if binary:
       row["selection_rate"] = _rate(m, (y_pred == 1).astype(float))

@@ -1,0 +1,140 @@
+"""Group ids through fit / evaluate / tf.data; validation; intersectional groups."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tf_fairprune
+from tf_fairprune import groups as groups_lib
+from tf_fairprune.fairness import PerformanceFairness
+from conftest import compile_binary, make_data, make_mlp
+
+
+def _fair_model(**kwargs):
+  return compile_binary(tf_fairprune.fair_prune_wrapper(
+      make_mlp(), 0.5, fairness=[PerformanceFairness()], **kwargs))
+
+
+def test_pack_and_unpack_arrays_and_dicts():
+  x = np.zeros((4, 3), "float32")
+  packed = tf_fairprune.pack_group_data(x, [0, 1, 1, 0])
+  inputs, groups, dense = groups_lib.unpack_group_data(packed)
+  assert inputs is x and dense is None
+  np.testing.assert_array_equal(groups, [0, 1, 1, 0])
+  assert groups.dtype == np.int32
+  packed = tf_fairprune.pack_group_data({"a": x, "b": x}, np.array([0.0, 1.0, 1.0, 0.0]),
+                                        dense_correct=[1, 0, 1, 1])
+  inputs, groups, dense = groups_lib.unpack_group_data(packed)
+  assert set(inputs) == {"a", "b"} and dense.dtype == np.float32
+  assert groups_lib.unpack_group_data(x)[1] is None
+
+
+@pytest.mark.parametrize("groups,match", [
+    (None, "missing"),
+    ([0, 1, 2.5, 0], "integer"),
+    ([0, np.nan, 1, 0], "NaN"),
+    ([0, -1, 1, 0], "non-negative"),
+    ([0, 1, 5, 0], "num_groups=3"),
+    ([0, 1, 1], "4 examples"),
+    (["a", "b", "c", "d"], "integer"),
+])
+def test_bad_group_ids(groups, match):
+  with pytest.raises(ValueError, match=match):
+    tf_fairprune.pack_group_data(np.zeros((4, 2)), groups, num_groups=3)
+
+
+def test_packing_twice_is_an_error():
+  packed = tf_fairprune.pack_group_data(np.zeros((2, 2)), [0, 1])
+  with pytest.raises(ValueError, match="already packed"):
+    tf_fairprune.pack_group_data(packed, [0, 1])
+
+
+def test_fit_evaluate_with_sample_weights_and_validation_split():
+  x, y = make_data()
+  g = (x[:, 2] > 0).astype(int)
+  model = _fair_model()
+  history = model.fit(tf_fairprune.pack_group_data(x, g), y, sample_weight=np.ones(len(x)),
+                      batch_size=32, epochs=1, validation_split=0.25, verbose=0)
+  for key in ("accuracy_g0", "accuracy_g1", "performance_gap", "val_performance_gap"):
+    assert key in history.history
+  # Weight 0 on group 1: its accuracy is undefined (no weight) and the gap is 0.
+  logs = model.evaluate(tf_fairprune.pack_group_data(x, g), y, sample_weight=(g == 0) * 1.0,
+                        verbose=0, return_dict=True)
+  assert np.isnan(logs["accuracy_g1"]) and logs["performance_gap"] == 0.0
+  assert model.predict(x, verbose=0).shape == (len(x), 1)
+
+
+def test_group_accuracy_is_accumulated_over_the_epoch_not_averaged_per_batch():
+  x, y = make_data(n=96)
+  g = np.zeros(96, int)
+  g[:4] = 1  # Group 1 only in the first batch.
+  model = _fair_model()
+  logs = model.evaluate(tf_fairprune.pack_group_data(x, g), y, batch_size=32, verbose=0,
+                        return_dict=True)
+  logits = model.predict(x, verbose=0).reshape(-1)
+  correct = ((logits > 0) == (y > 0.5))
+  assert logs["accuracy_g0"] == pytest.approx(correct[g == 0].mean(), abs=1e-6)
+  assert logs["accuracy_g1"] == pytest.approx(correct[g == 1].mean(), abs=1e-6)
+  assert logs["performance_gap"] == pytest.approx(
+      abs(correct[g == 0].mean() - correct[g == 1].mean()), abs=1e-6)
+
+
+@pytest.mark.parametrize("how", ["dataset", "callable", "feature"])
+def test_tf_data_pipelines(how):
+  x, y = make_data(n=128)
+  g = (x[:, 2] > 0).astype("int32")
+  if how == "feature":
+    inp = {"features": x, "group": g}
+    model_in = keras.Input((8,), name="features")
+    out = keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(model_in))
+    model = compile_binary(tf_fairprune.fair_prune_wrapper(
+        keras.Model({"features": model_in}, out), 0.5, fairness=[PerformanceFairness()]))
+    ds = tf.data.Dataset.from_tensor_slices((inp, y)).batch(32)
+    ds = tf_fairprune.pack_group_data(ds, "group").map(
+        lambda x, y: ({k: v for k, v in x.items() if k != "group"}, y))
+  else:
+    model = _fair_model()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    groups = (tf.data.Dataset.from_tensor_slices(g).batch(32) if how == "dataset"
+              else (lambda x, y: tf.cast(x[:, 2] > 0, tf.int32)))
+    ds = tf_fairprune.pack_group_data(ds, groups)
+  history = model.fit(ds, epochs=1, verbose=0)
+  assert np.isfinite(history.history["performance_gap"][0])
+  assert "accuracy_g1" in model.evaluate(ds, verbose=0, return_dict=True)
+
+
+def test_out_of_range_ids_in_a_pipeline_fail_with_a_clear_message():
+  x, y = make_data(n=64)
+  ds = tf_fairprune.pack_group_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(32),
+                                    lambda x, y: tf.fill([tf.shape(x)[0]], 7))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="num_groups=2"):
+    _fair_model().fit(ds, epochs=1, verbose=0)
+
+
+def test_fairness_without_group_ids_is_an_error():
+  x, y = make_data(n=64)
+  with pytest.raises(ValueError, match="pack_group_data"):
+    _fair_model().fit(x, y, epochs=1, verbose=0)
+
+
+def test_batch_without_a_group_gives_no_nan():
+  x, y = make_data(n=64)
+  model = _fair_model()
+  history = model.fit(tf_fairprune.pack_group_data(x, np.zeros(64, int)), y, batch_size=32,
+                      epochs=2, verbose=0)
+  assert np.all(np.isfinite(history.history["loss"]))
+  assert history.history["performance_gap"] == [0.0, 0.0]
+  assert not model.stopped_on_non_finite_loss
+
+
+def test_intersectional_groups():
+  sex = np.array([0, 1, 0, 1, 1])
+  race = np.array([2, 2, 0, 2, 0])
+  ids, names = tf_fairprune.intersectional_groups(sex, race)
+  assert names == [(0, 0), (0, 2), (1, 0), (1, 2)]
+  np.testing.assert_array_equal(ids, [1, 3, 0, 3, 2])
+  with pytest.raises(ValueError, match="same length"):
+    tf_fairprune.intersectional_groups(sex, race[:3])
+  with pytest.raises(ValueError, match="at least one"):
+    tf_fairprune.intersectional_groups()
