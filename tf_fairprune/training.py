@@ -90,9 +90,32 @@ class _NonFiniteGuard(keras.callbacks.Callback):
       self._seen = count
 
 
+def _num_replicas():
+  ctx = tf.distribute.get_replica_context()
+  return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def _replica_sum(value):
+  """Sum over replicas (identity on one device)."""
+  return outcomes.all_reduce_sum(value)
+
+
 def _all_finite(tensors):
+  """True when every tensor is finite on every replica (the same answer on all)."""
   checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
-  return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+  local = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+  if _num_replicas() > 1:
+    return tf.equal(_replica_sum(1.0 - tf.cast(local, tf.float32)), 0.0)
+  return local
+
+
+class _UnwrapPreventer:
+  """Keeps a strategy from unwrapping mirrored variables passed through merge_call."""
+
+  __slots__ = ["value"]
+
+  def __init__(self, value):
+    self.value = value
 
 
 class BiLevelTrainingMixin:
@@ -216,7 +239,7 @@ class BiLevelTrainingMixin:
     """Target sparsity at `step` (default: the current training step)."""
     return pruning_schedule.sparsity_at(self.target_sparsity, self._step() if step is None else step)
 
-  def _assign_masks(self, step):
+  def _assign_masks(self, step, keep=None):
     _, scores, _, masks = self._pruning_variables()
     if not scores:
       return
@@ -225,7 +248,7 @@ class BiLevelTrainingMixin:
     new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope,
                              method=method)
     for var, value in zip(masks, new):
-      var.assign(value)
+      var.assign(value if keep is None else tf.where(keep, var, value))
 
   def update_masks(self):
     """Re-ranks the masks from the current scores at the current step's sparsity."""
@@ -400,9 +423,18 @@ class BiLevelTrainingMixin:
       task = self.compiled_loss(y, y_pred, sample_weight)
     else:
       task = self._upper_task_loss(y, y_pred, sample_weight)
-    reg = tf.add_n(self.losses) if self.losses else None
+    # compiled_loss divides by the number of replicas (gradients are summed across
+    # them); terms added by hand must be scaled the same way. The fairness gap is
+    # formed from all-reduced group sums, and the all-reduce's gradient sums the
+    # replicas' upstream gradients, so 1/R gives exactly the one-device gradient.
+    replicas = _num_replicas()
+    reg = tf.add_n(self.losses) / replicas if self.losses else None
     stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense_correct)
     pen_w, pen_m = self._fairness_penalties(stats)
+    if replicas > 1:
+      scaled = {id(p): p / replicas for p in (pen_w, pen_m) if p is not None}
+      pen_w = scaled.get(id(pen_w))
+      pen_m = scaled.get(id(pen_m))  # Same object again when both levels share it.
     return y_pred, task, reg, pen_w, pen_m, stats
 
   @staticmethod
@@ -414,17 +446,48 @@ class BiLevelTrainingMixin:
     if self.implicit_gradient_scale == 0.0:
       return g_s
     scale = self.implicit_gradient_scale
-    return [gs if gt is None else gs - scale * tf.square(tf.cast(gt, gs.dtype))
-            for gs, gt in zip(g_s, g_theta)]
+    replicas = _num_replicas()
+    out = []
+    for gs, gt in zip(g_s, g_theta):
+      if gt is None:
+        out.append(gs)
+        continue
+      # IG is quadratic in ∂L/∂θ: square the gradient summed over replicas, then
+      # share it out so that the optimizer's replica sum gives it back once.
+      gt = _replica_sum(tf.cast(gt, gs.dtype)) if replicas > 1 else tf.cast(gt, gs.dtype)
+      out.append(gs - scale * tf.square(gt) / replicas)
+    return out
 
   def _apply(self, finite, optimizer, grads, variables):
+    """Applies the gradients only when `finite` (identical on every replica)."""
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
     if not pairs:
       return
-    def apply():
-      optimizer.apply_gradients(pairs)
-      return tf.constant(True)
-    tf.cond(finite, apply, lambda: tf.constant(False))
+    ctx = tf.distribute.get_replica_context()
+    if not tf.distribute.has_strategy() or ctx is None or ctx.num_replicas_in_sync == 1:
+      def apply():
+        optimizer.apply_gradients(pairs)
+        return tf.constant(True)
+      tf.cond(finite, apply, lambda: tf.constant(False))
+      return
+    # Under a strategy a cond may not contain the optimizer's cross-replica merge:
+    # aggregate first (as Keras' LossScaleOptimizer does), then apply without it.
+    pairs = optimizer.aggregate_gradients(pairs)
+    grads_only = [g for g, _ in pairs]
+    wrapped = _UnwrapPreventer([v for _, v in pairs])
+    def apply_fn(grads=grads_only):
+      optimizer.apply_gradients(list(zip(grads, wrapped.value)),
+                                skip_gradients_aggregation=True)
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+      tf.__internal__.smart_cond.smart_cond(finite, apply_fn, lambda: None)
+    else:
+      def cross_replica(distribution, finite, grads):
+        # `finite` was agreed on by all replicas; any replica's copy will do.
+        finite = distribution.experimental_local_results(finite)[0]
+        tf.__internal__.smart_cond.smart_cond(
+            finite, lambda: distribution.extended.call_for_each_replica(apply_fn, args=(grads,)),
+            lambda: None)
+      ctx.merge_call(cross_replica, args=(finite, grads_only))
 
   def train_step(self, data):
     x, y, sample_weight, groups, dense_correct = self._unpack(data)
@@ -481,7 +544,11 @@ class BiLevelTrainingMixin:
     if self.mask_update_frequency > 1:
       refresh = tf.logical_and(
           finite, tf.equal(self._step() % self.mask_update_frequency, 0))
-    tf.cond(refresh, self._assign_masks_op, lambda: tf.constant(False))
+    if _num_replicas() > 1:
+      # A mirrored assign may not sit inside a cond: compute, then keep or replace.
+      self._assign_masks(self._step(), keep=tf.logical_not(refresh))
+    else:
+      tf.cond(refresh, self._assign_masks_op, lambda: tf.constant(False))
     self._step_state.non_finite_steps.assign_add(1 - tf.cast(finite, tf.int64))
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())

@@ -43,7 +43,9 @@ class LastValue(keras.metrics.Metric):
 
   def __init__(self, name, **kwargs):
     super().__init__(name=name, **kwargs)
-    self.value = self.add_weight(name="value", initializer="zeros")
+    # Every replica holds the same value: read one, don't sum them.
+    self.value = self.add_weight(name="value", initializer="zeros",
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
   def update_state(self, value):  # pylint: disable=arguments-differ
     self.value.assign(tf.cast(value, self.dtype))

@@ -1,0 +1,102 @@
+"""Runs bi-level fair pruning on one device and under tf.distribute (for test_distribute.py).
+
+  python distributed_helper.py mirrored OUT.json MODE
+      Two logical CPUs: one run without a strategy, one under MirroredStrategy over both
+      devices, same global batch. Writes the max abs differences.
+  python distributed_helper.py single OUT.npz MODE
+  python distributed_helper.py worker OUT.npz MODE     (with TF_CONFIG set)
+      One run without a strategy / one worker of a MultiWorkerMirroredStrategy.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+import tf_fairprune  # pylint: disable=g-import-not-at-top
+from tf_fairprune.fairness import DegradationFairness, PerformanceFairness  # pylint: disable=g-import-not-at-top
+
+GLOBAL_BATCH = 32
+STEPS = 6
+
+
+def data():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((GLOBAL_BATCH * STEPS, 8)).astype("float32")
+  g = (rng.uniform(size=len(x)) < 0.35).astype("int32")
+  y = np.where(g == 0, x[:, 0] > 0, x[:, 1] > 0).astype("float32")
+  dense_correct = (rng.uniform(size=len(x)) < 0.8).astype("float32")
+  return tf_fairprune.pack_group_data(x, g, dense_correct=dense_correct), y
+
+
+def build(mode):
+  keras.utils.set_random_seed(0)
+  dense = keras.Sequential([
+      keras.Input((8,)),
+      keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3)),
+      keras.layers.Dense(1)])
+  model = tf_fairprune.fair_prune_wrapper(
+      dense, 0.6, implicit_gradient_scale=0.5, update_mode=mode,
+      fairness=[PerformanceFairness(mode="lagrangian", multiplier_lr=0.5),
+                DegradationFairness(weight=2.0)])
+  model.set_reference_model(None)
+  model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                mask_optimizer=keras.optimizers.SGD(1.0, momentum=0.9),
+                loss=keras.losses.BinaryCrossentropy(from_logits=True))
+  return model
+
+
+def state(model):
+  return {
+      **{f"w{i}": w for i, w in enumerate(model.get_weights())},
+      **{f"mopt{i}": v.numpy() for i, v in enumerate(model.mask_optimizer.variables)},
+  }
+
+
+def train(strategy, mode):
+  x, y = data()
+  if strategy is None:
+    model = build(mode)
+  else:
+    with strategy.scope():
+      model = build(mode)
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+  if strategy is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+  model.fit(ds, epochs=2, verbose=0)
+  return state(model), model
+
+
+def main(argv):
+  kind, out, mode = argv[1], argv[2], argv[3]
+  if kind == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    single, model_a = train(None, mode)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored, model_b = train(strategy, mode)
+    diffs = {k: float(np.max(np.abs(single[k] - mirrored[k]))) for k in single}
+    moved = float(max(np.max(np.abs(a - b)) for a, b in zip(
+        model_a.get_weights(), build(mode).get_weights())))
+    with open(out, "w") as f:
+      json.dump({"diffs": diffs, "replicas": strategy.num_replicas_in_sync, "moved": moved,
+                 "multiplier": float(model_b.fairness_multipliers[0].numpy())}, f)
+  elif kind == "single":
+    np.savez(out, **train(None, mode)[0])
+  else:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    result, _ = train(strategy, mode)
+    if strategy.cluster_resolver.task_id == 0:
+      np.savez(out, **result)
+
+
+if __name__ == "__main__":
+  main(sys.argv)
