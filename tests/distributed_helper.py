@@ -6,6 +6,9 @@
   python distributed_helper.py single OUT.npz MODE
   python distributed_helper.py worker OUT.npz MODE     (with TF_CONFIG set)
       One run without a strategy / one worker of a MultiWorkerMirroredStrategy.
+  python distributed_helper.py mirrored_resume OUT.json MODE
+      As `mirrored`, but the mirrored run saves after one epoch, loads the .keras file
+      under the strategy and trains the second epoch.
 """
 
 import json
@@ -58,31 +61,45 @@ def state(model):
   }
 
 
-def train(strategy, mode):
+def dataset(strategy):
   x, y = data()
-  if strategy is None:
-    model = build(mode)
-  else:
-    with strategy.scope():
-      model = build(mode)
   ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
   if strategy is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
-  model.fit(ds, epochs=2, verbose=0)
+  return ds
+
+
+def train(strategy, mode, resume_from=None):
+  """Two epochs; with `resume_from`, one epoch, save, load under the strategy, one more."""
+  if strategy is None:
+    model = build(mode)
+  else:
+    with strategy.scope():
+      model = build(mode)
+  ds = dataset(strategy)
+  if resume_from is None:
+    model.fit(ds, epochs=2, verbose=0)
+    return state(model), model
+  model.fit(ds, epochs=1, verbose=0)
+  model.save(resume_from)
+  with strategy.scope():
+    model = keras.models.load_model(resume_from)
+  model.fit(ds, epochs=1, verbose=0)
   return state(model), model
 
 
 def main(argv):
   kind, out, mode = argv[1], argv[2], argv[3]
-  if kind == "mirrored":
+  if kind in ("mirrored", "mirrored_resume"):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     single, model_a = train(None, mode)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    mirrored, model_b = train(strategy, mode)
+    resume = out + ".keras" if kind == "mirrored_resume" else None
+    mirrored, model_b = train(strategy, mode, resume_from=resume)
     diffs = {k: float(np.max(np.abs(single[k] - mirrored[k]))) for k in single}
     moved = float(max(np.max(np.abs(a - b)) for a, b in zip(
         model_a.get_weights(), build(mode).get_weights())))

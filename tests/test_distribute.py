@@ -16,11 +16,13 @@ HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_h
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
-@pytest.mark.parametrize("mode", ["joint", "alternating"])
-def test_two_replicas_match_one_device(tmp_path, mode):
+@pytest.mark.parametrize("kind,mode", [("mirrored", "joint"), ("mirrored", "alternating"),
+                                       ("mirrored_resume", "joint")])
+def test_two_replicas_match_one_device(tmp_path, kind, mode):
   out = str(tmp_path / "diffs.json")
-  subprocess.run([sys.executable, HELPER, "mirrored", out, mode], env=ENV, check=True,
-                 timeout=600, capture_output=True)
+  run = subprocess.run([sys.executable, HELPER, kind, out, mode], env=ENV, timeout=600,
+                       capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
   result = json.load(open(out))
   assert result["replicas"] == 2
   assert result["moved"] > 0.1  # Training changed the model (masks flipped).

@@ -19,8 +19,13 @@ class GroupRates(keras.metrics.Metric):
     self.num_groups = num_groups
     self.report = report
     self.prefix = prefix
-    self.sums = self.add_weight("sums", shape=(num_terms, num_groups), initializer="zeros")
-    self.counts = self.add_weight("counts", shape=(num_terms, num_groups), initializer="zeros")
+    # Fed with sums already all-reduced over replicas: every replica holds the global
+    # totals, so one replica's copy is read (a SUM would count them R times).
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    self.sums = self.add_weight("sums", shape=(num_terms, num_groups), initializer="zeros",
+                                aggregation=first)
+    self.counts = self.add_weight("counts", shape=(num_terms, num_groups), initializer="zeros",
+                                  aggregation=first)
 
   def update_state(self, sums, counts):  # pylint: disable=arguments-differ
     self.sums.assign_add(tf.cast(sums, tf.float32))
