@@ -25,7 +25,7 @@ setuptools.setup(
         "fairness": ["fairlearn"],
         "plots": ["matplotlib"],
         "datasets": ["tensorflow-datasets"],
-        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0", "tensorboard"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0", "tensorboard", "matplotlib"],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
