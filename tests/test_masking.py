@@ -44,7 +44,7 @@ def test_ties_are_broken_by_position_and_repeatably(method):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_histogram_and_sort_select_identical_masks():
+def test_all_methods_select_identical_masks():
   rng = np.random.default_rng(7)
   for trial in range(60):
     n = int(rng.integers(1, 400))
@@ -55,8 +55,9 @@ def test_histogram_and_sort_select_identical_masks():
       values[:] = 0.0
     sparsity = float(rng.uniform(0.0, 0.999))
     a = masking.topk_masks([tf.constant(values)], sparsity, method="sort")[0]
-    b = masking.topk_masks([tf.constant(values)], sparsity, method="histogram")[0]
-    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"trial {trial}")
+    for method in ("histogram", "bisect"):
+      b = masking.topk_masks([tf.constant(values)], sparsity, method=method)[0]
+      np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{method}, trial {trial}")
 
 
 def test_keep_count_rounds_and_is_exact_for_large_sizes():
@@ -86,7 +87,7 @@ def test_bad_arguments():
 
 def test_topk_compiles_under_xla_with_a_dynamic_sparsity():
   scores = [tf.constant(np.random.default_rng(0).standard_normal((50, 20)).astype("float32"))]
-  fn = tf.function(lambda s: masking.topk_masks(scores, s, method="sort")[0], jit_compile=True)
+  fn = tf.function(lambda s: masking.topk_masks(scores, s, method="bisect")[0], jit_compile=True)
   for sparsity in (0.3, 0.8):
     np.testing.assert_array_equal(fn(tf.constant(sparsity)).numpy(),
                                   masking.topk_masks(scores, sparsity)[0].numpy())

@@ -243,8 +243,8 @@ class BiLevelTrainingMixin:
     _, scores, _, masks = self._pruning_variables()
     if not scores:
       return
-    # Scatter-based histograms compile poorly under XLA; the sort gives the same mask.
-    method = "sort" if getattr(self, "_jit_compile", False) else "histogram"
+    # Scatter-based histograms compile poorly under XLA; bisection gives the same mask.
+    method = "bisect" if getattr(self, "_jit_compile", False) else "histogram"
     new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope,
                              method=method)
     for var, value in zip(masks, new):
