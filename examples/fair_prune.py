@@ -221,7 +221,7 @@ def run(data, strategy, output_dir):
                      loss=bce(), jit_compile=FLAGS.jit_compile)
       pruned.fit(train_x, data.train.y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
                  validation_data=val, verbose=2)
-      steps = int(pruned.optimizer.iterations)
+      steps = int(pruned.optimizer.iterations.numpy())
       final = tf_fairprune.strip_fair_pruning(pruned)
     else:
       final = gmp(dense, data, steps_per_epoch)
@@ -236,7 +236,7 @@ def run(data, strategy, output_dir):
         stop = StopAtGap(FLAGS.target_gap)
         tuned.fit(train_x, data.train.y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
                   validation_data=val, verbose=2, callbacks=[stop])
-        steps += int(tuned.optimizer.iterations)
+        steps += int(tuned.optimizer.iterations.numpy())
         reached = stop.reached_at
         final = tf_fairprune.strip_fair_pruning(tuned)
   train_seconds = time.perf_counter() - start

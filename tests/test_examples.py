@@ -35,17 +35,20 @@ def _csv(path, n=600):
       w.writerow([f"{age:.1f}", city, sex, "yes" if age + (5 if city == "a" else 0) > 42 else "no"])
 
 
-@pytest.mark.parametrize("method", ["bifp", "two_stage"])
-def test_main_job_on_a_csv(tmp_path, method):
+@pytest.mark.parametrize("method,strategy", [("bifp", "none"), ("two_stage", "none"),
+                                             ("bifp", "mirrored")])
+def test_main_job_on_a_csv(tmp_path, method, strategy):
   data = str(tmp_path / "data.csv")
   _csv(data)
   out = str(tmp_path / "out")
   run = _run(f"--dataset=csv:{data}", "--label=label", "--group=sex", f"--method={method}",
-             f"--output_dir={out}", "--sparsity=0.7", "--batch_size=64")
+             f"--output_dir={out}", "--sparsity=0.7", "--batch_size=64",
+             f"--strategy={strategy}")
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.load(open(os.path.join(out, "results.json")))
   assert all(k in results for k in FIELDS)
   assert results["method"] == method and results["sparsity"] == pytest.approx(0.7, abs=0.01)
+  assert results["strategy"] == strategy
   assert set(results["group_size"]) == {"F", "M"}
   assert results["tflite_bytes"] < results["dense_tflite_bytes"]
   assert "| F |" in open(os.path.join(out, "report.md")).read()

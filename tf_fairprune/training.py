@@ -95,6 +95,12 @@ def _num_replicas():
   return ctx.num_replicas_in_sync if ctx is not None else 1
 
 
+def _under_strategy():
+  """True inside a tf.distribute strategy, even one with a single replica: its
+  mirrored variables synchronise through merge calls, which may not sit in a cond."""
+  return tf.distribute.has_strategy() and tf.distribute.get_replica_context() is not None
+
+
 def _replica_sum(value):
   """Sum over replicas (identity on one device)."""
   return outcomes.all_reduce_sum(value)
@@ -464,7 +470,7 @@ class BiLevelTrainingMixin:
     if not pairs:
       return
     ctx = tf.distribute.get_replica_context()
-    if not tf.distribute.has_strategy() or ctx is None or ctx.num_replicas_in_sync == 1:
+    if not _under_strategy():
       def apply():
         optimizer.apply_gradients(pairs)
         return tf.constant(True)
@@ -544,7 +550,7 @@ class BiLevelTrainingMixin:
     if self.mask_update_frequency > 1:
       refresh = tf.logical_and(
           finite, tf.equal(self._step() % self.mask_update_frequency, 0))
-    if _num_replicas() > 1:
+    if _under_strategy():
       # A mirrored assign may not sit inside a cond: compute, then keep or replace.
       self._assign_masks(self._step(), keep=tf.logical_not(refresh))
     else:
