@@ -2,7 +2,7 @@ r"""XLA and tf.distribute figures for the bi-level step (issue: scale out).
 
 * Epoch time of the BiFP step with `jit_compile=True` vs without, same process,
   interleaved runs, median — MLP and small CNN of benchmark_engine.py, fairness on.
-* Max |difference| of weights, scores, masks, multipliers and mask-optimizer slots
+* Max |difference| of weights, scores, masks, multipliers and both optimizers' slots
   after training: MirroredStrategy over 2 logical CPUs vs one device (joint and
   alternating), and MultiWorkerMirroredStrategy with 2 workers on localhost vs one
   process — the runs of tests/distributed_helper.py.
@@ -132,8 +132,8 @@ these small models. It is there as the device-agnostic path for GPUs.
 
 Same answer on many replicas as on one (MLP with an L2 regulariser, a Lagrangian
 `PerformanceFairness` and a `DegradationFairness` penalty, 1/γ = 0.5, 2 epochs × 6 steps
-of global batch 32): max |difference| over weights, scores, masks, multipliers and the
-mask optimizer's slots —
+of global batch 32): max |difference| over weights, scores, masks, multipliers and both
+optimizers' slots —
 
 | run | max abs diff vs one device |
 |---|---|

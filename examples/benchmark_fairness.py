@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_utils  # pylint: disable=g-import-not-at-top
 import tf_fairprune  # pylint: disable=g-import-not-at-top
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
+from tf_fairprune import models  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import DegradationFairness  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import PerformanceFairness  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import dense_correctness  # pylint: disable=g-import-not-at-top
@@ -61,20 +62,13 @@ METHODS = {  # name: (levels with fairness terms, λ multiplier of --fairness_we
 }
 
 
-def mlp(num_features):
-  return keras.Sequential([keras.Input((num_features,)),
-                           keras.layers.Dense(256, activation="relu"),
-                           keras.layers.Dense(256, activation="relu"),
-                           keras.layers.Dense(1)], name="adult_mlp")
-
-
 def bce():
   return keras.losses.BinaryCrossentropy(from_logits=True)
 
 
 def run_seed(data, seed):
   keras.utils.set_random_seed(seed)
-  dense = mlp(data.train.x.shape[1])
+  dense = models.mlp(data.train.x.shape[1])
   dense.compile(keras.optimizers.Adam(1e-3), bce())
   dense.fit(data.train.x, data.train.y, batch_size=FLAGS.batch_size,
             epochs=FLAGS.dense_epochs, verbose=0)

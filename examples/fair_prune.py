@@ -37,6 +37,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
+from tf_fairprune import models  # pylint: disable=g-import-not-at-top
 from tf_fairprune._compat import tfmot  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import DegradationFairness  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import PerformanceFairness  # pylint: disable=g-import-not-at-top
@@ -132,13 +133,6 @@ def make_strategy():
   return tf.distribute.get_strategy()
 
 
-def mlp(num_features):
-  return keras.Sequential([keras.Input((num_features,)),
-                           keras.layers.Dense(256, activation="relu"),
-                           keras.layers.Dense(256, activation="relu"),
-                           keras.layers.Dense(1)], name="mlp")
-
-
 def bce():
   return keras.losses.BinaryCrossentropy(from_logits=True)
 
@@ -194,7 +188,7 @@ def run(data, strategy, output_dir):
       dense = keras.models.load_model(FLAGS.dense_model)
     else:
       logging.info("Phase 1/4: training the dense model (%d epochs)", FLAGS.dense_epochs)
-      dense = mlp(data.train.x.shape[1])
+      dense = models.mlp(data.train.x.shape[1])
       dense.compile(keras.optimizers.Adam(1e-3), bce(), jit_compile=FLAGS.jit_compile)
       dense.fit(data.train.x, data.train.y, batch_size=FLAGS.batch_size,
                 epochs=FLAGS.dense_epochs, verbose=2)

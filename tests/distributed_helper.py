@@ -57,6 +57,7 @@ def build(mode):
 def state(model):
   return {
       **{f"w{i}": w for i, w in enumerate(model.get_weights())},
+      **{f"opt{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)},
       **{f"mopt{i}": v.numpy() for i, v in enumerate(model.mask_optimizer.variables)},
   }
 

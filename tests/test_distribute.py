@@ -27,7 +27,7 @@ def test_two_replicas_match_one_device(tmp_path, kind, mode):
   assert result["replicas"] == 2
   assert result["moved"] > 0.1  # Training changed the model (masks flipped).
   assert result["multiplier"] > 0  # The Lagrangian constraint was active.
-  # Weights, scores, masks, multipliers and the mask optimizer's slots.
+  # Weights, scores, masks, multipliers and both optimizers' slots.
   assert max(result["diffs"].values()) <= 1e-5, result["diffs"]
 
 
