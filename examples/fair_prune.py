@@ -19,7 +19,6 @@ Methods:
   dense                no pruning (the reference)
 """
 
-import csv
 import json
 import os
 import sys
@@ -50,7 +49,8 @@ LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights
           "bifp_no_weight_term": ("mask",)}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "adult-sex", "adult-sex, adult-race, or csv:PATH.")
+flags.DEFINE_string("dataset", "adult-sex",
+                    "adult-sex, adult-race, compas-race, compas-sex, or csv:PATH.")
 flags.DEFINE_string("label", None, "CSV: the label column (binary).")
 flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
 flags.DEFINE_enum("method", "bifp", METHODS, "Pruning method.")
@@ -68,61 +68,20 @@ flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD).")
 
 
-def load_csv(path, label, group, seed):
-  """A user CSV: categorical columns one-hot, numeric standardised with train statistics."""
-  if not label or not group:
-    raise app.UsageError("--dataset=csv:PATH needs --label=COL and --group=COL.")
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  if not rows:
-    raise app.UsageError(f"{path} has no rows.")
-  for col in (label, group):
-    if col not in rows[0]:
-      raise app.UsageError(f"{path} has no column {col!r}; columns: {sorted(rows[0])}.")
-  rng = np.random.default_rng(seed)
-  order = rng.permutation(len(rows))
-  n_test, n_val = len(rows) // 5, len(rows) // 10
-  parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val],
-           "train": order[n_test + n_val:]}
-  features = [c for c in rows[0] if c not in (label, group)]
-  def is_number(v):
-    try:
-      float(v)
-      return True
-    except ValueError:
-      return False
-  numeric = [c for c in features if all(is_number(r[c]) for r in rows)]
-  categorical = [c for c in features if c not in numeric]
-  train_rows = [rows[i] for i in parts["train"]]
-  num = np.array([[float(r[c]) for c in numeric] for r in train_rows]).reshape(len(train_rows), -1)
-  mean, std = num.mean(0), num.std(0) + 1e-8
-  cats = {c: sorted({r[c] for r in train_rows}) for c in categorical}
-  labels = sorted({r[label] for r in rows})
-  if len(labels) != 2:
-    raise app.UsageError(f"--label column {label!r} must be binary, found {labels[:5]}.")
-  group_names = sorted({r[group] for r in rows})
-  def encode(idx):
-    rs = [rows[i] for i in idx]
-    x = [(np.array([[float(r[c]) for c in numeric] for r in rs]).reshape(len(rs), -1) - mean) / std]
-    for c in categorical:
-      x.append(np.array([[r[c] == v for v in cats[c]] for r in rs], dtype=float).reshape(len(rs), -1))
-    return datasets.Split(np.concatenate(x, 1).astype("float32"),
-                          np.array([labels.index(r[label]) for r in rs], "float32"),
-                          np.array([group_names.index(r[group]) for r in rs], "int32"))
-  return datasets.TabularDataset(
-      name=os.path.basename(path), train=encode(parts["train"]),
-      validation=encode(parts["validation"]), test=encode(parts["test"]),
-      group_names=group_names, feature_names=numeric + [f"{c}={v}" for c in categorical
-                                                        for v in cats[c]])
-
-
 def load_data():
   if FLAGS.dataset.startswith("csv:"):
-    return load_csv(FLAGS.dataset[4:], FLAGS.label, FLAGS.group, FLAGS.seed)
-  if FLAGS.dataset in ("adult-sex", "adult-race"):
-    return datasets.load_adult(FLAGS.dataset.split("-")[1], seed=FLAGS.seed)
-  raise app.UsageError(f"Unknown --dataset {FLAGS.dataset!r}: use adult-sex, adult-race or "
-                       "csv:PATH.")
+    if not FLAGS.label or not FLAGS.group:
+      raise app.UsageError("--dataset=csv:PATH needs --label=COL and --group=COL.")
+    try:
+      return datasets.load_csv(FLAGS.dataset[4:], FLAGS.label, FLAGS.group, FLAGS.seed)
+    except ValueError as err:
+      raise app.UsageError(str(err)) from err
+  loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas}
+  name, _, sensitive = FLAGS.dataset.partition("-")
+  if name not in loaders:
+    raise app.UsageError(f"Unknown --dataset {FLAGS.dataset!r}: use adult-sex, adult-race, "
+                         "compas-race, compas-sex or csv:PATH.")
+  return loaders[name](sensitive, seed=FLAGS.seed)
 
 
 def make_strategy():

