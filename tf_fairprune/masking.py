@@ -140,3 +140,107 @@ def topk_masks(scores, sparsity, scope="global", method="histogram"):
   else:
     raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}.")
   return [tf.reshape(m, s.shape) for m, s in zip(masks, scores)]
+
+
+# ---------------------------------------------------------------- structured masks
+GRANULARITIES = ("weight", "channel")
+
+
+def check_structure_args(block_size=(1, 1), sparsity_m_by_n=None, granularity="weight"):
+  """Raises a ValueError for a malformed or contradictory structure."""
+  if granularity not in GRANULARITIES:
+    raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
+  block_size = tuple(block_size)
+  structured = [block_size != (1, 1), sparsity_m_by_n is not None, granularity == "channel"]
+  if sum(structured) > 1:
+    raise ValueError("Use one of block_size, sparsity_m_by_n and granularity='channel'.")
+  if len(block_size) != 2 or min(block_size) < 1:
+    raise ValueError(f"block_size must be two positive integers, got {block_size!r}.")
+  if sparsity_m_by_n is not None:
+    n, m = sparsity_m_by_n
+    if not 0 < n < m:
+      raise ValueError(f"sparsity_m_by_n must be (N, M) with 0 < N < M, got {sparsity_m_by_n!r}.")
+
+
+def check_structure(shape, block_size=(1, 1), sparsity_m_by_n=None, granularity="weight",
+                    where="weight"):
+  """Raises a ValueError naming `where` if the structure does not fit `shape`."""
+  check_structure_args(block_size, sparsity_m_by_n, granularity)
+  shape = tuple(shape)
+  block_size = tuple(block_size)
+  if block_size != (1, 1):
+    if len(shape) != 2:
+      raise ValueError(f"block_size applies to 2-D kernels (in, out); {where} has shape "
+                       f"{shape}. Use granularity='channel' for convolutions.")
+    if shape[0] % block_size[0] or shape[1] % block_size[1]:
+      raise ValueError(f"{where} of shape {shape} is not divisible into blocks of {block_size}.")
+  if sparsity_m_by_n is not None:
+    n, m = sparsity_m_by_n
+    if len(shape) < 2 or shape[-2] % m:
+      raise ValueError(f"{where} of shape {shape}: its input dimension must be divisible "
+                       f"by M={m} for {n}:{m} sparsity.")
+
+
+def _unit_scores(score, block_size, granularity):
+  """|score| averaged over each pruning unit, as a 1-D tensor."""
+  magnitude = tf.abs(tf.cast(score, tf.float32))
+  if granularity == "channel":
+    return tf.reduce_mean(tf.reshape(magnitude, [-1, magnitude.shape[-1]]), axis=0)
+  bh, bw = block_size
+  if (bh, bw) == (1, 1):
+    return tf.reshape(magnitude, [-1])
+  rows, cols = magnitude.shape
+  blocks = tf.reshape(magnitude, [rows // bh, bh, cols // bw, bw])
+  return tf.reshape(tf.reduce_mean(blocks, axis=[1, 3]), [-1])
+
+
+def _expand_units(unit_mask, shape, block_size, granularity):
+  if granularity == "channel":
+    return tf.broadcast_to(unit_mask, shape)
+  bh, bw = block_size
+  if (bh, bw) == (1, 1):
+    return tf.reshape(unit_mask, shape)
+  rows, cols = shape
+  blocks = tf.reshape(unit_mask, [rows // bh, 1, cols // bw, 1])
+  return tf.reshape(tf.tile(blocks, [1, bh, 1, bw]), shape)
+
+
+def _m_by_n_mask(score, n, m):
+  """Keeps the N largest |score| of every M consecutive inputs (axis -2); stable ties."""
+  magnitude = tf.abs(tf.cast(score, tf.float32))
+  shape = magnitude.shape
+  moved = tf.experimental.numpy.moveaxis(magnitude, -2, -1)  # [..., out, in]
+  groups = tf.reshape(moved, [-1, m])
+  order = tf.argsort(groups, axis=-1, direction="DESCENDING", stable=True)
+  ranks = tf.argsort(order, axis=-1, stable=True)  # Inverse permutation: rank of each entry.
+  keep = tf.cast(ranks < n, tf.float32)
+  return tf.experimental.numpy.moveaxis(tf.reshape(keep, moved.shape), -1, -2) * tf.ones(shape)
+
+
+def structured_masks(scores, sparsity, structures, scope="global", method="histogram"):
+  """Top-k masks whose units are weights, blocks, channels or N:M groups.
+
+  Args:
+    scores: List of score tensors.
+    sparsity: Fraction of units to remove (blocks and channels are ranked by their mean
+      |score|; N:M groups ignore it — their sparsity is 1 - N/M by construction).
+    structures: One `(block_size, sparsity_m_by_n, granularity)` per score.
+    scope: `"global"` or `"layer"`, as in `topk_masks`.
+    method: Selection method, as in `topk_masks`.
+
+  Returns:
+    A list of float32 masks with the shapes of `scores`.
+  """
+  masks = [None] * len(scores)
+  ranked, units = [], []
+  for i, (score, (block_size, m_by_n, granularity)) in enumerate(zip(scores, structures)):
+    if m_by_n is not None:
+      masks[i] = _m_by_n_mask(score, *m_by_n)
+    else:
+      ranked.append(i)
+      units.append(_unit_scores(score, tuple(block_size), granularity))
+  if units:
+    for i, unit_mask in zip(ranked, topk_masks(units, sparsity, scope=scope, method=method)):
+      block_size, _, granularity = structures[i]
+      masks[i] = _expand_units(unit_mask, scores[i].shape, tuple(block_size), granularity)
+  return masks

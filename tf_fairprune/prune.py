@@ -1,8 +1,9 @@
 """Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
 
+from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
-from tf_fairprune._compat import keras, tfmot
+from tf_fairprune._compat import PruningSchedule, keras, tfmot
 from tf_fairprune.training import BiLevelTrainingMixin
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
@@ -60,7 +61,8 @@ def _rebuild(clone, source, model_cls, **kwargs):
 def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
                        implicit_gradient_scale=1e-4, update_mode="joint",
                        mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
-                       num_groups=2):
+                       num_groups=2, block_size=(1, 1), sparsity_m_by_n=None,
+                       granularity="weight"):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -87,6 +89,14 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
       `("mask",)`, `("weights",)` or `()` (= BiP) — the paper's ablations.
     num_groups: Number of sensitive groups K; group ids are in [0, K). Feed them with
       `pack_group_data`.
+    block_size: Prune (rows, cols) blocks of 2-D kernels in Keras layout (in, out), as
+      TFMOT's argument; (4, 1) for float and (16, 1) for int8 run as native sparse
+      FULLY_CONNECTED in TFLite. Blocks are ranked by their mean |score|.
+    sparsity_m_by_n: `(N, M)`, e.g. `(2, 4)`: keep N of every M consecutive inputs.
+      `target_sparsity` must then be 1 - N/M. Kept in the model config (TFMOT loses it).
+    granularity: `"weight"` (default) or `"channel"`: prune whole output channels /
+      filters (the paper's structured BiFP), ranked by mean |score|. The target
+      sparsity is then the fraction of units (blocks, channels) removed.
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -115,8 +125,16 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
   final = tf_fairprune.strip_fair_pruning(pruned)
   ```
   """
+  structure = dict(block_size=tuple(block_size), sparsity_m_by_n=sparsity_m_by_n,
+                   granularity=granularity)
+  masking.check_structure_args(**structure)
+  if sparsity_m_by_n is not None and not isinstance(target_sparsity, PruningSchedule):
+    n, m = sparsity_m_by_n
+    if abs(float(target_sparsity) - (1 - n / m)) > 1e-9:
+      raise ValueError(f"With sparsity_m_by_n={tuple(sparsity_m_by_n)} the sparsity is "
+                       f"{1 - n / m:g} by construction; got target_sparsity={target_sparsity}.")
   if isinstance(to_prune, (list, tuple)):
-    return [fair_prune_wrapper(l) for l in to_prune]
+    return [fair_prune_wrapper(l, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
     raise ValueError(f"Model '{to_prune.name}' is already wrapped for fair pruning.")
   if isinstance(to_prune, FairPruneWrapper):
@@ -124,7 +142,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
   if not isinstance(to_prune, keras.layers.Layer):
     raise _type_error(to_prune)
   if not isinstance(to_prune, keras.Model):
-    return FairPruneWrapper(to_prune)
+    return FairPruneWrapper(to_prune, **structure)
 
   target_sparsity = pruning_schedule.validate(target_sparsity)
   model = to_prune
@@ -135,11 +153,12 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
 
   def wrap(layer):
     if isinstance(layer, FairPruneWrapper):
-      new = FairPruneWrapper(_copy_layer(layer.layer), name=layer.name)
+      new = FairPruneWrapper.from_config({**layer.get_config(),
+                                          "layer": keras.layers.serialize(_copy_layer(layer.layer))})
     else:
       new = _copy_layer(layer)
       if not selective and layer.built and registry.get_prunable_weights(layer):
-        new = FairPruneWrapper(new)
+        new = FairPruneWrapper(new, **structure)
     copies.append((layer, new))
     return new
 

@@ -251,8 +251,14 @@ class BiLevelTrainingMixin:
       return
     # Scatter-based histograms compile poorly under XLA; bisection gives the same mask.
     method = "bisect" if getattr(self, "_jit_compile", False) else "histogram"
-    new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope,
-                             method=method)
+    wrappers = self._built_wrappers()
+    if any(w.is_structured for w in wrappers):
+      structures = [w.structure for w in wrappers for _ in w.score_variables]
+      new = masking.structured_masks(scores, self.sparsity_at(step), structures,
+                                     scope=self.mask_scope, method=method)
+    else:
+      new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.mask_scope,
+                               method=method)
     for var, value in zip(masks, new):
       var.assign(value if keep is None else tf.where(keep, var, value))
 

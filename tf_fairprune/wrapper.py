@@ -42,6 +42,10 @@ class FairPruneWrapper(keras.layers.Wrapper):
 
   Args:
     layer: A `tf_keras` layer with prunable weights (see `register_prunable_layer`).
+    block_size: Prune blocks of this (rows, cols) shape of 2-D kernels in Keras layout
+      (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
+    sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
+    granularity: `"weight"` or `"channel"` (whole output channels / filters).
     **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
 
   Raises:
@@ -62,7 +66,8 @@ class FairPruneWrapper(keras.layers.Wrapper):
   ```
   """
 
-  def __init__(self, layer, **kwargs):
+  def __init__(self, layer, block_size=(1, 1), sparsity_m_by_n=None, granularity="weight",
+               **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise TypeError(
           f"FairPruneWrapper expects a tf_keras layer, got {type(layer).__module__}."
@@ -80,6 +85,15 @@ class FairPruneWrapper(keras.layers.Wrapper):
       raise ValueError(
           f"Layer '{layer.name}' of type {type(layer).__name__} is not supported. "
           f"{registry._HOW_TO}")  # pylint: disable=protected-access
+    self.block_size = tuple(int(b) for b in block_size)
+    self.sparsity_m_by_n = (None if sparsity_m_by_n is None
+                            else tuple(int(v) for v in sparsity_m_by_n))
+    self.granularity = granularity
+    masking.check_structure_args(self.block_size, self.sparsity_m_by_n, granularity)
+    if granularity == "channel" and "Transpose" in type(layer).__name__:
+      raise ValueError(f"granularity='channel' needs the output channels on the kernel's "
+                       f"last axis; {type(layer).__name__} '{layer.name}' stores them second "
+                       "to last.")
     kwargs.setdefault("name", f"fair_prune_{layer.name}")
     super().__init__(layer, **kwargs)
     self._call_arg_names = set(inspect.signature(layer.call).parameters)
@@ -107,6 +121,8 @@ class FairPruneWrapper(keras.layers.Wrapper):
     self._targets = []
     used = set()
     for var in weights:
+      masking.check_structure(var.shape, self.block_size, self.sparsity_m_by_n,
+                              self.granularity, where=f"'{self.layer.name}' weight {var.name}")
       owner, attr = _find_owner(self.layer, var)
       label = attr if owner is self.layer else f"{owner.name}_{attr}"
       label = label.lstrip("_")
@@ -122,6 +138,22 @@ class FairPruneWrapper(keras.layers.Wrapper):
           initializer="ones", synchronization=tf.VariableSynchronization.ON_WRITE,
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
     self.built = True
+
+  @property
+  def structure(self):
+    """(block_size, sparsity_m_by_n, granularity) of this layer's masks."""
+    return self.block_size, self.sparsity_m_by_n, self.granularity
+
+  @property
+  def is_structured(self):
+    return self.structure != ((1, 1), None, "weight")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(block_size=list(self.block_size),
+                  sparsity_m_by_n=None if self.sparsity_m_by_n is None else list(self.sparsity_m_by_n),
+                  granularity=self.granularity)
+    return config
 
   @property
   def prunable_weights(self):
