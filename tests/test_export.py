@@ -85,3 +85,17 @@ def test_existing_file_is_untouched_when_conversion_fails(tmp_path, x, monkeypat
   with pytest.raises(RuntimeError, match="Nothing was written"):
     tf_fairprune.export_tflite(_pruned(), path, sample_inputs=x)
   assert path.read_bytes() == b"previous"
+
+
+def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x):
+  with pytest.warns(UserWarning, match="densified"):
+    unstructured = tf_fairprune.export_tflite(_pruned(), tmp_path / "u.tflite", sample_inputs=x)
+  assert unstructured.densified_ops == 3 and unstructured.ops["FULLY_CONNECTED"] == 3
+  model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
+                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(4)])
+  block = tf_fairprune.fair_prune_wrapper(model, 0.9, block_size=(4, 1))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", UserWarning)  # No densify warning.
+    result = tf_fairprune.export_tflite(block, tmp_path / "b.tflite", sample_inputs=x)
+  assert result.densified_ops == 0 and result.ops.get("FULLY_CONNECTED") == 3
+  assert result.max_abs_diff < 1e-4

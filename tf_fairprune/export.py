@@ -35,6 +35,10 @@ class TFLiteExport:
     interpreter: `"ai_edge_litert"` or `"tf.lite"` (the fallback interpreter).
     num_samples: How many sample inputs were checked.
     note: Why a fallback happened, if one did.
+    ops: Operator counts of the flatbuffer (e.g. `{"FULLY_CONNECTED": 3}`).
+    densified_ops: Number of DENSIFY ops: sparse weights expanded to dense at load time
+      (a smaller file but no speed-up). Block-sparse (4, 1) float / (16, 1) int8 Dense
+      kernels run as native sparse FULLY_CONNECTED instead.
   """
   path: str
   size_bytes: int
@@ -44,6 +48,8 @@ class TFLiteExport:
   interpreter: str
   num_samples: int
   note: str = ""
+  ops: dict = dataclasses.field(default_factory=dict)
+  densified_ops: int = 0
 
 
 def _interpreter_class():
@@ -57,6 +63,20 @@ def _interpreter_class():
 def _has_wrappers(model):
   return any(isinstance(l, FairPruneWrapper)
              for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+
+
+def _op_counts(flatbuffer):
+  """Operator name -> count, from the interpreter's op list (empty if unavailable)."""
+  interpreter_cls, _ = _interpreter_class()
+  try:
+    interpreter = interpreter_cls(model_content=flatbuffer)
+    details = interpreter._get_ops_details()  # pylint: disable=protected-access
+  except (AttributeError, RuntimeError, ValueError):
+    return {}
+  counts = {}
+  for d in details:
+    counts[d["op_name"]] = counts.get(d["op_name"], 0) + 1
+  return counts
 
 
 def _sample_inputs(model, sample_inputs, num_samples, seed):
@@ -190,6 +210,14 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     flatbuffer = _convert(model, sparse, quantize, representative_dataset)
     diff, interpreter = _run(flatbuffer, model, inputs)
 
+  ops = _op_counts(flatbuffer)
+  densified = ops.get("DENSIFY", 0)
+  if sparse and densified:
+    warnings.warn(
+        f"tf_fairprune.export_tflite: {densified} sparse weight tensor(s) are densified when "
+        "the model loads (DENSIFY ops): the file is smaller but inference is not faster. "
+        "Prune with block_size=(4, 1) (float) or (16, 1) (int8) for native sparse kernels.",
+        UserWarning)
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -204,4 +232,5 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     raise
   return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
                       quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
-                      num_samples=int(inputs[0].shape[0]), note=note)
+                      num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
+                      densified_ops=densified)
