@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fairprune._compat import keras
-from tf_fairprune.wrapper import FairPruneWrapper
+from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8")
 
@@ -58,11 +58,6 @@ def _interpreter_class():
     return Interpreter, "ai_edge_litert"
   except ImportError:
     return tf.lite.Interpreter, "tf.lite"
-
-
-def _has_wrappers(model):
-  return any(isinstance(l, FairPruneWrapper)
-             for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
 
 
 def _op_counts(flatbuffer):
@@ -189,7 +184,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   if quantize == "int8" and representative_dataset is None:
     raise ValueError("quantize='int8' needs a representative_dataset (a callable that "
                      "yields lists of input arrays).")
-  if _has_wrappers(model):
+  if contains_wrappers(model):
     from tf_fairprune.prune import strip_fair_pruning  # pylint: disable=g-import-not-at-top
     model = strip_fair_pruning(model)
   inputs = _sample_inputs(model, sample_inputs, num_samples, seed)

@@ -7,6 +7,7 @@ from tf_fairprune._compat import PruningSchedule, keras, tfmot
 from tf_fairprune.training import BiLevelTrainingMixin
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
+from tf_fairprune.wrapper import contains_wrappers
 from tf_fairprune.wrapper import FairPruneWrapper
 
 
@@ -147,8 +148,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
   target_sparsity = pruning_schedule.validate(target_sparsity)
   model = to_prune
   _check_graph_model(model, "Model")
-  selective = any(isinstance(l, FairPruneWrapper)
-                  for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+  selective = contains_wrappers(model)
   copies = []  # (source layer, new layer): weights are copied after cloning.
 
   def wrap(layer):

@@ -309,11 +309,11 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that loaders that
       # build `optimizer` on all trainable variables (legacy .h5) find it built.
       self._build_optimizers()
-    loss_from_logits = False
-    if hasattr(loss, "get_config"):
-      loss_from_logits = bool(loss.get_config().get("from_logits", False))
-    self._constraint_from_logits = [loss_from_logits if c.from_logits is None else c.from_logits
-                                    for c in self.fairness]
+    # Keras semantics: a loss that does not say (e.g. a string) takes probabilities.
+    self._loss_from_logits = bool(outcomes.loss_from_logits(loss))
+    self._constraint_from_logits = [
+        self._loss_from_logits if c.from_logits is None else c.from_logits
+        for c in self.fairness]
     with self.distribute_strategy.scope():
       object.__setattr__(self, "_step_state", _StepState(self))  # Untracked on purpose.
 
@@ -374,10 +374,12 @@ class BiLevelTrainingMixin:
   def _fairness_statistics(self, x, y, y_pred, sample_weight, groups, dense_correct):
     """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
     stats = []
+    reference = None  # The dense model's outputs, computed once per step if needed.
     for c, from_logits in zip(self.fairness, self._constraint_from_logits):
       dc = dense_correct
       if dc is None and c.needs_dense_correct and self._reference_model is not None:
-        reference = tf.stop_gradient(self._reference_model(x, training=False))
+        if reference is None:
+          reference = tf.stop_gradient(self._reference_model(x, training=False))
         dc = outcomes.hard_correct(y, reference, bool(from_logits))
       stats.append(c.statistics(y, y_pred, groups, sample_weight, self.num_groups,
                                 dense_correct=dc, from_logits=bool(from_logits)))
@@ -418,8 +420,7 @@ class BiLevelTrainingMixin:
   def _metric_from_logits(self):
     if self._constraint_from_logits:
       return bool(self._constraint_from_logits[0])
-    loss = self._loss_spec[0]
-    return bool(loss.get_config().get("from_logits", False)) if hasattr(loss, "get_config") else False
+    return self._loss_from_logits
 
   def _upper_task_loss(self, y, y_pred, sample_weight):
     """Task loss without touching the reported loss metric (second pass)."""

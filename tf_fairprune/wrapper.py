@@ -32,6 +32,12 @@ def _find_owner(layer, var):
       "prunable weight must be stored as a plain attribute of the layer or a sublayer.")
 
 
+def contains_wrappers(model):
+  """True if any layer of `model` (nested models included) is a FairPruneWrapper."""
+  return any(isinstance(l, FairPruneWrapper)
+             for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+
+
 @keras.saving.register_keras_serializable(package="tf_fairprune")
 class FairPruneWrapper(keras.layers.Wrapper):
   """Wraps a layer so that its prunable weights are masked by learned scores.

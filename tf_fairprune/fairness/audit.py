@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fairprune import groups as groups_lib
+from tf_fairprune.fairness import outcomes
 
 
 def _rate(mask, values):
@@ -153,9 +154,9 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
 
 def _infer_from_logits(model, outputs):
   spec = getattr(model, "_loss_spec", None)
-  loss = spec[0] if spec else getattr(model, "loss", None)
-  if hasattr(loss, "get_config") and "from_logits" in loss.get_config():
-    return bool(loss.get_config()["from_logits"])
+  from_logits = outcomes.loss_from_logits(spec[0] if spec else getattr(model, "loss", None))
+  if from_logits is not None:
+    return from_logits
   return bool(np.any(outputs < 0) or np.any(outputs > 1))
 
 

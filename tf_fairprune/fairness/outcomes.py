@@ -9,6 +9,13 @@ the true class; of "predicted positive", the probability of the positive class.
 import tensorflow as tf
 
 
+def loss_from_logits(loss):
+  """A Keras loss object's `from_logits`, or None when it does not say (e.g. strings)."""
+  if hasattr(loss, "get_config") and "from_logits" in loss.get_config():
+    return bool(loss.get_config()["from_logits"])
+  return None
+
+
 def is_multiclass(y_pred):
   return y_pred.shape.rank is not None and y_pred.shape.rank >= 2 and (y_pred.shape[-1] or 1) > 1
 
