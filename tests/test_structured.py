@@ -74,7 +74,7 @@ def test_structured_training_and_save_load(tmp_path, kwargs, sparsity):
   wrappers = pruned.fair_prune_wrappers
   expected = masking.structured_masks(
       [s for w in wrappers for s in w.score_variables], sparsity,
-      [w.structure for w in wrappers for _ in w.score_variables])
+      [w.structure for w in wrappers for _ in w.score_variables], scope=pruned.mask_scope)
   actual = [m for w in wrappers for m in w.mask_variables]
   for a, e in zip(actual, expected):
     np.testing.assert_array_equal(a.numpy(), e.numpy())

@@ -1,8 +1,11 @@
 """Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
 
+import numpy as np
+
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
+from tf_fairprune import shrink as shrink_lib
 from tf_fairprune._compat import PruningSchedule, keras, tfmot
 from tf_fairprune.training import BiLevelTrainingMixin
 from tf_fairprune.training import FairPruneModel
@@ -59,7 +62,7 @@ def _rebuild(clone, source, model_cls, **kwargs):
   return model_cls(inputs=clone.inputs, outputs=clone.outputs, name=source.name, **kwargs)
 
 
-def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
+def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
                        implicit_gradient_scale=1e-4, update_mode="joint",
                        mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
                        num_groups=2, block_size=(1, 1), sparsity_m_by_n=None,
@@ -80,7 +83,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
     target_sparsity: Fraction of prunable weights to remove: a float in [0, 1) or a
       TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
     mask_scope: `"global"` ranks scores across all wrapped layers; `"layer"` prunes
-      each wrapped weight to the same sparsity.
+      each wrapped weight to the same sparsity. Default: `"global"`, but `"layer"` for
+      `granularity="channel"` (ranked globally, whole narrow layers could vanish).
     implicit_gradient_scale: 1/γ of BiP's implicit-gradient term; 0 turns it off.
     update_mode: `"joint"` (one forward pass per step) or `"alternating"`.
     mask_update_frequency: Re-rank the masks every this many steps (default 1).
@@ -97,7 +101,11 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
       `target_sparsity` must then be 1 - N/M. Kept in the model config (TFMOT loses it).
     granularity: `"weight"` (default) or `"channel"`: prune whole output channels /
       filters (the paper's structured BiFP), ranked by mean |score|. The target
-      sparsity is then the fraction of units (blocks, channels) removed.
+      sparsity is then the fraction of units (blocks, channels) removed. A pruned
+      channel loses its bias too, so it outputs exactly 0. Layers whose output is a
+      model output (the logits) and depthwise convolutions (their channels are their
+      inputs') are not wrapped in channel mode. `strip_fair_pruning(shrink=True)`
+      then removes the pruned channels.
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -146,9 +154,17 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
     return FairPruneWrapper(to_prune, **structure)
 
   target_sparsity = pruning_schedule.validate(target_sparsity)
+  if mask_scope is None:
+    mask_scope = "layer" if granularity == "channel" else "global"
   model = to_prune
   _check_graph_model(model, "Model")
   selective = contains_wrappers(model)
+  # Channel mode: removing a logit would remove a class, and a depthwise layer's
+  # channels are fixed by its input, so neither gets channel masks.
+  skip = set()
+  if granularity == "channel":
+    skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
+    skip |= {l.name for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)}
   copies = []  # (source layer, new layer): weights are copied after cloning.
 
   def wrap(layer):
@@ -157,7 +173,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
                                           "layer": keras.layers.serialize(_copy_layer(layer.layer))})
     else:
       new = _copy_layer(layer)
-      if not selective and layer.built and registry.get_prunable_weights(layer):
+      if (not selective and layer.built and layer.name not in skip and
+          registry.get_prunable_weights(layer)):
         new = FairPruneWrapper(new, **structure)
     copies.append((layer, new))
     return new
@@ -189,7 +206,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope="global",
   return pruned
 
 
-def strip_fair_pruning(model):
+def strip_fair_pruning(model, shrink=False):
   """Returns a plain tf_keras model with the masks baked into the weights.
 
   The counterpart of TFMOT's `strip_pruning`: every `FairPruneWrapper` is replaced by
@@ -198,17 +215,26 @@ def strip_fair_pruning(model):
   stays Sequential), computes the same outputs as the wrapped model in inference, and
   can go on to TFMOT's quantization or to `export_tflite`.
 
+  With `shrink=True` (channel pruning) the pruned channels are removed: Dense / Conv
+  layers get fewer units / filters, and what consumes them (BatchNormalization,
+  depthwise convolutions, the next layer's inputs, residual adds) loses the same
+  channels, giving a smaller dense model with the same predictions. A channel stays
+  where removing it would change the outputs (see `tf_fairprune.shrink`).
+
   Args:
     model: A model returned by `fair_prune_wrapper` (or any Sequential or Functional
       model containing `FairPruneWrapper` layers).
+    shrink: Remove the channels pruned with `granularity="channel"`.
 
   Returns:
-    A new `tf_keras` model; `model` is not modified.
+    A new `tf_keras` model; `model` is not modified. With `shrink=True` the model's
+    `shrink_report` attribute holds a `ShrinkReport` (channels kept per layer).
 
   Raises:
     TypeError: If `model` is not a tf_keras model.
     ValueError: If `model` is a subclassed model (strip its layers yourself with
-      `FairPruneWrapper.masked_weights()`).
+      `FairPruneWrapper.masked_weights()`); with `shrink=True`, if no layer was pruned
+      by channels, or the model has nested models or shared layers.
   """
   if not isinstance(model, keras.Model):
     raise _type_error(model)
@@ -227,13 +253,23 @@ def strip_fair_pruning(model):
     source_class = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
   stripped = _rebuild(clone, model, keras.Sequential if source_class == "Sequential"
                       else keras.Model)
+  pruned_channels = {}
   for source, new in copies:
     if isinstance(source, FairPruneWrapper):
-      masked = {v.ref(): z for v, z in zip(source.prunable_weights, source.masked_weights())}
-      new.set_weights([masked.get(v.ref(), v).numpy() for v in source.layer.weights])
+      masked = source.masked_variables()
+      new.set_weights([np.asarray(masked.get(v.ref(), v)) for v in source.layer.weights])
+      if source.granularity == "channel":
+        pruned_channels[new.name] = source.channel_mask().numpy() == 0
     else:
       new.set_weights(source.get_weights())
-  return stripped
+  if not shrink:
+    return stripped
+  if not pruned_channels:
+    raise ValueError("shrink=True removes channels pruned with granularity='channel'; "
+                     f"'{model.name}' has no such layers.")
+  shrunk, report = shrink_lib.shrink_model(stripped, pruned_channels)
+  shrunk.shrink_report = report
+  return shrunk
 
 
 def fair_prune_scope():

@@ -176,6 +176,31 @@ class FairPruneWrapper(keras.layers.Wrapper):
     return [var * tf.cast(mask, var.dtype)
             for var, mask in zip(self.prunable_weights, self.mask_variables)]
 
+  def _masked_bias(self):
+    """(bias variable, masked bias) in channel mode, where a pruned channel loses its
+    bias too (its output is then exactly 0, which lets `shrink` drop it); else None."""
+    bias = getattr(self.layer, "bias", None)
+    if (self.granularity != "channel" or bias is None or len(self._targets) != 1 or
+        self._targets[0][0] is not self.layer or bias.shape[-1] != self._targets[0][2].shape[-1]):
+      return None
+    keep = self.channel_mask()
+    return bias, bias * tf.cast(keep, bias.dtype)
+
+  def channel_mask(self):
+    """In channel mode, the 0/1 mask of the output channels (kept = 1) as a tensor."""
+    if self.granularity != "channel":
+      raise ValueError(f"'{self.name}' prunes at granularity {self.granularity!r}, not channels.")
+    mask = tf.convert_to_tensor(self.mask_variables[0])
+    return tf.reduce_max(tf.reshape(mask, [-1, mask.shape[-1]]), axis=0)
+
+  def masked_variables(self):
+    """{variable ref: masked value} for every variable the masks touch (strip uses it)."""
+    masked = {v.ref(): z for v, z in zip(self.prunable_weights, self.masked_weights())}
+    bias = self._masked_bias()
+    if bias is not None:
+      masked[bias[0].ref()] = bias[1]
+    return masked
+
   def call(self, inputs, *args, training=None, **kwargs):
     if "training" in self._call_arg_names:
       kwargs["training"] = training
@@ -190,11 +215,16 @@ class FairPruneWrapper(keras.layers.Wrapper):
       # object.__setattr__ bypasses Keras attribute tracking: the variable stays the
       # tracked weight, only this call reads the masked tensor in its place.
       object.__setattr__(owner, attr, var * tf.cast(m, var.dtype))
+    bias = self._masked_bias()
+    if bias is not None:
+      object.__setattr__(self.layer, "bias", bias[1])
     try:
       return self.layer.call(inputs, *args, **kwargs)
     finally:
       for owner, attr, var in self._targets:
         object.__setattr__(owner, attr, var)
+      if bias is not None:
+        object.__setattr__(self.layer, "bias", bias[0])
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)

@@ -48,7 +48,7 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
     seed: Seed of the validation split.
 
   Returns:
-    A `TabularDataset`.
+    A `GroupDataset`.
 
   Raises:
     FileNotFoundError: If the files are missing (the message says how to get them).

@@ -39,7 +39,7 @@ def load_compas(sensitive="race", data_dir=None, seed=0):
     seed: Seed of the random split.
 
   Returns:
-    A `TabularDataset`.
+    A `GroupDataset`.
 
   Raises:
     FileNotFoundError: If the file is missing (the message says how to get it).

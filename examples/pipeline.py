@@ -1,0 +1,250 @@
+"""The steps shared by the main job (`fair_prune.py`) and the benchmark (`benchmark.py`).
+
+Datasets by name, the dense model per dataset, one function per pruning method with the
+same budget (epochs), a validation tracker that records when a run first reaches the
+target (time to a fair sparse model), and the test-set audit.
+"""
+
+import time
+
+import numpy as np
+
+import tf_keras as keras
+
+import tf_fairprune
+from tf_fairprune import datasets
+from tf_fairprune import models
+from tf_fairprune._compat import tfmot
+from tf_fairprune.fairness import DegradationFairness
+from tf_fairprune.fairness import PerformanceFairness
+from tf_fairprune.fairness import dense_correctness
+from tf_fairprune.fairness import evaluate_fairness
+
+METHODS = ("bifp", "bip", "bifp_no_mask_term", "bifp_no_weight_term", "gmp", "two_stage",
+           "dense")
+# Levels that get the fairness terms in each bi-level method (the paper's ablations).
+LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights",),
+          "bifp_no_weight_term": ("mask",)}
+DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "colored-fmnist")
+
+
+def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
+                 minority_fraction=0.05, correlation=0.0):
+  """A `GroupDataset` by name: one of `DATASETS` or `csv:PATH` (then label and group).
+
+  Raises:
+    ValueError: For an unknown name or a CSV without label/group columns.
+  """
+  if name.startswith("csv:"):
+    if not label or not group:
+      raise ValueError("--dataset=csv:PATH needs --label=COL and --group=COL.")
+    return datasets.load_csv(name[4:], label, group, seed)
+  if name == "colored-fmnist":
+    return datasets.load_colored_fashion_mnist(
+        minority_fraction=minority_fraction, correlation=correlation,
+        train_size=image_train_size, seed=seed)
+  loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas}
+  base, _, sensitive = name.partition("-")
+  if base not in loaders or name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}: use one of {', '.join(DATASETS)} or csv:PATH.")
+  return loaders[base](sensitive, seed=seed)
+
+
+def loss_for(data):
+  if data.num_classes == 2:
+    return keras.losses.BinaryCrossentropy(from_logits=True)
+  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def build_model(data, arch="auto", width=None):
+  """The dense model for `data`: an MLP for tabular data, a CNN family model for images."""
+  outputs = 1 if data.num_classes == 2 else data.num_classes
+  shape = data.train.x.shape[1:]
+  if arch == "auto":
+    arch = "mlp" if len(shape) == 1 else "cnn"
+  if arch == "mlp":
+    return models.mlp(shape[0], outputs=outputs)
+  builders = {"cnn": (models.cnn, 32), "resnet10": (models.resnet10, 64),
+              "mobilenet_v2": (models.mobilenet_v2, 1.0)}
+  if arch not in builders:
+    raise ValueError(f"Unknown model {arch!r}: mlp, cnn, resnet10 or mobilenet_v2.")
+  build, default_width = builders[arch]
+  return build(shape, outputs, width or default_width)
+
+
+def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=False):
+  model = build_model(data, arch, width)
+  model.compile(keras.optimizers.Adam(1e-3), loss_for(data), jit_compile=jit_compile)
+  model.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs, verbose=2)
+  return model
+
+
+def _sgd():
+  return keras.optimizers.SGD(0.01, momentum=0.9)
+
+
+def audit(model, dense, split, data, batch_size=512):
+  return evaluate_fairness(model, (split.x, split.y, split.groups), dense_model=dense,
+                           from_logits=True, group_names=data.group_names,
+                           num_groups=data.num_groups, batch_size=batch_size)
+
+
+class TargetTracker(keras.callbacks.Callback):
+  """Records the training time and steps at which a run first reaches the target.
+
+  The target (a fair sparse model): at the end of an epoch, on the validation split,
+  `target_metric` (a gap) <= `target_gap` and accuracy >= dense accuracy - `tolerance`,
+  with the sparsity already at its target. The time spent auditing is not counted.
+  `offset_seconds` / `offset_steps` carry the time of an earlier stage (two-stage).
+  """
+
+  def __init__(self, data, dense, target_metric, target_gap, tolerance, dense_accuracy,
+               sparse_from_epoch=1, offset_seconds=0.0, offset_steps=0, stop=False):
+    super().__init__()
+    self.data, self.dense = data, dense
+    self.target_metric, self.target_gap, self.tolerance = target_metric, target_gap, tolerance
+    self.dense_accuracy = dense_accuracy
+    self.sparse_from_epoch = sparse_from_epoch
+    self.offset_seconds, self.offset_steps = offset_seconds, offset_steps
+    self.stop = stop
+    self.seconds = self.steps = None
+    self.train_seconds = 0.0
+    self.history = []
+
+  def on_train_begin(self, logs=None):
+    self._start = time.perf_counter()
+    self._audit_seconds = 0.0
+    self._steps = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
+
+  def on_epoch_end(self, epoch, logs=None):
+    start = time.perf_counter()
+    report = audit(self.model, self.dense, self.data.validation, self.data)
+    self._audit_seconds += time.perf_counter() - start
+    elapsed = start - self._start - self._audit_seconds + self.offset_seconds
+    gap = report.gaps[self.target_metric]
+    self.history.append({"epoch": epoch + 1, "seconds": elapsed, "accuracy": report.accuracy,
+                         self.target_metric: gap})
+    if (self.seconds is None and epoch + 1 >= self.sparse_from_epoch and
+        gap <= self.target_gap and report.accuracy >= self.dense_accuracy - self.tolerance):
+      self.seconds, self.steps = elapsed, self._steps + self.offset_steps
+      if self.stop:
+        self.model.stop_training = True
+
+  def on_train_end(self, logs=None):
+    self.train_seconds = time.perf_counter() - self._start - self._audit_seconds
+
+
+def fairness_terms(weight):
+  return [PerformanceFairness(weight=weight), DegradationFairness(weight=weight)]
+
+
+def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0,
+          target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
+          gmp_result=None, jit_compile=False, verbose=2):
+  """Prunes `dense` with `method` for `epochs` epochs and returns a result dict.
+
+  Returns:
+    {"model": the stripped model, "train_seconds", "train_steps",
+     "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
+    `gmp` results can be passed to `two_stage` as `gmp_result` to reuse its first stage.
+  """
+  dense_val_accuracy = audit(dense, None, data.validation, data).accuracy
+  loss = loss_for(data)
+  steps_per_epoch = -(-len(data.train) // batch_size)
+
+  def tracker(**kwargs):
+    return TargetTracker(data, dense, target_metric, target_gap, tolerance,
+                         dense_val_accuracy, **kwargs)
+
+  if method == "dense":
+    return {"model": dense, "train_seconds": 0.0, "train_steps": 0, "seconds_to_target": None,
+            "steps_to_target": None, "history": []}
+  if method in LEVELS:
+    dc_train = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
+    pruned = tf_fairprune.fair_prune_wrapper(
+        dense, sparsity, fairness=fairness_terms(fairness_weight),
+        fairness_on=LEVELS[method], num_groups=data.num_groups)
+    pruned.set_reference_model(None)  # Dense correctness travels with the data.
+    pruned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                   loss=loss, jit_compile=jit_compile)
+    track = tracker()
+    pruned.fit(tf_fairprune.pack_group_data(data.train.x, data.train.groups,
+                                            dense_correct=dc_train),
+               data.train.y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+               callbacks=[track])
+    return {"model": tf_fairprune.strip_fair_pruning(pruned),
+            "train_seconds": track.train_seconds,
+            "train_steps": int(pruned.optimizer.iterations.numpy()),
+            "seconds_to_target": track.seconds, "steps_to_target": track.steps,
+            "history": track.history}
+  if method == "gmp":
+    model = keras.models.clone_model(dense)  # TFMOT reuses layers: never touch `dense`.
+    model.set_weights(dense.get_weights())
+    end = max(1, int(0.7 * epochs * steps_per_epoch))
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(
+            0.0, sparsity, begin_step=0, end_step=end, frequency=max(1, end // 20)))
+    pruned.compile(_sgd(), loss, jit_compile=jit_compile)
+    # The schedule reaches the target sparsity at 70% of the epochs.
+    track = tracker(sparse_from_epoch=int(np.ceil(0.7 * epochs)))
+    pruned.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs,
+               verbose=verbose, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), track])
+    return {"model": tfmot.sparsity.keras.strip_pruning(pruned),
+            "train_seconds": track.train_seconds, "train_steps": epochs * steps_per_epoch,
+            "seconds_to_target": track.seconds, "steps_to_target": track.steps,
+            "history": track.history}
+  if method == "two_stage":
+    first = gmp_result or prune("gmp", dense, data, sparsity, epochs, batch_size,
+                                target_metric=target_metric, target_gap=target_gap,
+                                tolerance=tolerance, jit_compile=jit_compile, verbose=verbose)
+    if first["seconds_to_target"] is not None:
+      # GMP alone already met the target: no second stage needed.
+      return dict(first, history=list(first["history"]))
+    dc_train = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
+    tuned = tf_fairprune.fair_prune_wrapper(
+        first["model"], sparsity, fairness=fairness_terms(fairness_weight),
+        fairness_on=("weights",), num_groups=data.num_groups, implicit_gradient_scale=0.0)
+    tuned.set_reference_model(None)
+    # Scores frozen (lr 0): the GMP mask stays; only the weights are fine-tuned.
+    tuned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.0), loss=loss,
+                  jit_compile=jit_compile)
+    track = tracker(offset_seconds=first["train_seconds"], offset_steps=first["train_steps"],
+                    stop=True)
+    tuned.fit(tf_fairprune.pack_group_data(data.train.x, data.train.groups,
+                                           dense_correct=dc_train),
+              data.train.y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+              callbacks=[track])
+    return {"model": tf_fairprune.strip_fair_pruning(tuned),
+            "train_seconds": first["train_seconds"] + track.train_seconds,
+            "train_steps": first["train_steps"] + int(tuned.optimizer.iterations.numpy()),
+            "seconds_to_target": track.seconds, "steps_to_target": track.steps,
+            "history": first["history"] + track.history}
+  raise ValueError(f"Unknown method {method!r}: one of {', '.join(METHODS)}.")
+
+
+def measured_sparsity(model):
+  kernels = [w.numpy() for w in model.weights if "kernel" in w.name]
+  return float(sum(int(np.sum(k == 0)) for k in kernels) / sum(k.size for k in kernels))
+
+
+def result_row(data, method, seed, sparsity, outcome, report):
+  """The fields of results.json / results.jsonl for one run."""
+  return {
+      "dataset": data.name, "method": method, "seed": seed, "target_sparsity": sparsity,
+      "semi_synthetic": data.semi_synthetic, "group_names": data.group_names,
+      "sparsity": measured_sparsity(outcome["model"]), "accuracy": report.accuracy,
+      "dense_accuracy": report.dense_accuracy,
+      "group_accuracy": {g["name"]: g["accuracy"] for g in report.groups},
+      "group_size": {g["name"]: g["size"] for g in report.groups},
+      "performance_gap": report.gaps["performance_gap"],
+      "degradation_gap": report.gaps["degradation_gap"],
+      "max_excess_gap": report.gaps["max_excess_gap"],
+      "demographic_parity_difference": report.gaps["demographic_parity_difference"],
+      "equalized_odds_difference": report.gaps["equalized_odds_difference"],
+      "train_seconds": outcome["train_seconds"], "train_steps": outcome["train_steps"],
+      "seconds_to_target": outcome["seconds_to_target"],
+      "steps_to_target": outcome["steps_to_target"],
+  }
