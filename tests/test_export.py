@@ -99,3 +99,44 @@ def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x):
     result = tf_fairprune.export_tflite(block, tmp_path / "b.tflite", sample_inputs=x)
   assert result.densified_ops == 0 and result.ops.get("FULLY_CONNECTED") == 3
   assert result.max_abs_diff < 1e-4
+
+
+def _qat(pruned, x):
+  qat = tf_fairprune.quantize_preserving_sparsity(pruned)
+  qat.compile(optimizer=keras.optimizers.Adam(1e-2),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  y = np.arange(len(x)) % 4
+  qat.fit(np.tile(x, (8, 1)), np.tile(y, 8), epochs=2, batch_size=16, verbose=0)
+  return qat
+
+
+def test_prune_preserving_qat_keeps_the_sparsity(tmp_path, x):
+  pruned = _pruned(0.8)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  qat = _qat(pruned, x)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # Quantized + unstructured: dense int8.
+    result = tf_fairprune.export_tflite(qat, tmp_path / "qat.tflite", quantize="qat",
+                                        sample_inputs=x)
+  float_file = tf_fairprune.export_tflite(stripped, tmp_path / "f.tflite", sparse=False,
+                                          sample_inputs=x)
+  assert result.weight_sparsity == pytest.approx(float_file.weight_sparsity)
+  assert result.weight_sparsity == pytest.approx(0.8, abs=0.01)
+  assert result.size_bytes < 0.4 * float_file.size_bytes  # int8 weights.
+  assert result.max_abs_diff < 0.05
+
+
+def test_qat_export_refuses_refilled_weights_and_wrong_modes(tmp_path, x):
+  qat = _qat(_pruned(0.8), x)
+  with pytest.raises(ValueError, match="quantize='qat'"):
+    tf_fairprune.export_tflite(qat, tmp_path / "a.tflite", sample_inputs=x)
+  kernel = [w for w in qat.weights if w.name.endswith("/kernel:0")][0]
+  value = kernel.numpy()
+  value[value == 0] = 0.5  # What plain QAT without the prune-preserving scheme can do.
+  kernel.assign(value)
+  with pytest.raises(ValueError, match="refilled"):
+    tf_fairprune.export_tflite(qat, tmp_path / "b.tflite", quantize="qat", sample_inputs=x)
+  with pytest.raises(ValueError, match="quantize_preserving_sparsity"):
+    tf_fairprune.export_tflite(tf_fairprune.strip_fair_pruning(_pruned()),
+                               tmp_path / "c.tflite", quantize="qat", sample_inputs=x)
+  assert not any(p.suffix == ".tflite" for p in tmp_path.iterdir())

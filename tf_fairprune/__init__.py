@@ -26,6 +26,7 @@ from tf_fairprune.groups import pack_group_data
 from tf_fairprune.prune import fair_prune_scope
 from tf_fairprune.prune import fair_prune_wrapper
 from tf_fairprune.prune import strip_fair_pruning
+from tf_fairprune.quantization import quantize_preserving_sparsity
 from tf_fairprune.registry import register_prunable_layer
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
@@ -46,6 +47,7 @@ __all__ = [
     "intersectional_groups",
     "masking",
     "pack_group_data",
+    "quantize_preserving_sparsity",
     "register_prunable_layer",
     "strip_fair_pruning",
 ]

@@ -16,10 +16,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import quantization
 from tf_fairprune._compat import keras
 from tf_fairprune.wrapper import contains_wrappers
 
-QUANTIZE_MODES = (None, "dynamic", "int8")
+QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
 
 
 @dataclasses.dataclass
@@ -39,6 +40,8 @@ class TFLiteExport:
     densified_ops: Number of DENSIFY ops: sparse weights expanded to dense at load time
       (a smaller file but no speed-up). Block-sparse (4, 1) float / (16, 1) int8 Dense
       kernels run as native sparse FULLY_CONNECTED instead.
+    weight_sparsity: Zero fraction of the Keras model's kernels (checked unchanged by
+      QAT for `quantize="qat"`).
   """
   path: str
   size_bytes: int
@@ -50,6 +53,7 @@ class TFLiteExport:
   note: str = ""
   ops: dict = dataclasses.field(default_factory=dict)
   densified_ops: int = 0
+  weight_sparsity: float = None
 
 
 def _interpreter_class():
@@ -151,8 +155,10 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     model: A `tf_keras` model; a model with `FairPruneWrapper` layers is stripped first.
     path: Where to write the `.tflite` file. Written only after the check passes.
     sparse: Store pruned weights as sparse tensors (`EXPERIMENTAL_SPARSITY`).
-    quantize: `None` (float32), `"dynamic"` (dynamic-range int8 weights) or `"int8"`
-      (full integer kernels; needs `representative_dataset`).
+    quantize: `None` (float32), `"dynamic"` (dynamic-range int8 weights), `"int8"`
+      (full integer kernels; needs `representative_dataset`) or `"qat"` (int8 from a
+      model made by `quantize_preserving_sparsity` and trained: TFMOT's prune-preserving
+      QAT; the export fails if training refilled a pruned weight).
     representative_dataset: A callable yielding lists of input arrays (TFLite's
       convention), required for `quantize="int8"`.
     sample_inputs: Array (or list, one per model input) to check the file with;
@@ -187,6 +193,12 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   if contains_wrappers(model):
     from tf_fairprune.prune import strip_fair_pruning  # pylint: disable=g-import-not-at-top
     model = strip_fair_pruning(model)
+  if quantize == "qat":
+    weight_sparsity = quantization.check_sparsity_preserved(model)
+  else:
+    if quantization.is_qat_model(model):
+      raise ValueError("This is a quantization-aware model: export it with quantize='qat'.")
+    weight_sparsity = quantization.kernel_sparsity(model)
   inputs = _sample_inputs(model, sample_inputs, num_samples, seed)
 
   note = ""
@@ -228,4 +240,4 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
                       quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
                       num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
-                      densified_ops=densified)
+                      densified_ops=densified, weight_sparsity=weight_sparsity)
