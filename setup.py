@@ -25,7 +25,8 @@ setuptools.setup(
         "fairness": ["fairlearn"],
         "plots": ["matplotlib"],
         "datasets": ["tensorflow-datasets"],
-        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0", "tensorboard", "matplotlib"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0",
+                 "tensorboard", "matplotlib", "tensorflow-datasets"],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

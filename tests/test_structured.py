@@ -29,6 +29,14 @@ def test_block_masks_are_whole_blocks_with_exact_count(scope):
     assert kept == [8, 2]
 
 
+def test_edge_blocks_of_uneven_kernels_are_smaller():
+  score = np.ones((6, 3), "float32")
+  score[4:, :] = 3.0  # The 2-row edge blocks: mean 3 over their real entries.
+  mask = masking.structured_masks([tf.constant(score)], 0.5, [((4, 1), None, "weight")])[0]
+  np.testing.assert_array_equal(mask.numpy()[4:], 1.0)  # 3 of 6 blocks kept: the edge ones.
+  np.testing.assert_array_equal(mask.numpy()[:4], 0.0)
+
+
 def test_blocks_are_ranked_by_mean_magnitude():
   score = np.zeros((4, 2), "float32")
   score[:2, 0] = [5.0, -5.0]   # Block (0,0): mean 5.
@@ -87,8 +95,6 @@ def test_structured_training_and_save_load(tmp_path, kwargs, sparsity):
 
 def test_structure_errors():
   mlp = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-  with pytest.raises(ValueError, match="not divisible into blocks"):
-    tf_fairprune.fair_prune_wrapper(mlp, 0.5, block_size=(4, 1))
   conv = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(4, 3)])
   with pytest.raises(ValueError, match="2-D kernels"):
     tf_fairprune.fair_prune_wrapper(conv, 0.5, block_size=(4, 1))

@@ -172,8 +172,6 @@ def check_structure(shape, block_size=(1, 1), sparsity_m_by_n=None, granularity=
     if len(shape) != 2:
       raise ValueError(f"block_size applies to 2-D kernels (in, out); {where} has shape "
                        f"{shape}. Use granularity='channel' for convolutions.")
-    if shape[0] % block_size[0] or shape[1] % block_size[1]:
-      raise ValueError(f"{where} of shape {shape} is not divisible into blocks of {block_size}.")
   if sparsity_m_by_n is not None:
     n, m = sparsity_m_by_n
     if len(shape) < 2 or shape[-2] % m:
@@ -190,8 +188,15 @@ def _unit_scores(score, block_size, granularity):
   if (bh, bw) == (1, 1):
     return tf.reshape(magnitude, [-1])
   rows, cols = magnitude.shape
-  blocks = tf.reshape(magnitude, [rows // bh, bh, cols // bw, bw])
-  return tf.reshape(tf.reduce_mean(blocks, axis=[1, 3]), [-1])
+  # Edge blocks of a kernel that does not divide evenly are smaller: pad with zeros
+  # and average over the real entries only.
+  pad = [[0, -rows % bh], [0, -cols % bw]]
+  padded_rows, padded_cols = rows + pad[0][1], cols + pad[1][1]
+  sums = tf.reduce_sum(tf.reshape(tf.pad(magnitude, pad),
+                                  [padded_rows // bh, bh, padded_cols // bw, bw]), axis=[1, 3])
+  counts = tf.reduce_sum(tf.reshape(tf.pad(tf.ones_like(magnitude), pad),
+                                    [padded_rows // bh, bh, padded_cols // bw, bw]), axis=[1, 3])
+  return tf.reshape(sums / counts, [-1])
 
 
 def _expand_units(unit_mask, shape, block_size, granularity):
@@ -201,8 +206,9 @@ def _expand_units(unit_mask, shape, block_size, granularity):
   if (bh, bw) == (1, 1):
     return tf.reshape(unit_mask, shape)
   rows, cols = shape
-  blocks = tf.reshape(unit_mask, [rows // bh, 1, cols // bw, 1])
-  return tf.reshape(tf.tile(blocks, [1, bh, 1, bw]), shape)
+  blocks = tf.reshape(unit_mask, [-(-rows // bh), 1, -(-cols // bw), 1])
+  full = tf.reshape(tf.tile(blocks, [1, bh, 1, bw]), [-(-rows // bh) * bh, -(-cols // bw) * bw])
+  return full[:rows, :cols]
 
 
 def _m_by_n_mask(score, n, m):

@@ -30,6 +30,23 @@ class ImageDataset:
   def num_groups(self):
     return len(self.group_names)
 
+  def packed(self, split, batch_size, shuffle_seed=None):
+    """Batches of `(pack_group_data(images, groups), labels)` from one split, for `fit`.
+
+    Args:
+      split: "train", "validation" or "test".
+      batch_size: Batch size.
+      shuffle_seed: Shuffle (buffer 10,000) with this seed; None keeps the order.
+    """
+    from tf_fairprune import groups as groups_lib  # pylint: disable=g-import-not-at-top
+    dataset = getattr(self, split)
+    if shuffle_seed is not None:
+      dataset = dataset.shuffle(10_000, seed=shuffle_seed)
+    # Groups are packed in the same pipeline as the images so they stay aligned.
+    return dataset.batch(batch_size).map(
+        lambda x, y, g: (groups_lib._pack_element(x, g), y)).prefetch(  # pylint: disable=protected-access
+            tf.data.AUTOTUNE)
+
 
 def _import_tfds():
   try:
