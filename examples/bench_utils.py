@@ -53,14 +53,17 @@ def machine():
           f"TF {tf.__version__}")
 
 
-def write_section(name, body):
-  """Replaces (or appends) the section `name` of BENCHMARKS.md."""
-  text = open(BENCHMARKS_MD, encoding="utf-8").read() if os.path.exists(BENCHMARKS_MD) else _HEADER
+README_MD = os.path.join(ROOT, "README.md")
+
+
+def write_section(name, body, path=BENCHMARKS_MD):
+  """Replaces (or appends) the section `name` of BENCHMARKS.md (or of `path`)."""
+  text = open(path, encoding="utf-8").read() if os.path.exists(path) else _HEADER
   begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
   block = f"{begin}\n{body.strip()}\n{end}"
   pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
   text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-  with open(BENCHMARKS_MD, "w", encoding="utf-8") as f:
+  with open(path, "w", encoding="utf-8") as f:
     f.write(text)
 
 
