@@ -1,4 +1,4 @@
-r"""Fairness of BiFP at each mask granularity: unstructured vs block vs channel.
+r"""Fairness of BiFP at each mask granularity: unstructured vs block vs 2:4 vs channel.
 
   python examples/benchmark_granularity.py            # 3 seeds, about 20 minutes
   python examples/benchmark_granularity.py --render_only
@@ -7,8 +7,9 @@ For UCI Adult (sex; MLP) and colored Fashion-MNIST (SEMI-SYNTHETIC colour groups
 trains the dense model once per seed, then BiFP (fairness on weights and mask) with
 each granularity at 50/75/90% sparsity and the same budget. Block (4, 1) applies to
 Dense kernels only (the CNN's conv kernels are 4-D), so the CNN compares unstructured
-and channel. 2:4 is left out: it needs input widths divisible by 4, which neither
-Adult's 107 features nor an RGB image's 3 channels have. Channel-pruned models are also shrunk
+and channel. 2:4 (50% by construction) prunes the layers whose input width divides by
+4; Adult's first layer (107 inputs) and the CNN's first conv (3 channels) stay dense,
+so its weight sparsity is below 50% (column 'weights'). Channel-pruned models are also shrunk
 (`strip_fair_pruning(shrink=True)`) and checked to predict like the pruned model.
 
 Rows: benchmarks/results/granularity.jsonl; section "granularity" of BENCHMARKS.md.
@@ -49,15 +50,37 @@ flags.DEFINE_string("granularity_output", os.path.join(bench_utils.ROOT, "benchm
 STRUCTURES = {
     "unstructured": {},
     "block 4x1": {"block_size": (4, 1)},
+    "2:4": {"sparsity_m_by_n": (2, 4)},
     "channel": {"granularity": "channel"},
 }
 
 
 def applicable(name, data, sparsity):
-  del sparsity
   if name == "block 4x1":
     return data.train.x.ndim == 2
+  if name == "2:4":
+    return sparsity == 0.5
   return True
+
+
+def selective_m_by_n(dense, n_m=(2, 4)):
+  """A copy of `dense` with 2:4 FairPruneWrappers on the layers whose input width
+  divides by 4 (Adult's first layer has 107 inputs, an image's first conv 3 channels:
+  those stay dense, as N:M kernels require)."""
+  def clone(layer):
+    new = layer.__class__.from_config(layer.get_config())
+    kernel = getattr(layer, "kernel", None)
+    if kernel is not None and kernel.shape[-2] % n_m[1] == 0:
+      return tf_fairprune.FairPruneWrapper(new, sparsity_m_by_n=n_m)
+    return new
+  model = keras.models.clone_model(dense, clone_function=clone)
+  for source, copy in zip(dense.layers, model.layers):
+    if isinstance(copy, tf_fairprune.FairPruneWrapper):
+      copy.layer.set_weights(source.get_weights())
+      copy.reset_scores()
+    else:
+      copy.set_weights(source.get_weights())
+  return model
 
 
 def run(path):
@@ -80,8 +103,9 @@ def run(path):
             continue
           logging.info("%s seed %d: BiFP %s at %.0f%%", data.name, seed, gran, 100 * sparsity)
           keras.utils.set_random_seed(seed)
-          outcome = pipeline.prune("bifp", dense, data, sparsity, FLAGS.epochs,
-                                   FLAGS.batch_size, verbose=0, structure=structure)
+          outcome = pipeline.prune(
+              "bifp", dense, data, sparsity, FLAGS.epochs, FLAGS.batch_size, verbose=0,
+              structure=structure, prepare=selective_m_by_n if gran == "2:4" else None)
           report = pipeline.audit(outcome["model"], dense, data.test, data)
           row = pipeline.result_row(data, "bifp", seed, sparsity, outcome, report)
           row.update(dataset_key=name, granularity=gran)

@@ -143,7 +143,7 @@ def fairness_terms(weight):
 
 def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0,
           target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
-          gmp_result=None, jit_compile=False, verbose=2, structure=None):
+          gmp_result=None, jit_compile=False, verbose=2, structure=None, prepare=None):
   """Prunes `dense` with `method` for `epochs` epochs and returns a result dict.
 
   Returns:
@@ -151,7 +151,8 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
      "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
     `gmp` results can be passed to `two_stage` as `gmp_result` to reuse its first stage.
     `structure` (e.g. {"block_size": (4, 1)} or {"granularity": "channel"}) goes to
-    `fair_prune_wrapper` for the bi-level methods.
+    `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a copy
+    with `FairPruneWrapper`s on the layers to prune (selective pruning).
   """
   dense_val_accuracy = audit(dense, None, data.validation, data).accuracy
   loss = loss_for(data)
@@ -167,7 +168,7 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
   if method in LEVELS:
     dc_train = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
     pruned = tf_fairprune.fair_prune_wrapper(
-        dense, sparsity, fairness=fairness_terms(fairness_weight),
+        prepare(dense) if prepare else dense, sparsity, fairness=fairness_terms(fairness_weight),
         fairness_on=LEVELS[method], num_groups=data.num_groups, **(structure or {}))
     pruned.set_reference_model(None)  # Dense correctness travels with the data.
     pruned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
