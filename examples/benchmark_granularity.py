@@ -41,7 +41,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1.")
 flags.DEFINE_integer("epochs", 5, "BiFP epochs.")
 flags.DEFINE_integer("dense_epochs", 5, "Dense epochs.")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
-flags.DEFINE_integer("image_train_size", 12000, "colored-fmnist: training images used.")
+flags.DEFINE_integer("image_train_size", 6000, "colored-fmnist: training images used.")
 flags.DEFINE_bool("render_only", False, "Only re-render BENCHMARKS.md.")
 flags.DEFINE_bool("write_docs", True, "Render into BENCHMARKS.md.")
 flags.DEFINE_string("granularity_output", os.path.join(bench_utils.ROOT, "benchmarks", "results",

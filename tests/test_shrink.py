@@ -117,3 +117,17 @@ def test_channel_mode_defaults():
   wrapped = {type(w.layer).__name__ for w in pruned.fair_prune_wrappers}
   assert "DepthwiseConv2D" not in wrapped and pruned.mask_scope == "layer"
   assert all(w.layer.name != "logits" for w in pruned.fair_prune_wrappers)
+
+
+def test_unknown_consumers_keep_the_channels():
+  inputs = keras.Input((8, 8, 3))
+  h = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+  h = layers.Conv2DTranspose(4, 3, name="up")(h)  # Not handled: its inputs must stay.
+  h = layers.GlobalAveragePooling2D()(h)
+  model = keras.Model(inputs, layers.Dense(2, name="logits")(h))
+  x, y = _images(n=32, size=8)
+  pruned = _prune(model, x, y % 2, epochs=1)
+  shrunk = tf_fairprune.strip_fair_pruning(pruned, shrink=True)
+  assert shrunk.get_layer("conv").filters == 6
+  np.testing.assert_allclose(shrunk.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-5)

@@ -103,8 +103,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       filters (the paper's structured BiFP), ranked by mean |score|. The target
       sparsity is then the fraction of units (blocks, channels) removed. A pruned
       channel loses its bias too, so it outputs exactly 0. Layers whose output is a
-      model output (the logits) and depthwise convolutions (their channels are their
-      inputs') are not wrapped in channel mode. `strip_fair_pruning(shrink=True)`
+      model output (the logits), depthwise convolutions (their channels are their
+      inputs') and transposed convolutions are not wrapped in channel mode. `strip_fair_pruning(shrink=True)`
       then removes the pruned channels.
 
   Returns:
@@ -164,7 +164,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   skip = set()
   if granularity == "channel":
     skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
-    skip |= {l.name for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)}
+    skip |= {l.name for l in model.layers if isinstance(l, (
+        keras.layers.DepthwiseConv2D, keras.layers.Conv1DTranspose,
+        keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose))}
   copies = []  # (source layer, new layer): weights are copied after cloning.
 
   def wrap(layer):

@@ -27,8 +27,9 @@ from tf_fairprune._compat import tf
 
 layers = keras.layers
 
+# Softmax (mixes channels) and PReLU (per-position slopes) are deliberately absent.
 _ELEMENTWISE = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU,
-                layers.Softmax, layers.PReLU, layers.ThresholdedReLU, layers.Dropout,
+                layers.ThresholdedReLU, layers.Dropout,
                 layers.SpatialDropout1D, layers.SpatialDropout2D, layers.SpatialDropout3D,
                 layers.GaussianNoise, layers.GaussianDropout, layers.AlphaDropout)
 _CONST_PRESERVING = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
@@ -38,6 +39,8 @@ _CONST_PRESERVING = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling
                      layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
                      layers.GlobalAveragePooling3D)
 _CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
+# Subclasses of Conv*D whose kernels keep the output channels elsewhere.
+_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 
 
 @dataclasses.dataclass
@@ -54,10 +57,6 @@ def _is_pass_through(layer):
     if isinstance(layer, layers.BatchNormalization):
       axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
       return axis in (-1, len(layer.input_shape) - 1)
-    if isinstance(layer, layers.PReLU):
-      return False  # Per-position alphas; rare after a pruned layer.
-    if isinstance(layer, layers.Softmax):
-      return False  # Mixes channels.
     return True
   return False
 
@@ -67,7 +66,8 @@ def _is_depthwise(layer):
 
 
 def _is_conv(layer):
-  return isinstance(layer, _CONV) and getattr(layer, "groups", 1) == 1
+  return (isinstance(layer, _CONV) and not isinstance(layer, _TRANSPOSED) and
+          getattr(layer, "groups", 1) == 1)
 
 
 def _spatial_ok(layer, const):
