@@ -103,6 +103,7 @@ def measure(label, dense, configs, x):
       flatbuffer = open(result.path, "rb").read()
       row = {"model": label, "masks": name, "sparsity": sparsity, "bytes": result.size_bytes,
              "params_fraction": params, "densify_ops": result.densified_ops,
+             "sparse_ops": sum(result.sparse_ops.values()),
              "max_abs_diff": result.max_abs_diff,
              "ms_1_thread": latency_ms(flatbuffer, 1, x),
              "ms_2_threads": latency_ms(flatbuffer, 2, x)}
@@ -114,10 +115,10 @@ def measure(label, dense, configs, x):
 def render_table(rows):
   base = rows[0]
   return bench_utils.table(
-      ["masks", "sparsity", "size × dense", "params × dense", "DENSIFY ops", "ms, 1 thread",
-       "speed-up", "ms, 2 threads", "speed-up"],
+      ["masks", "sparsity", "size × dense", "params × dense", "sparse ops", "DENSIFY ops",
+       "ms, 1 thread", "speed-up", "ms, 2 threads", "speed-up"],
       [[r["masks"], f"{r['sparsity']:.0%}", f"{r['bytes'] / base['bytes']:.3f}",
-        f"{r['params_fraction']:.2f}", r["densify_ops"], f"{r['ms_1_thread']:.3f}",
+        f"{r['params_fraction']:.2f}", r["sparse_ops"], r["densify_ops"], f"{r['ms_1_thread']:.3f}",
         f"{base['ms_1_thread'] / r['ms_1_thread']:.2f}", f"{r['ms_2_threads']:.3f}",
         f"{base['ms_2_threads'] / r['ms_2_threads']:.2f}"] for r in rows])
 

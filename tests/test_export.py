@@ -91,6 +91,7 @@ def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x):
   with pytest.warns(UserWarning, match="densified"):
     unstructured = tf_fairprune.export_tflite(_pruned(), tmp_path / "u.tflite", sample_inputs=x)
   assert unstructured.densified_ops == 3 and unstructured.ops["FULLY_CONNECTED"] == 3
+  assert unstructured.sparse_ops == {}
   model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
                             keras.layers.Dense(128, activation="relu"), keras.layers.Dense(4)])
   block = tf_fairprune.fair_prune_wrapper(model, 0.9, block_size=(4, 1))
@@ -98,6 +99,7 @@ def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x):
     warnings.simplefilter("error", UserWarning)  # No densify warning.
     result = tf_fairprune.export_tflite(block, tmp_path / "b.tflite", sample_inputs=x)
   assert result.densified_ops == 0 and result.ops.get("FULLY_CONNECTED") == 3
+  assert result.sparse_ops == {"FULLY_CONNECTED": 3}  # Native sparse kernels.
   assert result.max_abs_diff < 1e-4
 
 

@@ -40,6 +40,8 @@ class TFLiteExport:
     densified_ops: Number of DENSIFY ops: sparse weights expanded to dense at load time
       (a smaller file but no speed-up). Block-sparse (4, 1) float / (16, 1) int8 Dense
       kernels run as native sparse FULLY_CONNECTED instead.
+    sparse_ops: Operators that run a native sparse kernel (read a sparse weight
+      directly), e.g. `{"FULLY_CONNECTED": 2}`.
     weight_sparsity: Zero fraction of the Keras model's kernels (checked unchanged by
       QAT for `quantize="qat"`).
   """
@@ -53,6 +55,7 @@ class TFLiteExport:
   note: str = ""
   ops: dict = dataclasses.field(default_factory=dict)
   densified_ops: int = 0
+  sparse_ops: dict = dataclasses.field(default_factory=dict)
   weight_sparsity: float = None
 
 
@@ -65,17 +68,28 @@ def _interpreter_class():
 
 
 def _op_counts(flatbuffer):
-  """Operator name -> count, from the interpreter's op list (empty if unavailable)."""
+  """(operator -> count, operator -> count of those reading a sparse weight directly).
+
+  An op that reads a tensor with sparsity parameters runs a native sparse kernel; a
+  DENSIFY op instead expands the tensor to dense when the model loads. Both dicts are
+  empty if the interpreter does not expose its ops.
+  """
   interpreter_cls, _ = _interpreter_class()
   try:
     interpreter = interpreter_cls(model_content=flatbuffer)
     details = interpreter._get_ops_details()  # pylint: disable=protected-access
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
   except (AttributeError, RuntimeError, ValueError):
-    return {}
-  counts = {}
+    return {}, {}
+  counts, sparse = {}, {}
   for d in details:
-    counts[d["op_name"]] = counts.get(d["op_name"], 0) + 1
-  return counts
+    name = d["op_name"]
+    counts[name] = counts.get(name, 0) + 1
+    reads_sparse = any(i >= 0 and i in tensors and tensors[i].get("sparsity_parameters")
+                       for i in d["inputs"])
+    if reads_sparse and name != "DENSIFY":
+      sparse[name] = sparse.get(name, 0) + 1
+  return counts, sparse
 
 
 def _sample_inputs(model, sample_inputs, num_samples, seed):
@@ -217,7 +231,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     flatbuffer = _convert(model, sparse, quantize, representative_dataset)
     diff, interpreter = _run(flatbuffer, model, inputs)
 
-  ops = _op_counts(flatbuffer)
+  ops, sparse_ops = _op_counts(flatbuffer)
   densified = ops.get("DENSIFY", 0)
   if sparse and densified:
     warnings.warn(
@@ -240,4 +254,5 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
                       quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
                       num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
-                      densified_ops=densified, weight_sparsity=weight_sparsity)
+                      densified_ops=densified, sparse_ops=sparse_ops,
+                      weight_sparsity=weight_sparsity)
