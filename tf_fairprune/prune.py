@@ -104,8 +104,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       sparsity is then the fraction of units (blocks, channels) removed. A pruned
       channel loses its bias too, so it outputs exactly 0. Layers whose output is a
       model output (the logits), depthwise convolutions (their channels are their
-      inputs') and transposed convolutions are not wrapped in channel mode. `strip_fair_pruning(shrink=True)`
-      then removes the pruned channels.
+      inputs') and transposed convolutions are not wrapped in channel mode.
+      `strip_fair_pruning(shrink=True)` then removes the pruned channels.
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -159,8 +159,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   model = to_prune
   _check_graph_model(model, "Model")
   selective = contains_wrappers(model)
-  # Channel mode: removing a logit would remove a class, and a depthwise layer's
-  # channels are fixed by its input, so neither gets channel masks.
+  # Channel mode: removing a logit would remove a class, a depthwise layer's channels
+  # are fixed by its input, and a transposed conv keeps its outputs on another kernel
+  # axis, so none of them gets channel masks.
   skip = set()
   if granularity == "channel":
     skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
