@@ -48,6 +48,7 @@ flags.DEFINE_list("datasets", ["adult-sex", "compas-race", "colored-fmnist"], "D
 flags.DEFINE_list("methods", list(pipeline.METHODS), "Methods.")
 flags.DEFINE_list("sparsities", ["0.5", "0.7", "0.9", "0.95", "0.98", "0.99"], "Sparsities.")
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1.")
+flags.DEFINE_integer("first_seed", 0, "Start at this seed (to split the grid across processes).")
 flags.DEFINE_integer("epochs", 5, "Pruning epochs of every method (two_stage: + up to as many).")
 flags.DEFINE_integer("dense_epochs", 5, "Epochs of the shared dense model.")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
@@ -96,7 +97,7 @@ def run_grid(path):
   name_of = {r["dataset_key"]: r["dataset"] for r in rows if "dataset_key" in r}
   sparsities = [float(s) for s in FLAGS.sparsities]
   for name in FLAGS.datasets:
-    for seed in range(FLAGS.seeds):
+    for seed in range(FLAGS.first_seed, FLAGS.seeds):
       data = None
       for sparsity in sparsities:
         todo = [m for m in FLAGS.methods
@@ -163,6 +164,11 @@ def _cells(rows):
 def _ms(values, scale=100.0, digits=1):
   values = [v for v in values if v is not None]
   return bench_utils.fmt_mean_std(values, scale, digits) if values else "–"
+
+
+def _size_ratio(cell):
+  ratios = [r["tflite_bytes"] / r["dense_tflite_bytes"] for r in cell if r.get("tflite_bytes")]
+  return f"{np.mean(ratios):.3f}" if ratios else "–"
 
 
 def _mean(rows, field):
@@ -270,7 +276,7 @@ def render(rows, quick):
                      _ms([r["degradation_gap"] for r in cell]),
                      _ms([r["max_excess_gap"] for r in cell]),
                      f"{np.median([r['train_seconds'] for r in cell]):.1f}", fair,
-                     f"{np.mean([r['tflite_bytes'] / r['dense_tflite_bytes'] for r in cell]):.3f}"])
+                     _size_ratio(cell)])
     out += [bench_utils.table(["sparsity", "method", "accuracy", "performance gap",
                                "degradation gap", "max excess gap", "train s (median)",
                                "fair after", "TFLite × dense"], body), ""]
@@ -369,21 +375,23 @@ def plot(rows, quick):
   for dataset in sorted({r["dataset"] for r in rows}):
     drows = [r for r in rows if r["dataset"] == dataset]
     sparsities = sorted({round(r["target_sparsity"], 4) for r in drows if r["method"] != "dense"})
-    fig, axes = plt.subplots(1, len(sparsities), figsize=(3.2 * len(sparsities), 3.2),
-                             squeeze=False)
-    for ax, s in zip(axes[0], sparsities):
-      for m in pipeline.METHODS:
-        cell = cells.get((dataset, m, 0.0 if m == "dense" else s))
-        if cell:
-          ax.errorbar(np.mean([r["performance_gap"] for r in cell]) * 100,
-                      np.mean([r["accuracy"] for r in cell]) * 100,
-                      xerr=np.std([r["performance_gap"] for r in cell]) * 100,
-                      yerr=np.std([r["accuracy"] for r in cell]) * 100, fmt="o", label=PRETTY[m])
-      ax.set_title(f"{s:.0%}")
-      ax.set_xlabel("performance gap (pts)")
-    axes[0][0].set_ylabel("accuracy (%)")
+    fig, axes = plt.subplots(2, len(sparsities), squeeze=False,
+                             figsize=(max(6.0, 3.0 * len(sparsities)), 6.0))
+    for row, gap in enumerate(("performance_gap", "degradation_gap")):
+      for ax, s in zip(axes[row], sparsities):
+        for m in pipeline.METHODS:
+          cell = cells.get((dataset, m, 0.0 if m == "dense" else s))
+          if cell and cell[0][gap] is not None:
+            ax.errorbar(np.mean([r[gap] for r in cell]) * 100,
+                        np.mean([r["accuracy"] for r in cell]) * 100,
+                        xerr=np.std([r[gap] for r in cell]) * 100,
+                        yerr=np.std([r["accuracy"] for r in cell]) * 100, fmt="o",
+                        label=PRETTY[m])
+        ax.set_title(f"{s:.0%}", fontsize=9)
+        ax.set_xlabel(f"{gap.replace('_', ' ')} (pts)", fontsize=8)
+      axes[row][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=6)
-    fig.suptitle(_dataset_title(drows))
+    fig.suptitle(_dataset_title(drows), fontsize=9)
     fig.tight_layout()
     path = os.path.join(FLAGS.output_dir, f"benchmark_tradeoff_{dataset}{suffix}.png")
     fig.savefig(path, dpi=90)
