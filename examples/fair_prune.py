@@ -3,6 +3,8 @@ r"""The main job: train (or load) a dense model, fair-prune it, strip, export, r
   python examples/fair_prune.py                       # UCI Adult (sex), BiFP, 90% sparsity
   python examples/fair_prune.py --method=gmp --sparsity=0.95 --output_dir=/tmp/gmp
   python examples/fair_prune.py --dataset=csv:data.csv --label=income --group=sex
+  python examples/fair_prune.py --dataset=colored-fmnist --train_size=12000  # CNN; semi-synthetic groups
+  python examples/fair_prune.py --dataset=compas-race --method=two_stage
   python examples/fair_prune.py --strategy=mirrored   # all local GPUs (or CPUs)
 
 Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity, TFLite

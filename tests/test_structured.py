@@ -108,3 +108,9 @@ def test_structure_errors():
     tf_fairprune.fair_prune_wrapper(mlp, 0.5, block_size=(2, 1), granularity="channel")
   with pytest.raises(ValueError, match="last axis"):
     tf_fairprune.FairPruneWrapper(keras.layers.Conv2DTranspose(2, 3), granularity="channel")
+
+
+def test_n_by_m_warns_that_tflite_densifies_it():
+  mlp = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+  with pytest.warns(UserWarning, match="densified at load"):
+    tf_fairprune.fair_prune_wrapper(mlp, 0.5, sparsity_m_by_n=(2, 4))

@@ -1,5 +1,7 @@
 """Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
 
+import warnings
+
 import numpy as np
 
 from tf_fairprune import masking
@@ -142,6 +144,11 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     if abs(float(target_sparsity) - (1 - n / m)) > 1e-9:
       raise ValueError(f"With sparsity_m_by_n={tuple(sparsity_m_by_n)} the sparsity is "
                        f"{1 - n / m:g} by construction; got target_sparsity={target_sparsity}.")
+  if sparsity_m_by_n is not None:
+    warnings.warn(
+        f"tf_fairprune: {sparsity_m_by_n[0]}:{sparsity_m_by_n[1]} masks have no native "
+        "TFLite CPU kernel: export_tflite stores them sparse but they are densified at load "
+        "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning)
   if isinstance(to_prune, (list, tuple)):
     return [fair_prune_wrapper(l, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
