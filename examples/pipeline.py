@@ -19,6 +19,7 @@ from tf_fairprune.fairness import DegradationFairness
 from tf_fairprune.fairness import PerformanceFairness
 from tf_fairprune.fairness import dense_correctness
 from tf_fairprune.fairness import evaluate_fairness
+from tf_fairprune.quantization import kernel_sparsity
 
 METHODS = ("bifp", "bip", "bifp_no_mask_term", "bifp_no_weight_term", "gmp", "two_stage",
            "dense")
@@ -228,17 +229,12 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
   raise ValueError(f"Unknown method {method!r}: one of {', '.join(METHODS)}.")
 
 
-def measured_sparsity(model):
-  kernels = [w.numpy() for w in model.weights if "kernel" in w.name]
-  return float(sum(int(np.sum(k == 0)) for k in kernels) / sum(k.size for k in kernels))
-
-
 def result_row(data, method, seed, sparsity, outcome, report):
   """The fields of results.json / results.jsonl for one run."""
   return {
       "dataset": data.name, "method": method, "seed": seed, "target_sparsity": sparsity,
       "semi_synthetic": data.semi_synthetic, "group_names": data.group_names,
-      "sparsity": measured_sparsity(outcome["model"]), "accuracy": report.accuracy,
+      "sparsity": kernel_sparsity(outcome["model"]), "accuracy": report.accuracy,
       "dense_accuracy": report.dense_accuracy,
       "group_accuracy": {g["name"]: g["accuracy"] for g in report.groups},
       "group_size": {g["name"]: g["size"] for g in report.groups},

@@ -53,7 +53,7 @@ class ShrinkReport:
 
 def _is_pass_through(layer):
   if isinstance(layer, (_ELEMENTWISE, _CONST_PRESERVING, layers.BatchNormalization,
-                        layers.Flatten, layers.InputLayer)):
+                        layers.Flatten)):
     if isinstance(layer, layers.BatchNormalization):
       axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
       return axis in (-1, len(layer.input_shape) - 1)
