@@ -54,7 +54,6 @@ flags.DEFINE_integer("dense_epochs", 5, "Epochs of the shared dense model.")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_integer("image_train_size", 6000, "colored-fmnist: training images used.")
 flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour.")
-flags.DEFINE_float("fairness_weight", 1.0, "λ of BiFP's and two_stage's fairness terms.")
 flags.DEFINE_float("target_gap", 0.01, "Fair: validation degradation gap <= this ...")
 flags.DEFINE_float("tolerance", 0.01, "... and accuracy within this of the dense model.")
 flags.DEFINE_bool("quick", False, "Smoke run: 1 seed, 90% only, 1 epoch, small image set.")
@@ -118,7 +117,7 @@ def run_grid(path):
           logging.info("%s seed %d: %s at %.0f%%", data.name, seed, method, 100 * sparsity)
           keras.utils.set_random_seed(seed)
           outcome = pipeline.prune(method, dense, data, sparsity, FLAGS.epochs,
-                                   FLAGS.batch_size, FLAGS.fairness_weight,
+                                   FLAGS.batch_size, None,
                                    "degradation_gap", FLAGS.target_gap, FLAGS.tolerance,
                                    gmp_result=gmp_result, verbose=0)
           if method == "gmp":

@@ -1,23 +1,28 @@
-r"""BiFP vs BiP (fairness off) on UCI Adult (sex) at 90% sparsity, several seeds.
+r"""Do the fairness controls move the hard gap they name? Dose-response and "do no harm".
 
-For each seed: train a dense 2x256 MLP, then prune a copy of it to the target sparsity
-with each method for the same number of epochs, and audit the test split:
-accuracy, performance gap (accuracy gap between groups) and degradation gap (gap in the
-accuracy each group lost against the dense model), with group sizes.
+Per dataset and seed, from one dense model (MLP for tabular data, small CNN for colored
+Fashion-MNIST), every run the same number of epochs:
 
-Methods (all the same bi-level step, only the fairness switches differ):
-  bip                  fairness off (BiP)
-  bifp                 PerformanceFairness + DegradationFairness at both levels (BiFP)
-  bifp_no_mask_term    fairness on the weights only
-  bifp_no_weight_term  fairness on the mask only
-  bifp_x5              BiFP with 5x the fairness weight (the trade-off's next point)
+* Dose-response at --sparsity (90%): BiP (fairness off), then BiFP with
+  `PerformanceFairness` in Lagrangian mode (the library's defaults) at
+  ε = {1.0, 0.75, 0.5, 0.25} × BiP's *validation* accuracy gap; test gap, each group's
+  accuracy (so levelling down shows), validation gap.
+* The old default: `PerformanceFairness + DegradationFairness`, equal linear penalties
+  of weight 1 on the probability surrogate — the pair that cancels.
+* Do no harm at 95/98/99%: max excess ψ (a group's loss beyond the average loss) on test
+  for TFMOT GMP, BiP, and BiFP with `ExcessDegradation(tolerance=0.01)` (BiFP's default).
 
-Writes the `fairness` section of BENCHMARKS.md and benchmarks/results/fairness_adult.json.
+Rows go to benchmarks/results/fairness/<dataset>.jsonl (an interrupted run resumes); the
+`fairness` section of BENCHMARKS.md and benchmarks/results/fairness_dose.png are rendered
+from all rows.
 
-  python examples/benchmark_fairness.py                 # 3 seeds (~5 minutes on 2 cores)
-  python examples/benchmark_fairness.py --seeds=1 --epochs=1 --write_markdown=false
+  python examples/benchmark_fairness.py                       # all datasets, 3 seeds
+  python examples/benchmark_fairness.py --datasets=colored-fmnist   # split across processes
+  python examples/benchmark_fairness.py --render_only
 """
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -28,137 +33,258 @@ from absl import flags
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_utils  # pylint: disable=g-import-not-at-top
-import tf_fairprune  # pylint: disable=g-import-not-at-top
-from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
-from tf_fairprune import models  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import DegradationFairness  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import PerformanceFairness  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import dense_correctness  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import evaluate_fairness  # pylint: disable=g-import-not-at-top
+import pipeline  # pylint: disable=g-import-not-at-top
+from tf_fairprune.fairness import constraints as C  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("seeds", 3, "Number of seeds (0..seeds-1).")
-flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
-flags.DEFINE_integer("dense_epochs", 5, "Epochs of dense training.")
-flags.DEFINE_integer("epochs", 5, "Epochs of pruning (same for every method).")
-flags.DEFINE_float("fairness_weight", 1.0, "λ of both fairness terms (the paper's 1).")
-flags.DEFINE_integer("batch_size", 256, "Batch size.")
-flags.DEFINE_string("sensitive", "sex", "Sensitive attribute of Adult.")
-flags.DEFINE_string("output", os.path.join(bench_utils.ROOT, "benchmarks", "results",
-                                           "fairness_adult.json"), "Raw results.")
+flags.DEFINE_list("datasets", ["adult-sex", "adult-race", "compas-race", "german-sex",
+                               "colored-fmnist"], "Datasets.")
+flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.")
+flags.DEFINE_float("sparsity", 0.9, "Sparsity of the dose-response.")
+flags.DEFINE_list("harm_sparsities", ["0.95", "0.98", "0.99"], "Sparsities of do-no-harm.")
+flags.DEFINE_list("fractions", ["1.0", "0.75", "0.5", "0.25"], "ε as fractions of BiP's gap.")
+flags.DEFINE_integer("epochs", 5, "Pruning epochs, every method.")
+flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs.")
+flags.DEFINE_integer("batch_size", 256, "Largest batch size; small datasets use "
+                     "max(32, training rows / 50) so that every run gets ≥ 50 steps an epoch.")
+flags.DEFINE_integer("image_train_size", 6000, "colored-fmnist: training images used.")
+flags.DEFINE_float("harm_epsilon", 0.01, "ε of ExcessDegradation.")
+flags.DEFINE_bool("render_only", False, "Only render BENCHMARKS.md and the plot.")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
-METHODS = {  # name: (levels with fairness terms, λ multiplier of --fairness_weight)
-    "bip": ((), 1.0),
-    "bifp": (("weights", "mask"), 1.0),
-    "bifp_no_mask_term": (("weights",), 1.0),
-    "bifp_no_weight_term": (("mask",), 1.0),
-    "bifp_x5": (("weights", "mask"), 5.0),
-}
+RESULTS = os.path.join(bench_utils.ROOT, "benchmarks", "results", "fairness")
+PLOT = os.path.join(bench_utils.ROOT, "benchmarks", "results", "fairness_dose.png")
 
 
-def bce():
-  return keras.losses.BinaryCrossentropy(from_logits=True)
+def _row(data, seed, run, sparsity, outcome, dense, epsilon=None):
+  model = outcome["model"]
+  test = pipeline.audit(model, dense, data.test, data)
+  val = pipeline.audit(model, dense, data.validation, data)
+  logits = model.predict(data.test.x, batch_size=1024, verbose=0)
+  labels = (logits.reshape(-1) > 0) if logits.shape[-1] == 1 else logits.argmax(-1)
+  share = np.bincount(labels.astype(int)).max() / len(labels)
+  multipliers = [float(m.numpy().max()) for m in outcome["pruned"].fairness_multipliers] \
+      if "pruned" in outcome else []
+  return {
+      "dataset": data.name, "semi_synthetic": data.semi_synthetic, "seed": seed, "run": run,
+      "sparsity": sparsity, "epsilon": epsilon, "accuracy": test.accuracy,
+      "dense_accuracy": test.dense_accuracy,
+      "group_names": data.group_names,
+      "group_accuracy": [g["accuracy"] for g in test.groups],
+      "group_size": [g["size"] for g in test.groups],
+      "performance_gap": test.gaps["performance_gap"],
+      "degradation_gap": test.gaps["degradation_gap"],
+      "max_excess_gap": test.gaps["max_excess_gap"],
+      "val_performance_gap": val.gaps["performance_gap"],
+      "val_max_excess_gap": val.gaps["max_excess_gap"],
+      "collapsed": bool(share >= 0.995), "largest_class_share": float(share),
+      "max_multiplier": max(multipliers) if multipliers else None,
+      "train_seconds": outcome["train_seconds"],
+  }
 
 
-def run_seed(data, seed):
+def run_seed(name, seed, done, out):
+  data = pipeline.load_dataset(name, seed, image_train_size=FLAGS.image_train_size)
+  batch_size = min(FLAGS.batch_size, max(32, len(data.train) // 50))
   keras.utils.set_random_seed(seed)
-  dense = models.mlp(data.train.x.shape[1])
-  dense.compile(keras.optimizers.Adam(1e-3), bce())
-  dense.fit(data.train.x, data.train.y, batch_size=FLAGS.batch_size,
-            epochs=FLAGS.dense_epochs, verbose=0)
-  test = (data.test.x, data.test.y, data.test.groups)
-  dense_report = evaluate_fairness(dense, test, from_logits=True)
-  rows = [{"method": "dense", "seed": seed, "accuracy": dense_report.accuracy,
-           "performance_gap": dense_report.gaps["performance_gap"], "degradation_gap": 0.0,
-           "group_accuracy": [g["accuracy"] for g in dense_report.groups],
-           "group_size": [g["size"] for g in dense_report.groups], "sparsity": 0.0,
-           "train_seconds": None}]
-  train_dc = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
-  packed = tf_fairprune.pack_group_data(data.train.x, data.train.groups, dense_correct=train_dc)
-  for method, (levels, scale) in METHODS.items():
+  with contextlib.redirect_stdout(io.StringIO()):
+    dense = pipeline.train_dense(data, FLAGS.dense_epochs, batch_size)
+
+  def run(run_name, method, sparsity, fairness=None, epsilon=None):
+    if (seed, run_name, sparsity) in done:
+      return done[(seed, run_name, sparsity)]
     keras.utils.set_random_seed(seed)
-    weight = FLAGS.fairness_weight * scale
-    constraints = [PerformanceFairness(weight=weight), DegradationFairness(weight=weight)]
-    pruned = tf_fairprune.fair_prune_wrapper(
-        dense, FLAGS.sparsity, fairness=constraints, fairness_on=levels,
-        num_groups=data.num_groups)
-    pruned.set_reference_model(None)  # Dense correctness is packed with the data.
-    pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                   mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=bce())
     start = time.perf_counter()
-    pruned.fit(packed, data.train.y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0)
-    seconds = time.perf_counter() - start
-    report = evaluate_fairness(pruned, test, dense_model=dense, from_logits=True)
-    rows.append({"method": method, "seed": seed, "accuracy": report.accuracy,
-                 "performance_gap": report.gaps["performance_gap"],
-                 "degradation_gap": report.gaps["degradation_gap"],
-                 "max_excess_gap": report.gaps["max_excess_gap"],
-                 "group_accuracy": [g["accuracy"] for g in report.groups],
-                 "group_size": [g["size"] for g in report.groups],
-                 "sparsity": float(pruned.measured_sparsity()), "train_seconds": seconds})
-    print(f"seed {seed} {method}: acc {report.accuracy:.4f} perf gap "
-          f"{report.gaps['performance_gap']:.4f} degr gap {report.gaps['degradation_gap']:.4f}",
+    with contextlib.redirect_stdout(io.StringIO()):
+      outcome = pipeline.prune(method, dense, data, sparsity, FLAGS.epochs, batch_size,
+                               fairness=fairness or [], verbose=0)
+    row = _row(data, seed, run_name, sparsity, outcome, dense, epsilon)
+    out.write(json.dumps(row) + "\n")
+    out.flush()
+    done[(seed, run_name, sparsity)] = row
+    print(f"{name} seed {seed} {run_name} @{sparsity}: acc {row['accuracy']:.4f} groups "
+          f"{np.round(row['group_accuracy'], 3).tolist()} perf gap {row['performance_gap']:.4f} "
+          f"(val {row['val_performance_gap']:.4f}) excess {row['max_excess_gap']:.4f} "
+          f"{'COLLAPSED ' if row['collapsed'] else ''}{time.perf_counter() - start:.0f}s",
           flush=True)
+    return row
+
+  bip = run("bip", "bip", FLAGS.sparsity)
+  for fraction in (float(f) for f in FLAGS.fractions):
+    epsilon = fraction * bip["val_performance_gap"]
+    run(f"bifp_performance_{fraction:g}", "bifp", FLAGS.sparsity,
+        [C.PerformanceFairness(tolerance=epsilon)], epsilon)
+  old = dict(mode="penalty", weight=1.0, tolerance=0.0, squared=False, surrogate="probability")
+  run("old_default_pair", "bifp", FLAGS.sparsity,
+      [C.PerformanceFairness(**old), C.DegradationFairness(**old)])
+  for sparsity in (float(s) for s in FLAGS.harm_sparsities):
+    run("gmp", "gmp", sparsity)
+    run("bip", "bip", sparsity)
+    run("bifp_excess", "bifp", sparsity, [C.ExcessDegradation(tolerance=FLAGS.harm_epsilon)],
+        FLAGS.harm_epsilon)
+
+
+def load_rows():
+  rows = []
+  if os.path.isdir(RESULTS):
+    for f in sorted(os.listdir(RESULTS)):
+      if f.endswith(".jsonl"):
+        with open(os.path.join(RESULTS, f), encoding="utf-8") as fh:
+          rows += [json.loads(line) for line in fh if line.strip()]
   return rows
 
 
-def render(results):
-  rows = results["rows"]
-  names = results["group_names"]
-  sizes = rows[0]["group_size"]
-  table_rows = []
-  for method in ["dense"] + list(METHODS):
-    r = [x for x in rows if x["method"] == method]
-    group_cols = [bench_utils.fmt_mean_std([x["group_accuracy"][k] for x in r], 100)
-                  for k in range(len(names))]
-    table_rows.append([method, bench_utils.fmt_mean_std([x["accuracy"] for x in r], 100),
-                       *group_cols,
-                       bench_utils.fmt_mean_std([x["performance_gap"] for x in r], 100),
-                       bench_utils.fmt_mean_std([x["degradation_gap"] for x in r], 100),
-                       f"{np.mean([x['sparsity'] for x in r]):.3f}"])
-  mean = lambda m, k: float(np.mean([x[k] for x in rows if x["method"] == m]))
-  perf_change = mean("bifp", "performance_gap") - mean("bip", "performance_gap")
-  degr_change = mean("bifp", "degradation_gap") - mean("bip", "degradation_gap")
-  acc_change = mean("bifp", "accuracy") - mean("bip", "accuracy")
-  header = ["method", "accuracy %"] + [f"acc. {n} %" for n in names] + [
-      "performance gap (pts)", "degradation gap (pts)", "sparsity"]
-  return f"""## Fairness: BiFP vs BiP on UCI Adult ({results['sensitive']}), {results['sparsity']:.0%} sparsity
+def _ms(values, scale=100):
+  return bench_utils.fmt_mean_std(values, scale)
 
-Command: `python examples/benchmark_fairness.py` — machine: {results['machine']}.
-Real data (UCI Adult, original files). Test split group sizes: {', '.join(f'{n} {s}' for n, s in zip(names, sizes))}.
-Model: MLP {results['num_features']}-256-256-1, dense training {results['dense_epochs']} epochs (Adam 1e-3), then
-{results['epochs']} epochs of pruning for every method from the same dense model: SGD(0.01, m=0.9) on weights,
-SGD(0.1, m=0.9) on scores, 1/γ = 1e-4, batch {results['batch_size']}. BiFP =
-`PerformanceFairness` + `DegradationFairness`, penalty mode, λ = {results['fairness_weight']} (×5 for
-`bifp_x5`), at the levels named; `bip` is the same step with fairness off. Mean ± std over {results['seeds']} seeds (seed = dense init, data order, pruning).
 
-{bench_utils.table(header, table_rows)}
+def render(rows):
+  datasets = [d for d in dict.fromkeys(r["dataset"] for r in rows)]
+  fractions = [float(f) for f in FLAGS.fractions]
+  out = [f"""## Fairness controls: dose-response and "do no harm"
 
-BiFP − BiP (means): accuracy {acc_change * 100:+.2f} pts, performance gap {perf_change * 100:+.2f} pts,
-degradation gap {degr_change * 100:+.2f} pts.
-"""
+Command: `python examples/benchmark_fairness.py` (datasets can be split across processes with
+`--datasets`; `--render_only` re-renders) — machine: {bench_utils.machine()}.
+Every run starts from the same dense model per seed (MLP 2×256 on tabular data, the small CNN on
+colored Fashion-MNIST, {FLAGS.dense_epochs} epochs of Adam) and prunes for {FLAGS.epochs} epochs (SGD 0.01 on weights,
+SGD 0.1 on scores; batch min(256, max(32, training rows / 50))). BiFP uses the library's defaults: Lagrangian mode, margin surrogate,
+PI-damped multipliers (η = 0.2, κ = 10, λ_max = 5), fairness at both levels. Test split; gaps and
+accuracies in points, mean ± std over the seeds shown; "collapsed" counts runs whose
+predictions are ≥ 99.5% one class. **colored Fashion-MNIST is semi-synthetic** (the group is a
+colour drawn onto real images).
+"""]
+  for d in datasets:
+    dr = [r for r in rows if r["dataset"] == d]
+    names = dr[0]["group_names"]
+    sizes = dr[0]["group_size"]
+    seeds = sorted({r["seed"] for r in dr})
+    label = " (SEMI-SYNTHETIC)" if dr[0]["semi_synthetic"] else ""
+    out.append(f"### {d}{label}\n\nTest group sizes (seed 0): "
+               + ", ".join(f"{n} {s}" for n, s in zip(names, sizes))
+               + f". Seeds: {len(seeds)}.\n")
+    header = (["run", "ε (pts)", "accuracy"] + [f"acc. {n}" for n in names]
+              + ["perf. gap (test)", "perf. gap (val)", "collapsed"])
+    table = []
+    sel = lambda run, sp: [r for r in dr if r["run"] == run and abs(r["sparsity"] - sp) < 1e-9]
+    dose = [("bip", "BiP (fairness off)")] + [
+        (f"bifp_performance_{f:g}", f"BiFP perf. ε={f:g}×BiP") for f in fractions] + [
+            ("old_default_pair", "old default pair (perf.+degr., λ=1 linear)")]
+    for run, title in dose:
+      r = sel(run, FLAGS.sparsity)
+      if not r:
+        continue
+      eps = "–" if r[0]["epsilon"] is None else _ms([x["epsilon"] for x in r])
+      table.append([title, eps, _ms([x["accuracy"] for x in r])]
+                   + [_ms([x["group_accuracy"][k] for x in r]) for k in range(len(names))]
+                   + [_ms([x["performance_gap"] for x in r]),
+                      _ms([x["val_performance_gap"] for x in r]),
+                      sum(x["collapsed"] for x in r)])
+    out.append(f"Dose-response at {FLAGS.sparsity:.0%}:\n\n" + bench_utils.table(header, table))
+    # Targets.
+    checks = []
+    bip = sel("bip", FLAGS.sparsity)
+    if bip:
+      bip_gap = np.mean([x["performance_gap"] for x in bip])
+      gaps = [np.mean([x["performance_gap"] for x in sel(f"bifp_performance_{f:g}", FLAGS.sparsity)] or [np.nan])
+              for f in fractions]
+      monotone = all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:]))
+      checks.append(f"gap falls as ε falls: {'yes' if monotone else 'NO'} "
+                    f"({' → '.join(f'{g * 100:.1f}' for g in gaps)}; BiP {bip_gap * 100:.1f})")
+      met = [x for f in fractions for x in sel(f"bifp_performance_{f:g}", FLAGS.sparsity)
+             if x["val_performance_gap"] <= x["epsilon"]]
+      within = [x for x in met if x["performance_gap"] <= x["epsilon"] + 0.015]
+      checks.append(f"runs whose validation gap met ε: {len(met)}; of them test gap ≤ ε + 1.5: "
+                    f"{len(within)}")
+      half = sel("bifp_performance_0.5", FLAGS.sparsity)
+      if half:
+        g = np.mean([x["performance_gap"] for x in half])
+        a = np.mean([x["accuracy"] for x in half]) - np.mean([x["accuracy"] for x in bip])
+        ok = g <= 0.7 * bip_gap and a >= -0.015
+        checks.append(f"ε = 0.5×: test gap {g * 100:.1f} vs 0.7 × BiP = {0.7 * bip_gap * 100:.1f}, "
+                      f"accuracy {a * 100:+.1f} vs BiP: {'met' if ok else 'MISSED'}")
+    out.append("\n".join(f"- {c}" for c in checks) + "\n")
+    harm_header = ["sparsity", "method", "accuracy", "max excess ψ (test)", "perf. gap", "collapsed"]
+    harm = []
+    verdicts = []
+    for sp in (float(s) for s in FLAGS.harm_sparsities):
+      psi = {}
+      for run, title in (("gmp", "GMP (TFMOT, per-layer)"), ("bip", "BiP"),
+                         ("bifp_excess", f"BiFP excess ε={FLAGS.harm_epsilon * 100:g}")):
+        r = sel(run, sp)
+        if not r:
+          continue
+        psi[run] = r
+        harm.append([f"{sp:.0%}", title, _ms([x["accuracy"] for x in r]),
+                     _ms([x["max_excess_gap"] for x in r]), _ms([x["performance_gap"] for x in r]),
+                     sum(x["collapsed"] for x in r)])
+      if "bip" in psi and "bifp_excess" in psi:
+        b = np.mean([x["max_excess_gap"] for x in psi["bip"]])
+        f = np.mean([x["max_excess_gap"] for x in psi["bifp_excess"]])
+        if b > 0.02:
+          verdicts.append(f"{sp:.0%}: BiP ψ {b * 100:.1f} > 2 → BiFP ψ {f * 100:.1f} "
+                          f"{'≤ 1.5: met' if f <= 0.015 else '> 1.5: MISSED'}")
+        else:
+          verdicts.append(f"{sp:.0%}: BiP ψ {b * 100:.1f} ≤ 2 (target does not apply; BiFP {f * 100:.1f})")
+    out.append("Do no harm:\n\n" + bench_utils.table(harm_header, harm) + "\n\n"
+               + "\n".join(f"- {v}" for v in verdicts) + "\n")
+  return "\n\n".join(out)
+
+
+def plot(rows):
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+  fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+  for ax, d in zip(axes[0], datasets):
+    dr = [r for r in rows if r["dataset"] == d and abs(r["sparsity"] - FLAGS.sparsity) < 1e-9]
+    runs = ["bip"] + [f"bifp_performance_{float(f):g}" for f in FLAGS.fractions] + ["old_default_pair"]
+    for run in runs:
+      r = [x for x in dr if x["run"] == run]
+      if not r:
+        continue
+      gx = [x["performance_gap"] * 100 for x in r]
+      ay = [x["accuracy"] * 100 for x in r]
+      ax.errorbar(np.mean(gx), np.mean(ay), xerr=np.std(gx), yerr=np.std(ay), fmt="o", capsize=3,
+                  label=run.replace("bifp_performance_", "BiFP ε=").replace("_", " ") +
+                  ("×" if run.startswith("bifp_perf") else ""))
+    semi = " (semi-synthetic)" if dr and dr[0]["semi_synthetic"] else ""
+    ax.set_title(d + semi, fontsize=9)
+    ax.set_xlabel("test accuracy gap (pts)")
+    ax.set_ylabel("test accuracy (%)")
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(PLOT, dpi=100)
+  plt.close(fig)
 
 
 def main(argv):
   del argv
-  data = datasets.load_adult(FLAGS.sensitive)
-  results = {"machine": bench_utils.machine(), "sensitive": FLAGS.sensitive,
-             "sparsity": FLAGS.sparsity, "seeds": FLAGS.seeds, "epochs": FLAGS.epochs,
-             "dense_epochs": FLAGS.dense_epochs, "batch_size": FLAGS.batch_size,
-             "fairness_weight": FLAGS.fairness_weight, "group_names": data.group_names,
-             "num_features": data.train.x.shape[1], "rows": []}
-  for seed in range(FLAGS.seeds):
-    results["rows"] += run_seed(data, seed)
-  os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-  with open(FLAGS.output, "w") as f:
-    json.dump(results, f, indent=1)
-  text = render(results)
+  if not FLAGS.render_only:
+    os.makedirs(RESULTS, exist_ok=True)
+    for name in FLAGS.datasets:
+      path = os.path.join(RESULTS, f"{name}.jsonl")
+      existing = []
+      if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+          existing = [json.loads(line) for line in f if line.strip()]
+      done = {(r["seed"], r["run"], r["sparsity"]): r for r in existing}
+      with open(path, "a", encoding="utf-8") as out:
+        for seed in range(FLAGS.seeds):
+          run_seed(name, seed, done, out)
+  rows = load_rows()
+  if not rows:
+    raise app.UsageError(f"No results in {RESULTS}: run without --render_only first.")
+  text = render(rows)
+  plot(rows)
   if FLAGS.write_markdown:
     bench_utils.write_section("fairness", text)
   print(text)

@@ -29,10 +29,11 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
 from tf_fairprune import models  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import DegradationFairness  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import PerformanceFairness  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import evaluate_fairness  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -51,7 +52,7 @@ flags.DEFINE_integer("dense_epochs", 10, "Dense training epochs (unless --dense_
 flags.DEFINE_string("dense_model", None, "Start from this trained dense model.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap the steps per epoch (quick runs).")
-flags.DEFINE_float("fairness_weight", 1.0, "λ of the fairness terms.")
+pipeline.define_fairness_flags(flags)
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_string("output_dir", "runs/celeba-resnet10", "Where results go.")
@@ -86,8 +87,7 @@ def run(config, data):
     logging.info("Phase 2/4: %s to %.0f%% sparsity", config["method"], 100 * config["sparsity"])
     pruned = tf_fairprune.fair_prune_wrapper(
         dense, config["sparsity"], granularity=config["granularity"],
-        fairness=[PerformanceFairness(weight=config["fairness_weight"]),
-                  DegradationFairness(weight=config["fairness_weight"])],
+        fairness=config.get("fairness") or pipeline.make_constraints(),
         fairness_on=LEVELS[config["method"]], num_groups=data.num_groups)
     pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                    mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss)
@@ -114,7 +114,8 @@ def run(config, data):
              **{k: v for k, v in report.gaps.items()},
              "train_seconds": seconds, "train_steps": int(pruned.optimizer.iterations.numpy()),
              "tflite_bytes": exported.size_bytes,
-             "params": int(final.count_params()), "dense_params": int(dense.count_params())}
+             "params": int(final.count_params()), "dense_params": int(dense.count_params()),
+             "fairness": [repr(c) for c in pruned.fairness]}
   with open(os.path.join(config["output_dir"], "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   with open(os.path.join(config["output_dir"], "report.md"), "w") as f:
@@ -134,8 +135,8 @@ def main(argv):
     raise app.UsageError(str(err)) from err
   config = {name: FLAGS[name].value for name in FLAGS if name in (
       "method", "sparsity", "granularity", "image_size", "width", "epochs", "dense_epochs",
-      "dense_model", "batch_size", "steps_per_epoch", "fairness_weight", "strategy", "seed",
-      "output_dir")}
+      "dense_model", "batch_size", "steps_per_epoch", "strategy", "seed", "output_dir")}
+  config["fairness"] = pipeline.fairness_from_flags(FLAGS)
   results = run(config, data)
   print(open(os.path.join(config["output_dir"], "report.md")).read())
   logging.info("accuracy %.4f, performance gap %.4f, degradation gap %.4f",

@@ -1,6 +1,7 @@
 r"""The main job: train (or load) a dense model, fair-prune it, strip, export, report.
 
-  python examples/fair_prune.py                       # UCI Adult (sex), BiFP, 90% sparsity
+  python examples/fair_prune.py                       # UCI Adult (sex), BiFP, 90 percent sparsity
+  python examples/fair_prune.py --fairness=performance --epsilon=0.05   # accuracy gap <= 5 points
   python examples/fair_prune.py --method=gmp --sparsity=0.95 --output_dir=/tmp/gmp
   python examples/fair_prune.py --dataset=csv:data.csv --label=income --group=sex
   python examples/fair_prune.py --dataset=colored-fmnist --train_size=12000  # CNN; semi-synthetic groups
@@ -11,7 +12,8 @@ Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity,
 size, time), results.json and tradeoff.png.
 
 Methods:
-  bifp                 bi-level fair pruning: fairness terms on weights and mask (default)
+  bifp                 bi-level fair pruning: the --fairness constraints on weights and mask
+                       (default: excess, "do no harm", at --epsilon=0.01, Lagrangian)
   bip                  the same bi-level step with fairness off
   bifp_no_mask_term    fairness on the weights only   (paper ablation)
   bifp_no_weight_term  fairness on the mask only      (paper ablation)
@@ -57,7 +59,7 @@ flags.DEFINE_enum("model", "auto", ["auto", "mlp", "cnn", "resnet10", "mobilenet
 flags.DEFINE_float("width", None, "Width of the image model (filters or multiplier).")
 flags.DEFINE_integer("batch_size", 256, "Global batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of data split, init and order.")
-flags.DEFINE_float("fairness_weight", 1.0, "λ of the fairness terms (penalty mode).")
+pipeline.define_fairness_flags(flags)
 flags.DEFINE_enum("target_metric", "degradation_gap", ["degradation_gap", "performance_gap"],
                   "Gap that defines a fair model (time to target; two_stage stops there).")
 flags.DEFINE_float("target_gap", 0.01, "A model is fair when its validation gap is <= this "
@@ -80,7 +82,7 @@ def make_strategy():
   return tf.distribute.get_strategy()
 
 
-def run(data, strategy, output_dir):
+def run(data, strategy, output_dir, fairness):
   is_chief = (FLAGS.strategy != "multi_worker" or
               strategy.cluster_resolver.task_id == 0)
   keras.utils.set_random_seed(FLAGS.seed)
@@ -97,7 +99,7 @@ def run(data, strategy, output_dir):
                100 * FLAGS.sparsity)
   with strategy.scope():
     outcome = pipeline.prune(FLAGS.method, dense, data, FLAGS.sparsity, FLAGS.epochs,
-                             FLAGS.batch_size, FLAGS.fairness_weight, FLAGS.target_metric,
+                             FLAGS.batch_size, fairness, FLAGS.target_metric,
                              FLAGS.target_gap, FLAGS.tolerance, jit_compile=FLAGS.jit_compile)
   if not is_chief:
     return None
@@ -120,6 +122,7 @@ def run(data, strategy, output_dir):
       "target": {"metric": FLAGS.target_metric, "gap": FLAGS.target_gap,
                  "tolerance": FLAGS.tolerance},
       "validation_history": outcome["history"],
+      **pipeline.fairness_settings(FLAGS),
   })
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
@@ -186,6 +189,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   if not 0.0 <= FLAGS.sparsity < 1.0:
     raise app.UsageError(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}.")
+  fairness = pipeline.fairness_from_flags(FLAGS)
   output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
   logging.info("Loading %s", FLAGS.dataset)
   try:
@@ -198,7 +202,7 @@ def main(argv):
   logging.info("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))
-  results = run(data, make_strategy(), output_dir)
+  results = run(data, make_strategy(), output_dir, fairness)
   if results:
     logging.info("Wrote %s: accuracy %.4f, performance gap %.4f, degradation gap %.4f, "
                  "sparsity %.3f", output_dir, results["accuracy"], results["performance_gap"],

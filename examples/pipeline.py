@@ -15,9 +15,7 @@ import tf_fairprune
 from tf_fairprune import datasets
 from tf_fairprune import models
 from tf_fairprune._compat import tfmot
-from tf_fairprune.fairness import DegradationFairness
-from tf_fairprune.fairness import PerformanceFairness
-from tf_fairprune.fairness import dense_correctness
+from tf_fairprune.fairness import constraints as constraints_lib
 from tf_fairprune.fairness import evaluate_fairness
 from tf_fairprune.quantization import kernel_sparsity
 
@@ -26,7 +24,8 @@ METHODS = ("bifp", "bip", "bifp_no_mask_term", "bifp_no_weight_term", "gmp", "tw
 # Levels that get the fairness terms in each bi-level method (the paper's ablations).
 LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights",),
           "bifp_no_weight_term": ("mask",)}
-DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "colored-fmnist")
+DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
+            "colored-fmnist")
 
 
 def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
@@ -44,7 +43,8 @@ def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
     return datasets.load_colored_fashion_mnist(
         minority_fraction=minority_fraction, correlation=correlation,
         train_size=image_train_size, seed=seed)
-  loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas}
+  loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas,
+             "german": datasets.load_german}
   base, _, sensitive = name.partition("-")
   if base not in loaders or name not in DATASETS:
     raise ValueError(f"Unknown dataset {name!r}: use one of {', '.join(DATASETS)} or csv:PATH.")
@@ -138,11 +138,96 @@ class TargetTracker(keras.callbacks.Callback):
     self.train_seconds = time.perf_counter() - self._start - self._audit_seconds
 
 
-def fairness_terms(weight):
-  return [PerformanceFairness(weight=weight), DegradationFairness(weight=weight)]
+# --fairness names -> constraint classes (and the audit's name of the gap each bounds).
+CONSTRAINTS = {
+    "performance": constraints_lib.PerformanceFairness,
+    "degradation": constraints_lib.DegradationFairness,
+    "excess": constraints_lib.ExcessDegradation,
+    "demographic_parity": constraints_lib.DemographicParity,
+    "equalized_odds": constraints_lib.EqualizedOdds,
+    "equal_opportunity": constraints_lib.EqualOpportunity,
+}
+AUDIT_GAP = {"performance": "performance_gap", "degradation": "degradation_gap",
+             "excess": "max_excess_gap", "demographic_parity": "demographic_parity_difference",
+             "equalized_odds": "equalized_odds_difference",
+             "equal_opportunity": "equal_opportunity_difference"}
+# BiFP's default: "do no harm" — no group loses more than 1 point beyond the average.
+DEFAULT_FAIRNESS = ("excess",)
+DEFAULT_EPSILON = 0.01
 
 
-def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0,
+def make_constraints(names=DEFAULT_FAIRNESS, mode="lagrangian", epsilon=DEFAULT_EPSILON,
+                     weight=1.0):
+  """Constraints by name (see `CONSTRAINTS`), all with the same mode, ε and weight.
+
+  Raises:
+    ValueError: For an unknown name or mode, or a bad ε or weight.
+  """
+  names = [n.strip() for n in ([names] if isinstance(names, str) else names) if n.strip()]
+  unknown = [n for n in names if n not in CONSTRAINTS]
+  if unknown:
+    raise ValueError(f"Unknown fairness constraint(s) {unknown}: use {', '.join(CONSTRAINTS)}.")
+  if len(set(names)) != len(names):
+    raise ValueError(f"A fairness constraint is named twice in {names}.")
+  return [CONSTRAINTS[n](tolerance=epsilon, mode=mode, weight=weight) for n in names]
+
+
+def define_fairness_flags(flags):
+  """The fairness flags shared by the main job and the CelebA job."""
+  flags.DEFINE_list("fairness", list(DEFAULT_FAIRNESS),
+                    "Constraints of the fair methods, a comma list of: "
+                    f"{', '.join(CONSTRAINTS)}. Default: excess ('do no harm': no group loses "
+                    "more than --epsilon beyond the average loss).")
+  flags.DEFINE_enum("fairness_mode", "lagrangian", list(constraints_lib.MODES),
+                    "lagrangian: keep each gap <= --epsilon (multipliers found in training); "
+                    "penalty: a fixed weight --fairness_weight.")
+  flags.DEFINE_float("epsilon", DEFAULT_EPSILON,
+                     "The gap accepted, as a fraction like the gaps in results.json "
+                     "(0.01 = 1 point).")
+  flags.DEFINE_float("fairness_weight", 1.0, "Weight of the penalty mode.")
+
+
+def fairness_from_flags(flags_values):
+  """The constraints the fairness flags ask for.
+
+  Raises:
+    app.UsageError: Naming the flag whose value is bad.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  f = flags_values
+  names = [n.strip() for n in f.fairness if n.strip()]
+  if not names:
+    raise app.UsageError("--fairness is empty: name at least one constraint "
+                         "(or use --method=bip for pruning without fairness).")
+  unknown = [n for n in names if n not in CONSTRAINTS]
+  if unknown:
+    raise app.UsageError(f"--fairness: unknown constraint(s) {unknown}; use "
+                         f"{', '.join(CONSTRAINTS)}.")
+  if not 0.0 <= f.epsilon < 1.0:
+    raise app.UsageError(f"--epsilon must be a fraction in [0, 1) (0.01 = 1 point), got "
+                         f"{f.epsilon}.")
+  if not 0.0 <= f.fairness_weight < float("inf"):
+    raise app.UsageError(f"--fairness_weight must be a finite number >= 0, got "
+                         f"{f.fairness_weight}.")
+  try:
+    return make_constraints(names, f.fairness_mode, f.epsilon, f.fairness_weight)
+  except ValueError as err:
+    raise app.UsageError(f"--fairness: {err}") from err
+
+
+def fairness_settings(flags_values):
+  """The fairness flags as recorded in results.json."""
+  return {"fairness": list(flags_values.fairness), "fairness_mode": flags_values.fairness_mode,
+          "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight}
+
+
+def _packed_train(data, dense):
+  """Training inputs with group ids and the dense model's outputs (for degradation)."""
+  outputs = dense.predict(data.train.x, batch_size=1024, verbose=0)
+  return tf_fairprune.pack_group_data(data.train.x, data.train.groups, dense_outputs=outputs)
+
+
+def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
           target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
           gmp_result=None, jit_compile=False, verbose=2, structure=None, prepare=None):
   """Prunes `dense` with `method` for `epochs` epochs and returns a result dict.
@@ -151,11 +236,15 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
     {"model": the stripped model, "train_seconds", "train_steps",
      "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
     `gmp` results can be passed to `two_stage` as `gmp_result` to reuse its first stage.
+    `fairness` is the list of constraints of the fair methods (default:
+    `make_constraints()`, BiFP's default); BiP and GMP ignore it.
     `structure` (e.g. {"block_size": (4, 1)} or {"granularity": "channel"}) goes to
     `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a copy
     with `FairPruneWrapper`s on the layers to prune (selective pruning).
   """
   dense_val_accuracy = audit(dense, None, data.validation, data).accuracy
+  if fairness is None:
+    fairness = make_constraints()
   loss = loss_for(data)
   steps_per_epoch = -(-len(data.train) // batch_size)
 
@@ -167,18 +256,16 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
     return {"model": dense, "train_seconds": 0.0, "train_steps": 0, "seconds_to_target": None,
             "steps_to_target": None, "history": []}
   if method in LEVELS:
-    dc_train = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
     pruned = tf_fairprune.fair_prune_wrapper(
-        prepare(dense) if prepare else dense, sparsity, fairness=fairness_terms(fairness_weight),
+        prepare(dense) if prepare else dense, sparsity,
+        fairness=fairness if LEVELS[method] else [],
         fairness_on=LEVELS[method], num_groups=data.num_groups, **(structure or {}))
-    pruned.set_reference_model(None)  # Dense correctness travels with the data.
+    pruned.set_reference_model(None)  # The dense outputs travel with the data.
     pruned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                    loss=loss, jit_compile=jit_compile)
     track = tracker()
-    pruned.fit(tf_fairprune.pack_group_data(data.train.x, data.train.groups,
-                                            dense_correct=dc_train),
-               data.train.y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-               callbacks=[track])
+    pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size, epochs=epochs,
+               verbose=verbose, callbacks=[track])
     return {"model": tf_fairprune.strip_fair_pruning(pruned),
             "pruned": pruned, "train_seconds": track.train_seconds,
             "train_steps": int(pruned.optimizer.iterations.numpy()),
@@ -201,26 +288,23 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness_weight=1.0
             "seconds_to_target": track.seconds, "steps_to_target": track.steps,
             "history": track.history}
   if method == "two_stage":
-    first = gmp_result or prune("gmp", dense, data, sparsity, epochs, batch_size,
+    first = gmp_result or prune("gmp", dense, data, sparsity, epochs, batch_size, fairness,
                                 target_metric=target_metric, target_gap=target_gap,
                                 tolerance=tolerance, jit_compile=jit_compile, verbose=verbose)
     if first["seconds_to_target"] is not None:
       # GMP alone already met the target: no second stage needed.
       return dict(first, history=list(first["history"]))
-    dc_train = dense_correctness(dense, data.train.x, data.train.y, from_logits=True)
     tuned = tf_fairprune.fair_prune_wrapper(
-        first["model"], sparsity, fairness=fairness_terms(fairness_weight),
-        fairness_on=("weights",), num_groups=data.num_groups, implicit_gradient_scale=0.0)
+        first["model"], sparsity, fairness=fairness, fairness_on=("weights",),
+        num_groups=data.num_groups, implicit_gradient_scale=0.0, rescale=False)
     tuned.set_reference_model(None)
     # Scores frozen (lr 0): the GMP mask stays; only the weights are fine-tuned.
     tuned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.0), loss=loss,
                   jit_compile=jit_compile)
     track = tracker(offset_seconds=first["train_seconds"], offset_steps=first["train_steps"],
                     stop=True)
-    tuned.fit(tf_fairprune.pack_group_data(data.train.x, data.train.groups,
-                                           dense_correct=dc_train),
-              data.train.y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-              callbacks=[track])
+    tuned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size, epochs=epochs,
+              verbose=verbose, callbacks=[track])
     return {"model": tf_fairprune.strip_fair_pruning(tuned),
             "train_seconds": first["train_seconds"] + track.train_seconds,
             "train_steps": first["train_steps"] + int(tuned.optimizer.iterations.numpy()),

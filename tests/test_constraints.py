@@ -8,6 +8,8 @@ import tf_keras as keras
 
 import tf_fairprune
 from tf_fairprune.fairness import constraints as C
+from tf_fairprune.fairness import outcomes
+from tf_fairprune.fairness.objective import DenseReference
 from conftest import compile_binary, make_data, make_mlp
 
 
@@ -22,40 +24,117 @@ def _toy(n=400, seed=0):
   return x, y, g, dense_correct
 
 
+def _dense_ref(x, seed=1):
+  """Outputs of a fixed 'dense' linear model, for the degradation constraints."""
+  rng = np.random.default_rng(seed)
+  return DenseReference(outputs=tf.constant(x @ rng.standard_normal((2, 1)).astype("float32")))
+
+
 @pytest.mark.parametrize("cls", C.CONSTRAINTS)
-def test_surrogate_gradient_reduces_its_gap(cls):
-  x, y, g, dense_correct = _toy()
+def test_penalty_gradient_reduces_the_hard_gap_it_names(cls):
+  x, y, g, _ = _toy()
   w = tf.Variable([[3.0], [0.0]])
   b = tf.Variable([0.5])
-  constraint = cls(from_logits=True)
-  def measure():
-    logits = x @ w + b
-    smooth, hard, counts = constraint.statistics(y, logits, g, None, 2, dense_correct)
-    return constraint.gap(smooth, counts), constraint.gap(hard, counts)
-  smooth0, hard0 = measure()
-  opt = keras.optimizers.SGD(2.0)
-  for _ in range(100):
+  constraint = cls(from_logits=True, mode="penalty", tolerance=0.0, squared=False)
+  dense = _dense_ref(x)
+  def stats():
+    return constraint.statistics(y, x @ w + b, g, None, 2, dense=dense)
+  _, hard0, counts0 = stats()
+  opt = keras.optimizers.SGD(0.5)
+  for _ in range(150):
     with tf.GradientTape() as tape:
-      logits = x @ w + b
-      smooth, _, counts = constraint.statistics(y, logits, g, None, 2, dense_correct)
-      loss = constraint.penalty(constraint.gap(smooth, counts))
+      smooth, hard, counts = stats()
+      loss = constraint.penalty(smooth, counts, hard, counts)
     opt.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b]))
-  smooth1, hard1 = measure()
-  assert float(smooth0) > 0.02
-  assert float(smooth1) < 0.5 * float(smooth0)
-  assert float(hard1) < float(hard0)
+  _, hard1, counts1 = stats()
+  before, after = float(constraint.measure(hard0, counts0)), float(constraint.measure(hard1, counts1))
+  assert before > 0.05
+  assert after < 0.6 * before  # The hard (0/1) gap, not the surrogate.
+
+
+def test_margin_surrogate_cannot_be_lowered_by_shrinking_logits():
+  margins = tf.constant([-2.0, -0.5, 0.3, 1.0, 4.0])
+  np.testing.assert_allclose(outcomes.soft_step(margins, 0.5).numpy(),
+                             outcomes.soft_step(0.01 * margins, 0.5).numpy(), rtol=1e-5)
+  # The probability surrogate can: its gap shrinks with the logits' scale.
+  probs = outcomes.smooth_correct(tf.ones(5), margins, from_logits=True)
+  shrunk = outcomes.smooth_correct(tf.ones(5), 0.01 * margins, from_logits=True)
+  assert float(tf.math.reduce_std(shrunk)) < 0.1 * float(tf.math.reduce_std(probs))
+
+
+def test_degradation_is_zero_at_the_dense_model_smooth_and_hard():
+  x, y, g, _ = _toy()
+  dense = _dense_ref(x)
+  for cls in (C.DegradationFairness, C.ExcessDegradation):
+    c = cls(from_logits=True)
+    smooth, hard, counts = c.statistics(y, dense.outputs, g, None, 2, dense=dense)
+    np.testing.assert_allclose(smooth.numpy(), 0.0, atol=1e-6)
+    assert float(c.measure(hard, counts)) == 0.0
+    assert float(c.penalty(smooth, counts, hard, counts, tf.ones(c.multiplier_shape(2)))) == 0.0
+
+
+def test_excess_is_one_sided():
+  # Per-example degradation: group 0 loses 0.1 on average, group 1 nothing.
+  sums, counts = tf.constant([[10.0, 0.0]]), tf.constant([[100.0, 100.0]])
+  c = C.ExcessDegradation(tolerance=0.01, multiplier_lr=1.0)
+  assert float(c.measure(sums, counts)) == pytest.approx(0.05)  # ψ = 0.1 - 0.05.
+  lam = c.updated_multipliers(tf.zeros([1, 2]), sums, counts).numpy()
+  assert lam[0, 0] == pytest.approx(0.04) and lam[0, 1] == 0.0  # Group 1 gained: never pushed.
+
+
+def _pair_loss(constraints, multipliers, s, dense_rates):
+  """Loss of constraints on two groups with smooth accuracy s (a [2] variable)."""
+  counts = tf.ones([1, 2])
+  total = 0.0
+  for c, lam in zip(constraints, multipliers):
+    sums = (dense_rates - s)[None] if c.needs_dense else s[None]
+    hard = tf.stop_gradient(sums)
+    total += c.penalty(sums, counts, hard, counts, lam)
+  return total
+
+
+@pytest.mark.parametrize("mode", ["penalty", "lagrangian"])
+def test_performance_plus_degradation_never_cancels_silently(mode):
+  """Dense gap D = 0.2, pruned gap P = 0.15 (0 < P < D): the old linear equal-weight
+  pair has exactly zero gradient there; the defaults move the gap."""
+  dense_rates = tf.constant([0.9, 0.7])  # D = 0.2, group 0 ahead.
+  s = tf.Variable([0.85, 0.70])           # P = 0.15.
+  pair = [C.PerformanceFairness(mode=mode, tolerance=0.02),
+          C.DegradationFairness(mode=mode, tolerance=0.02)]
+  lams = [tf.zeros(c.multiplier_shape(2)) for c in pair]
+  if mode == "lagrangian":
+    for _ in range(20):  # Dual ascent on the measured (here: fixed) rates.
+      lams = [c.updated_multipliers(lam, *(((dense_rates - s)[None] if c.needs_dense else s[None]),
+                                          tf.ones([1, 2])))
+              for c, lam in zip(pair, lams)]
+  with tf.GradientTape() as tape:
+    loss = _pair_loss(pair, lams, s, dense_rates)
+  grad = tape.gradient(loss, s).numpy()
+  # Gradient descent narrows P (the larger violation, 0.13 vs 0.03): s0 down / s1 up.
+  assert grad[0] - grad[1] > 1e-3
+  old = [C.PerformanceFairness(mode="penalty", squared=False, tolerance=0.0),
+         C.DegradationFairness(mode="penalty", squared=False, tolerance=0.0)]
+  with tf.GradientTape() as tape:
+    loss = _pair_loss(old, [None, None], s, dense_rates)
+  np.testing.assert_allclose(tape.gradient(loss, s).numpy(), 0.0, atol=1e-7)
+
+
+def test_combining_performance_and_degradation_warns():
+  with pytest.warns(UserWarning, match="opposite directions"):
+    tf_fairprune.fair_prune_wrapper(
+        make_mlp(), 0.5, fairness=[C.PerformanceFairness(), C.DegradationFairness()])
 
 
 def test_absent_groups_contribute_nothing_and_give_finite_gradients():
   logits = tf.Variable([[0.3], [-1.0], [2.0]])
   y = tf.constant([1.0, 0.0, 1.0])
+  c = C.PerformanceFairness(from_logits=True)
   for groups in ([0, 0, 0], [2, 2, 2]):
     with tf.GradientTape() as tape:
-      smooth, hard, counts = C.PerformanceFairness(from_logits=True).statistics(
-          y, logits, tf.constant(groups), None, 3)
-      gap = C.FairnessConstraint.gap(smooth, counts)
-    assert float(gap) == 0.0
-    grad = tape.gradient(gap, logits)
+      smooth, hard, counts = c.statistics(y, logits, tf.constant(groups), None, 3)
+      loss = c.penalty(smooth, counts, hard, counts, tf.ones(c.multiplier_shape(3)))
+    assert float(c.measure(hard, counts)) == 0.0 and float(loss) == 0.0
+    grad = tape.gradient(loss, logits)
     assert grad is None or np.all(np.isfinite(grad.numpy()))
 
 
@@ -67,10 +146,10 @@ def test_worst_pair_over_k_groups_and_sample_weights():
   c = C.PerformanceFairness(from_logits=True)
   _, hard, counts = c.statistics(y, logits, g, None, 4)
   np.testing.assert_allclose(counts.numpy(), [[1, 3, 1, 0]])
-  assert float(c.gap(hard, counts)) == pytest.approx(1.0)
+  assert float(c.measure(hard, counts)) == pytest.approx(1.0)
   # Weight 0 on group 2 removes it: gap = 1 - 2/3.
   _, hard, counts = c.statistics(y, logits, g, tf.constant([1.0, 1, 1, 0, 1]), 4)
-  assert float(c.gap(hard, counts)) == pytest.approx(1 / 3, abs=1e-6)
+  assert float(c.measure(hard, counts)) == pytest.approx(1 / 3, abs=1e-6)
 
 
 def test_multiclass_outputs_probabilities_and_one_hot():
@@ -78,40 +157,51 @@ def test_multiclass_outputs_probabilities_and_one_hot():
   sparse = tf.constant([0, 1, 0, 2])
   one_hot = tf.one_hot(sparse, 3)
   g = tf.constant([0, 0, 1, 1])
-  c = C.PerformanceFairness(from_logits=False)
+  c = C.PerformanceFairness(from_logits=False, surrogate="probability")
   for labels in (sparse, one_hot):
     smooth, hard, counts = c.statistics(labels, probs, g, None, 2)
     np.testing.assert_allclose(hard.numpy(), [[2.0, 0.0]])
     np.testing.assert_allclose(smooth.numpy(), [[1.5, 0.4]], rtol=1e-6)
+  # The margin surrogate is above 1/2 exactly where the prediction is right.
+  smooth, _, _ = C.PerformanceFairness(from_logits=False).statistics(sparse, probs, [0, 1, 2, 3], None, 4)
+  np.testing.assert_array_equal(smooth.numpy()[0] > 0.5, [True, True, False, False])
   dp = C.DemographicParity(from_logits=False, positive_class=1)
   _, hard, counts = dp.statistics(sparse, probs, g, None, 2)
-  assert float(dp.gap(hard, counts)) == pytest.approx(0.5)
+  assert float(dp.measure(hard, counts)) == pytest.approx(0.5)
   logits = tf.Variable(tf.math.log(probs))
   with tf.GradientTape() as tape:
-    smooth, _, counts = C.PerformanceFairness(from_logits=True).statistics(sparse, logits, g, None, 2)
-    gap = C.FairnessConstraint.gap(smooth, counts)
-  assert np.all(np.isfinite(tape.gradient(gap, logits).numpy()))
+    smooth, hard, counts = C.PerformanceFairness(from_logits=True).statistics(sparse, logits, g, None, 2)
+    loss = C.PerformanceFairness().penalty(smooth, counts, hard, counts, tf.ones([1, 2, 2]))
+  assert np.all(np.isfinite(tape.gradient(loss, logits).numpy()))
 
 
 def test_penalty_shapes():
-  c = C.PerformanceFairness(weight=2.0, tolerance=0.1)
-  assert float(c.penalty(tf.constant(0.05))) == 0.0
-  assert float(c.penalty(tf.constant(0.3))) == pytest.approx(0.4)
-  c = C.PerformanceFairness(weight=2.0, tolerance=0.1, squared=True)
-  assert float(c.penalty(tf.constant(0.3))) == pytest.approx(0.08)
-  c = C.PerformanceFairness(mode="lagrangian", tolerance=0.1)
-  assert float(c.penalty(tf.constant(0.3), tf.constant(3.0))) == pytest.approx(0.6)
+  # Two groups with smooth rates 0.9 / 0.6: gap 0.3.
+  sums, counts = tf.constant([[0.9, 0.6]]), tf.ones([1, 2])
+  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.1, squared=False)
+  assert float(c.penalty(sums, counts, sums, counts)) == pytest.approx(0.4)
+  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.1)  # Squared by default.
+  assert float(c.penalty(sums, counts, sums, counts)) == pytest.approx(0.08)
+  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.5)
+  assert float(c.penalty(sums, counts, sums, counts)) == 0.0
+  c = C.PerformanceFairness(tolerance=0.1, damping=0.0)  # Lagrangian: Σ λ · value.
+  lam = tf.constant([[[0.0, 3.0], [1.0, 0.0]]])
+  assert float(c.penalty(sums, counts, sums, counts, lam)) == pytest.approx(3 * 0.3 - 1 * 0.3)
 
 
-def test_multiplier_rises_while_violated_and_returns_to_zero():
-  c = C.PerformanceFairness(mode="lagrangian", tolerance=0.05, multiplier_lr=0.5)
-  m = tf.constant(0.0)
+def test_multipliers_rise_while_violated_and_return_to_zero():
+  c = C.PerformanceFairness(tolerance=0.05, multiplier_lr=0.5, max_multiplier=1.0)
+  lam = tf.zeros([1, 2, 2])
   trace = []
   for gap in [0.25] * 5 + [0.0] * 30:
-    m = c.updated_multiplier(m, tf.constant(gap))
-    trace.append(float(m))
+    lam = c.updated_multipliers(lam, tf.constant([[0.5 + gap, 0.5]]), tf.ones([1, 2]))
+    trace.append(float(lam[0, 0, 1]))
+    assert float(lam[0, 1, 0]) == 0.0  # The other direction is never violated.
   assert all(b > a for a, b in zip(trace[:4], trace[1:5]))
+  assert max(trace) == pytest.approx(0.5)  # 5 steps of 0.5 * 0.2, then λ_max = 1 not reached.
   assert trace[-1] == 0.0 and min(trace) >= 0.0
+  big = c.updated_multipliers(tf.zeros([1, 2, 2]) + 0.9, tf.constant([[1.0, 0.0]]), tf.ones([1, 2]))
+  assert float(tf.reduce_max(big)) == 1.0  # Clipped at λ_max.
 
 
 def _unfair_data(n=512):
@@ -129,7 +219,7 @@ def test_lagrangian_mode_in_training(tolerance, rises):
       make_mlp(), 0.5, fairness=[C.PerformanceFairness(mode="lagrangian", tolerance=tolerance,
                                                        multiplier_lr=0.1)]))
   history = model.fit(tf_fairprune.pack_group_data(x, g), y, batch_size=64, epochs=2, verbose=0)
-  multiplier = float(model.fairness_multipliers[0].numpy())
+  multiplier = float(model.fairness_multipliers[0].numpy().max())
   assert history.history["performance_gap_multiplier"][-1] == pytest.approx(multiplier)
   assert (multiplier > 0) == rises
 
@@ -138,7 +228,8 @@ def _one_step(fairness_on):
   keras.utils.set_random_seed(0)
   x, y, g = _unfair_data(64)
   model = tf_fairprune.fair_prune_wrapper(
-      make_mlp(), 0.5, fairness=[C.PerformanceFairness(weight=50.0)], fairness_on=fairness_on,
+      make_mlp(), 0.5, fairness=[C.PerformanceFairness(mode="penalty", weight=50.0)],
+      fairness_on=fairness_on,
       implicit_gradient_scale=1.0)
   model.compile(optimizer=keras.optimizers.SGD(0.1), mask_optimizer=keras.optimizers.SGD(1.0),
                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
@@ -166,6 +257,10 @@ def test_ablation_switches_route_fairness_gradients_to_exactly_their_level():
 def test_bad_constraint_arguments():
   with pytest.raises(ValueError, match="mode"):
     C.PerformanceFairness(mode="hard")
+  with pytest.raises(ValueError, match="surrogate"):
+    C.PerformanceFairness(surrogate="hinge")
+  with pytest.raises(ValueError, match="rate_decay"):
+    C.PerformanceFairness(rate_decay=1.0)
   with pytest.raises(ValueError, match="weight"):
     C.PerformanceFairness(weight=-1)
   with pytest.raises(ValueError, match="tolerance"):
@@ -181,39 +276,53 @@ def test_bad_constraint_arguments():
     tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, num_groups=1)
 
 
-def test_degradation_needs_dense_correctness_or_a_reference():
+def test_degradation_needs_dense_outputs_or_a_reference(tmp_path):
   x, y, g = _unfair_data(64)
   dense = make_mlp()
+  dense_weights = [w.copy() for w in dense.get_weights()]
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
       dense, 0.5, fairness=[C.DegradationFairness(from_logits=True)]))
   # fair_prune_wrapper keeps a frozen copy of the dense model as reference...
   reference = model._reference_model
-  assert reference is not None and not reference.trainable
   before = [w.copy() for w in reference.get_weights()]
   model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
   assert _same(before, reference.get_weights())
-  # ... or the correctness travels with the data; without either it is an error.
+  # ... set_reference_model neither trains nor changes the user's model ...
+  model.set_reference_model(dense)
+  model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  assert dense.trainable and _same(dense_weights, dense.get_weights())
+  # ... or the dense outputs (or correctness) travel with the data.
   model.set_reference_model(None)
+  model.fit(tf_fairprune.pack_group_data(x, g, dense_outputs=dense.predict(x, verbose=0)), y,
+            epochs=1, verbose=0)
   dc = tf_fairprune.fairness.dense_correctness(dense, x, y, from_logits=True)
   model.fit(tf_fairprune.pack_group_data(x, g, dense_correct=dc), y, epochs=1, verbose=0)
-  with pytest.raises(ValueError, match="dense model's per-example correctness"):
+  with pytest.raises(ValueError, match=r"set_reference_model\(dense_model\)"):
     model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  # A .keras file does not hold the dense model: the error says what to pass.
+  path = str(tmp_path / "degr.keras")
+  model.save(path)
+  restored = keras.models.load_model(path)
+  with pytest.raises(ValueError, match="after `load_model`"):
+    restored.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  restored.set_reference_model(dense)
+  restored.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
 
 
 def test_fair_model_saves_constraints_and_multipliers(tmp_path):
   x, y, g = _unfair_data(128)
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
       make_mlp(), 0.5, num_groups=3, fairness_on=("mask",),
-      fairness=[C.PerformanceFairness(mode="lagrangian", multiplier_lr=0.2),
-                C.EqualizedOdds(weight=0.5, tolerance=0.02, squared=True)]))
+      fairness=[C.PerformanceFairness(mode="lagrangian", multiplier_lr=0.2, tolerance=0.0),
+                C.EqualizedOdds(mode="penalty", weight=0.5, tolerance=0.02)]))
   model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
   path = str(tmp_path / "fair.keras")
   model.save(path)
   restored = keras.models.load_model(path)
   assert [repr(c) for c in restored.fairness] == [repr(c) for c in model.fairness]
   assert restored.fairness_on == ("mask",) and restored.num_groups == 3
-  assert float(restored.fairness_multipliers[0].numpy()) == pytest.approx(
-      float(model.fairness_multipliers[0].numpy()))
-  assert float(model.fairness_multipliers[0].numpy()) > 0
+  np.testing.assert_allclose(restored.fairness_multipliers[0].numpy(),
+                             model.fairness_multipliers[0].numpy())
+  assert float(model.fairness_multipliers[0].numpy().max()) > 0
   logs = restored.evaluate(tf_fairprune.pack_group_data(x, g), y, verbose=0, return_dict=True)
   assert "equalized_odds_gap" in logs

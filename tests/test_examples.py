@@ -49,6 +49,8 @@ def test_main_job_on_a_csv(tmp_path, method, strategy):
   assert all(k in results for k in FIELDS)
   assert results["method"] == method and results["sparsity"] == pytest.approx(0.7, abs=0.01)
   assert results["strategy"] == strategy
+  assert results["fairness"] == ["excess"] and results["fairness_mode"] == "lagrangian"
+  assert results["epsilon"] == 0.01
   assert set(results["group_size"]) == {"F", "M"}
   assert results["tflite_bytes"] < results["dense_tflite_bytes"]
   assert "| F |" in open(os.path.join(out, "report.md")).read()
@@ -77,6 +79,12 @@ def test_bad_flags_fail_with_a_message(tmp_path):
   assert run.returncode != 0 and "no column 'nope'" in run.stderr
   run = _run("--sparsity=1.5")
   assert run.returncode != 0 and "--sparsity" in run.stderr
+  for flag, named in (("--fairness=accuracy", "--fairness"), ("--fairness=", "--fairness"),
+                      ("--epsilon=1.5", "--epsilon"), ("--epsilon=-0.1", "--epsilon"),
+                      ("--fairness_weight=-1", "--fairness_weight"),
+                      ("--fairness_mode=soft", "fairness_mode")):
+    run = _run(flag)
+    assert run.returncode != 0 and named in run.stderr, (flag, run.stderr[-500:])
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
@@ -129,8 +137,9 @@ def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
     results = celeba_resnet10.run(dict(
         method="bifp", sparsity=0.5, granularity="channel", image_size=32, width=4, epochs=1,
         dense_epochs=1, dense_model=None, batch_size=8, steps_per_epoch=None,
-        fairness_weight=1.0, strategy="none", seed=0, output_dir=str(tmp_path / "out")), data)
+        strategy="none", seed=0, output_dir=str(tmp_path / "out")), data)
   assert results["group_size"]["Female"] + results["group_size"]["Male"] == 24
   assert results["params"] < results["dense_params"]  # Channel-pruned and shrunk.
   assert results["degradation_gap"] is not None
+  assert results["fairness"][0].startswith("ExcessDegradation(")  # BiFP's default.
   assert os.path.exists(tmp_path / "out" / "model.tflite")

@@ -26,7 +26,12 @@ def test_pack_and_unpack_arrays_and_dicts():
   packed = tf_fairprune.pack_group_data({"a": x, "b": x}, np.array([0.0, 1.0, 1.0, 0.0]),
                                         dense_correct=[1, 0, 1, 1])
   inputs, groups, dense = groups_lib.unpack_group_data(packed)
-  assert set(inputs) == {"a", "b"} and dense.dtype == np.float32
+  assert set(inputs) == {"a", "b"} and dense.correct_values.dtype == np.float32
+  packed = tf_fairprune.pack_group_data(x, [0, 1, 1, 0], dense_outputs=np.ones((4, 1)))
+  _, _, dense = groups_lib.unpack_group_data(packed)
+  assert dense.outputs.shape == (4, 1) and dense.correct_values is None
+  with pytest.raises(ValueError, match="dense_outputs has 3 rows"):
+    tf_fairprune.pack_group_data(x, [0, 1, 1, 0], dense_outputs=np.ones((3, 1)))
   assert groups_lib.unpack_group_data(x)[1] is None
 
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import tf_fairprune
+from tf_fairprune import models
 from conftest import make_mlp
 
 
@@ -29,10 +30,11 @@ def test_wraps_prunable_layers_and_never_mutates_the_original(make):
   assert isinstance(pruned, tf_fairprune.FairPruneModel)
   wrappers = pruned.fair_prune_wrappers
   assert wrappers and all(w.layer not in model._flatten_layers() for w in wrappers)
-  # Same function at sparsity 0? No: at 0.75, but the dense weights were copied over.
+  # Scores start at |θ| of the dense model; θ itself is rescaled by one gain per tensor.
   for w in wrappers:
     for theta, score in zip(w.prunable_weights, w.score_variables):
-      np.testing.assert_allclose(score.numpy(), np.abs(theta.numpy()))
+      ratio = np.abs(theta.numpy()) / np.maximum(score.numpy(), 1e-12)
+      np.testing.assert_allclose(ratio[score.numpy() > 1e-6], ratio.max(), rtol=1e-4)
   assert model.layers == layers_before
   for a, b in zip(before, model.get_weights()):
     np.testing.assert_array_equal(a, b)
@@ -48,6 +50,46 @@ def test_initial_mask_is_global_magnitude_pruning():
   masks = np.concatenate([m.numpy().ravel() for w in pruned.fair_prune_wrappers
                           for m in w.mask_variables])
   np.testing.assert_array_equal(masks, (weights >= threshold).astype("float32"))
+
+
+def test_rescale_keeps_each_tensors_norm_and_can_be_turned_off():
+  model = make_mlp()
+  dense = {n: model.get_layer(n).kernel.numpy() for n in ("hidden", "logits")}
+  for rescale in (True, False):
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.8, rescale=rescale)
+    for w in pruned.fair_prune_wrappers:
+      theta, mask = w.prunable_weights[0].numpy(), w.mask_variables[0].numpy()
+      if rescale:
+        np.testing.assert_allclose(np.linalg.norm(theta * mask), np.linalg.norm(dense[w.layer.name]),
+                                   rtol=1e-5)
+      else:
+        np.testing.assert_array_equal(theta, dense[w.layer.name])
+
+
+def test_no_constant_predictor_at_99_percent_on_few_features():
+  """1% of a 2x256 MLP on 3 features still holds ~670 weights, far more than the task
+  needs. Unrescaled, the first mask leaves a nearly silent network (outputs ~1/50 of
+  the dense model's) and 60 steps end at the constant majority predictor."""
+  rng = np.random.default_rng(0)
+  n = 3000
+  x = rng.standard_normal((n, 3)).astype("float32")
+  y = ((x[:, 0] + 0.5 * x[:, 1] * x[:, 2] + 0.5 * rng.standard_normal(n)) > 1.0).astype("float32")
+  dense = models.mlp(3)
+  dense.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
+  dense.fit(x, y, batch_size=256, epochs=5, verbose=0)
+  positive = {}
+  for rescale in (True, False):
+    keras.utils.set_random_seed(0)
+    pruned = tf_fairprune.fair_prune_wrapper(dense, 0.99, rescale=rescale)
+    pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=256, epochs=5, verbose=0)
+    pred = pruned.predict(x, verbose=0).reshape(-1) > 0
+    positive[rescale] = pred.mean()
+    if rescale:
+      assert (pred == y).mean() > (1 - y.mean()) + 0.05  # Beats the majority label.
+  assert 0.05 < positive[True] < 0.95
+  assert positive[False] == 0.0  # The failure the rescale fixes.
 
 
 def test_nested_model_layers_are_wrapped_and_predictions_match_at_zero_sparsity():

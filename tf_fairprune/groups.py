@@ -17,10 +17,13 @@ model.predict(x)                      # plain inputs
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune.fairness.objective import DenseReference
+
 INPUTS_KEY = "tf_fairprune/inputs"
 GROUP_KEY = "tf_fairprune/group"
 DENSE_CORRECT_KEY = "tf_fairprune/dense_correct"
-_RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY)
+DENSE_OUTPUTS_KEY = "tf_fairprune/dense_outputs"
+_RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY, DENSE_OUTPUTS_KEY)
 
 
 def _check_ids(groups, num_groups, what="groups"):
@@ -52,8 +55,8 @@ def _num_examples(x):
   return len(tf.nest.flatten(x)[0])
 
 
-def pack_group_data(x, groups, dense_correct=None, num_groups=None):
-  """Packs sensitive-group ids (and optionally dense correctness) with the inputs.
+def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_outputs=None):
+  """Packs sensitive-group ids (and optionally the dense model's outputs) with the inputs.
 
   Args:
     x: The model's inputs: an array, a list of arrays, a dict of arrays, or a
@@ -62,8 +65,12 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None):
       of ids (zipped element by element), a callable `(x, y) -> ids`, or the name of a
       feature of a dict `x`.
     dense_correct: Optional 0/1 per example: whether the dense model classified it
-      correctly (for `DegradationFairness`; see `dense_correctness`). Arrays only.
+      correctly (see `dense_correctness`). Enough for the hard degradation; prefer
+      `dense_outputs`, with which the surrogate compares like with like. Arrays only.
     num_groups: If given, ids are checked to be below it.
+    dense_outputs: Optional dense model outputs per example (`dense.predict(x)`), for
+      `DegradationFairness` / `ExcessDegradation` without a reference model (saves a
+      dense forward pass per step). Arrays only.
 
   Returns:
     For arrays: the packed inputs, to pass as `x` to `fit` / `evaluate`. For a
@@ -97,6 +104,11 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None):
     if len(dense_correct) != n:
       raise ValueError(f"dense_correct has {len(dense_correct)} values but x has {n} examples.")
     packed[DENSE_CORRECT_KEY] = dense_correct
+  if dense_outputs is not None:
+    dense_outputs = np.asarray(dense_outputs, dtype=np.float32)
+    if len(dense_outputs) != n:
+      raise ValueError(f"dense_outputs has {len(dense_outputs)} rows but x has {n} examples.")
+    packed[DENSE_OUTPUTS_KEY] = dense_outputs
   return packed
 
 
@@ -129,15 +141,23 @@ def _pack_dataset(dataset, groups, num_groups):
 
 
 def unpack_group_data(x):
-  """Splits packed inputs into (model inputs, group ids or None, dense correctness or None)."""
+  """Splits packed inputs into (model inputs, group ids or None, dense reference or None).
+
+  The dense reference is a `fairness.objective.DenseReference` built from the packed
+  dense outputs (or dense correctness), None if neither was packed.
+  """
   if not isinstance(x, dict) or GROUP_KEY not in x:
     return x, None, None
   x = dict(x)
   groups = x.pop(GROUP_KEY)
   dense_correct = x.pop(DENSE_CORRECT_KEY, None)
+  dense_outputs = x.pop(DENSE_OUTPUTS_KEY, None)
   if set(x) == {INPUTS_KEY}:
     x = x[INPUTS_KEY]
-  return x, groups, dense_correct
+  dense = None
+  if dense_outputs is not None or dense_correct is not None:
+    dense = DenseReference(outputs=dense_outputs, correct=dense_correct)
+  return x, groups, dense
 
 
 def intersectional_groups(*attributes):

@@ -68,7 +68,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
                        implicit_gradient_scale=1e-4, update_mode="joint",
                        mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
                        num_groups=2, block_size=(1, 1), sparsity_m_by_n=None,
-                       granularity="weight"):
+                       granularity="weight", rescale=True):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -108,6 +108,11 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       model output (the logits), depthwise convolutions (their channels are their
       inputs') and transposed convolutions are not wrapped in channel mode.
       `strip_fair_pruning(shrink=True)` then removes the pruned channels.
+    rescale: Multiply each wrapped tensor by ‖θ‖ / ‖m ⊙ θ‖ under the first mask
+      (default True), so every layer starts with the weight norm it had dense. At
+      extreme sparsity an unrescaled network starts nearly silent and short runs
+      ended as a constant predictor (see `FairPruneModel.rescale_to_masks`). False
+      starts from the dense weights exactly (step 0 = magnitude pruning).
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -207,12 +212,14 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       new.set_weights(source.get_weights())
   if not pruned.fair_prune_wrappers:
     raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.")
-  if any(c.needs_dense_correct for c in pruned.fairness):
-    # A frozen copy of the dense model: DegradationFairness compares against it.
+  if any(c.needs_dense for c in pruned.fairness):
+    # A frozen copy of the dense model: degradation constraints compare against it.
     reference = keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
     pruned.set_reference_model(reference)
   pruned.update_masks()
+  if rescale and not selective:
+    pruned.rescale_to_masks()
   return pruned
 
 

@@ -27,7 +27,7 @@ from tf_fairprune import groups as groups_lib
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune._compat import keras
-from tf_fairprune.fairness import constraints as constraints_lib
+from tf_fairprune.fairness import objective as fairness_objective
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import outcomes
 from tf_fairprune.wrapper import FairPruneWrapper
@@ -40,7 +40,7 @@ from tf_keras.src.saving.legacy import serialization as legacy_serialization
 
 UPDATE_MODES = ("joint", "alternating")
 MASK_SCOPES = ("global", "layer")
-LEVELS = ("weights", "mask")
+LEVELS = fairness_objective.LEVELS
 
 
 def default_mask_optimizer():
@@ -59,8 +59,8 @@ class _StepState:
     self.sparsity = fair_metrics.LastValue(name="sparsity")
     k = model.num_groups
     self.group_accuracy = fair_metrics.GroupRates(k, prefix="accuracy", name="group_accuracy")
-    self.gaps = [fair_metrics.GroupRates(k, num_terms=len(c.terms_spec), report="gap", name=c.name)
-                 for c in model.fairness]
+    self.gaps = [fair_metrics.GroupRates(k, num_terms=c.num_terms, report="gap", name=c.name,
+                                         measure=c.measure) for c in model.fairness]
     self.multipliers = [fair_metrics.LastValue(name=f"{c.name}_multiplier")
                         for c in model.fairness if c.mode == "lagrangian"]
     self.non_finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -154,43 +154,38 @@ class BiLevelTrainingMixin:
     self._upper_loss = None
 
   def _init_fairness(self, fairness, fairness_on, num_groups):
-    fairness = list(fairness or [])
-    for c in fairness:
-      if not isinstance(c, constraints_lib.FairnessConstraint):
-        raise TypeError("fairness must be a list of tf_fairprune.fairness constraints "
-                        f"(e.g. PerformanceFairness()), got {c!r}.")
-    names = [c.name for c in fairness]
-    if len(set(names)) != len(names):
-      raise ValueError(f"Fairness constraints need distinct names, got {names}.")
-    if isinstance(fairness_on, str):
-      fairness_on = (fairness_on,)
-    fairness_on = tuple(fairness_on)
-    if not set(fairness_on) <= set(LEVELS):
-      raise ValueError(f"fairness_on must be a subset of {LEVELS}, got {fairness_on!r}.")
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 2:
       raise ValueError(f"num_groups must be an integer >= 2, got {num_groups!r}.")
-    for c in fairness:
-      c.terms_spec = range(2 if isinstance(c, constraints_lib.EqualizedOdds) else 1)
-    self.fairness = fairness
-    self.fairness_on = fairness_on
+    object.__setattr__(self, "_objective", fairness_objective.FairnessObjective(
+        self, fairness, fairness_on, num_groups))  # Untracked: its variables are the model's.
     self.num_groups = num_groups
-    # One Lagrange multiplier per constraint; a model weight, so .keras files keep it.
-    self.fairness_multipliers = [
-        self.add_weight(name=f"{c.name}_multiplier", shape=(), initializer="zeros",
-                        trainable=False,
-                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        for c in fairness]
     object.__setattr__(self, "_reference_model", None)  # Untracked: never saved/trained.
-    self._constraint_from_logits = [c.from_logits for c in fairness]
+
+  @property
+  def fairness(self):
+    """The model's fairness constraints (a list)."""
+    return self._objective.constraints
+
+  @property
+  def fairness_on(self):
+    """The levels whose loss gets the fairness terms."""
+    return self._objective.fairness_on
+
+  @property
+  def fairness_multipliers(self):
+    """One Lagrange multiplier variable per constraint (0 in penalty mode)."""
+    return self._objective.multipliers
 
   def set_reference_model(self, model):
-    """Sets the frozen dense model whose correctness `DegradationFairness` compares to.
+    """Sets the dense model that degradation constraints compare against.
+
+    The model is only called (in inference mode, without gradients); it is neither
+    trained nor changed. A `.keras` file does not store it: set it again after
+    `load_model` (or pack the dense outputs with the data).
 
     Args:
-      model: The dense `tf_keras` model (never trained here), or None.
+      model: The dense `tf_keras` model, or None.
     """
-    if model is not None:
-      model.trainable = False
     object.__setattr__(self, "_reference_model", model)
     # The traced steps captured the previous reference: trace them again.
     self.train_function = self.test_function = None
@@ -266,6 +261,21 @@ class BiLevelTrainingMixin:
     """Re-ranks the masks from the current scores at the current step's sparsity."""
     self._assign_masks(self._step())
 
+  def rescale_to_masks(self):
+    """Multiplies each prunable tensor θ by ‖θ‖ / ‖m ⊙ θ‖ under its current mask.
+
+    Keeps each layer's weight norm — the scale of its output for white inputs — as
+    it was before pruning. Without it a 99%-sparse network starts almost silent
+    (outputs ~1/100 of the dense model's through three layers), its gradients are
+    as small, and a short run ended as the constant majority predictor; with it the
+    same run recovered the dense accuracy. Masks and scores are unchanged.
+    """
+    _, _, thetas, masks = self._pruning_variables()
+    for theta, mask in zip(thetas, masks):
+      kept = tf.norm(tf.cast(theta, tf.float32) * mask)
+      gain = tf.math.divide_no_nan(tf.norm(tf.cast(theta, tf.float32)), kept)
+      theta.assign(theta * tf.cast(tf.where(kept > 0, gain, 1.0), theta.dtype))
+
   def measured_sparsity(self):
     """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
     _, _, _, masks = self._pruning_variables()
@@ -311,9 +321,7 @@ class BiLevelTrainingMixin:
       self._build_optimizers()
     # Keras semantics: a loss that does not say (e.g. a string) takes probabilities.
     self._loss_from_logits = bool(outcomes.loss_from_logits(loss))
-    self._constraint_from_logits = [
-        self._loss_from_logits if c.from_logits is None else c.from_logits
-        for c in self.fairness]
+    self._objective.resolve_from_logits(self._loss_from_logits)
     with self.distribute_strategy.scope():
       object.__setattr__(self, "_step_state", _StepState(self))  # Untracked on purpose.
 
@@ -350,7 +358,7 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- the step
   def _unpack(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    x, groups, dense_correct = groups_lib.unpack_group_data(x)
+    x, groups, dense = groups_lib.unpack_group_data(x)
     if groups is not None:
       groups = tf.reshape(groups, [-1])
       if not groups.dtype.is_integer:
@@ -369,35 +377,23 @@ class BiLevelTrainingMixin:
       raise ValueError(
           "The model has fairness constraints but the data carries no group ids. Pack "
           "them with x = tf_fairprune.pack_group_data(x, groups).")
-    return x, y, sample_weight, groups, dense_correct
+    return x, y, sample_weight, groups, dense
 
-  def _fairness_statistics(self, x, y, y_pred, sample_weight, groups, dense_correct):
+  def _fairness_statistics(self, x, y, y_pred, sample_weight, groups, dense):
     """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
-    stats = []
-    reference = None  # The dense model's outputs, computed once per step if needed.
-    for c, from_logits in zip(self.fairness, self._constraint_from_logits):
-      dc = dense_correct
-      if dc is None and c.needs_dense_correct and self._reference_model is not None:
-        if reference is None:
-          reference = tf.stop_gradient(self._reference_model(x, training=False))
-        dc = outcomes.hard_correct(y, reference, bool(from_logits))
-      stats.append(c.statistics(y, y_pred, groups, sample_weight, self.num_groups,
-                                dense_correct=dc, from_logits=bool(from_logits)))
-    return stats
-
-  def _fairness_penalties(self, stats):
-    """(weight-level, mask-level) penalty tensors; the same object if both levels."""
-    if not self.fairness:
-      return None, None
-    terms = [c.penalty(c.gap(smooth, counts), multiplier)
-             for c, (smooth, _, counts), multiplier in zip(
-                 self.fairness, stats, self.fairness_multipliers)]
-    total = tf.add_n(terms)
-    return (total if "weights" in self.fairness_on else None,
-            total if "mask" in self.fairness_on else None)
+    if not self._objective:
+      return []
+    reference = None
+    if self._objective.needs_dense:
+      if dense is None and self._reference_model is not None:
+        dense = tf.stop_gradient(self._reference_model(x, training=False))
+      if dense is not None:
+        reference = (dense if isinstance(dense, fairness_objective.DenseReference)
+                     else fairness_objective.DenseReference(outputs=dense))
+    return self._objective.statistics(y, y_pred, sample_weight, groups, reference)
 
   def _update_fairness_state(self, y, y_pred, sample_weight, groups, stats, finite):
-    """Metrics from group sums; dual ascent of the Lagrange multipliers."""
+    """Metrics from group sums; multipliers and running rates after a training step."""
     state = self._step_state
     if groups is not None:
       weights = (tf.ones_like(groups, tf.float32) if sample_weight is None
@@ -407,19 +403,18 @@ class BiLevelTrainingMixin:
       state.group_accuracy.update_state(
           outcomes.group_sums(correct, groups, weights, self.num_groups)[None],
           outcomes.group_sums(tf.ones_like(weights), groups, weights, self.num_groups)[None])
-    lagrangian = iter(state.multipliers)
-    for c, (_, hard, counts), metric, multiplier in zip(
-        self.fairness, stats, state.gaps, self.fairness_multipliers):
+    for (_, hard, counts), metric in zip(stats, state.gaps):
       metric.update_state(hard, counts)
-      if c.mode == "lagrangian" and finite is not None:
-        new = c.updated_multiplier(multiplier, c.gap(hard, counts))
-        multiplier.assign(tf.where(finite, new, multiplier))
-      if c.mode == "lagrangian":
-        next(lagrangian).update_state(multiplier)
+    if finite is not None and stats:
+      self._objective.update(stats, finite)
+    lagrangian = [m for c, m in zip(self.fairness, self.fairness_multipliers)
+                  if c.mode == "lagrangian"]
+    for metric, multiplier in zip(state.multipliers, lagrangian):
+      metric.update_state(tf.reduce_max(multiplier))  # The largest, in the progress bar.
 
   def _metric_from_logits(self):
-    if self._constraint_from_logits:
-      return bool(self._constraint_from_logits[0])
+    if self._objective:
+      return bool(self._objective.from_logits[0])
     return self._loss_from_logits
 
   def _upper_task_loss(self, y, y_pred, sample_weight):
@@ -430,7 +425,7 @@ class BiLevelTrainingMixin:
           loss, loss_weights, output_names=self.output_names)
     return self._upper_loss(y, y_pred, sample_weight)
 
-  def _forward(self, x, y, sample_weight, groups, dense_correct, first_pass=True):
+  def _forward(self, x, y, sample_weight, groups, dense, first_pass=True):
     y_pred = self(x, training=True)
     if first_pass:
       task = self.compiled_loss(y, y_pred, sample_weight)
@@ -442,8 +437,8 @@ class BiLevelTrainingMixin:
     # replicas' upstream gradients, so 1/R gives exactly the one-device gradient.
     replicas = _num_replicas()
     reg = tf.add_n(self.losses) / replicas if self.losses else None
-    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense_correct)
-    pen_w, pen_m = self._fairness_penalties(stats)
+    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense)
+    pen_w, pen_m = self._objective.level_losses(stats)
     if replicas > 1:
       scaled = {id(p): p / replicas for p in (pen_w, pen_m) if p is not None}
       pen_w = scaled.get(id(pen_w))
@@ -503,8 +498,8 @@ class BiLevelTrainingMixin:
       ctx.merge_call(cross_replica, args=(finite, grads_only))
 
   def train_step(self, data):
-    x, y, sample_weight, groups, dense_correct = self._unpack(data)
-    fwd = (x, y, sample_weight, groups, dense_correct)
+    x, y, sample_weight, groups, dense = self._unpack(data)
+    fwd = (x, y, sample_weight, groups, dense)
     weights, scores, thetas, _ = self._pruning_variables()
     if not scores:
       raise ValueError("The model has no built FairPruneWrapper layers: nothing to prune.")
@@ -585,12 +580,12 @@ class BiLevelTrainingMixin:
     return tf.constant(True)
 
   def test_step(self, data):
-    x, y, sample_weight, groups, dense_correct = self._unpack(data)
+    x, y, sample_weight, groups, dense = self._unpack(data)
     y_pred = self(x, training=False)
     self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())
-    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense_correct)
+    stats = self._fairness_statistics(x, y, y_pred, sample_weight, groups, dense)
     self._update_fairness_state(y, y_pred, sample_weight, groups, stats, finite=None)
     return self._logs(with_groups=groups is not None)
 

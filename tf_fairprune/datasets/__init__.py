@@ -1,7 +1,7 @@
 """Offline, deterministic datasets with sensitive-group ids.
 
 Each in-memory loader returns a `GroupDataset` with train / validation / test `Split`s
-holding inputs, labels and group ids: UCI Adult, ProPublica COMPAS and any CSV (real
+holding inputs, labels and group ids: UCI Adult, ProPublica COMPAS, German credit and any CSV (real
 data), and colored Fashion-MNIST (real images, SEMI-SYNTHETIC colour group). CelebA,
 too large for memory, comes as tf.data splits (`ImageDataset`) through tfds. A missing
 source raises an error that says how to get it.
@@ -12,10 +12,11 @@ from tf_fairprune.datasets.celeba import ImageDataset
 from tf_fairprune.datasets.celeba import load_celeba
 from tf_fairprune.datasets.compas import load_compas
 from tf_fairprune.datasets.fashion_mnist import load_colored_fashion_mnist
+from tf_fairprune.datasets.german import load_german
 from tf_fairprune.datasets.tabular import GroupDataset
 from tf_fairprune.datasets.tabular import load_csv
 from tf_fairprune.datasets.tabular import Split
 from tf_fairprune.datasets.tabular import TabularDataset
 
 __all__ = ["GroupDataset", "ImageDataset", "Split", "TabularDataset", "load_adult",
-           "load_celeba", "load_colored_fashion_mnist", "load_compas", "load_csv"]
+           "load_celeba", "load_colored_fashion_mnist", "load_compas", "load_csv", "load_german"]

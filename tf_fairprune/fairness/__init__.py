@@ -8,11 +8,13 @@ from tf_fairprune.fairness.constraints import DegradationFairness
 from tf_fairprune.fairness.constraints import DemographicParity
 from tf_fairprune.fairness.constraints import EqualizedOdds
 from tf_fairprune.fairness.constraints import EqualOpportunity
+from tf_fairprune.fairness.constraints import ExcessDegradation
 from tf_fairprune.fairness.constraints import FairnessConstraint
 from tf_fairprune.fairness.constraints import PerformanceFairness
 
 __all__ = [
     "DegradationFairness", "DemographicParity", "EqualOpportunity", "EqualizedOdds",
+    "ExcessDegradation",
     "FairnessConstraint", "FairnessReport", "PerformanceFairness", "dense_correctness",
     "evaluate_fairness", "fairness_report",
 ]

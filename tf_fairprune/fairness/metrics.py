@@ -14,9 +14,11 @@ class GroupRates(keras.metrics.Metric):
   """Accumulates [T, K] sums and counts; reports per-group rates or their gap."""
 
   def __init__(self, num_groups, num_terms=1, report="rates", prefix="accuracy", name=None,
-               **kwargs):
+               measure=None, **kwargs):
     super().__init__(name=name or prefix, **kwargs)
     self.num_groups = num_groups
+    # The gap of [T, K] sums and counts (a constraint's `measure`; default worst pair).
+    self._measure = measure
     self.report = report
     self.prefix = prefix
     # Fed with sums already all-reduced over replicas: every replica holds the global
@@ -37,6 +39,8 @@ class GroupRates(keras.metrics.Metric):
 
   def result(self):
     if self.report == "gap":
+      if self._measure is not None:
+        return self._measure(self.sums, self.counts)
       return tf.reduce_max(outcomes.worst_pair_gap(self.sums, self.counts))
     rates = tf.where(self.counts[0] > 0, tf.math.divide_no_nan(self.sums[0], self.counts[0]),
                      float("nan"))

@@ -74,6 +74,58 @@ def label_positive(y_true, y_pred, positive_class=1):
   return tf.cast(tf.equal(labels, target), tf.float32)
 
 
+def logits(y_pred, from_logits):
+  """[B] binary logits or [B, C] class log-probabilities (up to a constant)."""
+  y_pred = tf.cast(y_pred, tf.float32)
+  if is_multiclass(y_pred):
+    return y_pred if from_logits else tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+  flat = tf.reshape(y_pred, [-1])
+  if from_logits:
+    return flat
+  p = tf.clip_by_value(flat, 1e-7, 1.0 - 1e-7)
+  return tf.math.log(p) - tf.math.log1p(-p)
+
+
+def _margin_of(z, cls):
+  """z[cls] - max over the other classes of z, per row ([B, C] z, [B] cls)."""
+  own = tf.gather(z, cls, axis=1, batch_dims=1)
+  others = tf.where(tf.one_hot(cls, tf.shape(z)[-1]) > 0, tf.fill(tf.shape(z), -1e30), z)
+  return own - tf.reduce_max(others, axis=-1)
+
+
+def correct_margin(y_true, y_pred, from_logits):
+  """Logit margin of the true class: > 0 exactly where the prediction is correct."""
+  z = logits(y_pred, from_logits)
+  labels = sparse_labels(y_true, y_pred)
+  if is_multiclass(y_pred):
+    return _margin_of(z, labels)
+  return (2.0 * tf.cast(labels, tf.float32) - 1.0) * z
+
+
+def positive_margin(y_pred, from_logits, positive_class=1):
+  """Logit margin of the positive class: > 0 exactly where it is predicted."""
+  z = logits(y_pred, from_logits)
+  if is_multiclass(y_pred):
+    return _margin_of(z, tf.fill(tf.shape(z)[:1], positive_class))
+  return z
+
+
+def soft_step(margin, temperature):
+  """sigmoid(margin / (temperature * mean |margin|)): a step function that follows the
+  decision (0.5 at the boundary) and cannot be lowered by shrinking every logit.
+
+  The scale (mean |margin| over the batch, summed over replicas) is held constant in
+  the gradient: scaling all logits down leaves the value unchanged, so a penalty on it
+  can only be reduced by moving examples across the decision boundary, and its
+  gradient is largest for the examples nearest to it.
+  """
+  margin = tf.cast(margin, tf.float32)
+  total = all_reduce_sum(tf.stack([tf.reduce_sum(tf.abs(margin)),
+                                   tf.cast(tf.size(margin), tf.float32)]))
+  scale = tf.stop_gradient(tf.maximum(tf.math.divide_no_nan(total[0], total[1]), 1e-3))
+  return tf.sigmoid(margin / (temperature * scale))
+
+
 def all_reduce_sum(value):
   """Sums over replicas inside a distribution strategy; identity on one device."""
   ctx = tf.distribute.get_replica_context()
@@ -86,6 +138,31 @@ def group_sums(values, groups, weights, num_groups):
   """[K] sums of `values * weights` by group, summed over replicas."""
   return all_reduce_sum(tf.math.unsorted_segment_sum(
       tf.cast(values, tf.float32) * weights, groups, num_groups))
+
+
+def pairwise_differences(sums, counts):
+  """([T, K, K] rate_i - rate_j, [T, K, K] valid) from [T, K] sums and counts.
+
+  Valid where both groups are present and i != j: one one-sided constraint each.
+  """
+  rates = tf.math.divide_no_nan(sums, counts)
+  present = counts > 0
+  k = tf.shape(counts)[-1]
+  valid = tf.logical_and(tf.logical_and(present[..., :, None], present[..., None, :]),
+                         tf.logical_not(tf.eye(k, dtype=tf.bool)))
+  return rates[..., :, None] - rates[..., None, :], valid
+
+
+def excesses(sums, counts):
+  """([T, K] rate_g - overall rate, [T, K] valid): Balancing Act's ψ_g per group.
+
+  Valid for the groups present when at least two are.
+  """
+  rates = tf.math.divide_no_nan(sums, counts)
+  present = counts > 0
+  overall = tf.math.divide_no_nan(tf.reduce_sum(sums, -1), tf.reduce_sum(counts, -1))
+  enough = tf.reduce_sum(tf.cast(present, tf.int32), axis=-1, keepdims=True) >= 2
+  return rates - overall[..., None], tf.logical_and(present, enough)
 
 
 def worst_pair_gap(sums, counts):

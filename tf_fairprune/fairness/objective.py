@@ -1,0 +1,174 @@
+"""The fairness objective of a model: constraints → statistics → multipliers → losses.
+
+`training.py` asks this module for three things per step: the group statistics of a
+batch (`statistics`), the fairness loss of each level (`level_losses`), and, after a
+finite step, the update of the multipliers and running rates (`update`). Everything
+about how a gap is measured, oriented and enforced lives here and in `constraints.py`.
+"""
+
+import warnings
+
+import tensorflow as tf
+
+from tf_fairprune.fairness import constraints as constraints_lib
+
+LEVELS = ("weights", "mask")
+
+
+class DenseReference:
+  """What is known of the dense model for a batch: its outputs, or only its correctness.
+
+  With outputs, degradation compares the same surrogate on both models (zero at
+  θ = θ_dense). With only the 0/1 correctness (`pack_group_data(dense_correct=...)`),
+  the hard degradation is exact but its smooth side compares the pruned surrogate with
+  0/1 values.
+  """
+
+  def __init__(self, outputs=None, correct=None):
+    self.outputs = outputs
+    self.correct_values = correct
+
+  def correct(self, constraint, y_true, from_logits):
+    """(smooth, hard) correctness of the dense model under `constraint`'s surrogate."""
+    if self.outputs is not None:
+      return constraint._correct(y_true, self.outputs, from_logits)  # pylint: disable=protected-access
+    values = tf.reshape(tf.cast(self.correct_values, tf.float32), [-1])
+    return values, values
+
+
+def _check_constraints(fairness):
+  if isinstance(fairness, constraints_lib.FairnessConstraint):
+    fairness = [fairness]
+  if fairness is None:
+    fairness = []
+  if isinstance(fairness, (str, bytes)) or not hasattr(fairness, "__iter__"):
+    raise TypeError("fairness must be a list of tf_fairprune.fairness constraints "
+                    f"(e.g. [PerformanceFairness()]), got {fairness!r}.")
+  fairness = list(fairness)
+  for c in fairness:
+    if not isinstance(c, constraints_lib.FairnessConstraint):
+      raise TypeError("fairness must be a list of tf_fairprune.fairness constraints "
+                      f"(e.g. PerformanceFairness()), got {c!r}.")
+  names = [c.name for c in fairness]
+  if len(set(names)) != len(names):
+    raise ValueError(f"Fairness constraints need distinct names, got {names}.")
+  return fairness
+
+
+def _check_levels(fairness_on):
+  if fairness_on is None:
+    raise ValueError(f"fairness_on must be a subset of {LEVELS} (() for none), got None.")
+  if isinstance(fairness_on, str):
+    fairness_on = (fairness_on,)
+  fairness_on = tuple(fairness_on)
+  if not set(fairness_on) <= set(LEVELS):
+    raise ValueError(f"fairness_on must be a subset of {LEVELS}, got {fairness_on!r}.")
+  return fairness_on
+
+
+def conflicts(fairness):
+  """Pairs of constraints that pull against each other when the dense model is unfair."""
+  perf = [c for c in fairness if isinstance(c, constraints_lib.PerformanceFairness)]
+  degr = [c for c in fairness if type(c) is constraints_lib.DegradationFairness]  # pylint: disable=unidiomatic-typecheck
+  return [(p, d) for p in perf for d in degr]
+
+
+class FairnessObjective:
+  """The constraints of one model, their multipliers and running rates.
+
+  Args:
+    owner: The Keras model; its `add_weight` creates the multipliers and running
+      rates, so they are saved with the model and replicated under a strategy.
+    fairness: A constraint or a list of constraints.
+    fairness_on: Levels whose loss gets the fairness terms.
+    num_groups: K.
+
+  Raises:
+    TypeError: If `fairness` holds something that is not a constraint.
+    ValueError: For duplicate names or unknown levels.
+  """
+
+  def __init__(self, owner, fairness, fairness_on, num_groups):
+    self.constraints = _check_constraints(fairness)
+    self.fairness_on = _check_levels(fairness_on)
+    self.num_groups = num_groups
+    for perf, degr in conflicts(self.constraints):
+      warnings.warn(
+          f"tf_fairprune: {perf.name} and {degr.name} pull in opposite directions when the "
+          "dense model is unfair: with two groups the degradation gap is |D - P| (D, P: "
+          "the dense and pruned accuracy gaps), so narrowing P means degrading one group "
+          "more. Both can hold only if D <= ε_performance + ε_degradation; otherwise the "
+          "multipliers (or squared penalties) settle on a compromise. For 'pruning must "
+          "not hurt one group more' use ExcessDegradation (one-sided) instead.",
+          UserWarning, stacklevel=4)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    # Model weights, so .keras files keep them; every replica assigns the same
+    # (all-reduced) values, so one replica's copy is read.
+    self.multipliers = [
+        owner.add_weight(name=f"{c.name}_multiplier", shape=c.multiplier_shape(num_groups),
+                         initializer="zeros", trainable=False, aggregation=first)
+        for c in self.constraints]
+    self.running_hard = [
+        owner.add_weight(name=f"{c.name}_running_hard", shape=(c.num_terms, num_groups),
+                         initializer="zeros", trainable=False, aggregation=first)
+        for c in self.constraints]
+    self.running_counts = [
+        owner.add_weight(name=f"{c.name}_running_counts", shape=(c.num_terms, num_groups),
+                         initializer="zeros", trainable=False, aggregation=first)
+        for c in self.constraints]
+    self.from_logits = [c.from_logits for c in self.constraints]
+
+  def __bool__(self):
+    return bool(self.constraints)
+
+  def __iter__(self):
+    return iter(self.constraints)
+
+  def __len__(self):
+    return len(self.constraints)
+
+  @property
+  def needs_dense(self):
+    return any(c.needs_dense for c in self.constraints)
+
+  def resolve_from_logits(self, loss_from_logits):
+    """Constraints that do not say take `from_logits` from the compiled loss."""
+    self.from_logits = [bool(loss_from_logits) if c.from_logits is None else bool(c.from_logits)
+                        for c in self.constraints]
+
+  def statistics(self, y, y_pred, sample_weight, groups, dense):
+    """Per constraint: (smooth sums, hard sums, counts), each [T, K], all-reduced."""
+    return [c.statistics(y, y_pred, groups, sample_weight, self.num_groups,
+                         dense=dense if c.needs_dense else None, from_logits=fl)
+            for c, fl in zip(self.constraints, self.from_logits)]
+
+  def _reference(self, i, hard, counts):
+    """Running hard sums and counts including this batch (the batch alone with
+    `rate_decay=0`): what the multipliers and the penalty mode's choice read."""
+    c = self.constraints[i]
+    if c.rate_decay == 0.0:
+      return hard, counts
+    return (c.rate_decay * self.running_hard[i] + hard,
+            c.rate_decay * self.running_counts[i] + counts)
+
+  def level_losses(self, stats):
+    """(weight-level, mask-level) fairness losses; the same tensor when both get it."""
+    if not self.constraints:
+      return None, None
+    terms = [c.penalty(smooth, counts, *self._reference(i, hard, counts),
+                       multipliers=self.multipliers[i])
+             for i, (c, (smooth, hard, counts)) in enumerate(zip(self.constraints, stats))]
+    total = tf.add_n(terms)
+    return (total if "weights" in self.fairness_on else None,
+            total if "mask" in self.fairness_on else None)
+
+  def update(self, stats, finite):
+    """After a training step, if `finite`: running rates, then dual ascent."""
+    for i, (c, (_, hard, counts)) in enumerate(zip(self.constraints, stats)):
+      ref_h, ref_c = self._reference(i, hard, counts)
+      updates = [(self.running_hard[i], ref_h), (self.running_counts[i], ref_c)]
+      if c.mode == "lagrangian":
+        updates.append((self.multipliers[i],
+                        c.updated_multipliers(self.multipliers[i], ref_h, ref_c)))
+      for var, new in updates:
+        var.assign(tf.where(finite, new, var))
