@@ -153,7 +153,8 @@ Command: `python examples/benchmark_fairness.py` (datasets can be split across p
 Every run starts from the same dense model per seed (MLP 2×256 on tabular data, the small CNN on
 colored Fashion-MNIST, {FLAGS.dense_epochs} epochs of Adam) and prunes for {FLAGS.epochs} epochs (SGD 0.01 on weights,
 SGD 0.1 on scores; batch min(256, max(32, training rows / 50))). BiFP uses the library's defaults: Lagrangian mode, margin surrogate,
-PI-damped multipliers (η = 0.2, κ = 10, λ_max = 5), fairness at both levels. Test split; gaps and
+PI-damped multipliers (η = 0.2, κ = 10, λ_max = 5) that act on a gap beyond one standard error
+(noise margin 1), fairness at both levels. Test split; gaps and
 accuracies in points, mean ± std over the seeds shown; "collapsed" counts runs whose
 predictions are ≥ 99.5% one class. **colored Fashion-MNIST is semi-synthetic** (the group is a
 colour drawn onto real images).

@@ -45,8 +45,8 @@ def build(mode):
       keras.layers.Dense(1)])
   model = tf_fairprune.fair_prune_wrapper(
       dense, 0.6, implicit_gradient_scale=0.5, update_mode=mode,
-      fairness=[PerformanceFairness(mode="lagrangian", multiplier_lr=0.5),
-                DegradationFairness(weight=2.0)])
+      fairness=[PerformanceFairness(mode="lagrangian", multiplier_lr=0.5, tolerance=0.0),
+                DegradationFairness(mode="penalty", weight=2.0)])
   model.set_reference_model(None)
   model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 mask_optimizer=keras.optimizers.SGD(1.0, momentum=0.9),
@@ -106,7 +106,7 @@ def main(argv):
         model_a.get_weights(), build(mode).get_weights())))
     with open(out, "w") as f:
       json.dump({"diffs": diffs, "replicas": strategy.num_replicas_in_sync, "moved": moved,
-                 "multiplier": float(model_b.fairness_multipliers[0].numpy())}, f)
+                 "multiplier": float(model_b.fairness_multipliers[0].numpy().max())}, f)
   elif kind == "single":
     np.savez(out, **train(None, mode)[0])
   else:

@@ -76,7 +76,7 @@ def test_degradation_is_zero_at_the_dense_model_smooth_and_hard():
 def test_excess_is_one_sided():
   # Per-example degradation: group 0 loses 0.1 on average, group 1 nothing.
   sums, counts = tf.constant([[10.0, 0.0]]), tf.constant([[100.0, 100.0]])
-  c = C.ExcessDegradation(tolerance=0.01, multiplier_lr=1.0)
+  c = C.ExcessDegradation(tolerance=0.01, multiplier_lr=1.0, noise_margin=0.0)
   assert float(c.measure(sums, counts)) == pytest.approx(0.05)  # ψ = 0.1 - 0.05.
   lam = c.updated_multipliers(tf.zeros([1, 2]), sums, counts).numpy()
   assert lam[0, 0] == pytest.approx(0.04) and lam[0, 1] == 0.0  # Group 1 gained: never pushed.
@@ -99,8 +99,8 @@ def test_performance_plus_degradation_never_cancels_silently(mode):
   pair has exactly zero gradient there; the defaults move the gap."""
   dense_rates = tf.constant([0.9, 0.7])  # D = 0.2, group 0 ahead.
   s = tf.Variable([0.85, 0.70])           # P = 0.15.
-  pair = [C.PerformanceFairness(mode=mode, tolerance=0.02),
-          C.DegradationFairness(mode=mode, tolerance=0.02)]
+  pair = [C.PerformanceFairness(mode=mode, tolerance=0.02, noise_margin=0.0),
+          C.DegradationFairness(mode=mode, tolerance=0.02, noise_margin=0.0)]
   lams = [tf.zeros(c.multiplier_shape(2)) for c in pair]
   if mode == "lagrangian":
     for _ in range(20):  # Dual ascent on the measured (here: fixed) rates.
@@ -189,8 +189,19 @@ def test_penalty_shapes():
   assert float(c.penalty(sums, counts, sums, counts, lam)) == pytest.approx(3 * 0.3 - 1 * 0.3)
 
 
+def test_noise_margin_ignores_gaps_within_sampling_error():
+  c = C.PerformanceFairness(tolerance=0.0, multiplier_lr=1.0)  # z = 1 by default.
+  gap_of_10_points = tf.constant([[0.9, 0.8]])
+  small, large = tf.fill([1, 2], 20.0), tf.fill([1, 2], 2000.0)  # se ≈ 0.16 vs 0.016.
+  assert float(tf.reduce_max(c.updated_multipliers(tf.zeros([1, 2, 2]), gap_of_10_points * small,
+                                                   small))) == 0.0
+  assert float(tf.reduce_max(c.updated_multipliers(tf.zeros([1, 2, 2]), gap_of_10_points * large,
+                                                   large))) > 0.05
+
+
 def test_multipliers_rise_while_violated_and_return_to_zero():
-  c = C.PerformanceFairness(tolerance=0.05, multiplier_lr=0.5, max_multiplier=1.0)
+  c = C.PerformanceFairness(tolerance=0.05, multiplier_lr=0.5, max_multiplier=1.0,
+                            noise_margin=0.0)
   lam = tf.zeros([1, 2, 2])
   trace = []
   for gap in [0.25] * 5 + [0.0] * 30:

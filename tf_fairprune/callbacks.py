@@ -64,7 +64,7 @@ class FairPruningSummaries(keras.callbacks.Callback):
       for c, multiplier in zip(self.model.fairness, self.model.fairness_multipliers):
         if c.name in (logs or {}):
           tf.summary.scalar(f"fairness/{c.name}", float(logs[c.name]))
-        tf.summary.scalar(f"fairness/{c.name}_multiplier", float(multiplier.numpy()))
+        tf.summary.scalar(f"fairness/{c.name}_multiplier", float(tf.reduce_max(multiplier)))
       for key, value in (logs or {}).items():
         if key.startswith("accuracy_g"):
           tf.summary.scalar(f"group_accuracy/{key}", float(value))

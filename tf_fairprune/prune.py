@@ -91,7 +91,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     update_mode: `"joint"` (one forward pass per step) or `"alternating"`.
     mask_update_frequency: Re-rank the masks every this many steps (default 1).
     fairness: List of `tf_fairprune.fairness` constraints (e.g.
-      `[PerformanceFairness(), DegradationFairness()]`); empty for plain BiP.
+      `[ExcessDegradation(tolerance=0.01)]`); empty for plain BiP.
     fairness_on: Levels that get the fairness terms: `("weights", "mask")` (BiFP),
       `("mask",)`, `("weights",)` or `()` (= BiP) — the paper's ablations.
     num_groups: Number of sensitive groups K; group ids are in [0, K). Feed them with
@@ -135,7 +135,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   # With fairness (group ids travel inside x):
   fair = tf_fairprune.fair_prune_wrapper(
       model, target_sparsity=0.9,
-      fairness=[tf_fairprune.fairness.PerformanceFairness(weight=1.0)])
+      fairness=[tf_fairprune.fairness.ExcessDegradation(tolerance=0.01)])
   fair.compile(...)
   fair.fit(tf_fairprune.pack_group_data(x, groups), y, epochs=3)
   final = tf_fairprune.strip_fair_pruning(pruned)

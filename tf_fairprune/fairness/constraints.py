@@ -52,6 +52,12 @@ class FairnessConstraint:
     max_multiplier: λ_max, the largest multiplier (Lagrangian mode).
     rate_decay: Decay of the running group counts that the multiplier update and the
       choice of the worst pair read (0 uses each batch alone).
+    damping: κ of the multiplier's proportional term (PI control); 0 for plain dual
+      ascent, which oscillated in our measurements.
+    noise_margin: z: a one-sided constraint counts as violated only where its measured
+      value exceeds ε by more than z standard errors of the running rates (0.5/√n per
+      group). Without it, multipliers on small groups chased sampling noise and made a
+      5-group test gap worse than no constraint at all.
     surrogate: `"margin"` (default) or `"probability"` (the probability of the true or
       positive class; kept for comparison: it can be lowered without changing a
       decision).
@@ -75,15 +81,17 @@ class FairnessConstraint:
   num_terms = 1  # Rates per group the constraint bounds (equalized odds: TPR and FPR).
 
   def __init__(self, tolerance=0.01, mode="lagrangian", weight=1.0, multiplier_lr=0.2,
-               max_multiplier=5.0, rate_decay=0.9, damping=10.0, surrogate="margin",
-               temperature=0.5, squared=True, from_logits=None, positive_class=1, name=None):
+               max_multiplier=5.0, rate_decay=0.9, damping=10.0, noise_margin=1.0,
+               surrogate="margin", temperature=0.5, squared=True, from_logits=None,
+               positive_class=1, name=None):
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if surrogate not in SURROGATES:
       raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}.")
     for arg, value in (("weight", weight), ("tolerance", tolerance),
                        ("multiplier_lr", multiplier_lr), ("max_multiplier", max_multiplier),
-                       ("temperature", temperature), ("damping", damping)):
+                       ("temperature", temperature), ("damping", damping),
+                       ("noise_margin", noise_margin)):
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
           0.0 <= float(value) < float("inf")):
         raise ValueError(f"{arg} must be a finite number >= 0, got {value!r}.")
@@ -98,6 +106,7 @@ class FairnessConstraint:
     self.max_multiplier = float(max_multiplier)
     self.rate_decay = float(rate_decay)
     self.damping = float(damping)
+    self.noise_margin = float(noise_margin)
     self.surrogate = surrogate
     self.temperature = float(temperature)
     self.squared = bool(squared)
@@ -167,6 +176,18 @@ class FairnessConstraint:
     """(values, valid) of every one-sided constraint from [T, K] sums and counts."""
     return outcomes.pairwise_differences(sums, counts)
 
+  def standard_errors(self, counts):
+    """A bound on each constraint value's sampling error: 0.5/√n per group (Bernoulli)."""
+    se = 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
+    return tf.sqrt(tf.square(se)[..., :, None] + tf.square(se)[..., None, :])
+
+  def violations(self, ref_hard_sums, ref_counts):
+    """Measured value − ε − noise_margin · standard error, per one-sided constraint;
+    −ε where the groups are absent (counts as met)."""
+    values, valid = self.values(ref_hard_sums, ref_counts)
+    values = values - self.noise_margin * self.standard_errors(ref_counts)
+    return tf.where(valid, values, 0.0) - self.tolerance
+
   def measure(self, hard_sums, counts):
     """The hard gap (what is reported and bounded): the largest constraint value."""
     values, valid = self.values(hard_sums, counts)
@@ -193,9 +214,9 @@ class FairnessConstraint:
       if self.damping:
         # PI control of the multiplier (nuPI): the proportional part follows the
         # current violation, so the pressure drops as soon as the gap falls below ε.
-        violation = tf.where(ref_valid, ref, 0.0) - self.tolerance
-        multipliers = tf.clip_by_value(multipliers + self.damping * violation, 0.0,
-                                       self.max_multiplier)
+        multipliers = tf.clip_by_value(
+            multipliers + self.damping * self.violations(ref_hard_sums, ref_counts), 0.0,
+            self.max_multiplier)
       return tf.reduce_sum(tf.stop_gradient(multipliers) * smooth)
     worst = tf.argmax(tf.reshape(tf.where(ref_valid, ref, -3.0e38), [-1]), output_type=tf.int32)
     excess = tf.nn.relu(tf.gather(tf.reshape(smooth, [-1]), worst) - self.tolerance)
@@ -204,16 +225,16 @@ class FairnessConstraint:
   def updated_multipliers(self, multipliers, ref_hard_sums, ref_counts):
     """One clipped dual-ascent step per one-sided constraint on its measured value;
     a constraint whose groups are absent counts as met (its multiplier decays)."""
-    values, valid = self.values(ref_hard_sums, ref_counts)
-    violation = tf.where(valid, values, 0.0) - self.tolerance
-    return tf.clip_by_value(multipliers + self.multiplier_lr * violation, 0.0,
-                            self.max_multiplier)
+    return tf.clip_by_value(
+        multipliers + self.multiplier_lr * self.violations(ref_hard_sums, ref_counts), 0.0,
+        self.max_multiplier)
 
   # ------------------------------------------------------------ serialisation
   def get_config(self):
     return {"tolerance": self.tolerance, "mode": self.mode, "weight": self.weight,
             "multiplier_lr": self.multiplier_lr, "max_multiplier": self.max_multiplier,
             "rate_decay": self.rate_decay, "damping": self.damping,
+            "noise_margin": self.noise_margin,
             "surrogate": self.surrogate,
             "temperature": self.temperature, "squared": self.squared,
             "from_logits": self.from_logits, "positive_class": self.positive_class,
@@ -305,6 +326,9 @@ class ExcessDegradation(_DegradationBase):
 
   def values(self, sums, counts):
     return outcomes.excesses(sums, counts)
+
+  def standard_errors(self, counts):
+    return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
