@@ -4,6 +4,7 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 import pytest
 import tf_keras as keras
 
@@ -142,3 +143,48 @@ def test_qat_export_refuses_refilled_weights_and_wrong_modes(tmp_path, x):
     tf_fairprune.export_tflite(tf_fairprune.strip_fair_pruning(_pruned()),
                                tmp_path / "c.tflite", quantize="qat", sample_inputs=x)
   assert not any(p.suffix == ".tflite" for p in tmp_path.iterdir())
+
+
+def _mlp(sizes):
+  layers = [keras.layers.Dense(n, activation="relu") for n in sizes[1:-1]]
+  return keras.Sequential([keras.Input((sizes[0],))] + layers + [keras.layers.Dense(sizes[-1])])
+
+
+@pytest.mark.parametrize("sizes,sparsity,block", [
+    ((6, 8, 1), 0.5, (1, 1)),         # The converter stores 6-wide kernels in 1x4 blocks.
+    ((6, 32, 16, 1), 0.9, (4, 1)),
+    ((5, 7, 3), 0.7, (1, 1)),
+    ((64, 64, 1), 0.9, (1, 1)),       # Aligned: stays sparse.
+])
+def test_written_file_matches_keras_for_small_and_odd_layers(tmp_path, sizes, sparsity, block):
+  model = tf_fairprune.fair_prune_wrapper(_mlp(sizes), sparsity, block_size=block)
+  stripped = tf_fairprune.strip_fair_pruning(model)
+  x = np.random.default_rng(0).standard_normal((64, sizes[0])).astype("float32")
+  path = str(tmp_path / "m.tflite")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    result = tf_fairprune.export_tflite(stripped, path, sample_inputs=x)
+  # Read the file back independently of the export's own check.
+  interpreter = tf.lite.Interpreter(model_path=path)
+  runner = interpreter.get_signature_runner()
+  name = list(interpreter.get_signature_list()["serving_default"]["outputs"])[0]
+  expected = stripped.predict(x, verbose=0)
+  got = np.concatenate([runner(**{list(interpreter.get_signature_list()["serving_default"]
+                                       ["inputs"])[0]: x[i:i + 1]})[name] for i in range(64)])
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+  if sizes == (64, 64, 1):
+    assert result.sparse and not result.note
+  elif not result.sparse:
+    assert "dense" in result.note
+
+
+def test_a_file_that_does_not_match_is_never_written(tmp_path, monkeypatch):
+  from tf_fairprune import export as export_lib  # pylint: disable=g-import-not-at-top
+  model = _mlp((8, 16, 1))
+  monkeypatch.setattr(export_lib, "_run", lambda *a: (5.0, "test", 1.0))
+  path = tmp_path / "bad.tflite"
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with pytest.raises(RuntimeError, match="Nothing was written"):
+      tf_fairprune.export_tflite(model, str(path))
+  assert not path.exists() and not list(tmp_path.iterdir())

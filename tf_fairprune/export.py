@@ -23,6 +23,10 @@ from tf_fairprune.wrapper import contains_wrappers
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
 
 
+class _SparseMismatch(Exception):
+  """A sparse flatbuffer that must not be written (the dense one is tried instead)."""
+
+
 @dataclasses.dataclass
 class TFLiteExport:
   """What `export_tflite` wrote and how the check went.
@@ -92,6 +96,36 @@ def _op_counts(flatbuffer):
   return counts, sparse
 
 
+def _misaligned_block_tensors(flatbuffer):
+  """Names of block-sparse tensors whose blocked axis is not a multiple of the block.
+
+  TFLite's block-sparse FULLY_CONNECTED kernel reads such tensors wrongly (measured
+  with TF 2.21: a 6-input layer stored in 1x4 blocks gave outputs 0.2-2.6 away from
+  Keras). The converter also picks this format for small unstructured layers, so an
+  odd input width is enough to trigger it.
+  """
+  interpreter_cls, _ = _interpreter_class()
+  try:
+    tensors = interpreter_cls(model_content=flatbuffer).get_tensor_details()
+  except (RuntimeError, ValueError):
+    return []
+  bad = []
+  for t in tensors:
+    params = t.get("sparsity_parameters") or {}
+    block_map = list(params.get("block_map", []))
+    dims = params.get("dim_metadata", [])
+    blocks = [d.get("dense_size") for d in dims[len(dims) - len(block_map):]]
+    if any(size and t["shape"][axis] % size for axis, size in zip(block_map, blocks)):
+      bad.append(t["name"])
+  return bad
+
+
+def _tolerance(quantize, expected_scale):
+  """The largest |TFLite − Keras| accepted: 1e-3 (float) or 5e-2 (quantized) times
+  max(1, max |Keras output|)."""
+  return (1e-3 if quantize is None else 5e-2) * max(1.0, expected_scale)
+
+
 def _sample_inputs(model, sample_inputs, num_samples, seed):
   """A list of per-input float32 arrays with a leading sample axis."""
   if sample_inputs is not None:
@@ -154,11 +188,12 @@ def _run(flatbuffer, model, inputs):
   if sorted(output_names) == sorted(model.output_names):
     output_names = list(model.output_names)
   diff = 0.0
+  scale = max(float(np.max(np.abs(e))) for e in expected)
   for i in range(inputs[0].shape[0]):
     out = runner(**{n: a[i:i + 1] for n, a in zip(feed_names, inputs)})
     for name_, ref in zip(output_names, expected):
       diff = max(diff, float(np.max(np.abs(out[name_].astype(np.float64) - ref[i:i + 1]))))
-  return diff, name
+  return diff, name, scale
 
 
 def export_tflite(model, path, *, sparse=True, quantize=None, representative_dataset=None,
@@ -187,8 +222,15 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     TypeError: If `model` is not a tf_keras model.
     ValueError: For an unknown `quantize`, a missing representative dataset, or sample
       inputs that do not match the model.
-    RuntimeError: If the converted model does not run in the interpreter (nothing is
+    RuntimeError: If the converted model does not run in the interpreter, or its outputs
+      differ from Keras' by more than the tolerance even when stored dense (nothing is
       written then).
+
+  The file is checked before it is written: its outputs on the sample inputs must be
+  within 1e-3 (float) or 5e-2 (quantized) × max(1, max |Keras output|) of the Keras
+  model's. A sparse file that misses this — or holds a block-sparse tensor whose width
+  is not a multiple of its block, which TFLite's sparse kernel reads wrongly — is
+  written dense instead, with a warning and `note`.
 
   Example:
 
@@ -217,19 +259,40 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
 
   note = ""
   flatbuffer = _convert(model, sparse, quantize, representative_dataset)
+  misaligned = _misaligned_block_tensors(flatbuffer) if sparse else []
   try:
-    diff, interpreter = _run(flatbuffer, model, inputs)
-  except RuntimeError as err:
-    if not (sparse and quantize is not None):
+    if misaligned:
+      raise _SparseMismatch(
+          f"TFLite's block-sparse kernel misreads tensors whose width is not a multiple of "
+          f"the block ({', '.join(misaligned[:3])}); wrote a dense file instead. Layer "
+          "widths divisible by 4 avoid this.")
+    diff, interpreter, scale = _run(flatbuffer, model, inputs)
+    if sparse and diff > _tolerance(quantize, scale):
+      raise _SparseMismatch(
+          f"the sparse file's outputs differ from Keras by {diff:.3g} (tolerance "
+          f"{_tolerance(quantize, scale):.3g}); wrote a dense file instead.")
+  except (RuntimeError, _SparseMismatch) as err:
+    if not sparse:
       raise RuntimeError(f"The converted TFLite model does not run: {err}. "
                          "Nothing was written.") from err
-    note = ("Quantized unstructured-sparse kernels fail to prepare under TFLite's default "
-            "XNNPACK delegate; wrote a dense quantized file instead. "
-            f"Interpreter error: {str(err).strip()[:200]}")
+    if isinstance(err, _SparseMismatch):
+      note = str(err)
+    else:
+      note = ("Quantized unstructured-sparse kernels fail to prepare under TFLite's default "
+              "XNNPACK delegate; wrote a dense quantized file instead. "
+              f"Interpreter error: {str(err).strip()[:200]}")
     warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning)
     sparse = False
     flatbuffer = _convert(model, sparse, quantize, representative_dataset)
-    diff, interpreter = _run(flatbuffer, model, inputs)
+    try:
+      diff, interpreter, scale = _run(flatbuffer, model, inputs)
+    except RuntimeError as dense_err:
+      raise RuntimeError(f"The converted TFLite model does not run: {dense_err}. "
+                         "Nothing was written.") from dense_err
+  if diff > _tolerance(quantize, scale):
+    raise RuntimeError(
+        f"The TFLite model's outputs differ from Keras by {diff:.3g} (tolerance "
+        f"{_tolerance(quantize, scale):.3g}) on the sample inputs. Nothing was written.")
 
   ops, sparse_ops = _op_counts(flatbuffer)
   densified = ops.get("DENSIFY", 0)
