@@ -182,6 +182,35 @@ def test_nan_loss_stops_training_and_keeps_last_good_weights(data, where):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def _bn_mlp():
+  return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="hidden"),
+                           keras.layers.BatchNormalization(name="bn"),
+                           keras.layers.ReLU(), keras.layers.Dense(1, name="logits")])
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_nan_batch_leaves_all_state_as_after_the_last_good_step(data, steps_per_execution,
+                                                                 caplog):
+  x, y = data
+  x = x.copy()
+  x[70] = np.nan  # Batch 2 (of 32): its statistics would reach BatchNormalization.
+  keras.utils.set_random_seed(0)
+  dense = _bn_mlp()
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(dense, 0.5),
+                          steps_per_execution=steps_per_execution)
+  reference = compile_binary(tf_fairprune.fair_prune_wrapper(dense, 0.5))
+  reference.set_weights(pruned.get_weights())
+  pruned.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+  reference.fit(x[:64], y[:64], batch_size=32, epochs=1, shuffle=False, verbose=0)
+  assert pruned.stopped_on_non_finite_loss
+  assert int(pruned.optimizer.iterations) == 2  # Later steps of the execution: skipped.
+  for a, b in zip(pruned.get_weights(), reference.get_weights()):  # BN statistics included.
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert np.all(np.isfinite(pruned.predict(np.nan_to_num(x), verbose=0)))
+  assert "at batch 2 of epoch 0" in caplog.text
+
+
 def test_keras_callbacks_work(tmp_path, data):
   x, y = data
   pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5))

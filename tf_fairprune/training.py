@@ -63,6 +63,15 @@ class _StepState:
                                          measure=c.measure) for c in model.fairness]
     self.multipliers = [fair_metrics.LastValue(name=f"{c.name}_multiplier")
                         for c in model.fairness if c.mode == "lagrangian"]
+    counter = lambda name, value=0: tf.Variable(
+        value, dtype=tf.int64, trainable=False, name=name,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # Steps run in this fit(), whether a non-finite step stopped it (1) and which step
+    # that was: once halted, later steps of the same execution change nothing either
+    # (with steps_per_execution > 1 they run before fit can stop).
+    self.steps = counter("steps")
+    self.halted = counter("halted")
+    self.first_bad_step = counter("first_bad_step", -1)
     self.non_finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name="non_finite_steps",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -75,16 +84,28 @@ class _NonFiniteGuard(keras.callbacks.Callback):
   """
 
   def on_train_begin(self, logs=None):
-    self._seen = int(self.model._step_state.non_finite_steps.numpy())  # pylint: disable=protected-access
+    state = self.model._step_state  # pylint: disable=protected-access
+    self._seen = int(state.non_finite_steps.numpy())
+    state.steps.assign(0)
+    state.halted.assign(0)
+    state.first_bad_step.assign(-1)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+    self._epoch_start = int(self.model._step_state.steps.numpy())  # pylint: disable=protected-access
 
   def on_train_batch_end(self, batch, logs=None):
-    count = int(self.model._step_state.non_finite_steps.numpy())  # pylint: disable=protected-access
+    state = self.model._step_state  # pylint: disable=protected-access
+    count = int(state.non_finite_steps.numpy())
     if count > self._seen:
+      bad = int(state.first_bad_step.numpy())
       tf.get_logger().error(
-          "tf_fairprune: the loss or its gradients became NaN/inf at batch %d (loss: %s); "
-          "that update was skipped and training stopped. The model keeps the weights, "
-          "scores and masks of the last finite step. Lower the learning rates or check "
-          "the data for NaN/inf.", batch, (logs or {}).get("loss"))
+          "tf_fairprune: the loss or its gradients became NaN/inf at batch %d of epoch %d "
+          "(counting from 0); that step and every later one were skipped and training "
+          "stopped. The model keeps all of its state from the last finite step: weights, "
+          "scores, masks, optimizer slots, multipliers and layer statistics such as "
+          "BatchNormalization's moving mean and variance. Lower the learning rates or "
+          "check the data for NaN/inf.", bad - self._epoch_start, self._epoch)
       self.model.stop_training = True
       self.model.stopped_on_non_finite_loss = True
       self._seen = count
@@ -505,6 +526,12 @@ class BiLevelTrainingMixin:
       raise ValueError("The model has no built FairPruneWrapper layers: nothing to prune.")
     self._build_optimizers()
     nw = len(weights)
+    state = self._step_state
+    running = tf.equal(state.halted, 0)
+    # Layer state the forward pass updates (BatchNormalization's moving statistics):
+    # kept to be put back if the step turns out non-finite.
+    forward_state = self._forward_state_variables()
+    saved = [tf.identity(v) for v in forward_state]
 
     if self.update_mode == "joint":
       with tf.GradientTape(persistent=True) as tape:
@@ -530,22 +557,32 @@ class BiLevelTrainingMixin:
       del tape
       g_s = self._score_gradients(g_s, g_theta)
       finite = _all_finite([lower, upper] + g_w + g_s)
-      self._apply(finite, self.optimizer, g_w, weights)
-      self._apply(finite, self.mask_optimizer, g_s, scores)
+      ok = tf.logical_and(finite, running)
+      self._apply(ok, self.optimizer, g_w, weights)
+      self._apply(ok, self.mask_optimizer, g_s, scores)
     else:
       with tf.GradientTape() as tape:
         y_pred, task, reg, pen_w, _, stats = self._forward(*fwd)
         lower = self._plus(task, reg, pen_w)
       g_w = tape.gradient(lower, weights)
       finite = _all_finite([lower] + g_w)
-      self._apply(finite, self.optimizer, g_w, weights)
+      self._apply(tf.logical_and(finite, running), self.optimizer, g_w, weights)
       with tf.GradientTape() as tape:
         _, task2, _, _, pen_m2, _ = self._forward(*fwd, first_pass=False)
         upper = self._plus(task2, pen_m2)
       grads = tape.gradient(upper, scores + thetas)
       g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
       finite = tf.logical_and(finite, _all_finite([upper] + g_s))
-      self._apply(finite, self.mask_optimizer, g_s, scores)
+      ok = tf.logical_and(finite, running)
+      self._apply(ok, self.mask_optimizer, g_s, scores)
+
+    for var, value in zip(forward_state, saved):
+      var.assign(tf.where(ok, var, value))
+    newly_bad = tf.logical_and(running, tf.logical_not(finite))
+    state.first_bad_step.assign(tf.where(newly_bad, state.steps, state.first_bad_step))
+    state.halted.assign(tf.maximum(state.halted, tf.cast(newly_bad, tf.int64)))
+    state.steps.assign_add(1)
+    finite = ok
 
     # Masks follow the new scores, at the sparsity of the next step.
     refresh = finite
@@ -557,7 +594,7 @@ class BiLevelTrainingMixin:
       self._assign_masks(self._step(), keep=tf.logical_not(refresh))
     else:
       tf.cond(refresh, self._assign_masks_op, lambda: tf.constant(False))
-    self._step_state.non_finite_steps.assign_add(1 - tf.cast(finite, tf.int64))
+    self._step_state.non_finite_steps.assign_add(tf.cast(newly_bad, tf.int64))
     self.compiled_metrics.update_state(y, y_pred, sample_weight)
     self._step_state.sparsity.update_state(self.measured_sparsity())
     self._update_fairness_state(y, y_pred, sample_weight, groups, stats, finite)
@@ -574,6 +611,13 @@ class BiLevelTrainingMixin:
       else:
         logs[m.name] = result
     return logs
+
+  def _forward_state_variables(self):
+    """Non-trainable variables that a training forward pass may change (e.g.
+    BatchNormalization's moving statistics): not masks or the fairness state."""
+    _, _, _, masks = self._pruning_variables()
+    own = {v.ref() for v in masks + self._objective.variables}
+    return [v for v in self.non_trainable_variables if v.ref() not in own]
 
   def _assign_masks_op(self):
     self._assign_masks(self._step())

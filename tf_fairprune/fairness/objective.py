@@ -118,6 +118,11 @@ class FairnessObjective:
         for c in self.constraints]
     self.from_logits = [c.from_logits for c in self.constraints]
 
+  @property
+  def variables(self):
+    """Multipliers and running rates (updated only after a finite step)."""
+    return self.multipliers + self.running_hard + self.running_counts
+
   def __bool__(self):
     return bool(self.constraints)
 
