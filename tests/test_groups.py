@@ -109,12 +109,42 @@ def test_tf_data_pipelines(how):
   assert "accuracy_g1" in model.evaluate(ds, verbose=0, return_dict=True)
 
 
-def test_out_of_range_ids_in_a_pipeline_fail_with_a_clear_message():
+@pytest.mark.parametrize("bad_id", [7, -1, 2**31 + 1])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_out_of_range_ids_in_a_pipeline_fail_the_same_way_on_every_path(bad_id, jit_compile):
   x, y = make_data(n=64)
+  ids = np.zeros(64, np.int64)
+  ids[40] = bad_id  # In the second batch.
   ds = tf_fairprune.pack_group_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(32),
-                                    lambda x, y: tf.fill([tf.shape(x)[0]], 7))
-  with pytest.raises(tf.errors.InvalidArgumentError, match="num_groups=2"):
+                                    tf.data.Dataset.from_tensor_slices(ids).batch(32))
+  model = compile_binary(tf_fairprune.fair_prune_wrapper(
+      make_mlp(), 0.5, fairness=[PerformanceFairness()]), jit_compile=jit_compile)
+  with pytest.raises(ValueError, match=r"outside \[0, num_groups=2\) at batch 1 of epoch 0"):
+    model.fit(ds, epochs=1, verbose=0)
+  assert int(model.optimizer.iterations) == 1  # The bad batch changed nothing.
+  with pytest.raises(ValueError, match="in evaluation batch 1"):
+    model.evaluate(ds, verbose=0)
+
+
+@pytest.mark.parametrize("ids,match", [([0.0, 0.5], "non-integer"), ([0.0, np.nan], "NaN")])
+def test_float_ids_in_a_pipeline_are_never_truncated(ids, match):
+  x, y = make_data(n=2)
+  ds = tf_fairprune.pack_group_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(2),
+                                    tf.data.Dataset.from_tensor_slices(np.array(ids)).batch(2))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=match):
     _fair_model().fit(ds, epochs=1, verbose=0)
+
+
+def test_numpy_ids_are_checked_before_training_and_one_group_warns():
+  x, y = make_data(n=64)
+  with pytest.raises(ValueError, match="2147483649"):
+    tf_fairprune.pack_group_data(x, np.full(64, 2**31 + 1, np.int64))
+  model = _fair_model()
+  with pytest.raises(ValueError, match="num_groups=2"):
+    model.fit(tf_fairprune.pack_group_data(x, np.full(64, 3)), y, epochs=1, verbose=0)
+  assert int(model.optimizer.iterations) == 0
+  with pytest.warns(UserWarning, match="one group only"):
+    model.fit(tf_fairprune.pack_group_data(x, np.zeros(64, int)), y, epochs=1, verbose=0)
 
 
 def test_fairness_without_group_ids_is_an_error():

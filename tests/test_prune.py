@@ -188,3 +188,10 @@ def test_subclassed_model_gets_guidance():
   model(tf.ones((1, 3)))
   with pytest.raises(ValueError, match="FairPruneModel"):
     tf_fairprune.fair_prune_wrapper(model)
+
+
+def test_too_sparse_for_a_layer_warns():
+  with pytest.warns(UserWarning, match="kept no weight"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), 0.999)
+  with pytest.warns(UserWarning, match="not the target 0.500"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, block_size=(100, 100))

@@ -26,7 +26,7 @@ DENSE_OUTPUTS_KEY = "tf_fairprune/dense_outputs"
 _RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY, DENSE_OUTPUTS_KEY)
 
 
-def _check_ids(groups, num_groups, what="groups"):
+def check_ids(groups, num_groups, what="groups"):
   """Validates numpy group ids and returns them as int32."""
   if groups is None:
     raise ValueError(f"{what} is missing: pass one integer group id per example.")
@@ -38,6 +38,11 @@ def _check_ids(groups, num_groups, what="groups"):
       raise ValueError(f"{what} contains NaN or inf: every example needs a group id.")
     if not np.all(arr == np.round(arr)):
       raise ValueError(f"{what} must hold integer group ids, got non-integer values.")
+  if arr.dtype.kind == "f" and arr.size and np.max(np.abs(arr)) >= 2**31:
+    raise ValueError(f"{what} has id {np.max(arr):.0f}: ids must be small integers in "
+                     "[0, num_groups).")
+  if arr.dtype.kind == "u" and arr.size and arr.max() >= 2**31:
+    raise ValueError(f"{what} has id {arr.max()}: ids must be small integers in [0, num_groups).")
   arr = arr.astype(np.int64)
   if arr.ndim == 2 and arr.shape[1] == 1:
     arr = arr[:, 0]
@@ -48,6 +53,8 @@ def _check_ids(groups, num_groups, what="groups"):
   if num_groups is not None and arr.size and arr.max() >= num_groups:
     raise ValueError(f"{what} has id {arr.max()} but num_groups={num_groups} "
                      f"(ids must be in [0, {num_groups})).")
+  if arr.size and arr.max() >= 2**31:
+    raise ValueError(f"{what} has id {arr.max()}: ids must be small integers in [0, num_groups).")
   return arr.astype(np.int32)
 
 
@@ -93,7 +100,7 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_output
     return _pack_dataset(x, groups, num_groups)
   if isinstance(x, dict) and any(k in x for k in _RESERVED):
     raise ValueError("x is already packed with group data.")
-  ids = _check_ids(groups, num_groups)
+  ids = check_ids(groups, num_groups)
   n = _num_examples(x)
   if len(ids) != n:
     raise ValueError(f"groups has {len(ids)} ids but x has {n} examples.")
@@ -114,7 +121,18 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_output
 
 def _pack_element(x, ids):
   packed = dict(x) if isinstance(x, dict) else {INPUTS_KEY: x}
-  packed[GROUP_KEY] = tf.cast(ids, tf.int32)
+  ids = tf.convert_to_tensor(ids)
+  if ids.dtype.is_floating:
+    # Never truncate: a float id must be a whole number (NaN and inf are not).
+    ids = tf.debugging.assert_all_finite(ids, "Group ids must be integers; got NaN or inf.")
+    whole = tf.debugging.assert_equal(
+        ids, tf.round(ids), message="Group ids must be integers; got non-integer floats.")
+    with tf.control_dependencies([whole]):
+      ids = tf.identity(ids)
+  elif not ids.dtype.is_integer:
+    raise ValueError(f"Group ids must be integers, got {ids.dtype.name}.")
+  # int64: an id >= 2**31 stays out of range (the model rejects it) instead of wrapping.
+  packed[GROUP_KEY] = tf.cast(ids, tf.int64)
   return packed
 
 
@@ -182,7 +200,7 @@ def intersectional_groups(*attributes):
   """
   if not attributes:
     raise ValueError("intersectional_groups needs at least one attribute.")
-  cols = [_check_ids(a, None, what=f"attribute {i}") for i, a in enumerate(attributes)]
+  cols = [check_ids(a, None, what=f"attribute {i}") for i, a in enumerate(attributes)]
   if len({len(c) for c in cols}) != 1:
     raise ValueError("All attributes must have the same length.")
   stacked = np.stack(cols, axis=1)

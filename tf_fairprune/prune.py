@@ -220,6 +220,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   pruned.update_masks()
   if rescale and not selective:
     pruned.rescale_to_masks()
+  pruned._warn_if_too_sparse()  # pylint: disable=protected-access
   return pruned
 
 

@@ -20,6 +20,8 @@ A step whose loss or gradients are not finite changes nothing (no weight, score,
 or optimizer update); `fit` then stops with a message.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -72,6 +74,7 @@ class _StepState:
     self.steps = counter("steps")
     self.halted = counter("halted")
     self.first_bad_step = counter("first_bad_step", -1)
+    self.bad_id_batches = counter("bad_id_batches")
     self.non_finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name="non_finite_steps",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -83,8 +86,25 @@ class _NonFiniteGuard(keras.callbacks.Callback):
   The step itself already changed nothing (see `train_step`); this reports it.
   """
 
+  def _check_ids(self, where):
+    state = self.model._step_state  # pylint: disable=protected-access
+    if int(state.bad_id_batches.numpy()) > self._bad_ids_seen:
+      self._bad_ids_seen = int(state.bad_id_batches.numpy())
+      self.model.stop_training = True
+      raise ValueError(
+          f"Group ids outside [0, num_groups={self.model.num_groups}) {where}; that step "
+          "changed nothing. Check the ids (pack_group_data(..., num_groups=K) checks "
+          "arrays when they are packed) or build the model with a larger num_groups.")
+
+  def on_test_begin(self, logs=None):
+    self._bad_ids_seen = int(self.model._step_state.bad_id_batches.numpy())  # pylint: disable=protected-access
+
+  def on_test_batch_end(self, batch, logs=None):
+    self._check_ids(f"in evaluation batch {batch}")
+
   def on_train_begin(self, logs=None):
     state = self.model._step_state  # pylint: disable=protected-access
+    self._bad_ids_seen = int(state.bad_id_batches.numpy())
     self._seen = int(state.non_finite_steps.numpy())
     state.steps.assign(0)
     state.halted.assign(0)
@@ -96,6 +116,8 @@ class _NonFiniteGuard(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     state = self.model._step_state  # pylint: disable=protected-access
+    self._check_ids(f"at batch {int(state.first_bad_step.numpy()) - self._epoch_start} of "
+                    f"epoch {self._epoch} (counting from 0)")
     count = int(state.non_finite_steps.numpy())
     if count > self._seen:
       bad = int(state.first_bad_step.numpy())
@@ -366,39 +388,89 @@ class BiLevelTrainingMixin:
     if not self._is_compiled or self.mask_optimizer is None:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
-    callbacks = list(kwargs.pop("callbacks", None) or [])
-    if not any(isinstance(c, _NonFiniteGuard) for c in callbacks):
-      callbacks.append(_NonFiniteGuard())
+    self._check_packed_groups(args[0] if args else kwargs.get("x"))
+    callbacks = self._with_guard(kwargs.pop("callbacks", None))
     self.stopped_on_non_finite_loss = False
     if self.built:
       self.update_masks()
-    return super().fit(*args, callbacks=callbacks, **kwargs)
+    history = super().fit(*args, callbacks=callbacks, **kwargs)
+    self._warn_if_too_sparse()
+    return history
 
   fit.__doc__ = keras.Model.fit.__doc__
 
+  def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
+    self._check_packed_groups(args[0] if args else kwargs.get("x"))
+    return super().evaluate(*args, callbacks=self._with_guard(kwargs.pop("callbacks", None)),
+                            **kwargs)
+
+  evaluate.__doc__ = keras.Model.evaluate.__doc__
+
+  @staticmethod
+  def _with_guard(callbacks):
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, _NonFiniteGuard) for c in callbacks):
+      callbacks.append(_NonFiniteGuard())
+    return callbacks
+
+  def _check_packed_groups(self, x):
+    """Checks packed numpy ids at once (the in-graph check covers every other input)."""
+    if not isinstance(x, dict) or groups_lib.GROUP_KEY not in x:
+      return
+    ids = x[groups_lib.GROUP_KEY]
+    if isinstance(ids, (tf.Tensor, tf.data.Dataset)) or not hasattr(ids, "__len__"):
+      return
+    ids = groups_lib.check_ids(ids, self.num_groups)
+    present = np.unique(ids)
+    if len(present) == 1:
+      warnings.warn(f"tf_fairprune: the data holds one group only (id {present[0]}): there "
+                    "is nothing to compare, so every gap is 0 and fairness terms do nothing.",
+                    UserWarning, stacklevel=3)
+
+  def _warn_if_too_sparse(self):
+    """Warns when a wrapped tensor keeps no weight or the sparsity misses the target."""
+    wrappers = self._built_wrappers()
+    empty = [f"{w.layer.name}/{v.name.split('/')[-1].split(':')[0]}"
+             for w in wrappers for v, m in zip(w.prunable_weights, w.mask_variables)
+             if float(tf.reduce_sum(m)) == 0.0]
+    if empty:
+      warnings.warn(f"tf_fairprune: {', '.join(empty)} kept no weight at all: the model's "
+                    "output may no longer depend on its input (a constant predictor). "
+                    "Lower the sparsity, or use mask_scope='layer'.", UserWarning, stacklevel=3)
+    if not wrappers:
+      return
+    target = pruning_schedule.sparsity_at(self.target_sparsity, self._step())
+    measured = float(self.measured_sparsity())
+    if abs(measured - float(target)) > 0.02:
+      warnings.warn(f"tf_fairprune: the masks remove {measured:.3f} of the prunable weights, "
+                    f"not the target {float(target):.3f} (blocks or channels larger than the "
+                    "layers allow?).", UserWarning, stacklevel=3)
+
   # ---------------------------------------------------------------- the step
   def _unpack(self, data):
+    """(x, y, sample_weight, groups, dense reference, bad_ids).
+
+    `bad_ids` is True (on every replica) when a group id is outside [0, num_groups):
+    one in-graph check that works the same eagerly, in graphs and under XLA (which
+    drops assertions); the step then changes nothing and fit/evaluate raise.
+    """
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     x, groups, dense = groups_lib.unpack_group_data(x)
+    bad_ids = tf.constant(False)
     if groups is not None:
       groups = tf.reshape(groups, [-1])
       if not groups.dtype.is_integer:
         raise ValueError(f"Group ids must be integers, got {groups.dtype.name}; pack them "
                          "with tf_fairprune.pack_group_data.")
-      groups = tf.cast(groups, tf.int32)
-      if not getattr(self, "_jit_compile", False):  # XLA drops asserts anyway.
-        checks = [
-            tf.debugging.assert_non_negative(groups, message="Group ids must be >= 0."),
-            tf.debugging.assert_less(
-                groups, self.num_groups,
-                message=f"Group ids must be < num_groups={self.num_groups}.")]
-        with tf.control_dependencies([c for c in checks if c is not None]):
-          groups = tf.identity(groups)
+      local = tf.reduce_any(tf.logical_or(groups < 0, groups >= self.num_groups))
+      bad_ids = tf.logical_not(_all_finite([tf.where(local, float("nan"), 0.0)]))
+      # In range, so that no segment sum drops or crashes on them before the check acts.
+      groups = tf.cast(tf.clip_by_value(groups, 0, self.num_groups - 1), tf.int32)
     elif self.fairness:
       raise ValueError(
           "The model has fairness constraints but the data carries no group ids. Pack "
           "them with x = tf_fairprune.pack_group_data(x, groups).")
-    return x, y, sample_weight, groups, dense
+    return x, y, sample_weight, groups, dense, bad_ids
 
   def _fairness_statistics(self, x, y, y_pred, sample_weight, groups, dense):
     """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
@@ -519,7 +591,7 @@ class BiLevelTrainingMixin:
       ctx.merge_call(cross_replica, args=(finite, grads_only))
 
   def train_step(self, data):
-    x, y, sample_weight, groups, dense = self._unpack(data)
+    x, y, sample_weight, groups, dense, bad_ids = self._unpack(data)
     fwd = (x, y, sample_weight, groups, dense)
     weights, scores, thetas, _ = self._pruning_variables()
     if not scores:
@@ -527,7 +599,7 @@ class BiLevelTrainingMixin:
     self._build_optimizers()
     nw = len(weights)
     state = self._step_state
-    running = tf.equal(state.halted, 0)
+    running = tf.logical_and(tf.equal(state.halted, 0), tf.logical_not(bad_ids))
     # Layer state the forward pass updates (BatchNormalization's moving statistics):
     # kept to be put back if the step turns out non-finite.
     forward_state = self._forward_state_variables()
@@ -579,8 +651,11 @@ class BiLevelTrainingMixin:
     for var, value in zip(forward_state, saved):
       var.assign(tf.where(ok, var, value))
     newly_bad = tf.logical_and(running, tf.logical_not(finite))
-    state.first_bad_step.assign(tf.where(newly_bad, state.steps, state.first_bad_step))
-    state.halted.assign(tf.maximum(state.halted, tf.cast(newly_bad, tf.int64)))
+    newly_bad_ids = tf.logical_and(tf.equal(state.halted, 0), bad_ids)
+    stop = tf.logical_or(newly_bad, newly_bad_ids)
+    state.first_bad_step.assign(tf.where(stop, state.steps, state.first_bad_step))
+    state.halted.assign(tf.maximum(state.halted, tf.cast(stop, tf.int64)))
+    state.bad_id_batches.assign_add(tf.cast(newly_bad_ids, tf.int64))
     state.steps.assign_add(1)
     finite = ok
 
@@ -624,7 +699,8 @@ class BiLevelTrainingMixin:
     return tf.constant(True)
 
   def test_step(self, data):
-    x, y, sample_weight, groups, dense = self._unpack(data)
+    x, y, sample_weight, groups, dense, bad_ids = self._unpack(data)
+    self._step_state.bad_id_batches.assign_add(tf.cast(bad_ids, tf.int64))
     y_pred = self(x, training=False)
     self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
     self.compiled_metrics.update_state(y, y_pred, sample_weight)

@@ -104,7 +104,7 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
   """
   y_true = np.asarray(y_true).reshape(-1)
   y_pred = np.asarray(y_pred).reshape(-1)
-  groups = groups_lib._check_ids(groups, num_groups)  # pylint: disable=protected-access
+  groups = groups_lib.check_ids(groups, num_groups)
   if not len(y_true) == len(y_pred) == len(groups):
     raise ValueError(f"Lengths differ: y_true {len(y_true)}, y_pred {len(y_pred)}, "
                      f"groups {len(groups)}.")
