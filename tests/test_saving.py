@@ -1,4 +1,4 @@
-"""Save, load and resume: .keras and .h5, config round trip, exact resumption."""
+"""Save, load and resume: .keras (other formats refused), config round trip, resumption."""
 
 import os
 import subprocess
@@ -15,7 +15,21 @@ from conftest import compile_binary, make_data, make_mlp
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_h5_is_refused_before_anything_is_written(tmp_path):
+  model = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5))
+  for name, kwargs in (("m.h5", {}), ("m.hdf5", {}), ("m", {"save_format": "h5"}),
+                       ("saved_model", {}), ("m", {"save_format": "tf"})):
+    with pytest.raises(ValueError, match=r"saves as \.keras only"):
+      model.save(str(tmp_path / name), **kwargs)
+  assert not list(tmp_path.iterdir())
+  # A stripped model is plain Keras: .h5 and SavedModel work for it.
+  stripped = tf_fairprune.strip_fair_pruning(model)
+  stripped.save(str(tmp_path / "plain.h5"))
+  stripped.save(str(tmp_path / "plain_saved_model"))
+  keras.models.load_model(str(tmp_path / "plain_saved_model"))
+
+
+@pytest.mark.parametrize("ext", ["keras"])
 @pytest.mark.parametrize("sparsity", [0.6, "schedule"])
 def test_save_load_round_trip(tmp_path, ext, sparsity):
   if sparsity == "schedule":
@@ -27,8 +41,7 @@ def test_save_load_round_trip(tmp_path, ext, sparsity):
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   path = str(tmp_path / f"model.{ext}")
   model.save(path)
-  with tf_fairprune.fair_prune_scope():
-    restored = keras.models.load_model(path)
+  restored = keras.models.load_model(path)
   assert isinstance(restored, tf_fairprune.FunctionalFairPruneModel)
   assert restored.mask_scope == "layer"
   assert restored.update_mode == "alternating"

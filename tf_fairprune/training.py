@@ -368,6 +368,24 @@ class BiLevelTrainingMixin:
     with self.distribute_strategy.scope():
       object.__setattr__(self, "_step_state", _StepState(self))  # Untracked on purpose.
 
+  def save(self, filepath, *args, **kwargs):  # pylint: disable=missing-function-docstring
+    save_format = kwargs.get("save_format") or (args[1] if len(args) > 1 else None)
+    path = str(filepath)
+    keras_format = save_format == "keras" or (save_format is None and path.endswith(".keras"))
+    if not keras_format:
+      kind = ".h5" if save_format in ("h5", "hdf5") or path.endswith((".h5", ".hdf5")) \
+          else "a SavedModel directory"
+      raise ValueError(
+          f"tf_fairprune: a model being fair-pruned saves as .keras only, not as {kind} "
+          f"({path}): .h5 keeps neither the mask optimizer nor the fairness constraints' "
+          "state (training would not resume where it stopped), and a SavedModel does not "
+          "reload its training metrics. Save it as .keras (model.save('model.keras')); for "
+          "serving, strip it first (strip_fair_pruning) — a plain model saves in any "
+          "format. Nothing was written.")
+    return super().save(filepath, *args, **kwargs)
+
+  save.__doc__ = keras.Model.save.__doc__
+
   def compile_from_config(self, config):
     self.compile(**keras.saving.deserialize_keras_object(config))
 
