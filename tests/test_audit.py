@@ -105,3 +105,29 @@ def test_evaluate_fairness_on_models_and_inputs():
   assert evaluate_fairness(pruned, ds, dense_model=dense).to_dict() == a.to_dict()
   with pytest.raises(ValueError, match="group"):
     evaluate_fairness(pruned, (x, y))
+
+
+def test_from_logits_comes_from_the_model_never_from_the_values():
+  x = np.random.default_rng(0).standard_normal((64, 8)).astype("float32")
+  y = (x[:, 0] > 0).astype("float32")
+  g = (x[:, 1] > 0).astype("int32")
+  linear = make_mlp()  # Uncompiled, linear logits layer.
+  linear.set_weights([w * 0.01 for w in linear.get_weights()])  # Outputs inside [0, 1]...
+  outputs = linear.predict(x, verbose=0)
+  assert 0 <= outputs.min() or outputs.max() <= 1
+  inferred = tf_fairprune.fairness.evaluate_fairness(linear, (x, y, g))
+  explicit = tf_fairprune.fairness.evaluate_fairness(linear, (x, y, g), from_logits=True)
+  assert inferred.accuracy == explicit.accuracy  # ... still read as logits.
+  custom = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1),
+                             keras.layers.Lambda(lambda t: t)])
+  with pytest.raises(ValueError, match="from_logits"):
+    tf_fairprune.fairness.evaluate_fairness(custom, (x, y, g))
+
+
+def test_absent_groups_are_reported_as_absent_not_as_a_zero_gap():
+  y = np.array([1, 0, 1, 0])
+  report = tf_fairprune.fairness.fairness_report(y, y, [0, 0, 1, 1], num_groups=3)
+  assert report.absent_groups == ["2"] and report.gaps["performance_gap"] == 0.0
+  alone = tf_fairprune.fairness.fairness_report(y, y, [0, 0, 0, 0], num_groups=2)
+  assert alone.absent_groups == ["1"] and alone.gaps["performance_gap"] is None
+  assert "absent" in str(alone)

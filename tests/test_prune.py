@@ -195,3 +195,15 @@ def test_too_sparse_for_a_layer_warns():
     tf_fairprune.fair_prune_wrapper(make_mlp(), 0.999)
   with pytest.warns(UserWarning, match="not the target 0.500"):
     tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, block_size=(100, 100))
+
+
+def test_small_argument_mistakes_get_messages():
+  with pytest.raises(ValueError, match="block_size must be two positive integers"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, block_size=4)
+  with pytest.raises(ValueError, match="target_sparsity"):
+    tf_fairprune.fair_prune_wrapper([keras.layers.Dense(4)], target_sparsity=5.0)
+  with pytest.raises(ValueError, match="fairness_on"):
+    tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5, fairness_on=None)
+  single = tf_fairprune.fair_prune_wrapper(
+      make_mlp(), 0.5, fairness=tf_fairprune.fairness.PerformanceFairness())
+  assert len(single.fairness) == 1  # One constraint, not in a list: accepted.

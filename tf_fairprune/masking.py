@@ -150,6 +150,10 @@ def check_structure_args(block_size=(1, 1), sparsity_m_by_n=None, granularity="w
   """Raises a ValueError for a malformed or contradictory structure."""
   if granularity not in GRANULARITIES:
     raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
+  if not isinstance(block_size, (tuple, list)) or not all(
+      isinstance(b, int) and not isinstance(b, bool) for b in block_size):
+    raise ValueError("block_size must be two positive integers (rows, cols) of the kernel "
+                     f"in Keras layout, e.g. (4, 1); got {block_size!r}.")
   block_size = tuple(block_size)
   structured = [block_size != (1, 1), sparsity_m_by_n is not None, granularity == "channel"]
   if sum(structured) > 1:

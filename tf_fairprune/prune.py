@@ -141,9 +141,10 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   final = tf_fairprune.strip_fair_pruning(pruned)
   ```
   """
+  masking.check_structure_args(block_size, sparsity_m_by_n, granularity)
   structure = dict(block_size=tuple(block_size), sparsity_m_by_n=sparsity_m_by_n,
                    granularity=granularity)
-  masking.check_structure_args(**structure)
+  target_sparsity = pruning_schedule.validate(target_sparsity)  # Also for layers.
   if sparsity_m_by_n is not None and not isinstance(target_sparsity, PruningSchedule):
     n, m = sparsity_m_by_n
     if abs(float(target_sparsity) - (1 - n / m)) > 1e-9:
@@ -155,7 +156,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
         "TFLite CPU kernel: export_tflite stores them sparse but they are densified at load "
         "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning)
   if isinstance(to_prune, (list, tuple)):
-    return [fair_prune_wrapper(l, **structure) for l in to_prune]
+    return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
     raise ValueError(f"Model '{to_prune.name}' is already wrapped for fair pruning.")
   if isinstance(to_prune, FairPruneWrapper):

@@ -21,8 +21,9 @@ def _rate(mask, values):
 
 
 def _spread(values):
+  """max - min over the defined values; None with fewer than two (nothing to compare)."""
   values = [v for v in values if not np.isnan(v)]
-  return float(max(values) - min(values)) if len(values) >= 2 else 0.0
+  return float(max(values) - min(values)) if len(values) >= 2 else None
 
 
 @dataclasses.dataclass
@@ -38,7 +39,10 @@ class FairnessReport:
     gaps: performance_gap, demographic_parity_difference, equalized_odds_difference,
       equal_opportunity_difference; with a dense model also degradation_gap,
       degradation (overall R) and max_excess_gap (max ψ_g). Rate-based gaps are None
-      for multi-class labels.
+      for multi-class labels, and every gap is None when fewer than two groups are
+      present (nothing to compare).
+    absent_groups: Names of the groups with no example in the data (left out of the
+      gaps, listed as absent).
     binary: Whether labels are binary (rates are defined for binary labels only).
   """
   num_examples: int
@@ -47,6 +51,7 @@ class FairnessReport:
   gaps: dict
   binary: bool
   dense_accuracy: float = None
+  absent_groups: list = dataclasses.field(default_factory=list)
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -81,6 +86,8 @@ class FairnessReport:
     out = [f"Fairness report: {self.num_examples} examples, accuracy {self.accuracy:.4f}",
            line(cols)] + [line(r) for r in rows]
     out += [f"{k}: {cell(v) if v is not None else 'n/a'}" for k, v in self.gaps.items()]
+    if self.absent_groups:
+      out.append(f"absent (no examples, not in the gaps): {', '.join(self.absent_groups)}")
     return "\n".join(out)
 
 
@@ -135,7 +142,9 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
     tpr = _spread([r["tpr"] for r in rows])
     fpr = _spread([r["fpr"] for r in rows])
     gaps.update(demographic_parity_difference=_spread([r["selection_rate"] for r in rows]),
-                equalized_odds_difference=max(tpr, fpr), equal_opportunity_difference=tpr)
+                equalized_odds_difference=max((v for v in (tpr, fpr) if v is not None),
+                                              default=None),
+                equal_opportunity_difference=tpr)
   else:
     gaps.update(demographic_parity_difference=None, equalized_odds_difference=None,
                 equal_opportunity_difference=None)
@@ -147,17 +156,38 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
       r["excess_degradation"] = r["degradation"] - overall
     gaps.update(degradation_gap=_spread([r["degradation"] for r in rows]), degradation=overall,
                 max_excess_gap=max((r["excess_degradation"] for r in rows
-                                    if not np.isnan(r["excess_degradation"])), default=0.0))
+                                    if not np.isnan(r["excess_degradation"])), default=None))
+  absent = [r["name"] for r in rows if r["size"] == 0]
   return FairnessReport(num_examples=len(y_true), accuracy=accuracy, groups=rows, gaps=gaps,
-                        binary=bool(binary), dense_accuracy=dense_accuracy)
+                        binary=bool(binary), dense_accuracy=dense_accuracy,
+                        absent_groups=absent)
 
 
-def _infer_from_logits(model, outputs):
+def _infer_from_logits(model):
+  """From the model, never from the values: its compiled loss (a string loss takes
+  probabilities, as in Keras), else its last layer's activation.
+
+  Raises:
+    ValueError: If neither says.
+  """
   spec = getattr(model, "_loss_spec", None)
-  from_logits = outcomes.loss_from_logits(spec[0] if spec else getattr(model, "loss", None))
+  loss = spec[0] if spec else getattr(model, "loss", None)
+  from_logits = outcomes.loss_from_logits(loss)
   if from_logits is not None:
     return from_logits
-  return bool(np.any(outputs < 0) or np.any(outputs > 1))
+  if isinstance(loss, str):
+    return False
+  layer = model.layers[-1] if getattr(model, "layers", None) else None
+  layer = getattr(layer, "layer", layer)  # A FairPruneWrapper's wrapped layer.
+  activation = getattr(getattr(layer, "activation", None), "__name__", None)
+  if activation in ("sigmoid", "softmax"):
+    return False
+  if activation == "linear":
+    return True
+  raise ValueError(
+      f"Cannot tell whether '{getattr(model, 'name', model)}' outputs logits or "
+      "probabilities (it is not compiled and its last layer's activation does not say): "
+      "pass from_logits=True or False.")
 
 
 def predict_labels(model, x, from_logits=None, batch_size=256):
@@ -167,7 +197,7 @@ def predict_labels(model, x, from_logits=None, batch_size=256):
     return outputs.argmax(axis=-1)
   outputs = outputs.reshape(-1)
   if from_logits is None:
-    from_logits = _infer_from_logits(model, outputs)
+    from_logits = _infer_from_logits(model)
   return (outputs > (0.0 if from_logits else 0.5)).astype(np.int64)
 
 
