@@ -33,7 +33,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's own messages (C++ INFO/ERROR lines such as the CUDA probe, Python INFO)
+# only with --verbose: the job's phase messages are what a user reads.
+VERBOSE = any(a in ("--verbose", "--verbose=true", "--verbose=1") for a in sys.argv[1:])
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
@@ -42,6 +45,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import pipeline  # pylint: disable=g-import-not-at-top
 import tf_fairprune  # pylint: disable=g-import-not-at-top
+from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
@@ -72,6 +76,16 @@ flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD).")
+flags.DEFINE_integer("min_group_size", 0, "Merge groups with fewer training rows than this "
+                     "into one 'other' group (their gaps would be noise).")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's own log messages too.")
+
+SMALL_GROUP = 30  # Test rows below which a group's accuracy is mostly noise.
+
+
+def say(message, *args):
+  """A phase message of the job (to stderr, whatever TensorFlow's log level)."""
+  print("fair_prune: " + (message % args if args else message), file=sys.stderr, flush=True)
 
 
 def make_strategy():
@@ -88,15 +102,16 @@ def run(data, strategy, output_dir, fairness):
   keras.utils.set_random_seed(FLAGS.seed)
   with strategy.scope():
     if FLAGS.dense_model:
-      logging.info("Loading the dense model from %s", FLAGS.dense_model)
+      say("Loading the dense model from %s", FLAGS.dense_model)
       dense = keras.models.load_model(FLAGS.dense_model)
     else:
-      logging.info("Phase 1/4: training the dense model (%d epochs)", FLAGS.dense_epochs)
+      say("Phase 1/4: training the dense model (%d epochs)", FLAGS.dense_epochs)
       dense = pipeline.train_dense(data, FLAGS.dense_epochs, FLAGS.batch_size, FLAGS.model,
                                    FLAGS.width, FLAGS.jit_compile)
 
-  logging.info("Phase 2/4: pruning with %s to %.0f%% sparsity", FLAGS.method,
+  say("Phase 2/4: pruning with %s to %.0f%% sparsity", FLAGS.method,
                100 * FLAGS.sparsity)
+  check_trained(dense, "The dense model")
   with strategy.scope():
     outcome = pipeline.prune(FLAGS.method, dense, data, FLAGS.sparsity, FLAGS.epochs,
                              FLAGS.batch_size, fairness, FLAGS.target_metric,
@@ -104,8 +119,14 @@ def run(data, strategy, output_dir, fairness):
   if not is_chief:
     return None
   final = outcome["model"]
+  if FLAGS.method != "dense" and (not outcome["train_steps"] or outcome.get("stopped_on_non_finite")):
+    raise SystemExit(
+        f"error: {FLAGS.method} did not train ({outcome['train_steps']} steps"
+        f"{', stopped on a NaN/inf loss' if outcome.get('stopped_on_non_finite') else ''}): "
+        "no report is written. Check the data for NaN/inf values and the learning rates.")
+  check_trained(final, f"The {FLAGS.method} model")
 
-  logging.info("Phase 3/4: exporting to TFLite")
+  say("Phase 3/4: exporting to TFLite")
   sample = data.test.x[:32]
   os.makedirs(output_dir, exist_ok=True)
   exported = tf_fairprune.export_tflite(final, os.path.join(output_dir, "model.tflite"),
@@ -113,7 +134,7 @@ def run(data, strategy, output_dir, fairness):
   dense_export = tf_fairprune.export_tflite(dense, os.path.join(output_dir, "dense.tflite"),
                                             sparse=False, sample_inputs=sample)
 
-  logging.info("Phase 4/4: auditing fairness on the test split")
+  say("Phase 4/4: auditing fairness on the test split")
   report = pipeline.audit(final, dense, data.test, data)
   results = pipeline.result_row(data, FLAGS.method, FLAGS.seed, FLAGS.sparsity, outcome, report)
   results.update({
@@ -123,12 +144,33 @@ def run(data, strategy, output_dir, fairness):
                  "tolerance": FLAGS.tolerance},
       "validation_history": outcome["history"],
       **pipeline.fairness_settings(FLAGS),
+      "gaps": {k: v for k, v in report.gaps.items()},
+      "data_notes": list(data.notes),
   })
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   write_report(results, report, output_dir)
   plot(results, report, output_dir)
   return results
+
+
+def check_trained(model, what):
+  """Exits with an error (no report) when a model's weights are not finite."""
+  if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
+    raise SystemExit(f"error: {what} has NaN/inf weights (NaN/inf in the data?): no report "
+                     "is written.")
+
+
+def check_output_dir(path):
+  """Fails before any training when the output directory cannot be used."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise app.UsageError(f"--output_dir={path} is a file, not a directory.")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as err:
+    raise app.UsageError(f"--output_dir={path} cannot be created: {err}") from err
+  if not os.access(path, os.W_OK):
+    raise app.UsageError(f"--output_dir={path} is not writable.")
 
 
 def write_report(results, report, output_dir):
@@ -153,6 +195,7 @@ def write_report(results, report, output_dir):
 
 
 def plot(results, report, output_dir):
+  """tradeoff.png: each group's accuracy (dense vs pruned, with sizes) and every gap."""
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
@@ -160,24 +203,35 @@ def plot(results, report, output_dir):
   except ImportError:
     logging.warning("matplotlib is not installed: no tradeoff.png (pip install matplotlib).")
     return
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  dense_gap = max(g["dense_accuracy"] for g in report.groups) - min(
-      g["dense_accuracy"] for g in report.groups if g["size"])
-  axes[0].scatter([dense_gap * 100], [results["dense_accuracy"] * 100], label="dense", marker="s")
-  axes[0].scatter([results["performance_gap"] * 100], [results["accuracy"] * 100],
-                  label=f"{results['method']} {results['sparsity']:.0%}")
-  axes[0].set_xlabel("performance gap between groups (pts)")
-  axes[0].set_ylabel("accuracy (%)")
-  axes[0].legend()
-  names = [g["name"] for g in report.groups]
-  xs = np.arange(len(names))
-  axes[1].bar(xs - 0.2, [g["dense_accuracy"] * 100 for g in report.groups], 0.4, label="dense")
-  axes[1].bar(xs + 0.2, [g["accuracy"] * 100 for g in report.groups], 0.4,
-              label=results["method"])
-  axes[1].set_xticks(xs, [f"{n}\n(n={g['size']})" for n, g in zip(names, report.groups)])
-  axes[1].set_ylabel("accuracy (%)")
-  axes[1].legend(loc="lower right")
-  title = f"{results['dataset']}" + (" (semi-synthetic)" if results["semi_synthetic"] else "")
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  groups = [g for g in report.groups if g["size"]]
+  xs = np.arange(len(groups) + 1)
+  dense = [g["dense_accuracy"] * 100 for g in groups] + [results["dense_accuracy"] * 100]
+  pruned = [g["accuracy"] * 100 for g in groups] + [results["accuracy"] * 100]
+  left.bar(xs - 0.2, dense, 0.4, label="dense", color="#9aa5b1")
+  bars = left.bar(xs + 0.2, pruned, 0.4, label=f"{results['method']} ({results['sparsity']:.0%} sparse)",
+                  color="#d1495b")
+  left.bar_label(bars, fmt="%.1f", fontsize=8)
+  left.set_xticks(xs, [f"{g['name']}\n(n={g['size']})" for g in groups] + ["all"], fontsize=8)
+  left.set_ylim(0, 105)  # The full scale: a 0.2-point difference must look like one.
+  left.set_ylabel("test accuracy (%)")
+  left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+  names = [k for k in ("performance_gap", "degradation_gap", "max_excess_gap",
+                       "demographic_parity_difference", "equalized_odds_difference")
+           if report.gaps.get(k) is not None]
+  dense_gap = max(dense[:-1]) - min(dense[:-1]) if len(groups) > 1 else 0.0
+  values = [report.gaps[k] * 100 for k in names]
+  bars = right.barh(np.arange(len(names)), values, color="#d1495b",
+                    label=f"{results['method']}")
+  right.bar_label(bars, fmt="%.1f", fontsize=8)
+  right.scatter([dense_gap], [0], marker="|", s=400, color="black", zorder=3,
+                label="dense model's accuracy gap")
+  right.set_yticks(np.arange(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+  right.set_xlabel("gap between groups (points)")
+  right.set_xlim(0, max(values + [dense_gap, 1.0]) * 1.25)
+  right.invert_yaxis()
+  right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+  title = results["dataset"] + (" (SEMI-SYNTHETIC groups)" if results["semi_synthetic"] else "")
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(os.path.join(output_dir, "tradeoff.png"), dpi=100)
@@ -186,25 +240,39 @@ def plot(results, report, output_dir):
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
+  logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
+  tf.get_logger().setLevel("INFO" if FLAGS.verbose else "ERROR")
   if not 0.0 <= FLAGS.sparsity < 1.0:
     raise app.UsageError(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}.")
   fairness = pipeline.fairness_from_flags(FLAGS)
   output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
-  logging.info("Loading %s", FLAGS.dataset)
+  if FLAGS.min_group_size < 0:
+    raise app.UsageError(f"--min_group_size must be >= 0, got {FLAGS.min_group_size}.")
+  check_output_dir(output_dir)
+  say("Loading %s", FLAGS.dataset)
   try:
     data = pipeline.load_dataset(FLAGS.dataset, FLAGS.seed, FLAGS.label, FLAGS.group,
                                  FLAGS.train_size, FLAGS.minority_fraction, FLAGS.correlation)
   except ValueError as err:
     raise app.UsageError(str(err)) from err
+  if FLAGS.min_group_size:
+    data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+  for note in data.notes:
+    say("Data: %s.", note)
   if data.semi_synthetic:
-    logging.info("%s is SEMI-SYNTHETIC: the group attribute is made up.", data.name)
-  logging.info("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
+    say("%s is SEMI-SYNTHETIC: the group attribute is made up.", data.name)
+  small = [f"{n} ({s})" for n, s in zip(data.group_names, data.test.group_sizes(data.num_groups))
+           if s < SMALL_GROUP]
+  if small:
+    say("WARNING: %d group(s) have fewer than %d test rows: %s. Their accuracy is mostly "
+                    "noise and sets the worst-pair gaps; merge them with "
+                    "--min_group_size=N.", len(small), SMALL_GROUP, ", ".join(small[:10]))
+  say("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))
   results = run(data, make_strategy(), output_dir, fairness)
   if results:
-    logging.info("Wrote %s: accuracy %.4f, performance gap %.4f, degradation gap %.4f, "
+    say("Wrote %s: accuracy %.4f, performance gap %.4f, degradation gap %.4f, "
                  "sparsity %.3f", output_dir, results["accuracy"], results["performance_gap"],
                  results["degradation_gap"], results["sparsity"])
     print(open(os.path.join(output_dir, "report.md")).read())

@@ -267,7 +267,8 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
     pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size, epochs=epochs,
                verbose=verbose, callbacks=[track])
     return {"model": tf_fairprune.strip_fair_pruning(pruned),
-            "pruned": pruned, "train_seconds": track.train_seconds,
+            "pruned": pruned, "stopped_on_non_finite": pruned.stopped_on_non_finite_loss,
+            "train_seconds": track.train_seconds,
             "train_steps": int(pruned.optimizer.iterations.numpy()),
             "seconds_to_target": track.seconds, "steps_to_target": track.steps,
             "history": track.history}

@@ -143,3 +143,58 @@ def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
   assert results["degradation_gap"] is not None
   assert results["fairness"][0].startswith("ExcessDegradation(")  # BiFP's default.
   assert os.path.exists(tmp_path / "out" / "model.tflite")
+
+
+def test_main_job_imputes_missing_numbers_and_says_so(tmp_path):
+  data = str(tmp_path / "gaps.csv")
+  _csv(data)
+  rows = list(csv.reader(open(data)))
+  for i, row in enumerate(rows[1:], 1):
+    if i % 5 == 0:
+      row[0] = "NaN" if i % 10 == 0 else ""  # Both spellings of a missing age.
+  with open(data, "w", newline="") as f:
+    csv.writer(f).writerows(rows)
+  out = str(tmp_path / "out")
+  run = _run(f"--dataset=csv:{data}", "--label=label", "--group=sex", "--method=bip",
+             f"--output_dir={out}", "--batch_size=64", "--epochs=3", "--dense_epochs=5")
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "'age': 120 missing values" in run.stderr
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert results["train_steps"] > 0 and results["accuracy"] > 0.75
+  assert any("age=missing" in n for n in results["data_notes"])
+  assert "equal_opportunity_difference" in results["gaps"]
+
+
+def test_main_job_checks_the_output_dir_before_training(tmp_path):
+  target = tmp_path / "a_file"
+  target.write_text("x")
+  run = _run(f"--output_dir={target}")
+  assert run.returncode != 0 and "is a file" in run.stderr
+  assert "Phase 1/4" not in run.stderr
+
+
+def test_main_job_warns_about_tiny_groups_and_merges_them(tmp_path):
+  data = str(tmp_path / "many.csv")
+  rng = np.random.default_rng(0)
+  with open(data, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["age", "zip", "label"])
+    for i in range(400):
+      zipcode = f"z{i % 50}" if i < 100 else "z0"  # 49 groups of 2 rows, one big one.
+      age = rng.normal(40, 10)
+      w.writerow([f"{age:.1f}", zipcode, "yes" if age > 40 else "no"])
+  run = _run(f"--dataset=csv:{data}", "--label=label", "--group=zip", "--method=bip",
+             f"--output_dir={tmp_path / 'a'}", "--batch_size=64")
+  assert run.returncode == 0 and "--min_group_size" in run.stderr
+  run = _run(f"--dataset=csv:{data}", "--label=label", "--group=zip", "--method=bip",
+             f"--output_dir={tmp_path / 'b'}", "--batch_size=64", "--min_group_size=20")
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = json.load(open(tmp_path / "b" / "results.json"))
+  assert sorted(results["group_size"]) == ["other (< 20 rows)", "z0"]
+
+
+def test_help_is_readable():
+  run = subprocess.run([sys.executable, MAIN, "--help"], capture_output=True, text=True,
+                       timeout=300)
+  assert "90 percent sparsity" in run.stdout and "examples/fair_prune.pyparsity" not in run.stdout
+  assert "--epsilon" in run.stdout

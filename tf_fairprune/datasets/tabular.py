@@ -41,6 +41,7 @@ class GroupDataset:
   group_names: list
   feature_names: list
   semi_synthetic: bool = False
+  notes: list = dataclasses.field(default_factory=list)  # What preprocessing did.
 
   @property
   def num_groups(self):
@@ -102,14 +103,28 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
     group_names: Names of the group ids.
   """
   train_rows = rows_by_split[0]
-  num = np.array([[float(r[c]) for c in numeric] for r in train_rows]).reshape(
-      len(train_rows), len(numeric))
-  mean, std = num.mean(axis=0), num.std(axis=0) + 1e-8
+  def numbers(rows):
+    return np.array([[_number(r[c]) for c in numeric] for r in rows],
+                    dtype=np.float64).reshape(len(rows), len(numeric))
+  num = numbers(train_rows)
+  # Missing numeric values: the training mean, plus a 0/1 "missing" indicator column
+  # for every column that has any (in any split), so the model can tell.
+  mean = np.nan_to_num(np.nanmean(num, axis=0)) if len(num) else np.zeros(len(numeric))
+  std = np.nan_to_num(np.nanstd(num, axis=0)) + 1e-8 if len(num) else np.ones(len(numeric))
+  missing_cols = [i for i, c in enumerate(numeric)
+                  if any(np.isnan(numbers(rows)[:, i]).any() for rows in rows_by_split)]
+  notes = []
+  for i in missing_cols:
+    counts = [int(np.isnan(numbers(rows)[:, i]).sum()) for rows in rows_by_split]
+    notes.append(f"'{numeric[i]}': {sum(counts)} missing values (train/validation/test "
+                 f"{'/'.join(map(str, counts))}) set to the training mean {mean[i]:.4g}, with "
+                 f"an indicator column '{numeric[i]}=missing'")
   categories = {c: sorted({r[c] for r in train_rows}) for c in categorical}
 
   def encode(rows):
-    parts = [(np.array([[float(r[c]) for c in numeric] for r in rows]).reshape(len(rows), len(numeric))
-              - mean) / std]
+    raw = numbers(rows)
+    gaps = np.isnan(raw)
+    parts = [(np.where(gaps, mean, raw) - mean) / std, gaps[:, missing_cols].astype(float)]
     for c in categorical:
       lookup = {v: i for i, v in enumerate(categories[c])}
       onehot = np.zeros((len(rows), len(lookup)))
@@ -123,15 +138,30 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
 
   train, val, test = (encode(rows) for rows in rows_by_split)
   return GroupDataset(name=name, train=train, validation=val, test=test,
-                        group_names=list(group_names),
-                        feature_names=list(numeric) + [f"{c}={v}" for c in categorical
-                                                       for v in categories[c]])
+                      group_names=list(group_names),
+                      feature_names=list(numeric) + [f"{numeric[i]}=missing" for i in missing_cols]
+                      + [f"{c}={v}" for c in categorical for v in categories[c]],
+                      notes=notes)
+
+
+MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
+
+
+def _is_missing(value):
+  return value is None or str(value).strip().lower() in MISSING
+
+
+def _number(value):
+  """float(value); NaN for a missing value (empty, 'NaN', 'NA', '?', ...)."""
+  return float("nan") if _is_missing(value) else float(value)
 
 
 def _is_number(value):
-  try:
-    float(value)
+  """A finite number, or a missing value (which a numeric column may have)."""
+  if _is_missing(value):
     return True
+  try:
+    return bool(np.isfinite(float(value)))
   except ValueError:
     return False
 
@@ -139,8 +169,10 @@ def _is_number(value):
 def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   """Any CSV with a binary label column and a sensitive-attribute column.
 
-  Other columns are features: numeric if every value parses as a number, else
-  categorical. Rows are split at random (validation and test fractions).
+  Other columns are features: numeric if every value is a finite number or missing,
+  else categorical. Missing numeric values (empty, 'NaN', 'NA', '?', ...) are set to
+  the training mean, with a 0/1 '<column>=missing' indicator feature; the dataset's
+  `notes` say which. Rows are split at random (validation and test fractions).
 
   Args:
     path: The CSV file (with a header row).
@@ -167,9 +199,42 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     raise ValueError(f"The label column {label!r} must be binary, found {labels[:5]}.")
   group_names = sorted({r[group] for r in rows})
   features = [c for c in rows[0] if c not in (label, group)]
-  numeric = [c for c in features if all(_is_number(r[c]) for r in rows)]
+  # Numeric: every value a finite number or missing (imputed), and at least one number.
+  numeric = [c for c in features if all(_is_number(r[c]) for r in rows)
+             and not all(_is_missing(r[c]) for r in rows)]
   categorical = [c for c in features if c not in numeric]
   splits = random_split(len(rows), fractions, seed)
   return build(os.path.basename(path), [[rows[i] for i in idx] for idx in splits],
                numeric, categorical, lambda r: labels.index(r[label]),
                lambda r: group_names.index(r[group]), group_names)
+
+
+def merge_small_groups(dataset, min_size):
+  """Merges the groups with fewer than `min_size` training rows into one group.
+
+  A gap over groups of a handful of rows measures noise: a one-row group's accuracy is
+  0 or 1. The merged group is named "other (< N rows)" and comes last; the others keep
+  their order.
+
+  Args:
+    dataset: A `GroupDataset`.
+    min_size: The smallest group kept as it is (training rows).
+
+  Returns:
+    A new `GroupDataset` (the input is unchanged); its `notes` say what was merged.
+  """
+  sizes = np.bincount(dataset.train.groups, minlength=dataset.num_groups)
+  small = [g for g in range(dataset.num_groups) if sizes[g] < min_size]
+  if not small:
+    return dataset
+  kept = [g for g in range(dataset.num_groups) if g not in small]
+  remap = np.zeros(dataset.num_groups, np.int32)
+  remap[kept] = np.arange(len(kept))
+  remap[small] = len(kept)
+  names = [dataset.group_names[g] for g in kept] + [f"other (< {min_size} rows)"]
+  split = lambda s: Split(s.x, s.y, remap[s.groups])
+  note = (f"groups with fewer than {min_size} training rows merged into "
+          f"'{names[-1]}': {', '.join(str(dataset.group_names[g]) for g in small)}")
+  return dataclasses.replace(dataset, train=split(dataset.train),
+                             validation=split(dataset.validation), test=split(dataset.test),
+                             group_names=names, notes=list(dataset.notes) + [note])
