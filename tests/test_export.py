@@ -188,3 +188,21 @@ def test_a_file_that_does_not_match_is_never_written(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="Nothing was written"):
       tf_fairprune.export_tflite(model, str(path))
   assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_gpu_target_keeps_fully_connected_weights_dense_and_reports_tfs_verdict(tmp_path):
+  mlp = tf_fairprune.strip_fair_pruning(tf_fairprune.fair_prune_wrapper(_mlp((64, 64, 2)), 0.9))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    cpu = tf_fairprune.export_tflite(mlp, str(tmp_path / "cpu.tflite"))
+    gpu = tf_fairprune.export_tflite(mlp, str(tmp_path / "gpu.tflite"), target="gpu")
+  assert cpu.sparse and cpu.densified_ops == 2
+  assert not gpu.sparse and gpu.densified_ops == 0 and "FULLY_CONNECTED" in gpu.note
+  assert "GPU" in gpu.gpu_compatibility
+  cnn = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(16, 3, activation="relu"),
+                          keras.layers.DepthwiseConv2D(3), keras.layers.GlobalAveragePooling2D()])
+  cnn = tf_fairprune.strip_fair_pruning(tf_fairprune.fair_prune_wrapper(cnn, 0.8))
+  conv = tf_fairprune.export_tflite(cnn, str(tmp_path / "cnn.tflite"), target="gpu")
+  assert conv.sparse and conv.densified_ops >= 1 and not conv.note  # Folded into convs.
+  with pytest.raises(ValueError, match="target"):
+    tf_fairprune.export_tflite(cnn, str(tmp_path / "x.tflite"), target="tpu")

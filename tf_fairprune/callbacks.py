@@ -17,7 +17,7 @@ def _require_tensorboard():
     raise ImportError(
         "FairPruningSummaries writes TensorBoard summaries, but the `tensorboard` "
         "package is not installed. Install it with `pip install tensorboard` "
-        "(or `pip install tf_fairprune[tensorboard]`).") from err
+        "(or, from a checkout, `pip install -e \".[tensorboard]\"`).") from err
 
 
 class FairPruningSummaries(keras.callbacks.Callback):

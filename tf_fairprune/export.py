@@ -8,7 +8,9 @@ delegate (checked on TF 2.21), so such an export falls back to a dense quantized
 file with a warning, and any other failure raises.
 """
 
+import contextlib
 import dataclasses
+import io
 import os
 import tempfile
 import warnings
@@ -21,6 +23,10 @@ from tf_fairprune._compat import keras
 from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
+TARGETS = ("cpu", "gpu")
+# Ops into which the GPU delegate folds a DENSIFY at load (merge_densify.cc); it has
+# no DENSIFY kernel, so a sparse weight feeding any other op cannot run there.
+_GPU_DENSIFY_CONSUMERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 class _SparseMismatch(Exception):
@@ -48,6 +54,9 @@ class TFLiteExport:
       directly), e.g. `{"FULLY_CONNECTED": 2}`.
     weight_sparsity: Zero fraction of the Keras model's kernels (checked unchanged by
       QAT for `quantize="qat"`).
+    target: `"cpu"` or `"gpu"` (see `export_tflite`).
+    gpu_compatibility: For `target="gpu"`: the verdict of TF's own check
+      (`tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`).
   """
   path: str
   size_bytes: int
@@ -61,6 +70,8 @@ class TFLiteExport:
   densified_ops: int = 0
   sparse_ops: dict = dataclasses.field(default_factory=dict)
   weight_sparsity: float = None
+  target: str = "cpu"
+  gpu_compatibility: str = None
 
 
 def _interpreter_class():
@@ -118,6 +129,34 @@ def _misaligned_block_tensors(flatbuffer):
     if any(size and t["shape"][axis] % size for axis, size in zip(block_map, blocks)):
       bad.append(t["name"])
   return bad
+
+
+def _gpu_unfoldable_ops(flatbuffer):
+  """Ops other than CONV_2D / DEPTHWISE_CONV_2D that read a sparse or densified weight."""
+  interpreter_cls, _ = _interpreter_class()
+  try:
+    interpreter = interpreter_cls(model_content=flatbuffer)
+    details = interpreter._get_ops_details()  # pylint: disable=protected-access
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+  except (AttributeError, RuntimeError, ValueError):
+    return []
+  densified = {o for d in details if d["op_name"] == "DENSIFY" for o in d["outputs"]}
+  return sorted({d["op_name"] for d in details
+                 if d["op_name"] not in _GPU_DENSIFY_CONSUMERS + ("DENSIFY",)
+                 and any(i in densified or (i >= 0 and i in tensors and
+                                            tensors[i].get("sparsity_parameters"))
+                         for i in d["inputs"])})
+
+
+def _gpu_verdict(flatbuffer):
+  """The lines of TF's GPU compatibility check that give its verdict."""
+  captured = io.StringIO()
+  with contextlib.redirect_stdout(captured):  # The analyzer prints its report.
+    tf.lite.experimental.Analyzer.analyze(model_content=flatbuffer, gpu_compatibility=True)
+  text = captured.getvalue()
+  lines = [l.strip() for l in text.splitlines()
+           if "GPU" in l and ("compatib" in l.lower() or "delegate" in l.lower())]
+  return "\n".join(lines) or text.strip()[-500:]
 
 
 def _tolerance(quantize, expected_scale):
@@ -197,7 +236,7 @@ def _run(flatbuffer, model, inputs):
 
 
 def export_tflite(model, path, *, sparse=True, quantize=None, representative_dataset=None,
-                  sample_inputs=None, num_samples=16, seed=0):
+                  sample_inputs=None, num_samples=16, seed=0, target="cpu"):
   """Converts a (fair-pruned) model to TFLite, checks it in LiteRT, writes it.
 
   Args:
@@ -214,6 +253,12 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
       random normal inputs are drawn when omitted.
     num_samples: Number of random samples when `sample_inputs` is omitted.
     seed: Seed of the random samples.
+    target: `"cpu"` (default) or `"gpu"`. The TFLite GPU delegate has no DENSIFY kernel:
+      it folds DENSIFY into CONV_2D and DEPTHWISE_CONV_2D weights when it loads a model
+      but not into FULLY_CONNECTED, so for `"gpu"` a file in which another op would
+      read a sparse weight is written dense (with a note), and the result carries the
+      verdict of TF's GPU compatibility check. On GPU, sparsity buys file size (sparse
+      convolution weights), not speed.
 
   Returns:
     A `TFLiteExport` with the path, size, max abs difference to Keras and any fallback.
@@ -241,6 +286,8 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   """
   if not isinstance(model, keras.Model):
     raise TypeError(f"export_tflite expects a tf_keras model, got {type(model).__name__}.")
+  if target not in TARGETS:
+    raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
   if quantize not in QUANTIZE_MODES:
     raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}.")
   if quantize == "int8" and representative_dataset is None:
@@ -260,7 +307,13 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   note = ""
   flatbuffer = _convert(model, sparse, quantize, representative_dataset)
   misaligned = _misaligned_block_tensors(flatbuffer) if sparse else []
+  unfoldable = _gpu_unfoldable_ops(flatbuffer) if sparse and target == "gpu" else []
   try:
+    if unfoldable:
+      raise _SparseMismatch(
+          f"The TFLite GPU delegate folds sparse (DENSIFY) weights into CONV_2D and "
+          f"DEPTHWISE_CONV_2D only, and here {', '.join(unfoldable)} would read one; wrote "
+          "a dense file for target='gpu'.")
     if misaligned:
       raise _SparseMismatch(
           f"TFLite's block-sparse kernel misreads tensors whose width is not a multiple of "
@@ -296,7 +349,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
 
   ops, sparse_ops = _op_counts(flatbuffer)
   densified = ops.get("DENSIFY", 0)
-  if sparse and densified:
+  if sparse and densified and target == "cpu":
     warnings.warn(
         f"tf_fairprune.export_tflite: {densified} sparse weight tensor(s) are densified when "
         "the model loads (DENSIFY ops): the file is smaller but inference is not faster. "
@@ -318,4 +371,5 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
                       quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
                       num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
                       densified_ops=densified, sparse_ops=sparse_ops,
-                      weight_sparsity=weight_sparsity)
+                      weight_sparsity=weight_sparsity, target=target,
+                      gpu_compatibility=_gpu_verdict(flatbuffer) if target == "gpu" else None)

@@ -295,16 +295,19 @@ def fair_prune_scope():
   """Scope in which fair-pruned models can be deserialized (like TFMOT's `prune_scope`).
 
   The classes are also registered as Keras serializables, so `.keras` files load
-  without it; it is kept for `.h5` files and for symmetry with TFMOT.
+  without it; it is kept for symmetry with TFMOT and for `.h5` files written by
+  versions before 0.2 (a model being fair-pruned now saves as `.keras` only).
 
   Example:
 
   ```python
   with tf_fairprune.fair_prune_scope():
-    model = keras.models.load_model("pruned.h5")
+    model = keras.models.load_model("pruned.keras")
   ```
   """
+  from tf_fairprune.fairness import constraints  # pylint: disable=g-import-not-at-top
   return keras.utils.custom_object_scope({
+      **{c.__name__: c for c in constraints.CONSTRAINTS},
       "FairPruneWrapper": FairPruneWrapper,
       "FairPruneModel": FairPruneModel,
       "FunctionalFairPruneModel": FunctionalFairPruneModel,
