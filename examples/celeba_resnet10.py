@@ -57,8 +57,6 @@ flags.DEFINE_enum("strategy", "none", ["none", "mirrored"], "tf.distribute strat
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_string("output_dir", "runs/celeba-resnet10", "Where results go.")
 
-LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights",),
-          "bifp_no_weight_term": ("mask",)}
 
 
 def run(config, data):
@@ -88,7 +86,7 @@ def run(config, data):
     pruned = tf_fairprune.fair_prune_wrapper(
         dense, config["sparsity"], granularity=config["granularity"],
         fairness=config.get("fairness") or pipeline.make_constraints(),
-        fairness_on=LEVELS[config["method"]], num_groups=data.num_groups)
+        fairness_on=pipeline.LEVELS[config["method"]], num_groups=data.num_groups)
     pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                    mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss)
   start = time.perf_counter()

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import _private
 from tf_fairprune import quantization
 from tf_fairprune._compat import keras
 from tf_fairprune.wrapper import contains_wrappers
@@ -92,9 +93,11 @@ def _op_counts(flatbuffer):
   interpreter_cls, _ = _interpreter_class()
   try:
     interpreter = interpreter_cls(model_content=flatbuffer)
-    details = interpreter._get_ops_details()  # pylint: disable=protected-access
+    details = _private.interpreter_ops(interpreter)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-  except (AttributeError, RuntimeError, ValueError):
+  except (RuntimeError, ValueError):
+    return {}, {}
+  if details is None:
     return {}, {}
   counts, sparse = {}, {}
   for d in details:
@@ -136,9 +139,11 @@ def _gpu_unfoldable_ops(flatbuffer):
   interpreter_cls, _ = _interpreter_class()
   try:
     interpreter = interpreter_cls(model_content=flatbuffer)
-    details = interpreter._get_ops_details()  # pylint: disable=protected-access
+    details = _private.interpreter_ops(interpreter)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-  except (AttributeError, RuntimeError, ValueError):
+  except (RuntimeError, ValueError):
+    return []
+  if details is None:
     return []
   densified = {o for d in details if d["op_name"] == "DENSIFY" for o in d["outputs"]}
   return sorted({d["op_name"] for d in details

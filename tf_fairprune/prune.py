@@ -8,7 +8,7 @@ from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
 from tf_fairprune import shrink as shrink_lib
-from tf_fairprune._compat import PruningSchedule, keras, tfmot
+from tf_fairprune._compat import PruningSchedule, keras
 from tf_fairprune.training import BiLevelTrainingMixin
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
@@ -141,20 +141,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   final = tf_fairprune.strip_fair_pruning(pruned)
   ```
   """
-  masking.check_structure_args(block_size, sparsity_m_by_n, granularity)
-  structure = dict(block_size=tuple(block_size), sparsity_m_by_n=sparsity_m_by_n,
-                   granularity=granularity)
+  structure = _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity)
   target_sparsity = pruning_schedule.validate(target_sparsity)  # Also for layers.
-  if sparsity_m_by_n is not None and not isinstance(target_sparsity, PruningSchedule):
-    n, m = sparsity_m_by_n
-    if abs(float(target_sparsity) - (1 - n / m)) > 1e-9:
-      raise ValueError(f"With sparsity_m_by_n={tuple(sparsity_m_by_n)} the sparsity is "
-                       f"{1 - n / m:g} by construction; got target_sparsity={target_sparsity}.")
-  if sparsity_m_by_n is not None:
-    warnings.warn(
-        f"tf_fairprune: {sparsity_m_by_n[0]}:{sparsity_m_by_n[1]} masks have no native "
-        "TFLite CPU kernel: export_tflite stores them sparse but they are densified at load "
-        "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning)
   if isinstance(to_prune, (list, tuple)):
     return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
@@ -165,44 +153,86 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     raise _type_error(to_prune)
   if not isinstance(to_prune, keras.Model):
     return FairPruneWrapper(to_prune, **structure)
-
-  target_sparsity = pruning_schedule.validate(target_sparsity)
+  _check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
-  model = to_prune
-  _check_graph_model(model, "Model")
-  selective = contains_wrappers(model)
-  # Channel mode: removing a logit would remove a class, a depthwise layer's channels
-  # are fixed by its input, and a transposed conv keeps its outputs on another kernel
-  # axis, so none of them gets channel masks.
-  skip = set()
-  if granularity == "channel":
-    skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
-    skip |= {l.name for l in model.layers if isinstance(l, (
-        keras.layers.DepthwiseConv2D, keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose))}
+  policy = WrappingPolicy(to_prune, structure)
+  pruned = _construct(to_prune, policy, target_sparsity=target_sparsity,
+                      mask_scope=mask_scope, implicit_gradient_scale=implicit_gradient_scale,
+                      update_mode=update_mode, mask_update_frequency=mask_update_frequency,
+                      fairness=fairness, fairness_on=fairness_on, num_groups=num_groups)
+  _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
+  return pruned
+
+
+def _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity):
+  """The mask structure as wrapper arguments; checks it against the sparsity."""
+  masking.check_structure_args(block_size, sparsity_m_by_n, granularity)
+  if sparsity_m_by_n is not None:
+    if not isinstance(target_sparsity, PruningSchedule):
+      n, m = sparsity_m_by_n
+      if abs(float(target_sparsity) - (1 - n / m)) > 1e-9:
+        raise ValueError(f"With sparsity_m_by_n={tuple(sparsity_m_by_n)} the sparsity is "
+                         f"{1 - n / m:g} by construction; got target_sparsity={target_sparsity}.")
+    warnings.warn(
+        f"tf_fairprune: {sparsity_m_by_n[0]}:{sparsity_m_by_n[1]} masks have no native "
+        "TFLite CPU kernel: export_tflite stores them sparse but they are densified at load "
+        "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning)
+  return dict(block_size=tuple(block_size), sparsity_m_by_n=sparsity_m_by_n,
+              granularity=granularity)
+
+
+class WrappingPolicy:
+  """Which layers of a model get a `FairPruneWrapper`, and with which mask structure.
+
+  * A model that already holds `FairPruneWrapper`s is pruned *selectively*: only those
+    layers (copied with their scores and masks), nothing else.
+  * Otherwise every built layer with prunable weights (see `registry.py`) is wrapped,
+    except, in channel mode, the layers whose channels cannot be removed: the logits
+    (a removed logit is a removed class), depthwise convolutions (their channels are
+    their input's) and transposed convolutions (outputs on another kernel axis).
+
+  Args:
+    model: The Sequential or Functional model to prune.
+    structure: The wrapper arguments (block_size, sparsity_m_by_n, granularity).
+  """
+
+  def __init__(self, model, structure):
+    self.structure = structure
+    self.selective = contains_wrappers(model)
+    self.skip = set()
+    if structure["granularity"] == "channel":
+      self.skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
+      self.skip |= {l.name for l in model.layers if isinstance(l, (
+          keras.layers.DepthwiseConv2D, keras.layers.Conv1DTranspose,
+          keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose))}
+
+  def wraps(self, layer):
+    """Whether a (non-wrapper) layer of the model gets a new wrapper."""
+    return (not self.selective and layer.built and layer.name not in self.skip and
+            bool(registry.get_prunable_weights(layer)))
+
+  def copy(self, layer):
+    """A fresh copy of `layer` for the pruned model: wrapped where the policy says."""
+    if isinstance(layer, FairPruneWrapper):
+      return FairPruneWrapper.from_config(
+          {**layer.get_config(), "layer": keras.layers.serialize(_copy_layer(layer.layer))})
+    new = _copy_layer(layer)
+    return FairPruneWrapper(new, **self.structure) if self.wraps(layer) else new
+
+
+def _construct(model, policy, **model_kwargs):
+  """The `FairPruneModel` over a copy of `model`'s graph, with its weights copied."""
   copies = []  # (source layer, new layer): weights are copied after cloning.
 
-  def wrap(layer):
-    if isinstance(layer, FairPruneWrapper):
-      new = FairPruneWrapper.from_config({**layer.get_config(),
-                                          "layer": keras.layers.serialize(_copy_layer(layer.layer))})
-    else:
-      new = _copy_layer(layer)
-      if (not selective and layer.built and layer.name not in skip and
-          registry.get_prunable_weights(layer)):
-        new = FairPruneWrapper(new, **structure)
+  def copy(layer):
+    new = policy.copy(layer)
     copies.append((layer, new))
     return new
 
-  clone = _clone(model, wrap)
-  pruned = _rebuild(clone, model, FairPruneModel,
-                    target_sparsity=target_sparsity, mask_scope=mask_scope,
-                    implicit_gradient_scale=implicit_gradient_scale,
-                    update_mode=update_mode,
-                    mask_update_frequency=mask_update_frequency,
-                    fairness=fairness, fairness_on=fairness_on, num_groups=num_groups,
-                    source_class="Sequential" if isinstance(model, keras.Sequential) else "Functional")
+  source_class = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
+  pruned = _rebuild(_clone(model, copy), model, FairPruneModel, source_class=source_class,
+                    **model_kwargs)
   for source, new in copies:
     if isinstance(source, FairPruneWrapper):
       new.set_weights(source.get_weights())  # Weights, scores and masks as they were.
@@ -213,16 +243,20 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       new.set_weights(source.get_weights())
   if not pruned.fair_prune_wrappers:
     raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.")
+  return pruned
+
+
+def _initialise(pruned, dense, rescale):
+  """The dense reference, the first masks, the rescale and the too-sparse warnings."""
   if any(c.needs_dense for c in pruned.fairness):
     # A frozen copy of the dense model: degradation constraints compare against it.
-    reference = keras.models.clone_model(model)
-    reference.set_weights(model.get_weights())
+    reference = keras.models.clone_model(dense)
+    reference.set_weights(dense.get_weights())
     pruned.set_reference_model(reference)
   pruned.update_masks()
-  if rescale and not selective:
+  if rescale:
     pruned.rescale_to_masks()
   pruned._warn_if_too_sparse()  # pylint: disable=protected-access
-  return pruned
 
 
 def strip_fair_pruning(model, shrink=False):
@@ -311,6 +345,5 @@ def fair_prune_scope():
       "FairPruneWrapper": FairPruneWrapper,
       "FairPruneModel": FairPruneModel,
       "FunctionalFairPruneModel": FunctionalFairPruneModel,
-      "ConstantSparsity": tfmot.sparsity.keras.ConstantSparsity,
-      "PolynomialDecay": tfmot.sparsity.keras.PolynomialDecay,
+      **pruning_schedule.SCHEDULES,
   })

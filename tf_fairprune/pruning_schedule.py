@@ -37,17 +37,8 @@ def sparsity_at(target_sparsity, step):
                   tf.cast(value, tf.float64))
 
 
-def final_sparsity(target_sparsity):
-  """The sparsity a schedule ends at (for reports); a float for floats."""
-  if not isinstance(target_sparsity, PruningSchedule):
-    return target_sparsity
-  for attr in ("final_sparsity", "target_sparsity"):
-    if hasattr(target_sparsity, attr):
-      return float(getattr(target_sparsity, attr))
-  return None
-
-
-_BUILTIN = {
+# TFMOT's schedules by class name (also what fair_prune_scope registers).
+SCHEDULES = {
     "ConstantSparsity": tfmot.sparsity.keras.ConstantSparsity,
     "PolynomialDecay": tfmot.sparsity.keras.PolynomialDecay,
 }
@@ -63,7 +54,7 @@ def deserialize(config):
   if not isinstance(config, dict):
     return validate(config)
   name = config["class_name"]
-  cls = _BUILTIN.get(name) or keras.saving.get_registered_object(name)
+  cls = SCHEDULES.get(name) or keras.saving.get_registered_object(name)
   if cls is None:
     raise ValueError(f"Unknown pruning schedule {name!r}: register it with "
                      "keras.saving.register_keras_serializable or pass custom_objects.")

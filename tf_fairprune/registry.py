@@ -5,7 +5,8 @@ Looks in the same places as TFMOT (its registry, ``PrunableLayer``, a duck-typed
 layers: the registry is searched along the class's MRO, not by exact class match.
 """
 
-from tf_fairprune._compat import PrunableLayer, TfmotPruneRegistry, keras
+from tf_fairprune import _private
+from tf_fairprune._compat import PrunableLayer, keras
 
 # Layers registered by users of this library: class -> attribute names (dotted paths).
 _USER_LAYERS = {}
@@ -52,12 +53,12 @@ def _weight_names(layer):
   """Registered weight names for `layer`'s class (or a base class), else None."""
   names = _lookup(_USER_LAYERS, type(layer))
   if names is None:
-    names = _lookup(TfmotPruneRegistry._LAYERS_WEIGHTS_MAP, type(layer))  # pylint: disable=protected-access
+    names = _lookup(_private.TfmotRegistry.layers_weights, type(layer))
   return names
 
 
 def _is_rnn(layer):
-  return any(k in TfmotPruneRegistry._RNN_LAYERS for k in type(layer).__mro__)  # pylint: disable=protected-access
+  return any(k in _private.TfmotRegistry.rnn_layers for k in type(layer).__mro__)
 
 
 def _rnn_cell_weights(layer):
@@ -68,7 +69,7 @@ def _rnn_cell_weights(layer):
     if isinstance(c, PrunableLayer) or hasattr(c, "get_prunable_weights"):
       weights.extend(c.get_prunable_weights())
       continue
-    names = _lookup(TfmotPruneRegistry._RNN_CELLS_WEIGHTS_MAP, type(c))  # pylint: disable=protected-access
+    names = _lookup(_private.TfmotRegistry.rnn_cells_weights, type(c))
     if names is None:
       raise ValueError(
           f"Layer '{layer.name}' ({type(layer).__name__}) uses the RNN cell "
@@ -118,17 +119,3 @@ def get_prunable_weights(layer):
         f"Layer '{layer.name}' of type {type(layer).__name__} holds trainable kernels "
         f"but tf_fairprune does not know which of them to prune. {_HOW_TO}")
   return []
-
-
-def needs_wrapping(layer):
-  """True when `layer` (built or not) will carry prunable weights.
-
-  Unbuilt layers of a registered class count as prunable if the registry lists
-  weights for them; a layer outside the registry is decided by its weights.
-  """
-  if has_explicit_prunable_weights(layer) or _is_rnn(layer):
-    return True
-  names = _weight_names(layer)
-  if names is not None:
-    return bool(names)
-  return bool(get_prunable_weights(layer)) if layer.built else False

@@ -152,8 +152,7 @@ class FairnessConstraint:
           "the dense model's outputs with the data: pack_group_data(x, groups, "
           "dense_outputs=dense_model.predict(x)).")
     groups = tf.reshape(tf.cast(groups, tf.int32), [-1])
-    weights = (tf.ones(tf.shape(groups), tf.float32) if sample_weight is None
-               else tf.reshape(tf.cast(sample_weight, tf.float32), [-1]))
+    weights = outcomes.example_weights(sample_weight, groups)
     smooth, hard, counts = [], [], []
     for soft_v, hard_v, eligible in self.terms(y_true, y_pred, from_logits, dense):
       w = weights * eligible

@@ -117,6 +117,7 @@ class FairnessObjective:
                          initializer="zeros", trainable=False, aggregation=first)
         for c in self.constraints]
     self.from_logits = [c.from_logits for c in self.constraints]
+    self.loss_from_logits = False
 
   @property
   def variables(self):
@@ -137,9 +138,17 @@ class FairnessObjective:
     return any(c.needs_dense for c in self.constraints)
 
   def resolve_from_logits(self, loss_from_logits):
-    """Constraints that do not say take `from_logits` from the compiled loss."""
-    self.from_logits = [bool(loss_from_logits) if c.from_logits is None else bool(c.from_logits)
+    """Constraints that do not say take `from_logits` from the compiled loss (the one
+    place where it is resolved for training)."""
+    self.loss_from_logits = bool(loss_from_logits)
+    self.from_logits = [self.loss_from_logits if c.from_logits is None else bool(c.from_logits)
                         for c in self.constraints]
+
+  @property
+  def metric_from_logits(self):
+    """How the per-group accuracy metric reads the outputs: as the first constraint
+    does, else as the compiled loss does."""
+    return self.from_logits[0] if self.constraints else self.loss_from_logits
 
   def statistics(self, y, y_pred, sample_weight, groups, dense):
     """Per constraint: (smooth sums, hard sums, counts), each [T, K], all-reduced."""

@@ -16,6 +16,19 @@ def loss_from_logits(loss):
   return None
 
 
+def from_logits_of(loss):
+  """Whether a compiled loss takes logits, with Keras' semantics: a loss that does not
+  say (a string, None) takes probabilities."""
+  return bool(loss_from_logits(loss))
+
+
+def example_weights(sample_weight, groups):
+  """[B] float32 weights: the sample weights flattened, or ones (one per group id)."""
+  if sample_weight is None:
+    return tf.ones(tf.shape(tf.reshape(groups, [-1])), tf.float32)
+  return tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+
+
 def is_multiclass(y_pred):
   return y_pred.shape.rank is not None and y_pred.shape.rank >= 2 and (y_pred.shape[-1] or 1) > 1
 

@@ -1,0 +1,61 @@
+"""Every private name of tf_keras, TFMOT and TFLite that tf_fairprune uses, one adapter each.
+
+These are not public APIs and may move in a new release. Each is resolved here, at
+import, and a move fails with an error naming what is missing instead of an
+AttributeError deep in a training step; `tests/test_private.py` checks them all.
+"""
+
+import importlib
+
+from tf_fairprune import _compat  # Imports TFMOT without flipping tf.keras.
+
+
+class PrivateAPIError(ImportError):
+  """A private name tf_fairprune depends on is gone from the installed version."""
+
+
+def _resolve(module, name, what):
+  try:
+    return getattr(importlib.import_module(module), name)
+  except (ImportError, AttributeError) as err:
+    raise PrivateAPIError(
+        f"tf_fairprune needs {what} ({module}.{name}), which the installed version does "
+        f"not have ({err}). Install the tf_keras / TFMOT versions listed in setup.py.") from err
+
+
+# tf_keras: the compiled-loss container, for the upper level's second forward pass
+# (alternating mode) without touching the reported loss metric.
+LossesContainer = _resolve("tf_keras.src.engine.compile_utils", "LossesContainer",
+                           "tf_keras' compiled-loss container")
+# tf_keras: the functional model class and its config reconstruction, for
+# FunctionalFairPruneModel (a graph network that saves and loads like keras.Model).
+Functional = _resolve("tf_keras.src.engine.functional", "Functional",
+                      "tf_keras' functional model class")
+reconstruct_from_config = _resolve("tf_keras.src.engine.functional", "reconstruct_from_config",
+                                   "tf_keras' functional config reconstruction")
+connect_ancillary_layers = _resolve("tf_keras.src.engine.functional",
+                                    "connect_ancillary_layers",
+                                    "tf_keras' functional config reconstruction")
+SharedObjectLoadingScope = _resolve("tf_keras.src.saving.legacy.serialization",
+                                    "SharedObjectLoadingScope",
+                                    "tf_keras' shared-object loading scope")
+
+
+class TfmotRegistry:
+  """TFMOT's table of which weights of which built-in layer are prunable."""
+
+  _cls = _compat.TfmotPruneRegistry
+  for _attr in ("_LAYERS_WEIGHTS_MAP", "_RNN_LAYERS", "_RNN_CELLS_WEIGHTS_MAP"):
+    if not hasattr(_cls, _attr):
+      raise PrivateAPIError(f"tf_fairprune needs TFMOT's PruneRegistry.{_attr}, which the "
+                            "installed tensorflow-model-optimization does not have.")
+  layers_weights = _cls._LAYERS_WEIGHTS_MAP  # pylint: disable=protected-access
+  rnn_layers = _cls._RNN_LAYERS  # pylint: disable=protected-access
+  rnn_cells_weights = _cls._RNN_CELLS_WEIGHTS_MAP  # pylint: disable=protected-access
+
+
+def interpreter_ops(interpreter):
+  """The ops of a TFLite interpreter (name, inputs, outputs): its private
+  `_get_ops_details`, or None where the interpreter lacks it (then op reports are empty)."""
+  get = getattr(interpreter, "_get_ops_details", None)
+  return get() if get is not None else None

@@ -1,0 +1,79 @@
+"""When and how the masks follow the scores (TFMOT's `pruning_impl` counterpart).
+
+`masking.py` holds the math (exact top-k, structured units); this module holds the
+policy a model applies after each step: the sparsity schedule, the ranking scope, the
+update frequency, and the method that suits the compiler (bisection under XLA).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_fairprune import masking
+from tf_fairprune import pruning_schedule
+from tf_fairprune import replicas
+
+
+class MaskUpdater:
+  """Re-ranks the masks of a set of `FairPruneWrapper` layers from their scores.
+
+  Args:
+    target_sparsity: A float or a TFMOT `PruningSchedule` (validated).
+    scope: `"global"` or `"layer"` ranking.
+    frequency: Re-rank every this many steps (1 = every step).
+  """
+
+  def __init__(self, target_sparsity, scope, frequency):
+    self.target_sparsity = target_sparsity
+    self.scope = scope
+    self.frequency = frequency
+
+  def sparsity_at(self, step):
+    return pruning_schedule.sparsity_at(self.target_sparsity, step)
+
+  def assign(self, wrappers, step, keep=None, jit_compile=False):
+    """Sets the masks to the top-k of the scores at `step`'s sparsity.
+
+    Args:
+      wrappers: The built `FairPruneWrapper` layers, in model order.
+      step: The training step whose sparsity applies.
+      keep: Optional boolean: where True, the masks keep their current values (a
+        skipped update that needs no cond, as mirrored variables require).
+      jit_compile: Rank by bisection (XLA compiles the histogram's scatters poorly;
+        both give the same mask).
+    """
+    scores = [s for w in wrappers for s in w.score_variables]
+    masks = [m for w in wrappers for m in w.mask_variables]
+    if not scores:
+      return
+    method = "bisect" if jit_compile else "histogram"
+    if any(w.is_structured for w in wrappers):
+      structures = [w.structure for w in wrappers for _ in w.score_variables]
+      new = masking.structured_masks(scores, self.sparsity_at(step), structures,
+                                     scope=self.scope, method=method)
+    else:
+      new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method)
+    for var, value in zip(masks, new):
+      var.assign(value if keep is None else tf.where(keep, var, value))
+
+  def after_step(self, wrappers, step, ok, jit_compile=False):
+    """After a training step: re-rank if it was applied (`ok`) and the frequency is due."""
+    refresh = ok
+    if self.frequency > 1:
+      refresh = tf.logical_and(ok, tf.equal(step % self.frequency, 0))
+    if replicas.under_strategy():
+      # A mirrored assign may not sit inside a cond: compute, then keep or replace.
+      self.assign(wrappers, step, keep=tf.logical_not(refresh), jit_compile=jit_compile)
+    else:
+      def update():
+        self.assign(wrappers, step, jit_compile=jit_compile)
+        return tf.constant(True)
+      tf.cond(refresh, update, lambda: tf.constant(False))
+
+  @staticmethod
+  def measured_sparsity(wrappers):
+    """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
+    masks = [m for w in wrappers for m in w.mask_variables]
+    if not masks:
+      return tf.constant(0.0)
+    kept = tf.add_n([tf.reduce_sum(m) for m in masks])
+    return 1.0 - kept / float(sum(int(np.prod(m.shape)) for m in masks))

@@ -1,0 +1,82 @@
+"""Replica plumbing of the bi-level step: sums, agreement and guarded updates.
+
+Everything here is the same on one device and under a `tf.distribute` strategy: a
+quantity all replicas must agree on (is this step finite? are these ids valid?) is
+agreed through an all-reduce, and an optimizer update that may be skipped is applied
+without putting the strategy's merge call inside a cond (which raises).
+"""
+
+import tensorflow as tf
+
+from tf_fairprune.fairness import outcomes
+
+
+def num_replicas():
+  """Replicas in sync in the current replica context (1 outside a strategy)."""
+  ctx = tf.distribute.get_replica_context()
+  return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def under_strategy():
+  """True inside a tf.distribute strategy, even one with a single replica: its
+  mirrored variables synchronise through merge calls, which may not sit in a cond."""
+  return tf.distribute.has_strategy() and tf.distribute.get_replica_context() is not None
+
+
+def replica_sum(value):
+  """Sum over replicas (identity on one device)."""
+  return outcomes.all_reduce_sum(value)
+
+
+def all_true(local):
+  """True when the boolean `local` is True on every replica (the same answer on all)."""
+  if num_replicas() > 1:
+    return tf.equal(replica_sum(1.0 - tf.cast(local, tf.float32)), 0.0)
+  return local
+
+
+def all_finite(tensors):
+  """True when every tensor is finite on every replica (the same answer on all)."""
+  checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+  return all_true(tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True))
+
+
+class _UnwrapPreventer:
+  """Keeps a strategy from unwrapping mirrored variables passed through merge_call."""
+
+  __slots__ = ["value"]
+
+  def __init__(self, value):
+    self.value = value
+
+
+def apply_if(ok, optimizer, grads, variables):
+  """Applies the gradients only when `ok` (a boolean identical on every replica)."""
+  pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+  if not pairs:
+    return
+  if not under_strategy():
+    def apply():
+      optimizer.apply_gradients(pairs)
+      return tf.constant(True)
+    tf.cond(ok, apply, lambda: tf.constant(False))
+    return
+  # Under a strategy a cond may not contain the optimizer's cross-replica merge:
+  # aggregate first (as Keras' LossScaleOptimizer does), then apply without it.
+  pairs = optimizer.aggregate_gradients(pairs)
+  grads_only = [g for g, _ in pairs]
+  wrapped = _UnwrapPreventer([v for _, v in pairs])
+
+  def apply_fn(grads=grads_only):
+    optimizer.apply_gradients(list(zip(grads, wrapped.value)), skip_gradients_aggregation=True)
+
+  if tf.__internal__.distribute.strategy_supports_no_merge_call():
+    tf.__internal__.smart_cond.smart_cond(ok, apply_fn, lambda: None)
+  else:
+    def cross_replica(distribution, ok, grads):
+      # `ok` was agreed on by all replicas; any replica's copy will do.
+      ok = distribution.experimental_local_results(ok)[0]
+      tf.__internal__.smart_cond.smart_cond(
+          ok, lambda: distribution.extended.call_for_each_replica(apply_fn, args=(grads,)),
+          lambda: None)
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, grads_only))
