@@ -7,8 +7,8 @@ the entry that comes first in flattened order wins (for a global mask the wrappe
 layers are concatenated in model order). Two selection methods give identical masks:
 
 * `"histogram"` (default): a two-pass radix select of the k-th largest |score| on its
-  float bits (two `bincount`s), then one comparison. About 10x faster than a sort on
-  CPU for 10^5-10^6 scores.
+  float bits (two `bincount`s), then one comparison. About 15x faster than a sort on
+  CPU (14.9x on 314k scores, BENCHMARKS.md).
 * `"bisect"`: a 31-step bisection on the float bits (one compare-and-count pass per
   step). No scatter and no sort, so it is the one to use under XLA
   (`jit_compile=True`), where histograms compile poorly and sorts run slowly on CPU.

@@ -437,6 +437,39 @@ class BiLevelTrainingMixin:
     return logs
 
   # ---------------------------------------------------------------- the steps
+  def _joint_update(self, batch, running, weights, scores, thetas):
+    """Both levels' gradients from one forward pass; returns (forward, finite, ok)."""
+    with tf.GradientTape(persistent=True) as tape:
+      out = self._forward(batch)
+      lower, upper, shared = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
+    g_w, g_s, g_theta = bilevel.joint_gradients(tape, lower, upper, out.reg, shared,
+                                                weights, scores, thetas)
+    del tape
+    g_s = self._score_gradients(g_s, g_theta)
+    finite = replicas.all_finite([lower, upper] + g_w + g_s)
+    ok = tf.logical_and(finite, running)
+    replicas.apply_if(ok, self.optimizer, g_w, weights)
+    replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
+    return out, finite, ok
+
+  def _alternating_update(self, batch, running, weights, scores, thetas):
+    """The weights' step, then the scores' at the updated weights (two passes)."""
+    with tf.GradientTape() as tape:
+      out = self._forward(batch)
+      lower, _, _ = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
+    g_w = tape.gradient(lower, weights)
+    finite = replicas.all_finite([lower] + g_w)
+    replicas.apply_if(tf.logical_and(finite, running), self.optimizer, g_w, weights)
+    with tf.GradientTape() as tape:
+      second = self._forward(batch, first_pass=False)
+      _, upper, _ = bilevel.level_losses(second.task, None, second.fair_w, second.fair_m)
+    grads = tape.gradient(upper, scores + thetas)
+    g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
+    finite = tf.logical_and(finite, replicas.all_finite([upper] + g_s))
+    ok = tf.logical_and(finite, running)
+    replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
+    return out, finite, ok
+
   def train_step(self, data):
     batch = self._unpack(data)
     weights, scores, thetas = self._level_variables()
@@ -444,37 +477,11 @@ class BiLevelTrainingMixin:
       raise ValueError("The model has no built FairPruneWrapper layers: nothing to prune.")
     self._build_optimizers()
     guard = self._step_guard
-    running = guard.running(batch.bad_ids)
+    running = guard.running(batch.bad_ids)  # No bad step yet and valid ids.
     state = self._forward_state_variables()
     saved = guard.snapshot(state)
-
-    if self.update_mode == "joint":
-      with tf.GradientTape(persistent=True) as tape:
-        out = self._forward(batch)
-        lower, upper, shared = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-      g_w, g_s, g_theta = bilevel.joint_gradients(tape, lower, upper, out.reg, shared,
-                                                  weights, scores, thetas)
-      del tape
-      g_s = self._score_gradients(g_s, g_theta)
-      finite = replicas.all_finite([lower, upper] + g_w + g_s)
-      ok = tf.logical_and(finite, running)
-      replicas.apply_if(ok, self.optimizer, g_w, weights)
-    else:
-      with tf.GradientTape() as tape:
-        out = self._forward(batch)
-        lower, _, _ = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-      g_w = tape.gradient(lower, weights)
-      finite = replicas.all_finite([lower] + g_w)
-      replicas.apply_if(tf.logical_and(finite, running), self.optimizer, g_w, weights)
-      with tf.GradientTape() as tape:  # The upper level at the updated weights.
-        second = self._forward(batch, first_pass=False)
-        _, upper, _ = bilevel.level_losses(second.task, None, second.fair_w, second.fair_m)
-      grads = tape.gradient(upper, scores + thetas)
-      g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
-      finite = tf.logical_and(finite, replicas.all_finite([upper] + g_s))
-      ok = tf.logical_and(finite, running)
-    replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
-
+    update = self._joint_update if self.update_mode == "joint" else self._alternating_update
+    out, finite, ok = update(batch, running, weights, scores, thetas)
     guard.finish(ok, finite, batch.bad_ids, state, saved)
     self._mask_updater.after_step(self._built_wrappers(), self._step(), ok, self._jit())
     if out.stats:
