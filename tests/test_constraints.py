@@ -10,7 +10,7 @@ import tf_fairprune
 from tf_fairprune.fairness import constraints as C
 from tf_fairprune.fairness import outcomes
 from tf_fairprune.fairness.objective import DenseReference
-from conftest import compile_binary, make_data, make_mlp
+from conftest import compile_binary, make_mlp
 
 
 def _toy(n=400, seed=0):

@@ -38,11 +38,10 @@ def check_ids(groups, num_groups, what="groups"):
       raise ValueError(f"{what} contains NaN or inf: every example needs a group id.")
     if not np.all(arr == np.round(arr)):
       raise ValueError(f"{what} must hold integer group ids, got non-integer values.")
-  if arr.dtype.kind == "f" and arr.size and np.max(np.abs(arr)) >= 2**31:
+  # Before any conversion, which would wrap (int32) or overflow (huge floats).
+  if arr.size and np.max(arr) >= 2**31:
     raise ValueError(f"{what} has id {np.max(arr):.0f}: ids must be small integers in "
                      "[0, num_groups).")
-  if arr.dtype.kind == "u" and arr.size and arr.max() >= 2**31:
-    raise ValueError(f"{what} has id {arr.max()}: ids must be small integers in [0, num_groups).")
   arr = arr.astype(np.int64)
   if arr.ndim == 2 and arr.shape[1] == 1:
     arr = arr[:, 0]
@@ -53,8 +52,6 @@ def check_ids(groups, num_groups, what="groups"):
   if num_groups is not None and arr.size and arr.max() >= num_groups:
     raise ValueError(f"{what} has id {arr.max()} but num_groups={num_groups} "
                      f"(ids must be in [0, {num_groups})).")
-  if arr.size and arr.max() >= 2**31:
-    raise ValueError(f"{what} has id {arr.max()}: ids must be small integers in [0, num_groups).")
   return arr.astype(np.int32)
 
 

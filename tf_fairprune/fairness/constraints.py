@@ -9,20 +9,28 @@ Balancing Act's CEAG):
   gap exceeds ε (in penalty mode the *measured* rates pick the pair of groups to act
   on). A surrogate that can be lowered without changing a decision therefore cannot
   satisfy the constraint.
-* The surrogate only supplies the direction. The default surrogate (`surrogate="margin"`) is a sigmoid of each
-  example's logit margin divided by `temperature` × the batch's mean |margin|: 0.5 at
-  the decision boundary, steepest for the examples nearest to it, and unchanged when
-  every logit shrinks — the move that let the old surrogate (`"probability"`, the
-  probability of the true class) shrink its gap while the decisions stayed put.
+* The surrogate only supplies the direction. The default (`surrogate="margin"`) is a
+  sigmoid of each example's logit margin divided by `temperature` × the batch's mean
+  |margin|: 0.5 at the decision boundary, steepest for the examples nearest to it, and
+  unchanged when every logit shrinks — the move that let the old surrogate
+  (`"probability"`, the probability of the true class) shrink its gap while the
+  decisions stayed put.
 
 Two ways to enforce a constraint:
 
-* `mode="lagrangian"` (default): state the gap you accept, ε (`tolerance`). The loss
-  gets `λ · surrogate gap`; after each step `λ ← clip(λ + η · (measured gap − ε), 0,
-  λ_max)`, the measured gap taken from exponentially averaged group counts (decay
-  `rate_decay`, so that a batch's sampling noise — large for a small group — does not
-  drive λ). `λ_max` bounds the pressure, so an infeasible ε costs at most what a
-  penalty of weight λ_max costs instead of growing without end.
+* `mode="lagrangian"` (default): state the gap you accept, ε (`tolerance`). The gap is
+  split into one-sided constraints — rate_i − rate_j ≤ ε for every ordered pair of
+  groups; ψ_g ≤ ε for every group of `ExcessDegradation` — each with its own
+  multiplier λ. The loss gets Σ λ · (smooth value); after each step
+  `λ ← clip(λ + η · (measured value − ε), 0, λ_max)`, measured on exponentially
+  averaged group counts (decay `rate_decay`, so that a batch's sampling noise — large
+  for a small group — does not drive λ). When a gap is pushed past zero, the
+  multiplier that pushed it decays instead of pushing further (one multiplier on
+  |gap| kept pushing and reversed the gap in our first measurement). The multiplier
+  also has a proportional term (`damping`, PI control as nuPI in Cooper), so pressure
+  drops as soon as the gap falls below ε, and a constraint acts only on a gap larger
+  than `noise_margin` standard errors of its running rates. `λ_max` bounds the
+  pressure, so an infeasible ε costs at most what a penalty of weight λ_max costs.
 * `mode="penalty"` (the paper's): `weight · max(0, surrogate gap − ε)²` (linear with
   `squared=False`).
 
@@ -208,7 +216,6 @@ class FairnessConstraint:
     """
     smooth, valid = self.values(smooth_sums, counts)
     smooth = tf.where(valid, smooth, 0.0)
-    ref, ref_valid = self.values(ref_hard_sums, ref_counts)
     if self.mode == "lagrangian":
       if self.damping:
         # PI control of the multiplier (nuPI): the proportional part follows the
@@ -217,6 +224,7 @@ class FairnessConstraint:
             multipliers + self.damping * self.violations(ref_hard_sums, ref_counts), 0.0,
             self.max_multiplier)
       return tf.reduce_sum(tf.stop_gradient(multipliers) * smooth)
+    ref, ref_valid = self.values(ref_hard_sums, ref_counts)
     worst = tf.argmax(tf.reshape(tf.where(ref_valid, ref, -3.0e38), [-1]), output_type=tf.int32)
     excess = tf.nn.relu(tf.gather(tf.reshape(smooth, [-1]), worst) - self.tolerance)
     return self.weight * (tf.square(excess) if self.squared else excess)

@@ -127,12 +127,6 @@ class FairnessObjective:
   def __bool__(self):
     return bool(self.constraints)
 
-  def __iter__(self):
-    return iter(self.constraints)
-
-  def __len__(self):
-    return len(self.constraints)
-
   @property
   def needs_dense(self):
     return any(c.needs_dense for c in self.constraints)
