@@ -39,6 +39,26 @@ VERBOSE = any(a in ("--verbose", "--verbose=true", "--verbose=1") for a in sys.a
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+
+def _import_tensorflow_quietly():
+  """Imports TensorFlow with its C++ start-up lines (written to stderr before its log
+  level applies) hidden unless --verbose; an import error is still shown."""
+  if VERBOSE:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,redefined-outer-name
+    import tf_keras  # pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+_import_tensorflow_quietly()
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
