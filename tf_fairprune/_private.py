@@ -7,7 +7,7 @@ AttributeError deep in a training step; `tests/test_private.py` checks them all.
 
 import importlib
 
-from tf_fairprune import _compat  # Imports TFMOT without flipping tf.keras.
+from tf_fairprune import _compat  # Imports TFMOT without changing the user's Keras.
 
 
 class PrivateAPIError(ImportError):

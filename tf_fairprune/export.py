@@ -83,6 +83,18 @@ def _interpreter_class():
     return tf.lite.Interpreter, "tf.lite"
 
 
+def _ops_and_tensors(flatbuffer):
+  """(ops, {index: tensor details}) of a flatbuffer; (None, tensors) where the
+  interpreter does not list its ops, (None, None) where it cannot read the file."""
+  interpreter_cls, _ = _interpreter_class()
+  try:
+    interpreter = interpreter_cls(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+  except (RuntimeError, ValueError):
+    return None, None
+  return _private.interpreter_ops(interpreter), tensors
+
+
 def _op_counts(flatbuffer):
   """(operator -> count, operator -> count of those reading a sparse weight directly).
 
@@ -90,13 +102,7 @@ def _op_counts(flatbuffer):
   DENSIFY op instead expands the tensor to dense when the model loads. Both dicts are
   empty if the interpreter does not expose its ops.
   """
-  interpreter_cls, _ = _interpreter_class()
-  try:
-    interpreter = interpreter_cls(model_content=flatbuffer)
-    details = _private.interpreter_ops(interpreter)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-  except (RuntimeError, ValueError):
-    return {}, {}
+  details, tensors = _ops_and_tensors(flatbuffer)
   if details is None:
     return {}, {}
   counts, sparse = {}, {}
@@ -118,13 +124,9 @@ def _misaligned_block_tensors(flatbuffer):
   Keras). The converter also picks this format for small unstructured layers, so an
   odd input width is enough to trigger it.
   """
-  interpreter_cls, _ = _interpreter_class()
-  try:
-    tensors = interpreter_cls(model_content=flatbuffer).get_tensor_details()
-  except (RuntimeError, ValueError):
-    return []
+  _, tensors = _ops_and_tensors(flatbuffer)
   bad = []
-  for t in tensors:
+  for t in (tensors or {}).values():
     params = t.get("sparsity_parameters") or {}
     block_map = list(params.get("block_map", []))
     dims = params.get("dim_metadata", [])
@@ -136,13 +138,7 @@ def _misaligned_block_tensors(flatbuffer):
 
 def _gpu_unfoldable_ops(flatbuffer):
   """Ops other than CONV_2D / DEPTHWISE_CONV_2D that read a sparse or densified weight."""
-  interpreter_cls, _ = _interpreter_class()
-  try:
-    interpreter = interpreter_cls(model_content=flatbuffer)
-    details = _private.interpreter_ops(interpreter)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-  except (RuntimeError, ValueError):
-    return []
+  details, tensors = _ops_and_tensors(flatbuffer)
   if details is None:
     return []
   densified = {o for d in details if d["op_name"] == "DENSIFY" for o in d["outputs"]}
