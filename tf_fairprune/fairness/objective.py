@@ -69,7 +69,7 @@ def _check_levels(fairness_on):
 def conflicts(fairness):
   """Pairs of constraints that pull against each other when the dense model is unfair."""
   perf = [c for c in fairness if isinstance(c, constraints_lib.PerformanceFairness)]
-  degr = [c for c in fairness if type(c) is constraints_lib.DegradationFairness]  # pylint: disable=unidiomatic-typecheck
+  degr = [c for c in fairness if isinstance(c, constraints_lib.DegradationFairness)]
   return [(p, d) for p in perf for d in degr]
 
 
