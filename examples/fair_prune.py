@@ -11,17 +11,21 @@ r"""The main job: train (or load) a dense model, fair-prune it, strip, export, r
 Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity, TFLite
 size, time), results.json and tradeoff.png.
 
-Methods:
-  bifp                 bi-level fair pruning: the --fairness constraints on weights and mask
-                       (default: excess, "do no harm", at --epsilon=0.01, Lagrangian)
+Methods (E = --epochs):
+  bifp                 bi-level fair pruning, E epochs: the --fairness constraints on weights
+                       and mask (default: excess, "do no harm", at --epsilon=0.01, Lagrangian)
   bip                  the same bi-level step with fairness off
+  bifp_layer, bip_layer  the same, each layer pruned to the target (as TFMOT does) instead
+                       of one global ranking
   bifp_no_mask_term    fairness on the weights only   (paper ablation)
   bifp_no_weight_term  fairness on the mask only      (paper ablation)
-  gmp                  TFMOT prune_low_magnitude, polynomial decay, then fine-tuning
-  two_stage            gmp, then fine-tuning with the fairness penalty (masks fixed) until
-                       the model is fair on the validation split (--target_metric <=
-                       --target_gap, accuracy within --tolerance of dense) or the epochs
-                       run out
+  gmp                  TFMOT prune_low_magnitude (per layer): polynomial ramp over E // 2
+                       epochs, then E epochs of fine-tuning at the target
+  magnitude_ft         one-shot global magnitude mask, then E epochs of fine-tuning
+  ceag                 Balancing Act's CEAG: the magnitude mask, then E epochs of
+                       fine-tuning under the --fairness constraints (Lagrangian)
+  two_stage            gmp's ramp (E // 2 epochs), then fine-tuning with the --fairness
+                       constraints and the mask fixed: E epochs in all
   dense                no pruning (the reference)
 """
 
@@ -75,7 +79,9 @@ flags.DEFINE_string("label", None, "CSV: the label column (binary).")
 flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
 flags.DEFINE_enum("method", "bifp", pipeline.METHODS, "Pruning method.")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
-flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs.")
+flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs (see the methods above).")
+flags.DEFINE_string("optimizer", pipeline.DEFAULT_OPTIMIZER,
+                    "The weights' optimizer while pruning: sgd:LR (momentum 0.9) or adam:LR.")
 flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (unless --dense_model).")
 flags.DEFINE_string("dense_model", None, "Load the dense model from this .keras/.h5 file.")
 flags.DEFINE_enum("model", "auto", ["auto", "mlp", "cnn", "resnet10", "mobilenet_v2"],
@@ -135,7 +141,8 @@ def run(data, strategy, output_dir, fairness):
   with strategy.scope():
     outcome = pipeline.prune(FLAGS.method, dense, data, FLAGS.sparsity, FLAGS.epochs,
                              FLAGS.batch_size, fairness, FLAGS.target_metric,
-                             FLAGS.target_gap, FLAGS.tolerance, jit_compile=FLAGS.jit_compile)
+                             FLAGS.target_gap, FLAGS.tolerance, jit_compile=FLAGS.jit_compile,
+                             optimizer=FLAGS.optimizer)
   if not is_chief:
     return None
   final = outcome["model"]
@@ -265,6 +272,10 @@ def main(argv):
   if not 0.0 <= FLAGS.sparsity < 1.0:
     raise app.UsageError(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}.")
   fairness = pipeline.fairness_from_flags(FLAGS)
+  try:
+    pipeline.make_optimizer(FLAGS.optimizer)
+  except ValueError as err:
+    raise app.UsageError(f"--optimizer: {err}") from err
   output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
   if FLAGS.min_group_size < 0:
     raise app.UsageError(f"--min_group_size must be >= 0, got {FLAGS.min_group_size}.")

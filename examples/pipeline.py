@@ -19,11 +19,20 @@ from tf_fairprune.fairness import constraints as constraints_lib
 from tf_fairprune.fairness import evaluate_fairness
 from tf_fairprune.quantization import kernel_sparsity
 
-METHODS = ("bifp", "bip", "bifp_no_mask_term", "bifp_no_weight_term", "gmp", "two_stage",
-           "dense")
+METHODS = ("bifp", "bifp_layer", "bip", "bip_layer", "bifp_no_mask_term", "bifp_no_weight_term",
+           "gmp", "magnitude_ft", "ceag", "two_stage", "dense")
 # Levels that get the fairness terms in each bi-level method (the paper's ablations).
 LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights",),
-          "bifp_no_weight_term": ("mask",)}
+          "bifp_no_weight_term": ("mask",), "bifp_layer": ("weights", "mask"),
+          "bip_layer": ()}
+# Bi-level methods that rank the scores per layer (each layer at the target sparsity, as
+# TFMOT does) instead of globally.
+PER_LAYER = ("bifp_layer", "bip_layer")
+# Methods that train with a fairness constraint (the others ignore `fairness`).
+CONSTRAINED = ("bifp", "bifp_layer", "bifp_no_mask_term", "bifp_no_weight_term", "ceag",
+               "two_stage")
+# Methods whose mask is a fixed magnitude mask from the dense model; only the weights train.
+FIXED_MASK = {"magnitude_ft": False, "ceag": True}  # -> with the fairness constraint?
 DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
             "colored-fmnist")
 
@@ -73,21 +82,74 @@ def build_model(data, arch="auto", width=None):
   return build(shape, outputs, width or default_width)
 
 
-def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=False):
+def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=False,
+                patience=None, verbose=2):
+  """Trains the dense model with Adam(1e-3).
+
+  With `patience`, `epochs` is a maximum: training stops once the validation loss has not
+  improved for `patience` epochs and the best epoch's weights are kept; the model's
+  `dense_epochs` attribute then holds (best epoch, epochs run).
+  """
   model = build_model(data, arch, width)
   model.compile(keras.optimizers.Adam(1e-3), loss_for(data), jit_compile=jit_compile)
-  model.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs, verbose=2)
+  kwargs = {}
+  if patience:
+    stop = keras.callbacks.EarlyStopping("val_loss", patience=patience,
+                                         restore_best_weights=True)
+    kwargs = {"validation_data": (data.validation.x, data.validation.y), "callbacks": [stop]}
+  history = model.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs,
+                      verbose=verbose, **kwargs)
+  if patience:
+    losses = history.history["val_loss"]
+    model.dense_epochs = (int(np.argmin(losses)) + 1, len(losses))
   return model
 
 
-def _sgd():
-  return keras.optimizers.SGD(0.01, momentum=0.9)
+DEFAULT_OPTIMIZER = "sgd:0.01"
+
+
+def make_optimizer(spec=DEFAULT_OPTIMIZER):
+  """An optimizer from "sgd:LR" (momentum 0.9) or "adam:LR".
+
+  Raises:
+    ValueError: For another name or a learning rate that is not a positive number.
+  """
+  name, _, rate = str(spec).partition(":")
+  try:
+    rate = float(rate)
+  except ValueError:
+    rate = float("nan")
+  if name not in ("sgd", "adam") or not rate > 0:
+    raise ValueError(f"Bad optimizer {spec!r}: use 'sgd:LR' or 'adam:LR' with LR > 0.")
+  if name == "adam":
+    return keras.optimizers.Adam(rate)
+  return keras.optimizers.SGD(rate, momentum=0.9)
+
+
+def _frozen_mask_optimizer():
+  return keras.optimizers.SGD(0.0)
+
+
+def gmp_schedule(sparsity, ramp_steps):
+  """TFMOT's polynomial schedule over `ramp_steps`, pruning every 100 steps (its guide's
+  default) or more often on small datasets (at least 10 pruning events).
+
+  `end_step` is a multiple of the frequency from 0: TFMOT only prunes on steps where
+  (step - begin_step) % frequency == 0, so another end step never reaches the target.
+  """
+  frequency = max(1, min(100, ramp_steps // 10))
+  end = max(frequency, ramp_steps // frequency * frequency)
+  return tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end,
+                                              frequency=frequency)
 
 
 def audit(model, dense, split, data, batch_size=512):
   return evaluate_fairness(model, (split.x, split.y, split.groups), dense_model=dense,
                            from_logits=True, group_names=data.group_names,
                            num_groups=data.num_groups, batch_size=batch_size)
+
+
+HISTORY_GAPS = ("performance_gap", "degradation_gap", "max_excess_gap")
 
 
 class TargetTracker(keras.callbacks.Callback):
@@ -126,8 +188,10 @@ class TargetTracker(keras.callbacks.Callback):
     self._audit_seconds += time.perf_counter() - start
     elapsed = start - self._start - self._audit_seconds + self.offset_seconds
     gap = report.gaps[self.target_metric]
-    self.history.append({"epoch": epoch + 1, "seconds": elapsed, "accuracy": report.accuracy,
-                         self.target_metric: gap})
+    entry = {"epoch": epoch + 1, "seconds": elapsed, "steps": self._steps + self.offset_steps,
+             "accuracy": report.accuracy}
+    entry.update({k: report.gaps.get(k) for k in HISTORY_GAPS})
+    self.history.append(entry)
     if (self.seconds is None and epoch + 1 >= self.sparse_from_epoch and
         gap <= self.target_gap and report.accuracy >= self.dense_accuracy - self.tolerance):
       self.seconds, self.steps = elapsed, self._steps + self.offset_steps
@@ -229,88 +293,109 @@ def _packed_train(data, dense):
 
 def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
           target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
-          gmp_result=None, jit_compile=False, verbose=2, structure=None, prepare=None):
-  """Prunes `dense` with `method` for `epochs` epochs and returns a result dict.
+          jit_compile=False, verbose=2, structure=None, prepare=None,
+          optimizer=DEFAULT_OPTIMIZER, ramp_epochs=None):
+  """Prunes `dense` with `method` and returns a result dict.
+
+  Budgets (E = `epochs`, R = `ramp_epochs`, default max(1, E // 2)):
+    - bi-level methods (bifp, bip, their `_layer` variants and ablations): E epochs, the
+      mask at the target sparsity from the first step.
+    - magnitude_ft / ceag: one-shot global magnitude mask of the dense model, then E
+      epochs of weight training with the mask fixed (ceag: with the constraints).
+    - gmp: TFMOT's `prune_low_magnitude`, per layer, polynomial ramp over R epochs,
+      then E epochs of fine-tuning at the target (as many as the bi-level methods
+      train at the target).
+    - two_stage: GMP ramp over R epochs, then max(1, E - R) epochs of fine-tuning with
+      the constraints and the GMP mask fixed: E epochs in all, as BiFP.
+
+  Args:
+    optimizer: The weights' optimizer, "sgd:LR" or "adam:LR" (see `make_optimizer`).
+      The scores of the bi-level methods always use SGD(0.1, momentum 0.9).
+    fairness: The constraints of the fair methods (`CONSTRAINED`; default
+      `make_constraints()`, BiFP's default); the other methods ignore it.
+    structure: e.g. {"block_size": (4, 1)} or {"granularity": "channel"}, passed to
+      `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a
+      copy with `FairPruneWrapper`s on the layers to prune (selective pruning).
 
   Returns:
     {"model": the stripped model, "train_seconds", "train_steps",
      "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
-    `gmp` results can be passed to `two_stage` as `gmp_result` to reuse its first stage.
-    `fairness` is the list of constraints of the fair methods (default:
-    `make_constraints()`, BiFP's default); BiP and GMP ignore it.
-    `structure` (e.g. {"block_size": (4, 1)} or {"granularity": "channel"}) goes to
-    `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a copy
-    with `FairPruneWrapper`s on the layers to prune (selective pruning).
   """
   dense_val_accuracy = audit(dense, None, data.validation, data).accuracy
   if fairness is None:
     fairness = make_constraints()
   loss = loss_for(data)
   steps_per_epoch = -(-len(data.train) // batch_size)
+  ramp_epochs = ramp_epochs or max(1, epochs // 2)
 
   def tracker(**kwargs):
     return TargetTracker(data, dense, target_metric, target_gap, tolerance,
                          dense_val_accuracy, **kwargs)
 
-  if method == "dense":
-    return {"model": dense, "train_seconds": 0.0, "train_steps": 0, "seconds_to_target": None,
-            "steps_to_target": None, "history": []}
-  if method in LEVELS:
+  def bilevel(model, levels, constraints, frozen_mask=False, **kwargs):
     pruned = tf_fairprune.fair_prune_wrapper(
-        prepare(dense) if prepare else dense, sparsity,
-        fairness=fairness if LEVELS[method] else [],
-        fairness_on=LEVELS[method], num_groups=data.num_groups, **(structure or {}))
+        model, sparsity, fairness=constraints if levels else [], fairness_on=levels,
+        num_groups=data.num_groups,
+        # A frozen mask never re-ranks (the cond skips the top-k), so these baselines
+        # pay little for running on the bi-level engine.
+        **(dict(implicit_gradient_scale=0.0, mask_update_frequency=2**30) if frozen_mask
+           else {}), **kwargs)
     pruned.set_reference_model(None)  # The dense outputs travel with the data.
-    pruned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+    pruned.compile(optimizer=make_optimizer(optimizer),
+                   mask_optimizer=(_frozen_mask_optimizer() if frozen_mask else
+                                   keras.optimizers.SGD(0.1, momentum=0.9)),
                    loss=loss, jit_compile=jit_compile)
-    track = tracker()
-    pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size, epochs=epochs,
-               verbose=verbose, callbacks=[track])
+    return pruned
+
+  def fit_bilevel(pruned, fit_epochs, track):
+    pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size,
+               epochs=fit_epochs, verbose=verbose, callbacks=[track])
     return {"model": tf_fairprune.strip_fair_pruning(pruned),
             "pruned": pruned, "stopped_on_non_finite": pruned.stopped_on_non_finite_loss,
             "train_seconds": track.train_seconds,
             "train_steps": int(pruned.optimizer.iterations.numpy()),
             "seconds_to_target": track.seconds, "steps_to_target": track.steps,
             "history": track.history}
-  if method == "gmp":
+
+  def gmp(fit_epochs):
     model = keras.models.clone_model(dense)  # TFMOT reuses layers: never touch `dense`.
     model.set_weights(dense.get_weights())
-    end = max(1, int(0.7 * epochs * steps_per_epoch))
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(
-            0.0, sparsity, begin_step=0, end_step=end, frequency=max(1, end // 20)))
-    pruned.compile(_sgd(), loss, jit_compile=jit_compile)
-    # The schedule reaches the target sparsity at 70% of the epochs.
-    track = tracker(sparse_from_epoch=int(np.ceil(0.7 * epochs)))
-    pruned.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs,
+        model, pruning_schedule=gmp_schedule(sparsity, ramp_epochs * steps_per_epoch))
+    pruned.compile(make_optimizer(optimizer), loss, jit_compile=jit_compile)
+    track = tracker(sparse_from_epoch=ramp_epochs + 1)
+    pruned.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=fit_epochs,
                verbose=verbose, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), track])
     return {"model": tfmot.sparsity.keras.strip_pruning(pruned),
-            "train_seconds": track.train_seconds, "train_steps": epochs * steps_per_epoch,
+            "train_seconds": track.train_seconds, "train_steps": fit_epochs * steps_per_epoch,
             "seconds_to_target": track.seconds, "steps_to_target": track.steps,
             "history": track.history}
+
+  if method == "dense":
+    return {"model": dense, "train_seconds": 0.0, "train_steps": 0, "seconds_to_target": None,
+            "steps_to_target": None, "history": []}
+  if method in LEVELS:
+    pruned = bilevel(prepare(dense) if prepare else dense, LEVELS[method], fairness,
+                     mask_scope="layer" if method in PER_LAYER else None, **(structure or {}))
+    return fit_bilevel(pruned, epochs, tracker())
+  if method in FIXED_MASK:
+    # Scores start at |θ| and never move (lr 0, no implicit term): a fixed global
+    # magnitude mask, rescaled like BiP's first mask, with only the weights trained.
+    pruned = bilevel(dense, ("weights",) if FIXED_MASK[method] else (), fairness,
+                     frozen_mask=True, mask_scope="global")
+    return fit_bilevel(pruned, epochs, tracker())
+  if method == "gmp":
+    return gmp(ramp_epochs + epochs)
   if method == "two_stage":
-    first = gmp_result or prune("gmp", dense, data, sparsity, epochs, batch_size, fairness,
-                                target_metric=target_metric, target_gap=target_gap,
-                                tolerance=tolerance, jit_compile=jit_compile, verbose=verbose)
-    if first["seconds_to_target"] is not None:
-      # GMP alone already met the target: no second stage needed.
-      return dict(first, history=list(first["history"]))
-    tuned = tf_fairprune.fair_prune_wrapper(
-        first["model"], sparsity, fairness=fairness, fairness_on=("weights",),
-        num_groups=data.num_groups, implicit_gradient_scale=0.0, rescale=False)
-    tuned.set_reference_model(None)
-    # Scores frozen (lr 0): the GMP mask stays; only the weights are fine-tuned.
-    tuned.compile(optimizer=_sgd(), mask_optimizer=keras.optimizers.SGD(0.0), loss=loss,
-                  jit_compile=jit_compile)
-    track = tracker(offset_seconds=first["train_seconds"], offset_steps=first["train_steps"],
-                    stop=True)
-    tuned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size, epochs=epochs,
-              verbose=verbose, callbacks=[track])
-    return {"model": tf_fairprune.strip_fair_pruning(tuned),
-            "train_seconds": first["train_seconds"] + track.train_seconds,
-            "train_steps": first["train_steps"] + int(tuned.optimizer.iterations.numpy()),
-            "seconds_to_target": track.seconds, "steps_to_target": track.steps,
-            "history": first["history"] + track.history}
+    first = gmp(ramp_epochs)
+    tuned = bilevel(first["model"], ("weights",), fairness, frozen_mask=True, rescale=False)
+    track = tracker(offset_seconds=first["train_seconds"], offset_steps=first["train_steps"])
+    second = fit_bilevel(tuned, max(1, epochs - ramp_epochs), track)
+    for entry in second["history"]:
+      entry["epoch"] += ramp_epochs
+    return dict(second, train_seconds=first["train_seconds"] + second["train_seconds"],
+                train_steps=first["train_steps"] + second["train_steps"],
+                history=first["history"] + second["history"])
   raise ValueError(f"Unknown method {method!r}: one of {', '.join(METHODS)}.")
 
 
