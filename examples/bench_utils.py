@@ -71,3 +71,41 @@ def table(header, rows):
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
+
+
+# One-sided 95% Student t quantiles by degrees of freedom (normal beyond 30).
+_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860,
+        9: 1.833, 10: 1.812, 15: 1.753, 20: 1.725, 30: 1.697}
+
+
+def lower_bound(differences):
+  """One-sided 95% lower t-bound of the mean of paired per-seed differences (-inf for
+  fewer than two)."""
+  d = np.asarray(differences, dtype=float)
+  if len(d) < 2:
+    return float("-inf")
+  df = len(d) - 1
+  t = _T95[max(k for k in _T95 if k <= df)] if df <= 30 else 1.645
+  return float(d.mean() - t * d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def paired(a, b):
+  """Rows of two cells (lists of result rows) matched by seed."""
+  by_seed = {r["seed"]: r for r in b}
+  return [(r, by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+
+
+def dominates(ours, theirs, gap):
+  """Whether cell `ours` dominates cell `theirs` beyond seed noise in (accuracy, `gap`).
+
+  Paired per seed: on neither axis is `ours` significantly worse (the one-sided 95%
+  upper bound of its gain is >= 0), and on one it is significantly better (the lower
+  bound of its gain is > 0). Higher accuracy and a lower gap are gains.
+  """
+  pairs = paired(ours, theirs)
+  if len(pairs) < 2:
+    return False
+  gains = ([o["accuracy"] - t["accuracy"] for o, t in pairs],
+           [t[gap] - o[gap] for o, t in pairs])
+  not_worse = all(-lower_bound([-x for x in d]) >= 0 for d in gains)
+  return not_worse and any(lower_bound(d) > 0 for d in gains)

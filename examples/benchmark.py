@@ -210,12 +210,12 @@ def _grid(method):
   return FLAGS.gmp_optimizer_grid if method == "gmp" else FLAGS.optimizer_grid
 
 
-def choose(rows, method):
+def choose(rows, method, epsilon):
   """The tuning rule (module docstring) over one method's validation results."""
   ok = [r for r in rows if not r["collapsed"]] or rows
   last = [(r, r["validation_history"][-1]) for r in ok]
   if method in pipeline.CONSTRAINED:
-    feasible = [(r, h) for r, h in last if h["max_excess_gap"] <= FLAGS.epsilon + 1e-12]
+    feasible = [(r, h) for r, h in last if h["max_excess_gap"] <= epsilon + 1e-12]
     if not feasible:
       return min(last, key=lambda rh: rh[1]["max_excess_gap"])[0]["optimizer"]
     last = feasible
@@ -242,7 +242,7 @@ def tune(name, methods, tuning_path, cell=None):
       row = cell.run(method, FLAGS.tune_sparsity, optimizer, full=False)
       _append(tuning_path, row)
       have[optimizer] = row
-    chosen[method] = choose([have[o] for o in grid], method)
+    chosen[method] = choose([have[o] for o in grid], method, FLAGS.epsilon)
   return chosen, cell
 
 
@@ -277,27 +277,6 @@ def run_grid(path, tuning_path):
 # ----------------------------------------------------------------------------------
 # Statistics.
 
-# One-sided 95% Student t quantiles by degrees of freedom (normal beyond 30).
-_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860,
-        9: 1.833, 10: 1.812, 15: 1.753, 20: 1.725, 30: 1.697}
-
-
-def lower_bound(differences):
-  """One-sided 95% lower t-bound of the mean of paired per-seed differences."""
-  d = np.asarray(differences, dtype=float)
-  if len(d) < 2:
-    return float("-inf")
-  df = len(d) - 1
-  t = _T95.get(df) or (_T95[max(k for k in _T95 if k <= df)] if df < 30 else 1.645)
-  return float(d.mean() - t * d.std(ddof=1) / np.sqrt(len(d)))
-
-
-def _paired(a, b):
-  """Rows of two cells matched by seed."""
-  bs = {r["seed"]: r for r in b}
-  return [(r, bs[r["seed"]]) for r in a if r["seed"] in bs]
-
-
 def _collapsed(cell):
   return sum(bool(r.get("collapsed")) for r in cell)
 
@@ -305,19 +284,6 @@ def _collapsed(cell):
 def _mean(rows, field):
   values = [r[field] for r in rows if r.get(field) is not None]
   return float(np.mean(values)) if values else None
-
-
-def _dominates(ours, theirs, gap):
-  """`ours` dominates `theirs` beyond noise: not worse on accuracy or `gap` (the upper
-  bound of its loss reaches 0), and better on one (the lower bound of its gain > 0)."""
-  pairs = _paired(ours, theirs)
-  if len(pairs) < 2:
-    return False
-  acc = [o["accuracy"] - t["accuracy"] for o, t in pairs]
-  fair = [t[gap] - o[gap] for o, t in pairs]
-  not_worse = all(-lower_bound([-x for x in d]) >= 0 for d in (acc, fair))
-  better = any(lower_bound(d) > 0 for d in (acc, fair))
-  return not_worse and better
 
 
 # ----------------------------------------------------------------------------------
@@ -382,7 +348,7 @@ def _optimizers_table(tuning, dataset):
   for method in dict.fromkeys(r["method"] for r in rows):
     mine = [r for r in rows if r["method"] == method]
     grid = [(r["optimizer"], r["validation_history"][-1]) for r in mine]
-    body.append([PRETTY.get(method, method), choose(mine, method), "; ".join(
+    body.append([PRETTY.get(method, method), choose(mine, method, mine[0]["epsilon"]), "; ".join(
         f"{o}: {h['accuracy'] * 100:.1f}% / ψ {h['max_excess_gap'] * 100:.1f}"
         + (" (collapsed)" if r["collapsed"] else "") for (o, h), r in zip(grid, mine))])
   return ["Optimizer chosen on validation (seed 0, "
@@ -492,10 +458,11 @@ def _halving_target(cells, dataset, s):
     return [dataset, f"{s:.0%}", "best baseline's degradation gap ≥ 2 pts → BiFP halves it, "
             "≤ 1 pt accuracy below it", f"best baseline {PRETTY[method]} {g * 100:.1f} < 2 pts",
             "n/a"]
-  pairs = _paired(bifp, base)
+  pairs = bench_utils.paired(bifp, base)
   b, cost = _mean(bifp, "degradation_gap"), float(np.mean(
       [t["accuracy"] - o["accuracy"] for o, t in pairs]))
-  bound = lower_bound([0.5 * t["degradation_gap"] - o["degradation_gap"] for o, t in pairs])
+  bound = bench_utils.lower_bound(
+      [0.5 * t["degradation_gap"] - o["degradation_gap"] for o, t in pairs])
   measured = (f"{PRETTY[method]} {g * 100:.1f} → BiFP {b * 100:.1f} ({(1 - b / g) * 100:.0f}% "
               f"cut; bound on ½·base − BiFP {bound * 100:+.1f}); accuracy {-cost * 100:+.1f} "
               "pts vs it")
@@ -518,7 +485,7 @@ def _front_target(cells, dataset, s, gap):
     if _collapsed(cell):
       skipped.append(PRETTY[m])
       continue
-    verdicts.append((m, any(_dominates(o, cell, gap) for o in ours)))
+    verdicts.append((m, any(bench_utils.dominates(o, cell, gap) for o in ours)))
   text = "; ".join(f"{PRETTY[m]}: {'dominated' if v else 'not dominated'}" for m, v in verdicts)
   if skipped:
     text += f"; n/a (collapsed): {', '.join(skipped)}"

