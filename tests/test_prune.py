@@ -149,7 +149,7 @@ def test_bad_sparsity(sparsity):
 
 
 def test_bad_objects():
-  with pytest.raises(TypeError, match="tf_keras Model, Layer"):
+  with pytest.raises(TypeError, match="Keras Model, Layer"):
     tf_fairprune.fair_prune_wrapper(np.zeros(3))
   pruned = tf_fairprune.fair_prune_wrapper(make_mlp())
   with pytest.raises(ValueError, match="already wrapped"):
@@ -165,12 +165,17 @@ def test_bad_objects():
     tf_fairprune.strip_fair_pruning("model")
 
 
-def test_keras3_objects_are_rejected_with_a_hint():
+def test_keras3_layers_get_keras3_wrappers():
   keras3 = pytest.importorskip("keras")
   if not keras3.__version__.startswith("3."):
     pytest.skip("Keras 3 not installed")
-  with pytest.raises(TypeError, match="Keras 3"):
-    tf_fairprune.fair_prune_wrapper(keras3.layers.Dense(2))
+  wrapped = tf_fairprune.fair_prune_wrapper(keras3.layers.Dense(2))
+  assert isinstance(wrapped, keras3.layers.Layer) and not isinstance(wrapped, keras.layers.Layer)
+  direct = tf_fairprune.FairPruneWrapper(keras3.layers.Dense(2))
+  assert type(direct) is type(wrapped)
+  with pytest.raises(TypeError, match="one Keras"):
+    from tf_fairprune import keras3 as k3  # pylint: disable=g-import-not-at-top
+    k3.FairPruneWrapper(keras.layers.Dense(2))
 
 
 class Subclassed(keras.Model):

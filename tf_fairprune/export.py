@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fairprune import _private
+from tf_fairprune import flavours
 from tf_fairprune import quantization
-from tf_fairprune._compat import keras
 from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
@@ -188,7 +188,7 @@ def _sample_inputs(model, sample_inputs, num_samples, seed):
     if any(d is None for d in shape):
       raise ValueError(f"Input '{t.name}' has an unknown dimension {tuple(t.shape)}: pass "
                        "`sample_inputs` to check the exported model.")
-    if t.dtype.is_integer:
+    if tf.as_dtype(t.dtype).is_integer:  # Keras 3 spells dtypes as strings.
       raise ValueError(f"Input '{t.name}' is {t.dtype.name}: pass `sample_inputs` "
                        "(random floats are not valid ids).")
     arrays.append(rng.standard_normal((num_samples,) + shape).astype(np.float32))
@@ -206,7 +206,8 @@ def _convert(model, sparse, quantize, representative_dataset):
   if quantize == "int8":
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  with warnings.catch_warnings():
+  # Keras 3's export prints the saved signature to stdout: keep the user's output clean.
+  with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
     warnings.simplefilter("ignore", UserWarning)  # The converter's statistics notice.
     return converter.convert()
 
@@ -225,8 +226,9 @@ def _run(flatbuffer, model, inputs):
   expected = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
   expected = expected if isinstance(expected, (list, tuple)) else [expected]
   output_names = list(signature["outputs"])
-  if sorted(output_names) == sorted(model.output_names):
-    output_names = list(model.output_names)
+  model_output_names = getattr(model, "output_names", None) or []  # Not on Keras 3 Sequential.
+  if sorted(output_names) == sorted(model_output_names):
+    output_names = list(model_output_names)
   diff = 0.0
   scale = max(float(np.max(np.abs(e))) for e in expected)
   for i in range(inputs[0].shape[0]):
@@ -241,7 +243,8 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   """Converts a (fair-pruned) model to TFLite, checks it in LiteRT, writes it.
 
   Args:
-    model: A `tf_keras` model; a model with `FairPruneWrapper` layers is stripped first.
+    model: A `tf_keras` or Keras 3 model; a model with `FairPruneWrapper` layers is
+      stripped first.
     path: Where to write the `.tflite` file. Written only after the check passes.
     sparse: Store pruned weights as sparse tensors (`EXPERIMENTAL_SPARSITY`).
     quantize: `None` (float32), `"dynamic"` (dynamic-range int8 weights), `"int8"`
@@ -265,7 +268,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     A `TFLiteExport` with the path, size, max abs difference to Keras and any fallback.
 
   Raises:
-    TypeError: If `model` is not a tf_keras model.
+    TypeError: If `model` is not a Keras model.
     ValueError: For an unknown `quantize`, a missing representative dataset, or sample
       inputs that do not match the model.
     RuntimeError: If the converted model does not run in the interpreter, or its outputs
@@ -285,8 +288,9 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   print(result.size_bytes, result.max_abs_diff)
   ```
   """
-  if not isinstance(model, keras.Model):
-    raise TypeError(f"export_tflite expects a tf_keras model, got {type(model).__name__}.")
+  if not isinstance(model, flavours.of(model).keras.Model):
+    raise TypeError(f"export_tflite expects a Keras model (tf_keras or Keras 3), got "
+                    f"{type(model).__name__}.")
   if target not in TARGETS:
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
   if quantize not in QUANTIZE_MODES:

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from tf_fairprune import flavours
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
@@ -14,27 +15,29 @@ from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
 from tf_fairprune.wrapper import contains_wrappers
 from tf_fairprune.wrapper import FairPruneWrapper
+from tf_fairprune.wrapper import is_wrapper
 
 
 def _type_error(obj):
   kind = f"{type(obj).__module__}.{type(obj).__name__}"
-  hint = ""
-  if type(obj).__module__.split(".")[0] == "keras":
-    hint = (" This is a Keras 3 object; tf_fairprune (like TFMOT) needs Keras 2: "
-            "build the model with `import tf_keras as keras`.")
-  return TypeError(f"Expected a tf_keras Model, Layer or list of Layers, got {kind}.{hint}")
+  return TypeError(f"Expected a Keras Model, Layer or list of Layers (tf_keras or Keras 3), "
+                   f"got {kind}.")
+
+
+def classes(flavour):
+  """(FairPruneWrapper, FairPruneModel) of a Keras flavour."""
+  if flavour is flavours.TF_KERAS:
+    return FairPruneWrapper, FairPruneModel
+  from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
+  return keras3.FairPruneWrapper, keras3.FairPruneModel
 
 
 def _copy_layer(layer):
   return layer.__class__.from_config(layer.get_config())
 
 
-def _is_graph_model(model):
-  return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
-
-
 def _check_graph_model(model, what):
-  if not _is_graph_model(model):
+  if not flavours.of(model).is_graph_model(model):
     raise ValueError(
         f"{what} '{model.name}' is a subclassed model, which cannot be cloned. Subclass "
         "`tf_fairprune.FairPruneModel` instead of `keras.Model` and wrap the layers to "
@@ -47,20 +50,22 @@ def _check_graph_model(model, what):
 
 def _clone(model, layer_fn):
   """Clones a graph model, calling `layer_fn` on every non-input layer (recursively)."""
+  k = flavours.of(model).keras
+
   def clone_fn(layer):
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, k.Model):
       _check_graph_model(layer, "Nested model")
-      return keras.models.clone_model(layer, clone_function=clone_fn)
+      return k.models.clone_model(layer, clone_function=clone_fn)
     return layer_fn(layer)
-  return keras.models.clone_model(model, clone_function=clone_fn)
+  return k.models.clone_model(model, clone_function=clone_fn)
 
 
 def _rebuild(clone, source, model_cls, **kwargs):
   """A model of `model_cls` over the graph of `clone`; Sequential if the source was."""
-  if model_cls is keras.Sequential:
-    layers = [l for l in clone.layers if not isinstance(l, keras.layers.InputLayer)]
-    return keras.Sequential([keras.Input(batch_shape=source.input_shape)] + layers,
-                            name=source.name)
+  k = flavours.of(source).keras
+  if model_cls is k.Sequential:
+    layers = [l for l in clone.layers if not isinstance(l, k.layers.InputLayer)]
+    return k.Sequential([k.Input(batch_shape=source.input_shape)] + layers, name=source.name)
   return model_cls(inputs=clone.inputs, outputs=clone.outputs, name=source.name, **kwargs)
 
 
@@ -147,12 +152,14 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
     raise ValueError(f"Model '{to_prune.name}' is already wrapped for fair pruning.")
-  if isinstance(to_prune, FairPruneWrapper):
+  if is_wrapper(to_prune):
     raise ValueError(f"Layer '{to_prune.name}' is already wrapped for fair pruning.")
-  if not isinstance(to_prune, keras.layers.Layer):
+  flavour = flavours.of(to_prune)
+  if not isinstance(to_prune, flavour.keras.layers.Layer):
     raise _type_error(to_prune)
-  if not isinstance(to_prune, keras.Model):
-    return FairPruneWrapper(to_prune, **structure)
+  wrapper_cls, _ = classes(flavour)
+  if not isinstance(to_prune, flavour.keras.Model):
+    return wrapper_cls(to_prune, **structure)
   _check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
@@ -199,13 +206,16 @@ class WrappingPolicy:
 
   def __init__(self, model, structure):
     self.structure = structure
+    self.flavour = flavours.of(model)
+    self.wrapper_cls, self.model_cls = classes(self.flavour)
     self.selective = contains_wrappers(model)
     self.skip = set()
     if structure["granularity"] == "channel":
-      self.skip = {t._keras_history.layer.name for t in model.outputs}  # pylint: disable=protected-access
+      k = self.flavour.keras
+      self.skip = {t._keras_history[0].name for t in model.outputs}  # pylint: disable=protected-access
       self.skip |= {l.name for l in model.layers if isinstance(l, (
-          keras.layers.DepthwiseConv2D, keras.layers.Conv1DTranspose,
-          keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose))}
+          k.layers.DepthwiseConv2D, k.layers.Conv1DTranspose,
+          k.layers.Conv2DTranspose, k.layers.Conv3DTranspose))}
 
   def wraps(self, layer):
     """Whether a (non-wrapper) layer of the model gets a new wrapper."""
@@ -214,11 +224,12 @@ class WrappingPolicy:
 
   def copy(self, layer):
     """A fresh copy of `layer` for the pruned model: wrapped where the policy says."""
-    if isinstance(layer, FairPruneWrapper):
-      return FairPruneWrapper.from_config(
-          {**layer.get_config(), "layer": keras.layers.serialize(_copy_layer(layer.layer))})
+    if is_wrapper(layer):
+      return self.wrapper_cls.from_config(
+          {**layer.get_config(),
+           "layer": self.flavour.keras.layers.serialize(_copy_layer(layer.layer))})
     new = _copy_layer(layer)
-    return FairPruneWrapper(new, **self.structure) if self.wraps(layer) else new
+    return self.wrapper_cls(new, **self.structure) if self.wraps(layer) else new
 
 
 def _construct(model, policy, **model_kwargs):
@@ -230,13 +241,14 @@ def _construct(model, policy, **model_kwargs):
     copies.append((layer, new))
     return new
 
-  source_class = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
-  pruned = _rebuild(_clone(model, copy), model, FairPruneModel, source_class=source_class,
+  k = policy.flavour.keras
+  source_class = "Sequential" if isinstance(model, k.Sequential) else "Functional"
+  pruned = _rebuild(_clone(model, copy), model, policy.model_cls, source_class=source_class,
                     **model_kwargs)
   for source, new in copies:
-    if isinstance(source, FairPruneWrapper):
+    if is_wrapper(source):
       new.set_weights(source.get_weights())  # Weights, scores and masks as they were.
-    elif isinstance(new, FairPruneWrapper):
+    elif is_wrapper(new):
       new.layer.set_weights(source.get_weights())
       new.reset_scores()
     else:
@@ -250,7 +262,7 @@ def _initialise(pruned, dense, rescale):
   """The dense reference, the first masks, the rescale and the too-sparse warnings."""
   if any(c.needs_dense for c in pruned.fairness):
     # A frozen copy of the dense model: degradation constraints compare against it.
-    reference = keras.models.clone_model(dense)
+    reference = flavours.of(dense).keras.models.clone_model(dense)
     reference.set_weights(dense.get_weights())
     pruned.set_reference_model(reference)
   pruned.update_masks()
@@ -289,13 +301,14 @@ def strip_fair_pruning(model, shrink=False):
       `FairPruneWrapper.masked_weights()`); with `shrink=True`, if no layer was pruned
       by channels, or the model has nested models or shared layers.
   """
-  if not isinstance(model, keras.Model):
+  k = flavours.of(model).keras
+  if not isinstance(model, k.Model):
     raise _type_error(model)
   _check_graph_model(model, "Model")
   copies = []
 
   def unwrap(layer):
-    source = layer.layer if isinstance(layer, FairPruneWrapper) else layer
+    source = layer.layer if is_wrapper(layer) else layer
     new = _copy_layer(source)
     copies.append((layer, new))
     return new
@@ -303,14 +316,13 @@ def strip_fair_pruning(model, shrink=False):
   clone = _clone(model, unwrap)
   source_class = getattr(model, "_source_class", None)
   if source_class is None:
-    source_class = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
-  stripped = _rebuild(clone, model, keras.Sequential if source_class == "Sequential"
-                      else keras.Model)
+    source_class = "Sequential" if isinstance(model, k.Sequential) else "Functional"
+  stripped = _rebuild(clone, model, k.Sequential if source_class == "Sequential" else k.Model)
   pruned_channels = {}
   for source, new in copies:
-    if isinstance(source, FairPruneWrapper):
+    if is_wrapper(source):
       masked = source.masked_variables()
-      new.set_weights([np.asarray(masked.get(v.ref(), v)) for v in source.layer.weights])
+      new.set_weights([np.asarray(masked.get(id(v), v)) for v in source.layer.weights])
       if source.granularity == "channel":
         pruned_channels[new.name] = source.channel_mask().numpy() == 0
     else:

@@ -8,6 +8,7 @@ converts the trained result to int8 and refuses it if any pruned weight came bac
 
 import numpy as np
 
+from tf_fairprune import flavours
 from tf_fairprune._compat import keras
 from tf_fairprune._compat import tfmot
 from tf_fairprune.wrapper import contains_wrappers
@@ -17,7 +18,9 @@ _ZERO_MASKS = "_tf_fairprune_zero_masks"
 
 def _kernels(model):
   """{name: variable} of the prunable kernels (not TFMOT's kernel_min / kernel_max)."""
-  return {w.name: w for w in model.weights if w.name.split("/")[-1].split(":")[0] in
+  # Keras 3 names a variable by its own name only ("kernel"); its path is unique.
+  named = {getattr(w, "path", None) or w.name: w for w in model.weights}
+  return {n: w for n, w in named.items() if n.split("/")[-1].split(":")[0] in
           ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")}
 
 
@@ -53,6 +56,13 @@ def quantize_preserving_sparsity(model):
   tf_fairprune.export_tflite(qat, "model_int8.tflite", quantize="qat")
   ```
   """
+  if flavours.of(model) is not flavours.TF_KERAS:
+    raise TypeError(
+        "quantize_preserving_sparsity needs TFMOT's prune-preserving QAT, which works on "
+        "tf_keras models only (TFMOT rejects Keras 3). For a Keras 3 model use post-training "
+        "quantization, which keeps the zeros: export_tflite(model, path, quantize='dynamic') "
+        "or quantize='int8' with a representative_dataset. Or build the model with "
+        "`import tf_keras as keras` for QAT.")
   if not isinstance(model, keras.Model):
     raise TypeError(f"quantize_preserving_sparsity expects a tf_keras model, got "
                     f"{type(model).__name__}.")

@@ -6,6 +6,7 @@ layers: the registry is searched along the class's MRO, not by exact class match
 """
 
 from tf_fairprune import _private
+from tf_fairprune import flavours
 from tf_fairprune._compat import PrunableLayer, keras
 
 # Layers registered by users of this library: class -> attribute names (dotted paths).
@@ -23,7 +24,7 @@ def register_prunable_layer(layer_class, weight_names):
   """Declares which weights of a layer class are prunable.
 
   Args:
-    layer_class: A `tf_keras.layers.Layer` subclass. Its subclasses match too.
+    layer_class: A `tf_keras` or Keras 3 `Layer` subclass. Its subclasses match too.
     weight_names: Attribute names of the weights to prune, dotted for weights of
       sublayers (e.g. `"_query_dense.kernel"`). An empty list marks the class as
       known with nothing to prune.
@@ -37,8 +38,9 @@ def register_prunable_layer(layer_class, weight_names):
   tf_fairprune.register_prunable_layer(MyDense, ["kernel"])
   ```
   """
-  if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-    raise TypeError(f"register_prunable_layer expects a tf_keras Layer class, got {layer_class!r}.")
+  if not (isinstance(layer_class, type) and
+          issubclass(layer_class, flavours.of(layer_class).keras.layers.Layer)):
+    raise TypeError(f"register_prunable_layer expects a Keras Layer class, got {layer_class!r}.")
   _USER_LAYERS[layer_class] = list(weight_names)
 
 
@@ -49,11 +51,36 @@ def _lookup(mapping, cls):
   return None
 
 
+# Keras 3's built-in layers, by class name (TFMOT's table holds tf_keras classes only).
+# Layers with nothing to prune (normalisation, pooling, ...) hold no 2-D+ kernels and
+# need no entry. RNN layers prune their cell's kernels.
+_KERAS3_LAYERS = {
+    "Dense": ["kernel"], "EinsumDense": ["kernel"], "Embedding": ["embeddings"],
+    "Conv1D": ["kernel"], "Conv2D": ["kernel"], "Conv3D": ["kernel"],
+    "Conv1DTranspose": ["kernel"], "Conv2DTranspose": ["kernel"],
+    "Conv3DTranspose": ["kernel"], "DepthwiseConv1D": ["kernel"],
+    "DepthwiseConv2D": ["kernel"], "SeparableConv1D": ["pointwise_kernel"],
+    "SeparableConv2D": ["pointwise_kernel"],
+    "SimpleRNN": ["cell.kernel", "cell.recurrent_kernel"],
+    "LSTM": ["cell.kernel", "cell.recurrent_kernel"],
+    "GRU": ["cell.kernel", "cell.recurrent_kernel"],
+}
+
+
+def _keras3_names(cls):
+  for klass in cls.__mro__:
+    if klass.__module__.startswith("keras.") and klass.__name__ in _KERAS3_LAYERS:
+      return _KERAS3_LAYERS[klass.__name__]
+  return None
+
+
 def _weight_names(layer):
   """Registered weight names for `layer`'s class (or a base class), else None."""
   names = _lookup(_USER_LAYERS, type(layer))
   if names is None:
     names = _lookup(_private.TfmotRegistry.layers_weights, type(layer))
+  if names is None:
+    names = _keras3_names(type(layer))
   return names
 
 

@@ -8,8 +8,11 @@ later step of the same `fit` (with `steps_per_execution > 1` they run before `fi
 can stop). `GuardCallback` turns the counters into a message naming the batch.
 """
 
+import functools
+
 import tensorflow as tf
 
+from tf_fairprune import flavours
 from tf_fairprune._compat import keras
 
 
@@ -61,7 +64,7 @@ class StepGuard:
     self.first_bad_step.assign(-1)
 
 
-class GuardCallback(keras.callbacks.Callback):
+class _GuardLogic:
   """Stops `fit` after a bad step and says which batch it was; raises for bad ids.
 
   The step itself already changed nothing; this reports it. Added by the model's `fit`
@@ -115,9 +118,20 @@ class GuardCallback(keras.callbacks.Callback):
       self._seen = count
 
 
-def with_guard(callbacks):
-  """`callbacks` plus a `GuardCallback` if it has none."""
+class GuardCallback(_GuardLogic, keras.callbacks.Callback):
+  __doc__ = _GuardLogic.__doc__
+
+
+@functools.lru_cache(maxsize=None)
+def _guard_class(flavour):
+  if flavour is flavours.TF_KERAS:
+    return GuardCallback
+  return type("GuardCallback", (_GuardLogic, flavour.keras.callbacks.Callback), {})
+
+
+def with_guard(callbacks, flavour=flavours.TF_KERAS):
+  """`callbacks` plus a guard callback (of the model's Keras flavour) if it has none."""
   callbacks = list(callbacks or [])
-  if not any(isinstance(c, GuardCallback) for c in callbacks):
-    callbacks.append(GuardCallback())
+  if not any(isinstance(c, _GuardLogic) for c in callbacks):
+    callbacks.append(_guard_class(flavour)())
   return callbacks

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tf_fairprune import _private
 from tf_fairprune import bilevel
+from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import mask_updater as mask_updater_lib
 from tf_fairprune import pruning_schedule
@@ -36,7 +37,7 @@ from tf_fairprune._compat import keras
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
 from tf_fairprune.fairness import outcomes
-from tf_fairprune.wrapper import FairPruneWrapper
+from tf_fairprune import wrapper as wrapper_lib
 
 UPDATE_MODES = ("joint", "alternating")
 MASK_SCOPES = ("global", "layer")
@@ -46,9 +47,9 @@ _Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_id
 _Forward = collections.namedtuple("_Forward", "y_pred task reg fair_w fair_m stats")
 
 
-def default_mask_optimizer():
+def default_mask_optimizer(flavour=flavours.TF_KERAS):
   """The scores' optimizer when `compile` gets none: SGD(0.1, momentum 0.9) (BiP's β)."""
-  return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
+  return flavour.keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
 
 
 class _Metrics:
@@ -57,11 +58,12 @@ class _Metrics:
 
   def __init__(self, model):
     k = model.num_groups
-    self.sparsity = fair_metrics.LastValue(name="sparsity")
-    self.group_accuracy = fair_metrics.GroupRates(k, prefix="accuracy", name="group_accuracy")
-    self.gaps = [fair_metrics.GroupRates(k, num_terms=c.num_terms, report="gap", name=c.name,
-                                         measure=c.measure) for c in model.fairness]
-    self.multipliers = [fair_metrics.LastValue(name=f"{c.name}_multiplier")
+    classes = fair_metrics.classes(model._flavour)  # pylint: disable=protected-access
+    self.sparsity = classes.LastValue(name="sparsity")
+    self.group_accuracy = classes.GroupRates(k, prefix="accuracy", name="group_accuracy")
+    self.gaps = [classes.GroupRates(k, num_terms=c.num_terms, report="gap", name=c.name,
+                                    measure=c.measure) for c in model.fairness]
+    self.multipliers = [classes.LastValue(name=f"{c.name}_multiplier")
                         for c in model.fairness if c.mode == "lagrangian"]
 
   def all(self):
@@ -69,7 +71,13 @@ class _Metrics:
 
 
 class BiLevelTrainingMixin:
-  """The bi-level `train_step` shared by `FairPruneModel` and its functional form."""
+  """The bi-level `train_step` of `FairPruneModel`, for both Keras flavours.
+
+  The flavour's model class adds only its base (`keras.Model`) and `_flavour`, the
+  adapter of the few calls whose spelling differs (`flavours.py`).
+  """
+
+  _flavour = flavours.TF_KERAS
 
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
@@ -138,17 +146,18 @@ class BiLevelTrainingMixin:
         "implicit_gradient_scale": self.implicit_gradient_scale,
         "update_mode": self.update_mode,
         "mask_update_frequency": self.mask_update_frequency,
-        "fairness": [keras.saving.serialize_keras_object(c) for c in self.fairness],
+        "fairness": [self._flavour.keras.saving.serialize_keras_object(c)
+                     for c in self.fairness],
         "fairness_on": list(self.fairness_on),
         "num_groups": self.num_groups,
         "source_class": self._source_class,
     }
 
-  @staticmethod
-  def _fair_pruning_kwargs(config):
+  @classmethod
+  def _fair_pruning_kwargs(cls, config):
     config = dict(config)
     config["target_sparsity"] = pruning_schedule.deserialize(config["target_sparsity"])
-    config["fairness"] = [keras.saving.deserialize_keras_object(c)
+    config["fairness"] = [cls._flavour.keras.saving.deserialize_keras_object(c)
                           for c in config.get("fairness", [])]
     return config
 
@@ -157,7 +166,7 @@ class BiLevelTrainingMixin:
   def fair_prune_wrappers(self):
     """All `FairPruneWrapper` layers of the model, nested models included, in order."""
     return [l for l in self._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
-            if isinstance(l, FairPruneWrapper)]
+            if wrapper_lib.is_wrapper(l)]
 
   def _built_wrappers(self):
     return [w for w in self.fair_prune_wrappers if w.score_variables]
@@ -167,8 +176,8 @@ class BiLevelTrainingMixin:
     wrappers = self._built_wrappers()
     scores = [s for w in wrappers for s in w.score_variables]
     thetas = [v for w in wrappers for v in w.prunable_weights]
-    score_refs = {s.ref() for s in scores}
-    weights = [v for v in self.trainable_variables if v.ref() not in score_refs]
+    score_ids = {id(s) for s in scores}
+    weights = [v for v in self.trainable_variables if id(v) not in score_ids]
     return weights, scores, thetas
 
   def _step(self):
@@ -176,7 +185,7 @@ class BiLevelTrainingMixin:
     return opt.iterations if opt is not None else tf.constant(0, tf.int64)
 
   def _jit(self):
-    return bool(getattr(self, "_jit_compile", False))
+    return self._flavour.jit_compile(self)
 
   def sparsity_at(self, step=None):
     """Target sparsity at `step` (default: the current training step)."""
@@ -208,9 +217,9 @@ class BiLevelTrainingMixin:
   def _forward_state_variables(self):
     """Non-trainable variables that a training forward pass may change (e.g.
     BatchNormalization's moving statistics): not masks or the fairness state."""
-    own = {v.ref() for w in self._built_wrappers() for v in w.mask_variables}
-    own |= {v.ref() for v in self._objective.variables}
-    return [v for v in self.non_trainable_variables if v.ref() not in own]
+    own = {id(v) for w in self._built_wrappers() for v in w.mask_variables}
+    own |= {id(v) for v in self._objective.variables}
+    return [v for v in self.non_trainable_variables if id(v) not in own]
 
   # ---------------------------------------------------------------- compile / fit
   def compile(self, optimizer="rmsprop", loss=None, metrics=None, mask_optimizer=None,
@@ -232,14 +241,14 @@ class BiLevelTrainingMixin:
     """
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
     if mask_optimizer is None:
-      mask_optimizer = default_mask_optimizer()
+      mask_optimizer = default_mask_optimizer(self._flavour)
     with self.distribute_strategy.scope():
-      mask_optimizer = keras.optimizers.get(mask_optimizer)
+      mask_optimizer = self._flavour.keras.optimizers.get(mask_optimizer)
     if mask_optimizer is self.optimizer:
       raise ValueError("`mask_optimizer` must be a different optimizer object from "
                        "`optimizer`: weights and scores keep separate optimizer slots.")
     self.mask_optimizer = mask_optimizer
-    self._compile_config.config["mask_optimizer"] = mask_optimizer
+    self._flavour.record_compile_argument(self, "mask_optimizer", mask_optimizer)
     self._loss_spec = (loss, kwargs.get("loss_weights"))
     self._upper_loss = None
     if self.built:
@@ -271,7 +280,7 @@ class BiLevelTrainingMixin:
   save.__doc__ = keras.Model.save.__doc__
 
   def compile_from_config(self, config):
-    self.compile(**keras.saving.deserialize_keras_object(config))
+    self.compile(**self._flavour.keras.saving.deserialize_keras_object(config))
 
   def _build_optimizers(self):
     weights, scores, _ = self._level_variables()
@@ -282,16 +291,16 @@ class BiLevelTrainingMixin:
   def metrics(self):
     metrics = super().metrics
     own = getattr(self, "_fair_metrics", None)
-    if self._is_compiled and own is not None:
+    if self._flavour.is_compiled(self) and own is not None:
       metrics = metrics + own.all()
     return metrics
 
   def fit(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
-    if not self._is_compiled or self.mask_optimizer is None:
+    if not self._flavour.is_compiled(self) or self.mask_optimizer is None:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None))
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     self.stopped_on_non_finite_loss = False
     if self.built:
       self.update_masks()
@@ -303,8 +312,8 @@ class BiLevelTrainingMixin:
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    return super().evaluate(*args, callbacks=step_guard.with_guard(kwargs.pop("callbacks", None)),
-                            **kwargs)
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
+    return super().evaluate(*args, callbacks=callbacks, **kwargs)
 
   evaluate.__doc__ = keras.Model.evaluate.__doc__
 
@@ -346,7 +355,7 @@ class BiLevelTrainingMixin:
     """A `_Batch`. `bad_ids` is True (on every replica) when a group id is outside
     [0, num_groups): one in-graph check that works the same eagerly, in graphs and
     under XLA (which drops assertions)."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = self._flavour.keras.utils.unpack_x_y_sample_weight(data)
     x, groups, dense = groups_lib.unpack_group_data(x)
     bad_ids = tf.constant(False)
     if groups is not None:
@@ -374,27 +383,21 @@ class BiLevelTrainingMixin:
       dense = fairness_objective.DenseReference(outputs=outputs)
     return self._objective.statistics(batch.y, y_pred, batch.sample_weight, batch.groups, dense)
 
-  def _upper_task_loss(self, y, y_pred, sample_weight):
-    """Task loss without touching the reported loss metric (second pass)."""
-    if self._upper_loss is None:
-      loss, loss_weights = self._loss_spec
-      self._upper_loss = _private.LossesContainer(loss, loss_weights,
-                                                  output_names=self.output_names)
-    return self._upper_loss(y, y_pred, sample_weight)
-
   def _forward(self, batch, first_pass=True):
     """A `_Forward`: predictions, task loss, regularisers and the levels' fairness losses."""
     y_pred = self(batch.x, training=True)
     if first_pass:
-      task = self.compiled_loss(batch.y, y_pred, batch.sample_weight)
-    else:
-      task = self._upper_task_loss(batch.y, y_pred, batch.sample_weight)
+      task = self._flavour.task_loss(self, batch.y, y_pred, batch.sample_weight)
+    else:  # Without touching the reported loss metric.
+      task = self._flavour.second_task_loss(self, batch.y, y_pred, batch.sample_weight)
     # compiled_loss divides by the number of replicas (gradients are summed across
     # them); terms added by hand must be scaled the same way. The fairness gap is
     # formed from all-reduced group sums, and the all-reduce's gradient sums the
     # replicas' upstream gradients, so 1/R gives exactly the one-device gradient.
     r = replicas.num_replicas()
     reg = tf.add_n(self.losses) / r if self.losses else None
+    if first_pass:
+      self._flavour.track_train_loss(self, batch.x, task)
     stats = self._fairness_statistics(batch, y_pred)
     fair_w, fair_m = self._objective.level_losses(stats)
     if r > 1:
@@ -408,7 +411,7 @@ class BiLevelTrainingMixin:
 
   def _update_metrics(self, batch, y_pred, stats):
     own = self._fair_metrics
-    self.compiled_metrics.update_state(batch.y, y_pred, batch.sample_weight)
+    self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
     own.sparsity.update_state(self.measured_sparsity())
     if batch.groups is not None:
       weights = outcomes.example_weights(batch.sample_weight, batch.groups)
@@ -493,7 +496,7 @@ class BiLevelTrainingMixin:
     batch = self._unpack(data)
     self._step_guard.count_bad_ids(batch.bad_ids)
     y_pred = self(batch.x, training=False)
-    self.compiled_loss(batch.y, y_pred, batch.sample_weight, regularization_losses=self.losses)
+    self._flavour.test_loss(self, batch.x, batch.y, y_pred, batch.sample_weight)
     self._update_metrics(batch, y_pred, self._fairness_statistics(batch, y_pred))
     return self._logs(batch)
 

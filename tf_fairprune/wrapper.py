@@ -15,6 +15,7 @@ import inspect
 
 import tensorflow as tf
 
+from tf_fairprune import flavours
 from tf_fairprune import masking
 from tf_fairprune import registry
 from tf_fairprune._compat import keras
@@ -32,56 +33,36 @@ def _find_owner(layer, var):
       "prunable weight must be stored as a plain attribute of the layer or a sublayer.")
 
 
+def is_wrapper(obj):
+  """True for a `FairPruneWrapper` of either Keras flavour."""
+  return isinstance(obj, FairPruneWrapperLogic)
+
+
 def contains_wrappers(model):
   """True if any layer of `model` (nested models included) is a FairPruneWrapper."""
-  return any(isinstance(l, FairPruneWrapper)
+  return any(is_wrapper(l)
              for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
-class FairPruneWrapper(keras.layers.Wrapper):
-  """Wraps a layer so that its prunable weights are masked by learned scores.
+class FairPruneWrapperLogic:
+  """Everything a `FairPruneWrapper` does, for both Keras flavours.
 
-  Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
-  base class); for Sequential and Functional models use `fair_prune_wrapper`, which
-  wraps every prunable layer for you.
-
-  Args:
-    layer: A `tf_keras` layer with prunable weights (see `register_prunable_layer`).
-    block_size: Prune blocks of this (rows, cols) shape of 2-D kernels in Keras layout
-      (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
-    sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
-    granularity: `"weight"` or `"channel"` (whole output channels / filters).
-    **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
-
-  Raises:
-    TypeError: If `layer` is not a `tf_keras` layer.
-    ValueError: If `layer` is a model, is already wrapped, or is not prunable.
-
-  Example:
-
-  ```python
-  class Net(tf_fairprune.FairPruneModel):
-    def __init__(self):
-      super().__init__(target_sparsity=0.9)
-      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(64, "relu"))
-      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(1))
-
-    def call(self, x):
-      return self.out(self.hidden(x))
-  ```
+  The flavour's class adds only its base (`keras.layers.Wrapper`) and `_flavour`.
   """
+
+  _flavour = None
 
   def __init__(self, layer, block_size=(1, 1), sparsity_m_by_n=None, granularity="weight",
                **kwargs):
-    if not isinstance(layer, keras.layers.Layer):
+    flavour = self._flavour
+    if not isinstance(layer, flavour.keras.layers.Layer):
       raise TypeError(
-          f"FairPruneWrapper expects a tf_keras layer, got {type(layer).__module__}."
-          f"{type(layer).__name__}. (Keras 3 objects are not supported: build the model "
-          "with `import tf_keras as keras`.)")
-    if isinstance(layer, FairPruneWrapper):
+          f"This FairPruneWrapper ({flavour.name}) expects a {flavour.name} layer, got "
+          f"{type(layer).__module__}.{type(layer).__name__}: a model's layers must all come "
+          "from one Keras (`import keras` or `import tf_keras`).")
+    if is_wrapper(layer):
       raise ValueError(f"Layer '{layer.name}' is already wrapped by FairPruneWrapper.")
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, flavour.keras.Model):
       raise ValueError(
           f"FairPruneWrapper wraps layers, not models ('{layer.name}'); use "
           "tf_fairprune.fair_prune_wrapper(model) to prune a whole model.")
@@ -141,8 +122,7 @@ class FairPruneWrapper(keras.layers.Wrapper):
           initializer=lambda shape, dtype=None, v=var: tf.abs(tf.cast(v, tf.float32))))
       self.mask_variables.append(self.add_weight(
           name=f"{label}_mask", shape=var.shape, dtype=tf.float32, trainable=False,
-          initializer="ones", synchronization=tf.VariableSynchronization.ON_WRITE,
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+          initializer="ones", **self._flavour.mask_weight_kwargs()))
     self.built = True
 
   @property
@@ -194,11 +174,11 @@ class FairPruneWrapper(keras.layers.Wrapper):
     return tf.reduce_max(tf.reshape(mask, [-1, mask.shape[-1]]), axis=0)
 
   def masked_variables(self):
-    """{variable ref: masked value} for every variable the masks touch (strip uses it)."""
-    masked = {v.ref(): z for v, z in zip(self.prunable_weights, self.masked_weights())}
+    """{id(variable): masked value} for every variable the masks touch (strip uses it)."""
+    masked = {id(v): z for v, z in zip(self.prunable_weights, self.masked_weights())}
     bias = self._masked_bias()
     if bias is not None:
-      masked[bias[0].ref()] = bias[1]
+      masked[id(bias[0])] = bias[1]
     return masked
 
   def call(self, inputs, *args, training=None, **kwargs):
@@ -231,3 +211,49 @@ class FairPruneWrapper(keras.layers.Wrapper):
 
   def compute_mask(self, inputs, mask=None):
     return self.layer.compute_mask(inputs, mask)
+
+
+@keras.saving.register_keras_serializable(package="tf_fairprune")
+class FairPruneWrapper(FairPruneWrapperLogic, keras.layers.Wrapper):
+  """Wraps a layer so that its prunable weights are masked by learned scores.
+
+  Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
+  base class); for Sequential and Functional models use `fair_prune_wrapper`, which
+  wraps every prunable layer for you.
+
+  Args:
+    layer: A layer with prunable weights (see `register_prunable_layer`): a `tf_keras`
+      layer, or a Keras 3 layer (then the wrapper is Keras 3's, see
+      `tf_fairprune.keras3`).
+    block_size: Prune blocks of this (rows, cols) shape of 2-D kernels in Keras layout
+      (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
+    sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
+    granularity: `"weight"` or `"channel"` (whole output channels / filters).
+    **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
+
+  Raises:
+    TypeError: If `layer` is not a Keras layer.
+    ValueError: If `layer` is a model, is already wrapped, or is not prunable.
+
+  Example:
+
+  ```python
+  class Net(tf_fairprune.FairPruneModel):
+    def __init__(self):
+      super().__init__(target_sparsity=0.9)
+      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(64, "relu"))
+      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(1))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+  ```
+  """
+
+  _flavour = flavours.TF_KERAS
+
+  def __new__(cls, layer=None, *args, **kwargs):
+    if cls is FairPruneWrapper and layer is not None and flavours.of(layer) is not cls._flavour:
+      # A Keras 3 layer gets the Keras 3 wrapper: the flavour follows the objects passed.
+      from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
+      return keras3.FairPruneWrapper(layer, *args, **kwargs)
+    return super().__new__(cls)

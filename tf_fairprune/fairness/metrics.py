@@ -4,14 +4,27 @@ A gap reported for an epoch is the gap of the epoch's group rates, not an averag
 per-batch gaps (which would overweight small batches and absent groups).
 """
 
+import functools
+import types
+
 import tensorflow as tf
 
+from tf_fairprune import flavours
 from tf_fairprune._compat import keras
 from tf_fairprune.fairness import outcomes
 
 
-class GroupRates(keras.metrics.Metric):
+def _add_state(metric, name, shape):
+  """A zero-initialised state variable of which one replica's copy is read."""
+  add = metric.add_weight if metric._flavour is flavours.TF_KERAS else metric.add_variable  # pylint: disable=protected-access
+  return add(name=name, shape=shape, initializer="zeros",
+             aggregation=metric._flavour.first_replica())  # pylint: disable=protected-access
+
+
+class _GroupRatesLogic:
   """Accumulates [T, K] sums and counts; reports per-group rates or their gap."""
+
+  _flavour = flavours.TF_KERAS
 
   def __init__(self, num_groups, num_terms=1, report="rates", prefix="accuracy", name=None,
                measure=None, **kwargs):
@@ -23,11 +36,8 @@ class GroupRates(keras.metrics.Metric):
     self.prefix = prefix
     # Fed with sums already all-reduced over replicas: every replica holds the global
     # totals, so one replica's copy is read (a SUM would count them R times).
-    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
-    self.sums = self.add_weight("sums", shape=(num_terms, num_groups), initializer="zeros",
-                                aggregation=first)
-    self.counts = self.add_weight("counts", shape=(num_terms, num_groups), initializer="zeros",
-                                  aggregation=first)
+    self.sums = _add_state(self, "sums", (num_terms, num_groups))
+    self.counts = _add_state(self, "counts", (num_terms, num_groups))
 
   def update_state(self, sums, counts):  # pylint: disable=arguments-differ
     self.sums.assign_add(tf.cast(sums, tf.float32))
@@ -47,17 +57,37 @@ class GroupRates(keras.metrics.Metric):
     return {f"{self.prefix}_g{k}": rates[k] for k in range(self.num_groups)}
 
 
-class LastValue(keras.metrics.Metric):
+class _LastValueLogic:
   """Reports the last value it was given (the current sparsity, a multiplier)."""
+
+  _flavour = flavours.TF_KERAS
 
   def __init__(self, name, **kwargs):
     super().__init__(name=name, **kwargs)
     # Every replica holds the same value: read one, don't sum them.
-    self.value = self.add_weight(name="value", initializer="zeros",
-                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.value = _add_state(self, "value", ())
 
   def update_state(self, value):  # pylint: disable=arguments-differ
     self.value.assign(tf.cast(value, self.dtype))
 
   def result(self):
     return tf.identity(self.value)
+
+
+class GroupRates(_GroupRatesLogic, keras.metrics.Metric):
+  __doc__ = _GroupRatesLogic.__doc__
+
+
+class LastValue(_LastValueLogic, keras.metrics.Metric):
+  __doc__ = _LastValueLogic.__doc__
+
+
+@functools.lru_cache(maxsize=None)
+def classes(flavour):
+  """The metric classes of a Keras flavour (GroupRates, LastValue)."""
+  if flavour is flavours.TF_KERAS:
+    return types.SimpleNamespace(GroupRates=GroupRates, LastValue=LastValue)
+  base = flavour.keras.metrics.Metric
+  return types.SimpleNamespace(
+      GroupRates=type("GroupRates", (_GroupRatesLogic, base), {"_flavour": flavour}),
+      LastValue=type("LastValue", (_LastValueLogic, base), {"_flavour": flavour}))

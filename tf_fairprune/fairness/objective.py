@@ -101,7 +101,7 @@ class FairnessObjective:
           "multipliers (or squared penalties) settle on a compromise. For 'pruning must "
           "not hurt one group more' use ExcessDegradation (one-sided) instead.",
           UserWarning, stacklevel=4)
-    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    first = owner._flavour.first_replica()  # pylint: disable=protected-access
     # Model weights, so .keras files keep them; every replica assigns the same
     # (all-reduced) values, so one replica's copy is read.
     self.multipliers = [
