@@ -9,6 +9,8 @@
   python distributed_helper.py mirrored_resume OUT.json MODE
       As `mirrored`, but the mirrored run saves after one epoch, loads the .keras file
       under the strategy and trains the second epoch.
+
+TF_FAIRPRUNE_TEST_KERAS=3 runs it on Keras 3 (default 2: tf_keras).
 """
 
 import json
@@ -19,7 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
-import tf_keras as keras  # pylint: disable=g-import-not-at-top
+# The Keras flavour under test: TF_FAIRPRUNE_TEST_KERAS=3 (Keras 3) or 2 (tf_keras).
+if os.environ.get("TF_FAIRPRUNE_TEST_KERAS", "2") == "3":
+  import keras  # pylint: disable=g-import-not-at-top
+else:
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import DegradationFairness, PerformanceFairness  # pylint: disable=g-import-not-at-top

@@ -16,11 +16,15 @@ HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_h
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
+@pytest.mark.parametrize("keras_version", ["2", "3"])
 @pytest.mark.parametrize("kind,mode", [("mirrored", "joint"), ("mirrored", "alternating"),
                                        ("mirrored_resume", "joint")])
-def test_two_replicas_match_one_device(tmp_path, kind, mode):
+def test_two_replicas_match_one_device(tmp_path, kind, mode, keras_version):
+  if keras_version == "3":
+    pytest.importorskip("tf_fairprune.keras3")
   out = str(tmp_path / "diffs.json")
-  run = subprocess.run([sys.executable, HELPER, kind, out, mode], env=ENV, timeout=600,
+  run = subprocess.run([sys.executable, HELPER, kind, out, mode], timeout=600,
+                       env=dict(ENV, TF_FAIRPRUNE_TEST_KERAS=keras_version),
                        capture_output=True, text=True)
   assert run.returncode == 0, run.stderr[-3000:]
   result = json.load(open(out))

@@ -51,8 +51,10 @@ def joint_gradients(tape, lower, upper, regularization, shared, weights, scores,
     grads = tape.gradient(upper, weights + scores + thetas)
     g_w, g_s, g_theta = grads[:nw], grads[nw:nw + ns], grads[nw + ns:]
     if regularization is not None:
-      g_reg = tape.gradient(regularization, weights, unconnected_gradients="zero")
-      g_w = [None if g is None else g + r for g, r in zip(g_w, g_reg)]
+      # Unconnected entries stay None (tape's "zero" option fails on Keras 3 variables,
+      # whose dtype is a string); those weights have no regulariser to add.
+      g_reg = tape.gradient(regularization, weights)
+      g_w = [g if r is None else (r if g is None else g + r) for g, r in zip(g_w, g_reg)]
     return g_w, g_s, g_theta
   g_w = tape.gradient(lower, weights)
   grads = tape.gradient(upper, scores + thetas)

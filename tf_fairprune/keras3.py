@@ -12,6 +12,7 @@ Raises ImportError on import when Keras 3 is not installed.
 import contextvars
 
 from tf_fairprune import flavours
+from tf_fairprune import groups as groups_lib
 from tf_fairprune import training
 from tf_fairprune import wrapper
 from tf_fairprune.fairness import constraints
@@ -53,6 +54,19 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
                             update_mode, mask_update_frequency, fairness, fairness_on,
                             num_groups, source_class)
+
+  def _symbolic_build(self, iterator=None, data_batch=None):
+    # Keras 3 builds metrics and losses by tracing the model on one batch; give it the
+    # model's inputs, not the packed group ids.
+    if data_batch is None and iterator is not None:
+      for _, _, data_or_iterator in iterator:
+        data_batch = (data_or_iterator[0] if isinstance(data_or_iterator, (list, tuple))
+                      else next(data_or_iterator))
+        break
+    if data_batch is not None:
+      x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+      data_batch = (groups_lib.unpack_group_data(x)[0], y, sample_weight)
+    return super()._symbolic_build(data_batch=data_batch)
 
   def get_config(self):
     config = super().get_config()

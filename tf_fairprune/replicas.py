@@ -61,14 +61,20 @@ def apply_if(ok, optimizer, grads, variables):
       return tf.constant(True)
     tf.cond(ok, apply, lambda: tf.constant(False))
     return
-  # Under a strategy a cond may not contain the optimizer's cross-replica merge:
-  # aggregate first (as Keras' LossScaleOptimizer does), then apply without it.
-  pairs = optimizer.aggregate_gradients(pairs)
+  # Under a strategy a cond may not contain the optimizer's cross-replica merge: the
+  # cond runs in cross-replica context around a per-replica apply, as Keras' own
+  # LossScaleOptimizers do.
+  if hasattr(optimizer, "aggregate_gradients"):
+    # tf_keras: aggregate here, then apply without aggregating again.
+    pairs = optimizer.aggregate_gradients(pairs)
+    kwargs = {"skip_gradients_aggregation": True}
+  else:
+    kwargs = {}  # Keras 3 all-reduces inside apply (in the replica function).
   grads_only = [g for g, _ in pairs]
   wrapped = _UnwrapPreventer([v for _, v in pairs])
 
   def apply_fn(grads=grads_only):
-    optimizer.apply_gradients(list(zip(grads, wrapped.value)), skip_gradients_aggregation=True)
+    optimizer.apply_gradients(list(zip(grads, wrapped.value)), **kwargs)
 
   if tf.__internal__.distribute.strategy_supports_no_merge_call():
     tf.__internal__.smart_cond.smart_cond(ok, apply_fn, lambda: None)

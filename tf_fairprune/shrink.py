@@ -22,25 +22,36 @@ import dataclasses
 
 import numpy as np
 
-from tf_fairprune._compat import keras
+from tf_fairprune import flavours
 from tf_fairprune._compat import tf
 
-layers = keras.layers
 
-# Softmax (mixes channels) and PReLU (per-position slopes) are deliberately absent.
-_ELEMENTWISE = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU,
-                layers.ThresholdedReLU, layers.Dropout,
-                layers.SpatialDropout1D, layers.SpatialDropout2D, layers.SpatialDropout3D,
-                layers.GaussianNoise, layers.GaussianDropout, layers.AlphaDropout)
-_CONST_PRESERVING = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
-                     layers.AveragePooling1D, layers.AveragePooling2D,
-                     layers.AveragePooling3D, layers.GlobalMaxPooling1D,
-                     layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
-                     layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
-                     layers.GlobalAveragePooling3D)
-_CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
-# Subclasses of Conv*D whose kernels keep the output channels elsewhere.
-_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+
+class _Kinds:
+  """The layer classes shrink reasons about, from one Keras flavour's `layers`."""
+
+  def __init__(self, layers):
+    self.layers = layers
+    # Softmax (mixes channels) and PReLU (per-position slopes) are deliberately absent.
+    self.elementwise = tuple(getattr(layers, n) for n in (
+        "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout",
+        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+        "GaussianDropout", "AlphaDropout") if hasattr(layers, n))
+    self.const_preserving = tuple(getattr(layers, f"{kind}{d}D") for d in (1, 2, 3) for kind in (
+        "MaxPooling", "AveragePooling", "GlobalMaxPooling", "GlobalAveragePooling"))
+    self.conv = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
+    # Subclasses of Conv*D whose kernels keep the output channels elsewhere.
+    self.transposed = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+
+
+_KINDS = {}
+
+
+def _kinds(layer_or_model):
+  flavour = flavours.of(layer_or_model)
+  if flavour.name not in _KINDS:
+    _KINDS[flavour.name] = _Kinds(flavour.keras.layers)
+  return _KINDS[flavour.name]
 
 
 @dataclasses.dataclass
@@ -51,22 +62,31 @@ class ShrinkReport:
   params_after: int
 
 
-def _is_pass_through(layer):
-  if isinstance(layer, (_ELEMENTWISE, _CONST_PRESERVING, layers.BatchNormalization,
-                        layers.Flatten)):
-    if isinstance(layer, layers.BatchNormalization):
+def _is_pass_through(layer, out):
+  k = _kinds(layer)
+  if isinstance(layer, k.elementwise + k.const_preserving +
+                (k.layers.BatchNormalization, k.layers.Flatten)):
+    if isinstance(layer, k.layers.BatchNormalization):
       axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
-      return axis in (-1, len(layer.input_shape) - 1)
+      return axis in (-1, len(out.shape) - 1)
     return True
   return False
 
 
 def _is_depthwise(layer):
-  return isinstance(layer, layers.DepthwiseConv2D) and layer.depth_multiplier == 1
+  return (isinstance(layer, _kinds(layer).layers.DepthwiseConv2D) and
+          layer.depth_multiplier == 1)
+
+
+def _depthwise_kernel(layer):
+  # tf_keras: depthwise_kernel; Keras 3: kernel.
+  kernel = getattr(layer, "depthwise_kernel", None)
+  return layer.kernel if kernel is None else kernel
 
 
 def _is_conv(layer):
-  return (isinstance(layer, _CONV) and not isinstance(layer, _TRANSPOSED) and
+  k = _kinds(layer)
+  return (isinstance(layer, k.conv) and not isinstance(layer, k.transposed) and
           getattr(layer, "groups", 1) == 1)
 
 
@@ -77,34 +97,47 @@ def _spatial_ok(layer, const):
   return const == 0.0  # Zero padding: a nonzero constant is not constant at the border.
 
 
+def _nodes_in(model, layer):
+  """The nodes of `layer` that belong to `model`'s graph (private to each flavour)."""
+  # pylint: disable=protected-access
+  if flavours.of(model) is flavours.TF_KERAS:
+    # Key format of tf_keras' Functional.
+    return [(n, list(n.keras_inputs)) for i, n in enumerate(layer.inbound_nodes)
+            if f"{layer.name}_ib-{i}" in model._network_nodes]
+  graph = model._functional if hasattr(model, "_functional") else model  # Sequential.
+  # Key format of Keras 3's Function (ops/function.py make_node_key).
+  return [(n, list(n.input_tensors)) for i, n in enumerate(layer._inbound_nodes)
+          if f"{id(layer)}_ib-{i}" in graph._nodes]
+
+
 def _graph(model):
   """[(layer, input tensors, output tensor)] in topological order."""
+  k = _kinds(model)
   order = []
   for layer in model.layers:
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, flavours.of(model).keras.Model):
       raise ValueError(f"shrink=True does not support nested models ('{layer.name}').")
-    if isinstance(layer, layers.InputLayer):
+    if isinstance(layer, k.layers.InputLayer):
       continue
-    # The node of `layer` inside this model's graph (key format of tf_keras' Functional).
-    nodes = [n for i, n in enumerate(layer.inbound_nodes)
-             if f"{layer.name}_ib-{i}" in model._network_nodes]  # pylint: disable=protected-access
+    nodes = _nodes_in(model, layer)
     if len(nodes) != 1:
       raise ValueError(f"shrink=True does not support shared layers ('{layer.name}').")
-    outs = tf.nest.flatten(nodes[0].outputs)
+    outs = tf.nest.flatten(nodes[0][0].outputs)
     if len(outs) != 1:
       raise ValueError(f"shrink=True needs single-output layers ('{layer.name}').")
-    order.append((layer, list(nodes[0].keras_inputs), outs[0]))
+    order.append((layer, nodes[0][1], outs[0]))
   return order
 
 
 def _apply_const(layer, const):
   """The constant a pass-through layer outputs for channel constants `const`."""
+  layers = _kinds(layer).layers
   if isinstance(layer, layers.BatchNormalization):
     gamma = layer.gamma.numpy() if layer.gamma is not None else 1.0
     beta = layer.beta.numpy() if layer.beta is not None else 0.0
     return (gamma * (const - layer.moving_mean.numpy()) /
             np.sqrt(layer.moving_variance.numpy() + layer.epsilon) + beta)
-  if isinstance(layer, _ELEMENTWISE):
+  if isinstance(layer, _kinds(layer).elementwise):
     return np.asarray(layer(tf.constant(const[None], tf.float32), training=False))[0]
   return const  # Pooling keeps a constant constant (padding is excluded or -inf).
 
@@ -112,6 +145,7 @@ def _apply_const(layer, const):
 def _constants(order, model, pruned_channels):
   """Forward pass: per tensor, the constant of each input-independent channel (NaN: live)."""
   const = {id(t): np.full(t.shape[-1], np.nan) for t in model.inputs}
+  layers = _kinds(model).layers
   for layer, ins, out in order:
     c = np.full(out.shape[-1], np.nan)
     cin = const[id(ins[0])] if ins else None
@@ -121,12 +155,12 @@ def _constants(order, model, pruned_channels):
       c[dead] = bias.numpy()[dead] if bias is not None else 0.0
     elif isinstance(layer, layers.Flatten):
       c = np.tile(cin, out.shape[-1] // len(cin))
-    elif _is_pass_through(layer):
+    elif _is_pass_through(layer, out):
       c = np.where(np.isnan(cin), np.nan, _apply_const(layer, np.nan_to_num(cin)))
     elif isinstance(layer, layers.Add):
       c = np.sum([const[id(t)] for t in ins], axis=0)  # NaN where any branch is live.
     elif _is_depthwise(layer):
-      kernel = layer.depthwise_kernel.numpy()  # [kh, kw, C, 1]
+      kernel = _depthwise_kernel(layer).numpy()  # [kh, kw, C, 1]
       value = np.nan_to_num(cin) * kernel.reshape(-1, kernel.shape[-2]).sum(0)
       if layer.bias is not None:
         value = value + layer.bias.numpy()
@@ -138,6 +172,7 @@ def _constants(order, model, pruned_channels):
 def _removable(order, model, const):
   """Fixpoint: a dead channel goes only if every layer touching it can do without it."""
   rem = {k: ~np.isnan(v) for k, v in const.items()}
+  layers = _kinds(model).layers
   for t in model.outputs + model.inputs:
     rem[id(t)][:] = False
   changed = True
@@ -157,7 +192,7 @@ def _removable(order, model, const):
         i = id(ins[0])
         meet(i, rem[o].reshape(-1, len(rem[i])).all(axis=0))
         meet(o, np.tile(rem[i], len(rem[o]) // len(rem[i])))
-      elif _is_pass_through(layer) or _is_depthwise(layer):
+      elif _is_pass_through(layer, out) or _is_depthwise(layer):
         meet(id(ins[0]), rem[o])
         meet(o, rem[id(ins[0])])
       elif isinstance(layer, layers.Add):
@@ -188,6 +223,8 @@ def shrink_model(model, pruned_channels):
   Raises:
     ValueError: For nested models, shared layers or multi-output layers.
   """
+  keras = flavours.of(model).keras
+  layers = keras.layers
   order = _graph(model)
   const = _constants(order, model, pruned_channels)
   rem = _removable(order, model, const)
@@ -226,7 +263,7 @@ def shrink_model(model, pruned_channels):
     elif _is_depthwise(layer):
       new = type(layer).from_config(config)
       tensor = new(args[0])
-      new.set_weights([layer.depthwise_kernel.numpy()[..., keep_in, :]] +
+      new.set_weights([_depthwise_kernel(layer).numpy()[..., keep_in, :]] +
                       ([layer.bias.numpy()[keep_out]] if layer.bias is not None else []))
       if not keep_out.all():
         channels[layer.name] = (int(keep_out.sum()), len(keep_out))
