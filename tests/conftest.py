@@ -9,19 +9,35 @@ import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
+from tf_fairprune import flavours  # pylint: disable=g-import-not-at-top
+
+# The Keras flavours the core tests run on: tf_keras always, Keras 3 when installed.
+KERAS3 = flavours.keras3()
+FLAVOURS = ["tf_keras"] + (["keras3"] if KERAS3 is not None else [])
+
 
 @pytest.fixture(autouse=True)
 def _fresh_session():
   keras.backend.clear_session()
   keras.utils.set_random_seed(0)
+  if KERAS3 is not None:
+    KERAS3.utils.set_random_seed(0)
   yield
 
 
-def make_mlp(inputs=8, hidden=16, outputs=1, name="mlp"):
-  return keras.Sequential([
-      keras.Input((inputs,)),
-      keras.layers.Dense(hidden, activation="relu", name="hidden"),
-      keras.layers.Dense(outputs, name="logits"),
+@pytest.fixture(params=FLAVOURS)
+def k(request):
+  """The Keras module of the flavour under test (tf_keras or Keras 3)."""
+  module = keras if request.param == "tf_keras" else KERAS3
+  module.utils.set_random_seed(0)
+  return module
+
+
+def make_mlp(inputs=8, hidden=16, outputs=1, name="mlp", k=keras):
+  return k.Sequential([
+      k.Input((inputs,)),
+      k.layers.Dense(hidden, activation="relu", name="hidden"),
+      k.layers.Dense(outputs, name="logits"),
   ], name=name)
 
 
@@ -33,9 +49,10 @@ def make_data(n=256, inputs=8, seed=0):
 
 
 def compile_binary(model, lr=0.05, **kwargs):
-  model.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
-                loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+  k = flavours.of(model).keras
+  model.compile(optimizer=k.optimizers.SGD(lr, momentum=0.9),
+                loss=k.losses.BinaryCrossentropy(from_logits=True),
+                metrics=[k.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
                 **kwargs)
   return model
 

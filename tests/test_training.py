@@ -14,18 +14,18 @@ from conftest import compile_binary, make_data, make_mlp
 LR_W, LR_S, SCALE = 0.1, 0.5, 0.3
 
 
-def _linear_two_layer():
-  return keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="a"),
-                           keras.layers.Dense(1, name="b")])
+def _linear_two_layer(k=keras):
+  return k.Sequential([k.Input((2,)), k.layers.Dense(3, name="a"), k.layers.Dense(1, name="b")])
 
 
 def _expected_step(pruned, x, y, update_mode, scale):
   """Recomputes one bi-level step by hand, from DESIGN.md §2."""
   wa, wb = pruned.fair_prune_wrappers
-  theta = [tf.constant(wa.layer.kernel), tf.constant(wb.layer.kernel)]
-  bias = [tf.constant(wa.layer.bias), tf.constant(wb.layer.bias)]
-  scores = [tf.constant(w.score_variables[0]) for w in (wa, wb)]
-  masks = [tf.constant(w.mask_variables[0]) for w in (wa, wb)]
+  const = lambda v: tf.identity(tf.convert_to_tensor(v))
+  theta = [const(wa.layer.kernel), const(wb.layer.kernel)]
+  bias = [const(wa.layer.bias), const(wb.layer.bias)]
+  scores = [const(w.score_variables[0]) for w in (wa, wb)]
+  masks = [const(w.mask_variables[0]) for w in (wa, wb)]
   bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
   def grads(theta, bias):
@@ -52,13 +52,13 @@ def _expected_step(pruned, x, y, update_mode, scale):
 
 @pytest.mark.parametrize("update_mode", ["joint", "alternating"])
 @pytest.mark.parametrize("scale", [0.0, SCALE])
-def test_one_step_follows_the_bilevel_update_rule(update_mode, scale):
+def test_one_step_follows_the_bilevel_update_rule(update_mode, scale, k):
   x, y = make_data(n=8, inputs=2)
   pruned = tf_fairprune.fair_prune_wrapper(
-      _linear_two_layer(), target_sparsity=0.5, implicit_gradient_scale=scale,
+      _linear_two_layer(k), target_sparsity=0.5, implicit_gradient_scale=scale,
       update_mode=update_mode)
-  pruned.compile(optimizer=keras.optimizers.SGD(LR_W), mask_optimizer=keras.optimizers.SGD(LR_S),
-                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
+  pruned.compile(optimizer=k.optimizers.SGD(LR_W), mask_optimizer=k.optimizers.SGD(LR_S),
+                 loss=k.losses.BinaryCrossentropy(from_logits=True))
   new_theta, new_bias, new_scores = _expected_step(pruned, x, y, update_mode, scale)
   pruned.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
   wrappers = pruned.fair_prune_wrappers
@@ -85,9 +85,9 @@ def test_implicit_gradient_term_changes_the_scores():
   assert np.max(np.abs(finals[0] - finals[1])) > 1e-4
 
 
-def test_fit_moves_weights_and_scores_and_holds_exact_sparsity(data):
+def test_fit_moves_weights_and_scores_and_holds_exact_sparsity(data, k):
   x, y = data
-  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), target_sparsity=0.9))
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), target_sparsity=0.9))
   theta0 = [v.numpy().copy() for w in pruned.fair_prune_wrappers for v in w.prunable_weights]
   score0 = [v.numpy().copy() for w in pruned.fair_prune_wrappers for v in w.score_variables]
   history = pruned.fit(x, y, batch_size=32, epochs=10, verbose=0)
@@ -105,9 +105,10 @@ def test_fit_moves_weights_and_scores_and_holds_exact_sparsity(data):
   assert pruned.predict(x, verbose=0).shape == (len(x), 1)
 
 
-def test_layer_scope_prunes_every_layer_equally(data):
+def test_layer_scope_prunes_every_layer_equally(data, k):
   x, y = data
-  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.75, mask_scope="layer"))
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.75,
+                                                          mask_scope="layer"))
   pruned.fit(x, y, batch_size=64, epochs=1, verbose=0)
   for w in pruned.fair_prune_wrappers:
     m = w.mask_variables[0].numpy()
@@ -163,14 +164,14 @@ def test_fit_before_compile_and_optimizer_errors(data):
 
 
 @pytest.mark.parametrize("where", ["label", "feature"])
-def test_nan_loss_stops_training_and_keeps_last_good_weights(data, where):
+def test_nan_loss_stops_training_and_keeps_last_good_weights(data, where, k):
   x, y = data
   x, y = x.copy(), y.copy()
   # In the third batch of 32: a NaN label makes the loss NaN; a NaN feature is hidden
   # from the loss by the ReLU but makes the gradients NaN.
   (y if where == "label" else x)[70] = np.nan
-  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5))
-  reference = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5))
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.5))
+  reference = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.5))
   reference.set_weights(pruned.get_weights())
   pruned.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
   assert pruned.stopped_on_non_finite_loss
@@ -182,20 +183,20 @@ def test_nan_loss_stops_training_and_keeps_last_good_weights(data, where):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def _bn_mlp():
-  return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="hidden"),
-                           keras.layers.BatchNormalization(name="bn"),
-                           keras.layers.ReLU(), keras.layers.Dense(1, name="logits")])
+def _bn_mlp(k=keras):
+  return k.Sequential([k.Input((8,)), k.layers.Dense(16, name="hidden"),
+                       k.layers.BatchNormalization(name="bn"),
+                       k.layers.ReLU(), k.layers.Dense(1, name="logits")])
 
 
 @pytest.mark.parametrize("steps_per_execution", [1, 4])
 def test_nan_batch_leaves_all_state_as_after_the_last_good_step(data, steps_per_execution,
-                                                                 caplog):
+                                                                 caplog, k):
   x, y = data
   x = x.copy()
   x[70] = np.nan  # Batch 2 (of 32): its statistics would reach BatchNormalization.
-  keras.utils.set_random_seed(0)
-  dense = _bn_mlp()
+  k.utils.set_random_seed(0)
+  dense = _bn_mlp(k)
   pruned = compile_binary(tf_fairprune.fair_prune_wrapper(dense, 0.5),
                           steps_per_execution=steps_per_execution)
   reference = compile_binary(tf_fairprune.fair_prune_wrapper(dense, 0.5))
@@ -211,30 +212,33 @@ def test_nan_batch_leaves_all_state_as_after_the_last_good_step(data, steps_per_
   assert "at batch 2 of epoch 0" in caplog.text
 
 
-def test_keras_callbacks_work(tmp_path, data):
+def test_keras_callbacks_work(tmp_path, data, k):
   x, y = data
-  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.5))
+  pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.5))
   ckpt = str(tmp_path / "ckpt.keras")
   history = pruned.fit(
       x, y, batch_size=32, epochs=20, validation_split=0.25, verbose=0,
-      callbacks=[keras.callbacks.ModelCheckpoint(ckpt, save_best_only=True),
-                 keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0),
-                 keras.callbacks.TensorBoard(str(tmp_path / "tb")),
-                 keras.callbacks.TerminateOnNaN()])
+      callbacks=[k.callbacks.ModelCheckpoint(ckpt, save_best_only=True),
+                 k.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0),
+                 k.callbacks.TensorBoard(str(tmp_path / "tb")),
+                 k.callbacks.TerminateOnNaN()])
   assert len(history.history["loss"]) == 2  # EarlyStopping stopped it.
   assert "val_sparsity" in history.history
   assert os.path.exists(ckpt)
   assert os.listdir(tmp_path / "tb")
-  restored = keras.models.load_model(ckpt)
-  assert isinstance(restored, tf_fairprune.FairPruneModel)
+  restored = k.models.load_model(ckpt)
+  assert isinstance(restored, tf_fairprune.training.BiLevelTrainingMixin)
+  assert isinstance(restored, k.Model)
 
 
-def test_jit_compiled_step_matches_the_eager_graph_step(data):
+def test_jit_compiled_step_matches_the_eager_graph_step(data, k):
   x, y = data
   results = []
   for jit in (False, True):
-    keras.utils.set_random_seed(0)
-    pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(), 0.8), jit_compile=jit)
+    k.utils.set_random_seed(0)
+    pruned = compile_binary(tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.8),
+                            jit_compile=jit)
+    assert pruned._flavour.jit_compile(pruned) is jit  # pylint: disable=protected-access
     pruned.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
     results.append(pruned.get_weights())
   for a, b in zip(*results):

@@ -17,6 +17,7 @@ tf_fairprune.export_tflite(final, "model.tflite")
 """
 
 from tf_fairprune import fairness
+from tf_fairprune import flavours
 from tf_fairprune import masking
 from tf_fairprune.callbacks import FairPruningSummaries
 from tf_fairprune.export import export_tflite
@@ -31,6 +32,11 @@ from tf_fairprune.registry import register_prunable_layer
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
 from tf_fairprune.wrapper import FairPruneWrapper
+
+if flavours.keras3() is not None:
+  # Registers the Keras 3 classes, so that Keras 3 .keras files load after
+  # `import tf_fairprune` alone (importing Keras 3 leaves tf.keras as it was).
+  from tf_fairprune import keras3
 
 __version__ = "0.1.0"
 

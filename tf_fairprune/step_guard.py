@@ -131,6 +131,9 @@ def _guard_class(flavour):
 
 def with_guard(callbacks, flavour=flavours.TF_KERAS):
   """`callbacks` plus a guard callback (of the model's Keras flavour) if it has none."""
+  if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+    # A CallbackList: Keras 3's fit passes its own (guard included) to its validation.
+    return callbacks
   callbacks = list(callbacks or [])
   if not any(isinstance(c, _GuardLogic) for c in callbacks):
     callbacks.append(_guard_class(flavour)())
