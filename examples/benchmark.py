@@ -70,6 +70,7 @@ flags.DEFINE_list("methods", list(GRID_METHODS), "Methods (any of pipeline.METHO
 flags.DEFINE_list("sparsities", ["0.5", "0.7", "0.9", "0.95", "0.98", "0.99"], "Sparsities.")
 flags.DEFINE_integer("seeds", 0, "Seeds 0..N-1 (0: 5 below 10,000 test rows, else 3).")
 flags.DEFINE_integer("first_seed", 0, "Start at this seed (to split the grid across processes).")
+flags.DEFINE_integer("last_seed", None, "Stop before this seed (to split the grid across processes).")
 flags.DEFINE_integer("epochs", 5, "E: epochs at the target sparsity (see the budgets above).")
 flags.DEFINE_integer("dense_epochs", 100, "Most epochs of the dense model.")
 flags.DEFINE_integer("patience", 5, "Early stopping patience of the dense model.")
@@ -256,7 +257,7 @@ def run_grid(path, tuning_path):
         name, 0, image_train_size=FLAGS.image_train_size,
         minority_fraction=FLAGS.minority_fraction)).test)
     seeds = FLAGS.seeds or (5 if num_test < 10_000 else 3)
-    for seed in range(FLAGS.first_seed, seeds):
+    for seed in range(FLAGS.first_seed, min(seeds, FLAGS.last_seed or seeds)):
       todo = [(m, 0.0 if m == "dense" else s) for s in sparsities for m in FLAGS.methods]
       todo = [ms for ms in dict.fromkeys(todo) if (name, ms[0], seed, round(ms[1], 4)) not in done]
       if not todo:

@@ -80,6 +80,9 @@ flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
 flags.DEFINE_enum("method", "bifp", pipeline.METHODS, "Pruning method.")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
 flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs (see the methods above).")
+flags.DEFINE_enum("keras", None, ["3", "2"],
+                  "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: 3 "
+                  "where the method runs on it (all but gmp and two_stage, which use TFMOT).")
 flags.DEFINE_string("optimizer", pipeline.DEFAULT_OPTIMIZER,
                     "The weights' optimizer while pruning: sgd:LR (momentum 0.9) or adam:LR.")
 flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (unless --dense_model).")
@@ -125,15 +128,18 @@ def make_strategy():
 def run(data, strategy, output_dir, fairness):
   is_chief = (FLAGS.strategy != "multi_worker" or
               strategy.cluster_resolver.task_id == 0)
+  k = pipeline.keras_module(FLAGS.keras)
   keras.utils.set_random_seed(FLAGS.seed)
+  k.utils.set_random_seed(FLAGS.seed)
   with strategy.scope():
     if FLAGS.dense_model:
       say("Loading the dense model from %s", FLAGS.dense_model)
-      dense = keras.models.load_model(FLAGS.dense_model)
+      dense = k.models.load_model(FLAGS.dense_model)
     else:
-      say("Phase 1/4: training the dense model (%d epochs)", FLAGS.dense_epochs)
+      say("Phase 1/4: training the dense model (%d epochs, %s)", FLAGS.dense_epochs,
+          "Keras 3" if FLAGS.keras == "3" else "tf_keras")
       dense = pipeline.train_dense(data, FLAGS.dense_epochs, FLAGS.batch_size, FLAGS.model,
-                                   FLAGS.width, FLAGS.jit_compile)
+                                   FLAGS.width, FLAGS.jit_compile, k=k)
 
   say("Phase 2/4: pruning with %s to %.0f%% sparsity", FLAGS.method,
                100 * FLAGS.sparsity)
@@ -167,6 +173,7 @@ def run(data, strategy, output_dir, fairness):
   results.update({
       "tflite_bytes": exported.size_bytes, "dense_tflite_bytes": dense_export.size_bytes,
       "tflite_max_abs_diff": exported.max_abs_diff, "strategy": FLAGS.strategy,
+      "keras": FLAGS.keras,
       "target": {"metric": FLAGS.target_metric, "gap": FLAGS.target_gap,
                  "tolerance": FLAGS.tolerance},
       "validation_history": outcome["history"],
@@ -276,6 +283,15 @@ def main(argv):
     pipeline.make_optimizer(FLAGS.optimizer)
   except ValueError as err:
     raise app.UsageError(f"--optimizer: {err}") from err
+  if FLAGS.keras is None:
+    FLAGS.keras = pipeline.default_keras(FLAGS.method)
+  elif FLAGS.keras == "3" and FLAGS.method in pipeline.TF_KERAS_ONLY:
+    raise app.UsageError(f"--method={FLAGS.method} uses TFMOT, which works on tf_keras only: "
+                         "use --keras=2.")
+  try:
+    pipeline.keras_module(FLAGS.keras)
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
   output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
   if FLAGS.min_group_size < 0:
     raise app.UsageError(f"--min_group_size must be >= 0, got {FLAGS.min_group_size}.")

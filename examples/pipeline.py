@@ -60,42 +60,69 @@ def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
   return loaders[base](sensitive, seed=seed)
 
 
-def loss_for(data):
+# Methods that need TFMOT, which works on tf_keras models only.
+TF_KERAS_ONLY = ("gmp", "two_stage")
+
+
+def keras_module(version):
+  """`tf_keras` for "2", Keras 3's `keras` for "3".
+
+  Raises:
+    ValueError: For another version, or "3" without Keras 3 installed.
+  """
+  if str(version) == "2":
+    return keras
+  if str(version) == "3":
+    module = tf_fairprune.flavours.keras3()
+    if module is None:
+      raise ValueError("--keras=3 needs Keras 3 (pip install 'keras>=3').")
+    return module
+  raise ValueError(f"--keras must be 3 or 2, got {version!r}.")
+
+
+def default_keras(method):
+  """Keras 3 wherever the method runs there; tf_keras for the TFMOT methods."""
+  return "2" if method in TF_KERAS_ONLY or tf_fairprune.flavours.keras3() is None else "3"
+
+
+def loss_for(data, k=keras):
   if data.num_classes == 2:
-    return keras.losses.BinaryCrossentropy(from_logits=True)
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return k.losses.BinaryCrossentropy(from_logits=True)
+  return k.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def build_model(data, arch="auto", width=None):
-  """The dense model for `data`: an MLP for tabular data, a CNN family model for images."""
+def build_model(data, arch="auto", width=None, k=keras):
+  """The dense model for `data`: an MLP for tabular data, a CNN family model for images.
+
+  `k` is the Keras module to build it with (`tf_keras` or Keras 3's `keras`).
+  """
   outputs = 1 if data.num_classes == 2 else data.num_classes
   shape = data.train.x.shape[1:]
   if arch == "auto":
     arch = "mlp" if len(shape) == 1 else "cnn"
   if arch == "mlp":
-    return models.mlp(shape[0], outputs=outputs)
+    return models.mlp(shape[0], outputs=outputs, keras_module=k)
   builders = {"cnn": (models.cnn, 32), "resnet10": (models.resnet10, 64),
               "mobilenet_v2": (models.mobilenet_v2, 1.0)}
   if arch not in builders:
     raise ValueError(f"Unknown model {arch!r}: mlp, cnn, resnet10 or mobilenet_v2.")
   build, default_width = builders[arch]
-  return build(shape, outputs, width or default_width)
+  return build(shape, outputs, width or default_width, keras_module=k)
 
 
 def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=False,
-                patience=None, verbose=2):
-  """Trains the dense model with Adam(1e-3).
+                patience=None, verbose=2, k=keras):
+  """Trains the dense model (built with the Keras module `k`) with Adam(1e-3).
 
   With `patience`, `epochs` is a maximum: training stops once the validation loss has not
   improved for `patience` epochs and the best epoch's weights are kept; the model's
   `dense_epochs` attribute then holds (best epoch, epochs run).
   """
-  model = build_model(data, arch, width)
-  model.compile(keras.optimizers.Adam(1e-3), loss_for(data), jit_compile=jit_compile)
+  model = build_model(data, arch, width, k)
+  model.compile(k.optimizers.Adam(1e-3), loss_for(data, k), jit_compile=jit_compile)
   kwargs = {}
   if patience:
-    stop = keras.callbacks.EarlyStopping("val_loss", patience=patience,
-                                         restore_best_weights=True)
+    stop = k.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
     kwargs = {"validation_data": (data.validation.x, data.validation.y), "callbacks": [stop]}
   history = model.fit(data.train.x, data.train.y, batch_size=batch_size, epochs=epochs,
                       verbose=verbose, **kwargs)
@@ -108,8 +135,8 @@ def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=F
 DEFAULT_OPTIMIZER = "sgd:0.01"
 
 
-def make_optimizer(spec=DEFAULT_OPTIMIZER):
-  """An optimizer from "sgd:LR" (momentum 0.9) or "adam:LR".
+def make_optimizer(spec=DEFAULT_OPTIMIZER, k=keras):
+  """An optimizer (of the Keras module `k`) from "sgd:LR" (momentum 0.9) or "adam:LR".
 
   Raises:
     ValueError: For another name or a learning rate that is not a positive number.
@@ -122,12 +149,12 @@ def make_optimizer(spec=DEFAULT_OPTIMIZER):
   if name not in ("sgd", "adam") or not rate > 0:
     raise ValueError(f"Bad optimizer {spec!r}: use 'sgd:LR' or 'adam:LR' with LR > 0.")
   if name == "adam":
-    return keras.optimizers.Adam(rate)
-  return keras.optimizers.SGD(rate, momentum=0.9)
+    return k.optimizers.Adam(rate)
+  return k.optimizers.SGD(rate, momentum=0.9)
 
 
-def _frozen_mask_optimizer():
-  return keras.optimizers.SGD(0.0)
+def _frozen_mask_optimizer(k):
+  return k.optimizers.SGD(0.0)
 
 
 def gmp_schedule(sparsity, ramp_steps):
@@ -152,7 +179,7 @@ def audit(model, dense, split, data, batch_size=512):
 HISTORY_GAPS = ("performance_gap", "degradation_gap", "max_excess_gap")
 
 
-class TargetTracker(keras.callbacks.Callback):
+class TargetTrackerLogic:
   """Records the training time and steps at which a run first reaches the target.
 
   The target (a fair sparse model): at the end of an epoch, on the validation split,
@@ -200,6 +227,20 @@ class TargetTracker(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self.train_seconds = time.perf_counter() - self._start - self._audit_seconds
+
+
+class TargetTracker(TargetTrackerLogic, keras.callbacks.Callback):
+  __doc__ = TargetTrackerLogic.__doc__
+
+
+_TRACKERS = {keras: TargetTracker}
+
+
+def target_tracker(k, *args, **kwargs):
+  """A `TargetTracker` that is a callback of the Keras module `k`."""
+  if k not in _TRACKERS:
+    _TRACKERS[k] = type("TargetTracker", (TargetTrackerLogic, k.callbacks.Callback), {})
+  return _TRACKERS[k](*args, **kwargs)
 
 
 # --fairness names -> constraint classes (and the audit's name of the gap each bounds).
@@ -321,16 +362,20 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
     {"model": the stripped model, "train_seconds", "train_steps",
      "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
   """
+  k = tf_fairprune.flavours.of(dense).keras
+  if method in TF_KERAS_ONLY and k is not keras:
+    raise ValueError(f"{method} uses TFMOT, which works on tf_keras models only: run it "
+                     "with --keras=2.")
   dense_val_accuracy = audit(dense, None, data.validation, data).accuracy
   if fairness is None:
     fairness = make_constraints()
-  loss = loss_for(data)
+  loss = loss_for(data, k)
   steps_per_epoch = -(-len(data.train) // batch_size)
   ramp_epochs = ramp_epochs or max(1, epochs // 2)
 
   def tracker(**kwargs):
-    return TargetTracker(data, dense, target_metric, target_gap, tolerance,
-                         dense_val_accuracy, **kwargs)
+    return target_tracker(k, data, dense, target_metric, target_gap, tolerance,
+                          dense_val_accuracy, **kwargs)
 
   def bilevel(model, levels, constraints, frozen_mask=False, **kwargs):
     pruned = tf_fairprune.fair_prune_wrapper(
@@ -341,9 +386,9 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
         **(dict(implicit_gradient_scale=0.0, mask_update_frequency=2**30) if frozen_mask
            else {}), **kwargs)
     pruned.set_reference_model(None)  # The dense outputs travel with the data.
-    pruned.compile(optimizer=make_optimizer(optimizer),
-                   mask_optimizer=(_frozen_mask_optimizer() if frozen_mask else
-                                   keras.optimizers.SGD(0.1, momentum=0.9)),
+    pruned.compile(optimizer=make_optimizer(optimizer, k),
+                   mask_optimizer=(_frozen_mask_optimizer(k) if frozen_mask else
+                                   k.optimizers.SGD(0.1, momentum=0.9)),
                    loss=loss, jit_compile=jit_compile)
     return pruned
 

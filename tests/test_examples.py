@@ -35,18 +35,21 @@ def _csv(path, n=600):
       w.writerow([f"{age:.1f}", city, sex, "yes" if age + (5 if city == "a" else 0) > 42 else "no"])
 
 
-@pytest.mark.parametrize("method,strategy", [("bifp", "none"), ("two_stage", "none"),
-                                             ("bifp", "mirrored")])
-def test_main_job_on_a_csv(tmp_path, method, strategy):
+# Keras 3 is the default wherever the method runs on it; TFMOT's methods use tf_keras.
+@pytest.mark.parametrize("method,strategy,keras_flag,flavour", [
+    ("bifp", "none", None, "3"), ("bifp", "none", "2", "2"), ("two_stage", "none", None, "2"),
+    ("bifp", "mirrored", None, "3")])
+def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
   data = str(tmp_path / "data.csv")
   _csv(data)
   out = str(tmp_path / "out")
   run = _run(f"--dataset=csv:{data}", "--label=label", "--group=sex", f"--method={method}",
              f"--output_dir={out}", "--sparsity=0.7", "--batch_size=64",
-             f"--strategy={strategy}")
+             f"--strategy={strategy}", *([f"--keras={keras_flag}"] if keras_flag else []))
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.load(open(os.path.join(out, "results.json")))
   assert all(k in results for k in FIELDS)
+  assert results["keras"] == flavour
   assert results["method"] == method and results["sparsity"] == pytest.approx(0.7, abs=0.01)
   assert results["strategy"] == strategy
   assert results["fairness"] == ["excess"] and results["fairness_mode"] == "lagrangian"
@@ -82,8 +85,10 @@ def test_bad_flags_fail_with_a_message(tmp_path):
   for flag, named in (("--fairness=accuracy", "--fairness"), ("--fairness=", "--fairness"),
                       ("--epsilon=1.5", "--epsilon"), ("--epsilon=-0.1", "--epsilon"),
                       ("--fairness_weight=-1", "--fairness_weight"),
-                      ("--fairness_mode=soft", "fairness_mode")):
-    run = _run(flag)
+                      ("--fairness_mode=soft", "fairness_mode"),
+                      ("--optimizer=rmsprop:0.1", "--optimizer"),
+                      ("--method=gmp --keras=3", "--keras=2")):
+    run = _run(*flag.split())
     assert run.returncode != 0 and named in run.stderr, (flag, run.stderr[-500:])
 
 
