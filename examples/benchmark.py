@@ -80,6 +80,11 @@ flags.DEFINE_list("optimizer_grid", ["sgd:0.003", "sgd:0.01", "sgd:0.03"],
 flags.DEFINE_list("gmp_optimizer_grid", ["adam:0.0003", "adam:0.001", "sgd:0.01"],
                   "GMP's grid (TFMOT's guide fine-tunes with Adam); same size as the other.")
 flags.DEFINE_float("tune_sparsity", 0.9, "Sparsity at which the optimizers are chosen.")
+flags.DEFINE_enum("keras", None, ["3", "2"],
+                  "Keras flavour of the dense model and the bi-level methods. TFMOT's methods "
+                  "(gmp, two_stage) always run on a tf_keras copy of the dense model. Default: "
+                  "2 when the methods include a TFMOT one (the whole run on one flavour), "
+                  "else 3.")
 flags.DEFINE_integer("image_train_size", 6000, "colored-fmnist: training images used.")
 flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour.")
 flags.DEFINE_float("epsilon", pipeline.DEFAULT_EPSILON, "ε of the fair methods' constraint.")
@@ -138,9 +143,14 @@ class _Cell:
     self.data = pipeline.load_dataset(name, seed, image_train_size=FLAGS.image_train_size,
                                       minority_fraction=FLAGS.minority_fraction)
     self.batch_size = _batch_size(self.data)
+    self.k = pipeline.keras_module(FLAGS.keras)
     keras.utils.set_random_seed(seed)
+    self.k.utils.set_random_seed(seed)
     self.dense = pipeline.train_dense(self.data, FLAGS.dense_epochs, self.batch_size,
-                                      patience=FLAGS.patience, verbose=0)
+                                      patience=FLAGS.patience, verbose=0, k=self.k)
+    # TFMOT's methods need tf_keras: the same dense model, copied.
+    self.tf_keras_dense = (self.dense if self.k is keras else
+                           pipeline.copy_to(self.dense, self.data, keras))
     self.dense_pred = audit_lib.predict_labels(self.dense, self.data.test.x, True, 1024)
     self._dense_bytes = None
     logging.info("%s seed %d: dense best epoch %d of %d run", self.data.name, seed,
@@ -155,8 +165,10 @@ class _Cell:
     """Trains one method and returns its row (with a test audit and collapse flag)."""
     data = self.data
     keras.utils.set_random_seed(self.seed)
+    dense = self.tf_keras_dense if method in pipeline.TF_KERAS_ONLY else self.dense
+    self.k.utils.set_random_seed(self.seed)
     outcome = pipeline.prune(
-        method, self.dense, data, sparsity, FLAGS.epochs, self.batch_size,
+        method, dense, data, sparsity, FLAGS.epochs, self.batch_size,
         pipeline.make_constraints(epsilon=FLAGS.epsilon), "max_excess_gap", FLAGS.epsilon,
         FLAGS.tolerance, verbose=0, optimizer=optimizer)
     model = outcome["model"]
@@ -167,6 +179,8 @@ class _Cell:
                               outcome, report)
     share = float(np.bincount(pred).max() / len(pred))
     row.update(dataset_key=self.name, optimizer=optimizer, epochs=FLAGS.epochs,
+               keras="2" if tf_fairprune.flavours.of(dense) is tf_fairprune.flavours.TF_KERAS
+               else "3",
                batch_size=self.batch_size, dense_epochs=list(self.dense.dense_epochs),
                majority_prediction_share=share, collapsed=share >= FLAGS.collapse_share,
                epsilon=FLAGS.epsilon, validation_history=outcome["history"])
@@ -644,6 +658,12 @@ def main(argv):
       pipeline.make_optimizer(o)
     except ValueError as err:
       raise app.UsageError(f"--optimizer_grid: {err}") from err
+  if FLAGS.keras is None:
+    FLAGS.keras = "2" if set(FLAGS.methods) & set(pipeline.TF_KERAS_ONLY) else "3"
+  try:
+    pipeline.keras_module(FLAGS.keras)
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   path, tuning_path = _path("results.jsonl"), _path("tuning.jsonl")
   if not FLAGS.render_only:

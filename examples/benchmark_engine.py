@@ -53,20 +53,21 @@ flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 METHODS = ("dense", "tfmot", "bifp_joint", "bifp_alternating", "bifp_joint_f10")
 
 
-def make_model(name):
+def make_model(name, k=keras):
+  """The benchmark's MLP or CNN, built with the Keras module `k`."""
   if name == "mlp":
-    return keras.Sequential([keras.Input((100,)),
-                             keras.layers.Dense(512, activation="relu"),
-                             keras.layers.Dense(512, activation="relu"),
-                             keras.layers.Dense(1)], name="mlp")
-  return keras.Sequential([keras.Input((28, 28, 1)),
-                           keras.layers.Conv2D(32, 3, activation="relu"),
-                           keras.layers.MaxPooling2D(),
-                           keras.layers.Conv2D(64, 3, activation="relu"),
-                           keras.layers.MaxPooling2D(),
-                           keras.layers.Flatten(),
-                           keras.layers.Dense(128, activation="relu"),
-                           keras.layers.Dense(10)], name="cnn")
+    return k.Sequential([k.Input((100,)),
+                         k.layers.Dense(512, activation="relu"),
+                         k.layers.Dense(512, activation="relu"),
+                         k.layers.Dense(1)], name="mlp")
+  return k.Sequential([k.Input((28, 28, 1)),
+                       k.layers.Conv2D(32, 3, activation="relu"),
+                       k.layers.MaxPooling2D(),
+                       k.layers.Conv2D(64, 3, activation="relu"),
+                       k.layers.MaxPooling2D(),
+                       k.layers.Flatten(),
+                       k.layers.Dense(128, activation="relu"),
+                       k.layers.Dense(10)], name="cnn")
 
 
 def make_data(name, quick):
@@ -80,18 +81,18 @@ def make_data(name, quick):
   return x, rng.integers(0, 10, n), 128
 
 
-def _loss(name):
+def _loss(name, k=keras):
   if name == "mlp":
-    return keras.losses.BinaryCrossentropy(from_logits=True)
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return k.losses.BinaryCrossentropy(from_logits=True)
+  return k.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def build(name, method, sparsity):
-  """Returns (compiled model, extra callbacks)."""
-  model = make_model(name)
-  opt = keras.optimizers.SGD(0.01, momentum=0.9)
+def build(name, method, sparsity, k=keras):
+  """Returns (compiled model, extra callbacks), built with the Keras module `k`."""
+  model = make_model(name, k)
+  opt = k.optimizers.SGD(0.01, momentum=0.9)
   if method == "dense":
-    model.compile(opt, _loss(name))
+    model.compile(opt, _loss(name, k))
     return model, []
   if method == "tfmot":
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
@@ -102,7 +103,7 @@ def build(name, method, sparsity):
   pruned = tf_fairprune.fair_prune_wrapper(
       model, sparsity, update_mode=parts[1],
       mask_update_frequency=int(parts[2][1:]) if len(parts) > 2 else 1)
-  pruned.compile(optimizer=opt, loss=_loss(name))
+  pruned.compile(optimizer=opt, loss=_loss(name, k))
   return pruned, []
 
 

@@ -132,6 +132,22 @@ def train_dense(data, epochs, batch_size, arch="auto", width=None, jit_compile=F
   return model
 
 
+def copy_to(model, data, k, arch="auto", width=None):
+  """The same dense model built with the Keras module `k`, weights copied.
+
+  Raises:
+    ValueError: If the architectures differ (weights that do not line up).
+  """
+  copy = build_model(data, arch, width, k)
+  weights = model.get_weights()
+  if [w.shape for w in weights] != [tuple(w.shape) for w in copy.get_weights()]:
+    raise ValueError("The model is not the one build_model makes: its weights do not line "
+                     "up with a copy in the other Keras.")
+  copy.set_weights(weights)
+  copy.compile(k.optimizers.Adam(1e-3), loss_for(data, k))
+  return copy
+
+
 DEFAULT_OPTIMIZER = "sgd:0.01"
 
 
