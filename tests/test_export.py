@@ -11,10 +11,10 @@ import tf_keras as keras
 import tf_fairprune
 
 
-def _pruned(sparsity=0.9):
-  model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
-                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(4)])
-  return tf_fairprune.fair_prune_wrapper(model, target_sparsity=sparsity)
+def _pruned(sparsity=0.9, k=keras, **kwargs):
+  model = k.Sequential([k.Input((32,)), k.layers.Dense(128, activation="relu"),
+                        k.layers.Dense(128, activation="relu"), k.layers.Dense(4)])
+  return tf_fairprune.fair_prune_wrapper(model, target_sparsity=sparsity, **kwargs)
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def x():
   return np.random.default_rng(0).standard_normal((8, 32)).astype("float32")
 
 
-def test_sparse_float_export_matches_keras_and_is_small(tmp_path, x):
-  pruned = _pruned()
+def test_sparse_float_export_matches_keras_and_is_small(tmp_path, x, k):
+  pruned = _pruned(k=k)
   dense = tf_fairprune.export_tflite(pruned, tmp_path / "dense.tflite", sparse=False,
                                      sample_inputs=x)
   sparse = tf_fairprune.export_tflite(pruned, tmp_path / "sparse.tflite", sample_inputs=x)
@@ -88,14 +88,13 @@ def test_existing_file_is_untouched_when_conversion_fails(tmp_path, x, monkeypat
   assert path.read_bytes() == b"previous"
 
 
-def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x):
+def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x, k):
   with pytest.warns(UserWarning, match="densified"):
-    unstructured = tf_fairprune.export_tflite(_pruned(), tmp_path / "u.tflite", sample_inputs=x)
+    unstructured = tf_fairprune.export_tflite(_pruned(k=k), tmp_path / "u.tflite",
+                                              sample_inputs=x)
   assert unstructured.densified_ops == 3 and unstructured.ops["FULLY_CONNECTED"] == 3
   assert unstructured.sparse_ops == {}
-  model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
-                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(4)])
-  block = tf_fairprune.fair_prune_wrapper(model, 0.9, block_size=(4, 1))
+  block = _pruned(0.9, k=k, block_size=(4, 1))
   with warnings.catch_warnings():
     warnings.simplefilter("error", UserWarning)  # No densify warning.
     result = tf_fairprune.export_tflite(block, tmp_path / "b.tflite", sample_inputs=x)
@@ -206,3 +205,14 @@ def test_gpu_target_keeps_fully_connected_weights_dense_and_reports_tfs_verdict(
   assert conv.sparse and conv.densified_ops >= 1 and not conv.note  # Folded into convs.
   with pytest.raises(ValueError, match="target"):
     tf_fairprune.export_tflite(cnn, str(tmp_path / "x.tflite"), target="tpu")
+
+
+def test_qat_on_a_keras3_model_names_what_to_use_instead(tmp_path, x):
+  k3 = pytest.importorskip("tf_fairprune.keras3").keras
+  pruned = _pruned(0.8, k=k3)
+  with pytest.raises(TypeError, match="tf_keras models only.*quantize='dynamic'"):
+    tf_fairprune.quantize_preserving_sparsity(pruned)
+  # Post-training quantization works on Keras 3 and keeps the file checked.
+  result = tf_fairprune.export_tflite(pruned, tmp_path / "q.tflite", quantize="dynamic",
+                                      sample_inputs=x)
+  assert result.quantize == "dynamic" and os.path.exists(tmp_path / "q.tflite")

@@ -11,9 +11,10 @@ layers = keras.layers
 
 
 def _prune(model, x, y, sparsity=0.5, loss=None, epochs=2):
+  k = tf_fairprune.flavours.of(model).keras
   pruned = tf_fairprune.fair_prune_wrapper(model, sparsity, granularity="channel")
-  pruned.compile(optimizer=keras.optimizers.SGD(0.05),
-                 loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  pruned.compile(optimizer=k.optimizers.SGD(0.05),
+                 loss=loss or k.losses.SparseCategoricalCrossentropy(from_logits=True))
   pruned.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
   return pruned
 
@@ -24,14 +25,15 @@ def _images(n=64, size=16, seed=0):
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "resnet10", "mobilenet_v2"])
-def test_shrunk_model_predicts_like_the_pruned_one(name):
+def test_shrunk_model_predicts_like_the_pruned_one(name, k):
   x, y = _images(size=32 if name == "mobilenet_v2" else 16)
   build = {
-      "mlp": lambda: models.mlp(16 * 16 * 3, outputs=4),
-      "cnn": lambda: models.cnn((16, 16, 3), 4, width=8),
-      "resnet10": lambda: models.resnet10((16, 16, 3), 4, width=8),
+      "mlp": lambda: models.mlp(16 * 16 * 3, outputs=4, keras_module=k),
+      "cnn": lambda: models.cnn((16, 16, 3), 4, width=8, keras_module=k),
+      "resnet10": lambda: models.resnet10((16, 16, 3), 4, width=8, keras_module=k),
       "mobilenet_v2": lambda: models.mobilenet_v2((32, 32, 3), 4, width=0.35,
-                                                   blocks=((1, 16, 1, 1), (6, 24, 2, 2))),
+                                                   blocks=((1, 16, 1, 1), (6, 24, 2, 2)),
+                                                   keras_module=k),
   }
   if name == "mlp":
     x = x.reshape(len(x), -1)
@@ -44,8 +46,7 @@ def test_shrunk_model_predicts_like_the_pruned_one(name):
   report = shrunk.shrink_report
   assert report.params_after < 0.75 * report.params_before
   assert report.channels  # Some layer lost channels ...
-  out_layer = shrunk.layers[-1]
-  assert out_layer.output_shape[-1] == 4  # ... but never the logits.
+  assert shrunk.outputs[0].shape[-1] == 4  # ... but never the logits.
 
 
 def test_pruned_channels_output_exact_zeros_and_keep_count():

@@ -72,12 +72,12 @@ def test_channel_masks_remove_whole_filters():
     (dict(sparsity_m_by_n=(2, 4)), 0.5),
     (dict(granularity="channel"), 0.5),
 ])
-def test_structured_training_and_save_load(tmp_path, kwargs, sparsity):
+def test_structured_training_and_save_load(tmp_path, kwargs, sparsity, k):
   x, y = make_data(n=256)
-  model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                            keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+  model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu"),
+                        k.layers.Dense(4, activation="relu"), k.layers.Dense(1)])
   pruned = compile_binary(tf_fairprune.fair_prune_wrapper(model, sparsity, **kwargs),
-                          mask_optimizer=keras.optimizers.SGD(5.0))
+                          mask_optimizer=k.optimizers.SGD(5.0))
   pruned.fit(x, y, batch_size=32, epochs=2, verbose=0)
   wrappers = pruned.fair_prune_wrappers
   expected = masking.structured_masks(
@@ -88,7 +88,7 @@ def test_structured_training_and_save_load(tmp_path, kwargs, sparsity):
     np.testing.assert_array_equal(a.numpy(), e.numpy())
   path = str(tmp_path / "m.keras")
   pruned.save(path)
-  restored = keras.models.load_model(path)
+  restored = k.models.load_model(path)
   assert [w.structure for w in restored.fair_prune_wrappers] == [w.structure for w in wrappers]
   np.testing.assert_array_equal(restored.predict(x, verbose=0), pruned.predict(x, verbose=0))
 
