@@ -1,0 +1,74 @@
+"""One implementation, two Keras flavours: tf_keras and Keras 3 give the same training."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tf_fairprune
+from tf_fairprune import flavours
+from tf_fairprune.fairness import ExcessDegradation, PerformanceFairness
+from conftest import KERAS3, make_data, make_mlp
+
+pytestmark = pytest.mark.skipif(KERAS3 is None, reason="Keras 3 is not installed")
+
+
+def _named(model):
+  """{(wrapper or "", variable): value}: the flavours name and order weights differently."""
+  out = {}
+  for v in model.weights:
+    parts = (getattr(v, "path", None) or v.name).split(":")[0].split("/")
+    wrapper = next((p for p in parts if p.startswith("fair_prune_")), "")
+    out[(wrapper, parts[-1])] = v.numpy()
+  return out
+
+
+def _fit(k, weights, x, groups, y, update_mode):
+  dense = make_mlp(k=k)
+  dense.set_weights(weights)
+  pruned = tf_fairprune.fair_prune_wrapper(
+      dense, 0.7, update_mode=update_mode, implicit_gradient_scale=0.1, num_groups=2,
+      fairness=[ExcessDegradation(tolerance=0.0, multiplier_lr=1.0, noise_margin=0.0),
+                PerformanceFairness(mode="penalty", weight=2.0)])
+  pruned.compile(optimizer=k.optimizers.SGD(0.1, momentum=0.9),
+                 mask_optimizer=k.optimizers.SGD(2.0, momentum=0.9),
+                 loss=k.losses.BinaryCrossentropy(from_logits=True))
+  history = pruned.fit(tf_fairprune.pack_group_data(x, groups), y, batch_size=32, epochs=2,
+                       shuffle=False, verbose=0)
+  return pruned, history.history
+
+
+@pytest.mark.parametrize("update_mode", ["joint", "alternating"])
+def test_both_flavours_train_to_the_same_model(update_mode):
+  x, y = make_data(n=192)
+  groups = (x[:, 3] > 0.5).astype("int32")
+  weights = make_mlp().get_weights()
+  a, history_a = _fit(keras, weights, x, groups, y, update_mode)
+  b, history_b = _fit(KERAS3, weights, x, groups, y, update_mode)
+  assert flavours.of(a) is flavours.TF_KERAS and flavours.of(b) is not flavours.TF_KERAS
+  # Weights, scores, masks and the multipliers: the same numbers.
+  named_a, named_b = _named(a), _named(b)
+  assert sorted(named_a) == sorted(named_b) and len(named_a) == 14
+  for key, value in named_a.items():
+    np.testing.assert_allclose(value, named_b[key], rtol=1e-4, atol=1e-5, err_msg=str(key))
+  assert float(tf.reduce_max(a.fairness_multipliers[0])) > 0  # The constraint acted.
+  assert set(history_a) == set(history_b)  # The same progress-bar metrics ...
+  for key in history_a:
+    np.testing.assert_allclose(history_a[key], history_b[key], rtol=1e-4, atol=1e-5,
+                               err_msg=key)  # ... with the same values.
+  x_test = x[:64]
+  np.testing.assert_allclose(tf_fairprune.strip_fair_pruning(a).predict(x_test, verbose=0),
+                             tf_fairprune.strip_fair_pruning(b).predict(x_test, verbose=0),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_flavour_follows_the_objects_passed():
+  assert flavours.of(make_mlp()) is flavours.TF_KERAS
+  k3_model = make_mlp(k=KERAS3)
+  assert flavours.of(k3_model).keras is KERAS3
+  assert flavours.of([KERAS3.layers.Dense(2)]).keras is KERAS3
+  pruned = tf_fairprune.fair_prune_wrapper(k3_model, 0.5)
+  assert isinstance(pruned, KERAS3.Model)
+  assert all(isinstance(w, KERAS3.layers.Layer) for w in pruned.fair_prune_wrappers)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  assert isinstance(stripped, KERAS3.Sequential)
