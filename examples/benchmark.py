@@ -117,6 +117,16 @@ def _load_rows(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _unique(rows):
+  """The first row of each run (parallel processes may repeat one)."""
+  seen, out = set(), []
+  for r in rows:
+    if _key(r) not in seen:
+      seen.add(_key(r))
+      out.append(r)
+  return out
+
+
 def _append(path, row):
   # One write per line with O_APPEND: parallel benchmark processes can share the file.
   with open(path, "a", encoding="utf-8") as f:
@@ -668,7 +678,7 @@ def main(argv):
   path, tuning_path = _path("results.jsonl"), _path("tuning.jsonl")
   if not FLAGS.render_only:
     run_grid(path, tuning_path)
-  rows = _load_rows(path)
+  rows = _unique(_load_rows(path))
   if not rows:
     raise app.UsageError(f"No results in {path}.")
   text = render(rows, _load_rows(tuning_path), FLAGS.quick)

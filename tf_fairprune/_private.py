@@ -14,7 +14,7 @@ class PrivateAPIError(ImportError):
   """A private name tf_fairprune depends on is gone from the installed version."""
 
 
-def _resolve(module, name, what):
+def resolve(module, name, what):
   try:
     return getattr(importlib.import_module(module), name)
   except (ImportError, AttributeError) as err:
@@ -25,18 +25,18 @@ def _resolve(module, name, what):
 
 # tf_keras: the compiled-loss container, for the upper level's second forward pass
 # (alternating mode) without touching the reported loss metric.
-LossesContainer = _resolve("tf_keras.src.engine.compile_utils", "LossesContainer",
+LossesContainer = resolve("tf_keras.src.engine.compile_utils", "LossesContainer",
                            "tf_keras' compiled-loss container")
 # tf_keras: the functional model class and its config reconstruction, for
 # FunctionalFairPruneModel (a graph network that saves and loads like keras.Model).
-Functional = _resolve("tf_keras.src.engine.functional", "Functional",
+Functional = resolve("tf_keras.src.engine.functional", "Functional",
                       "tf_keras' functional model class")
-reconstruct_from_config = _resolve("tf_keras.src.engine.functional", "reconstruct_from_config",
+reconstruct_from_config = resolve("tf_keras.src.engine.functional", "reconstruct_from_config",
                                    "tf_keras' functional config reconstruction")
-connect_ancillary_layers = _resolve("tf_keras.src.engine.functional",
+connect_ancillary_layers = resolve("tf_keras.src.engine.functional",
                                     "connect_ancillary_layers",
                                     "tf_keras' functional config reconstruction")
-SharedObjectLoadingScope = _resolve("tf_keras.src.saving.legacy.serialization",
+SharedObjectLoadingScope = resolve("tf_keras.src.saving.legacy.serialization",
                                     "SharedObjectLoadingScope",
                                     "tf_keras' shared-object loading scope")
 

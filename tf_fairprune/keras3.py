@@ -11,6 +11,7 @@ Raises ImportError on import when Keras 3 is not installed.
 
 import contextvars
 
+from tf_fairprune import _private
 from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import training
@@ -19,6 +20,9 @@ from tf_fairprune.fairness import constraints
 
 FLAVOUR = flavours.keras3_flavour()
 keras = FLAVOUR.keras
+# Keras 3's functional model class (private; its public face is `keras.Model(inputs, ...)`).
+_Functional = _private.resolve("keras.src.models.functional", "Functional",
+                               "Keras 3's functional model class")
 
 # The constraints are plain Python classes: registered with Keras 3 too, so that a
 # Keras 3 .keras file that holds them loads.
@@ -41,16 +45,18 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
   __doc__ = training.FairPruneModel.__doc__
   _flavour = FLAVOUR
 
+  def __new__(cls, *args, **kwargs):
+    if cls is FairPruneModel and training.is_functional_init(args, kwargs):
+      # A class of its own: Keras 3 would otherwise rewrite this class's bases to
+      # Functional (inject_functional_model_class), breaking every subclassed model.
+      return FunctionalFairPruneModel.__new__(FunctionalFairPruneModel, *args, **kwargs)
+    return super().__new__(cls, *args, **kwargs)
+
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
                implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
                fairness=(), fairness_on=training.LEVELS, num_groups=2, source_class=None,
                **kwargs):
     super().__init__(*args, **kwargs)
-    loading = _LOADING.get()
-    if loading is not None:
-      _LOADING.set(None)  # Only the outer model takes them.
-      self._init_fair_pruning(**loading)
-      return
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
                             update_mode, mask_update_frequency, fairness, fairness_on,
                             num_groups, source_class)
@@ -68,8 +74,31 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
       data_batch = (groups_lib.unpack_group_data(x)[0], y, sample_weight)
     return super()._symbolic_build(data_batch=data_batch)
 
+
+_PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
+                   "implicit_gradient_scale": 1e-4, "update_mode": "joint",
+                   "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
+                   "num_groups": 2, "source_class": None}
+
+
+@keras.saving.register_keras_serializable(package="tf_fairprune")
+class FunctionalFairPruneModel(FairPruneModel, _Functional):
+  """The functional form of the Keras 3 `FairPruneModel` (what `fair_prune_wrapper`
+  returns for a Sequential or Functional Keras 3 model)."""
+
+  # Functional's positional signature exactly, so that Keras' clone_model rebuilds this
+  # class (it checks the argument names); the pruning arguments come as keywords.
+  def __init__(self, inputs, outputs, name=None, **kwargs):
+    prune_kwargs = {k: kwargs.pop(k, default) for k, default in _PRUNE_DEFAULTS.items()}
+    _Functional.__init__(self, inputs, outputs, name=name, **kwargs)
+    loading = _LOADING.get()
+    if loading is not None:
+      _LOADING.set(None)  # Only the outer model takes them.
+      prune_kwargs = loading
+    self._init_fair_pruning(**prune_kwargs)
+
   def get_config(self):
-    config = super().get_config()
+    config = _Functional.get_config(self)
     config["fair_pruning"] = self.fair_pruning_config()
     return config
 
@@ -78,6 +107,6 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
     config = dict(config)
     token = _LOADING.set(cls._fair_pruning_kwargs(config.pop("fair_pruning", {}) or {}))
     try:
-      return super().from_config(config, custom_objects)
+      return _Functional.from_config.__func__(cls, config, custom_objects)
     finally:
       _LOADING.reset(token)

@@ -501,7 +501,7 @@ class BiLevelTrainingMixin:
     return self._logs(batch)
 
 
-def _is_functional_init(args, kwargs):
+def is_functional_init(args, kwargs):
   return (len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or
           ("inputs" in kwargs and "outputs" in kwargs))
 
@@ -552,7 +552,7 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
   """
 
   def __new__(cls, *args, **kwargs):
-    if cls is FairPruneModel and _is_functional_init(args, kwargs):
+    if cls is FairPruneModel and is_functional_init(args, kwargs):
       return super().__new__(FunctionalFairPruneModel)
     return super().__new__(cls, *args, **kwargs)
 

@@ -1,0 +1,33 @@
+"""The README's Keras 3 quick start and subclassed-model example run as written."""
+
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _blocks(title):
+  """The python code blocks of the README section `title`, in order."""
+  text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+  section = text.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]
+  return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_keras3_quick_start_and_subclassed_model_run(tmp_path):
+  pytest.importorskip("tf_fairprune.keras3")
+  quick = _blocks("## Quick start (Keras 3)")[0].replace("/tmp/model.tflite",
+                                                        str(tmp_path / "model.tflite"))
+  assert "import keras\n" in quick
+  namespace = {}
+  exec(compile(quick, "README quick start", "exec"), namespace)  # pylint: disable=exec-used
+  assert os.path.exists(tmp_path / "model.tflite")
+  assert namespace["result"].max_abs_diff < 1e-3
+  assert type(namespace["final"]).__module__.startswith("keras.")  # A Keras 3 model.
+  subclassed = _blocks("### Subclassed models")[0]
+  exec(compile(subclassed, "README subclassed", "exec"), namespace)  # pylint: disable=exec-used
+  model = namespace["model"]
+  model.compile(optimizer="sgd", loss="mse")
+  model.fit(namespace["x"], namespace["y"], epochs=1, verbose=0)
+  assert float(model.measured_sparsity()) == pytest.approx(0.8, abs=0.01)
