@@ -511,9 +511,10 @@ def _front_target(cells, dataset, s, gap):
       skipped.append(PRETTY[m])
       continue
     verdicts.append((m, any(bench_utils.dominates(o, cell, gap) for o in ours)))
-  text = "; ".join(f"{PRETTY[m]}: {'dominated' if v else 'not dominated'}" for m, v in verdicts)
+  parts = [f"{PRETTY[m]}: {'dominated' if v else 'not dominated'}" for m, v in verdicts]
   if skipped:
-    text += f"; n/a (collapsed): {', '.join(skipped)}"
+    parts.append(f"n/a (collapsed): {', '.join(skipped)}")
+  text = "; ".join(parts)
   met = bool(verdicts) and all(v for _, v in verdicts)
   return [dataset, f"{s:.0%}", f"BiFP-family front (BiP/BiFP, global/per layer) dominates "
           f"every baseline in accuracy vs {gap.replace('_', ' ')}", text,

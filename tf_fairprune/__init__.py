@@ -1,11 +1,12 @@
 """tf_fairprune: prune a Keras model and keep it fair across groups, in one `fit`.
 
-Bi-level fair pruning (BiFP) for `tf_keras`: trainable mask scores (upper level) and
-weights (lower level) are updated in one custom `train_step`, each with an optional
-fairness penalty. The flow mirrors TFMOT:
+Bi-level fair pruning (BiFP) for Keras 3 (`import keras`, TensorFlow backend) and
+tf_keras (Keras 2, TFMOT's flavour): trainable mask scores (upper level) and weights
+(lower level) are updated in one custom `train_step`, each with an optional fairness
+penalty. The flavour follows the model passed. The flow mirrors TFMOT:
 
 ```python
-import tf_keras as keras
+import keras                      # or: import tf_keras as keras
 import tf_fairprune
 
 pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.9)

@@ -86,7 +86,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   (then pass that model here to get the bi-level training loop).
 
   Args:
-    to_prune: A `tf_keras` Sequential or Functional model, a layer, or a list of layers.
+    to_prune: A Sequential or Functional model, a layer, or a list of layers, of either
+      Keras flavour (Keras 3 or tf_keras); the result is of the same flavour.
     target_sparsity: Fraction of prunable weights to remove: a float in [0, 1) or a
       TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
     mask_scope: `"global"` ranks scores across all wrapped layers; `"layer"` prunes
@@ -123,7 +124,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
 
   Raises:
-    TypeError: If `to_prune` is not a tf_keras model, layer or list of layers.
+    TypeError: If `to_prune` is not a Keras model, layer or list of layers.
     ValueError: For a bad sparsity, an already wrapped model or layer, a subclassed or
       unbuilt model, an unsupported layer with kernels, or nothing to prune.
 
@@ -272,7 +273,7 @@ def _initialise(pruned, dense, rescale):
 
 
 def strip_fair_pruning(model, shrink=False):
-  """Returns a plain tf_keras model with the masks baked into the weights.
+  """Returns a plain Keras model (of the model's flavour) with the masks baked in.
 
   The counterpart of TFMOT's `strip_pruning`: every `FairPruneWrapper` is replaced by
   a copy of the layer it wraps, whose pruned weights are exact zeros. The result has
@@ -292,11 +293,11 @@ def strip_fair_pruning(model, shrink=False):
     shrink: Remove the channels pruned with `granularity="channel"`.
 
   Returns:
-    A new `tf_keras` model; `model` is not modified. With `shrink=True` the model's
+    A new Keras model of `model`'s flavour; `model` is not modified. With `shrink=True` the model's
     `shrink_report` attribute holds a `ShrinkReport` (channels kept per layer).
 
   Raises:
-    TypeError: If `model` is not a tf_keras model.
+    TypeError: If `model` is not a Keras model.
     ValueError: If `model` is a subclassed model (strip its layers yourself with
       `FairPruneWrapper.masked_weights()`); with `shrink=True`, if no layer was pruned
       by channels, or the model has nested models or shared layers.
