@@ -15,6 +15,7 @@ setuptools.setup(
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "tf-keras>=2.16,<2.22",
+        "keras>=3.5",  # Keras 3 (TensorFlow depends on it too); tf_fairprune.keras3
         "tensorflow-model-optimization>=0.8.0",
         "absl-py",
         "numpy",

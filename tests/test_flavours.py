@@ -72,3 +72,32 @@ def test_flavour_follows_the_objects_passed():
   assert all(isinstance(w, KERAS3.layers.Layer) for w in pruned.fair_prune_wrappers)
   stripped = tf_fairprune.strip_fair_pruning(pruned)
   assert isinstance(stripped, KERAS3.Sequential)
+
+
+def test_custom_keras3_layers_with_prunable_weights():
+  from tf_fairprune._compat import tfmot  # pylint: disable=g-import-not-at-top
+
+  class Scale(KERAS3.layers.Layer):
+    """A custom layer that says which weight to prune (TFMOT's duck-typed protocol)."""
+
+    def build(self, input_shape):
+      self.kernel = self.add_weight(shape=(input_shape[-1], 4), initializer="ones")
+
+    def call(self, x):
+      return x @ self.kernel
+
+    def get_prunable_weights(self):
+      return [self.kernel]
+
+  class TfmotScale(Scale, tfmot.sparsity.keras.PrunableLayer):
+    pass
+
+  x, y = make_data(n=64)
+  for cls in (Scale, TfmotScale):
+    model = KERAS3.Sequential([KERAS3.Input((8,)), cls(), KERAS3.layers.Dense(1)])
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.5)
+    assert len(pruned.fair_prune_wrappers) == 2
+    pruned.compile(optimizer="sgd", loss="mse")
+    pruned.fit(x, y, epochs=1, verbose=0)
+    kernel = tf_fairprune.strip_fair_pruning(pruned).layers[0].get_weights()[0]
+    assert (kernel == 0).mean() > 0.2

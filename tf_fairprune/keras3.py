@@ -38,6 +38,9 @@ _LOADING = contextvars.ContextVar("tf_fairprune_keras3_loading", default=None)
 class FairPruneWrapper(wrapper.FairPruneWrapperLogic, keras.layers.Wrapper):
   __doc__ = wrapper.FairPruneWrapper.__doc__
   _flavour = FLAVOUR
+  # Keras 3's default: trace `call` for the output shape, which works for custom layers
+  # that define no compute_output_shape (delegating to theirs would raise).
+  compute_output_shape = keras.layers.Layer.compute_output_shape
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
