@@ -130,7 +130,8 @@ def render(rows):
   out = ["## Fairness by mask granularity (BiFP)", "",
          "Command: `python examples/benchmark_granularity.py` (rows in "
          "`benchmarks/results/granularity.jsonl`). Machine: " + bench_utils.machine() + ". "
-         "BiFP (its default constraint: excess degradation ψ ≤ 1 pt per group, Lagrangian, on weights and mask) from the same dense model per seed, "
+         "BiFP (its default constraint: excess degradation ψ ≤ 1 pt per group, Lagrangian, "
+         "on weights and mask) from the same dense model per seed, "
          f"seeds {sorted({r['seed'] for r in rows})}; test split; points, mean ± std. "
          "Channel sparsity is the fraction of channels removed (per layer; the logits layer "
          "is never channel-pruned), so its weight sparsity (column 'weights') differs. "
