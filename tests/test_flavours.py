@@ -101,3 +101,14 @@ def test_custom_keras3_layers_with_prunable_weights():
     pruned.fit(x, y, epochs=1, verbose=0)
     kernel = tf_fairprune.strip_fair_pruning(pruned).layers[0].get_weights()[0]
     assert (kernel == 0).mean() > 0.2
+
+
+def test_functional_fair_prune_model_follows_its_tensors():
+  inputs = KERAS3.Input((8,))
+  outputs = tf_fairprune.FairPruneWrapper(KERAS3.layers.Dense(1))(inputs)
+  model = tf_fairprune.FairPruneModel(inputs, outputs, target_sparsity=0.5)
+  assert isinstance(model, KERAS3.Model) and model.target_sparsity == 0.5
+  x, y = make_data(n=64)
+  model.compile(optimizer="sgd", loss="mse")
+  model.fit(x, y, epochs=1, verbose=0)
+  assert float(model.measured_sparsity()) == pytest.approx(0.5, abs=0.07)

@@ -553,6 +553,11 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
 
   def __new__(cls, *args, **kwargs):
     if cls is FairPruneModel and is_functional_init(args, kwargs):
+      inputs = kwargs.get("inputs", args[0] if args else None)
+      if flavours.of(tf.nest.flatten(inputs)[0]) is not flavours.TF_KERAS:
+        # Keras 3 tensors: the Keras 3 functional model (the flavour follows the objects).
+        from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
+        return keras3.FairPruneModel(*args, **kwargs)
       return super().__new__(FunctionalFairPruneModel)
     return super().__new__(cls, *args, **kwargs)
 
