@@ -43,6 +43,13 @@ class FairPruneWrapper(wrapper.FairPruneWrapperLogic, keras.layers.Wrapper):
   compute_output_shape = keras.layers.Layer.compute_output_shape
 
 
+# The pruning arguments of FairPruneModel and their defaults (those of the tf_keras class).
+_PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
+                   "implicit_gradient_scale": 1e-4, "update_mode": "joint",
+                   "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
+                   "num_groups": 2, "source_class": None}
+
+
 @keras.saving.register_keras_serializable(package="tf_fairprune")
 class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
   __doc__ = training.FairPruneModel.__doc__
@@ -55,14 +62,11 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
       return FunctionalFairPruneModel.__new__(FunctionalFairPruneModel, *args, **kwargs)
     return super().__new__(cls, *args, **kwargs)
 
-  def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
-               implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
-               fairness=(), fairness_on=training.LEVELS, num_groups=2, source_class=None,
-               **kwargs):
+  def __init__(self, *args, **kwargs):
+    # The pruning arguments (documented above) as keywords; the rest go to keras.Model.
+    prune_kwargs = {k: kwargs.pop(k, default) for k, default in _PRUNE_DEFAULTS.items()}
     super().__init__(*args, **kwargs)
-    self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
-                            update_mode, mask_update_frequency, fairness, fairness_on,
-                            num_groups, source_class)
+    self._init_fair_pruning(**prune_kwargs)
 
   def _symbolic_build(self, iterator=None, data_batch=None):
     # Keras 3 builds metrics and losses by tracing the model on one batch; give it the
@@ -76,12 +80,6 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
       x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
       data_batch = (groups_lib.unpack_group_data(x)[0], y, sample_weight)
     return super()._symbolic_build(data_batch=data_batch)
-
-
-_PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
-                   "implicit_gradient_scale": 1e-4, "update_mode": "joint",
-                   "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
-                   "num_groups": 2, "source_class": None}
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
