@@ -62,15 +62,15 @@ class Flavour:
     """The evaluation loss, regularisers included, with the loss metric updated."""
     raise NotImplementedError
 
-  def track_train_loss(self, model, x, loss):
-    """Updates the reported training loss (tf_keras does it inside compiled_loss)."""
+  def track_loss(self, model, x, loss):
+    """Updates the reported loss metric (tf_keras does it inside compiled_loss)."""
 
   def update_compiled_metrics(self, model, y, y_pred, sample_weight):
     raise NotImplementedError
 
   def record_compile_argument(self, model, name, value):
     """Stores a compile argument so that a saved model compiles again with it."""
-    raise NotImplementedError
+    model._compile_config.config[name] = value  # pylint: disable=protected-access
 
   def is_graph_model(self, model):
     """True for Sequential and Functional models (which can be cloned)."""
@@ -114,9 +114,6 @@ class TfKeras(Flavour):
   def update_compiled_metrics(self, model, y, y_pred, sample_weight):
     model.compiled_metrics.update_state(y, y_pred, sample_weight)
 
-  def record_compile_argument(self, model, name, value):
-    model._compile_config.config[name] = value  # pylint: disable=protected-access
-
   def is_graph_model(self, model):
     return isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
 
@@ -151,10 +148,10 @@ class Keras3(Flavour):
   def test_loss(self, model, x, y, y_pred, sample_weight):
     loss = model._compute_loss(x=x, y=y, y_pred=y_pred,  # pylint: disable=protected-access
                                sample_weight=sample_weight, training=False)
-    self.track_train_loss(model, x, loss)
+    self.track_loss(model, x, loss)
     return loss
 
-  def track_train_loss(self, model, x, loss):
+  def track_loss(self, model, x, loss):
     from keras.src.losses import loss as loss_module  # pylint: disable=g-import-not-at-top
     size = tf.shape(tf.nest.flatten(x)[0])[0]
     model._loss_tracker.update_state(  # pylint: disable=protected-access
@@ -164,9 +161,6 @@ class Keras3(Flavour):
     metrics = model._compile_metrics  # pylint: disable=protected-access
     if metrics is not None:
       metrics.update_state(y, y_pred, sample_weight)
-
-  def record_compile_argument(self, model, name, value):
-    model._compile_config.config[name] = value  # pylint: disable=protected-access
 
   def is_graph_model(self, model):
     return (isinstance(model, self.keras.Sequential) or

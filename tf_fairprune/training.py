@@ -397,7 +397,7 @@ class BiLevelTrainingMixin:
     r = replicas.num_replicas()
     reg = tf.add_n(self.losses) / r if self.losses else None
     if first_pass:
-      self._flavour.track_train_loss(self, batch.x, task)
+      self._flavour.track_loss(self, batch.x, task)
     stats = self._fairness_statistics(batch, y_pred)
     fair_w, fair_m = self._objective.level_losses(stats)
     if r > 1:
