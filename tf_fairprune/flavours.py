@@ -10,6 +10,8 @@ import importlib
 
 import tensorflow as tf
 
+from tf_fairprune import _private
+from tf_fairprune import replicas
 from tf_fairprune._compat import keras as tf_keras
 
 
@@ -101,7 +103,6 @@ class TfKeras(Flavour):
     return model.compiled_loss(y, y_pred, sample_weight)
 
   def second_task_loss(self, model, y, y_pred, sample_weight):
-    from tf_fairprune import _private  # pylint: disable=g-import-not-at-top
     if model._upper_loss is None:  # pylint: disable=protected-access
       loss, loss_weights = model._loss_spec  # pylint: disable=protected-access
       model._upper_loss = _private.LossesContainer(  # pylint: disable=protected-access
@@ -152,10 +153,11 @@ class Keras3(Flavour):
     return loss
 
   def track_loss(self, model, x, loss):
-    from keras.src.losses import loss as loss_module  # pylint: disable=g-import-not-at-top
+    # The compiled loss was divided by the replicas; the reported one is not (as in
+    # Keras 3's own train_step).
     size = tf.shape(tf.nest.flatten(x)[0])[0]
     model._loss_tracker.update_state(  # pylint: disable=protected-access
-        loss_module.unscale_loss_for_distribution(loss), sample_weight=size)
+        loss * replicas.num_replicas(), sample_weight=size)
 
   def update_compiled_metrics(self, model, y, y_pred, sample_weight):
     metrics = model._compile_metrics  # pylint: disable=protected-access
