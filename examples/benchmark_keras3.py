@@ -74,9 +74,8 @@ def engine_timer(k):
   """bench_utils.EpochTimer as a callback of the Keras module `k`."""
   if k is tf_keras:
     return bench_utils.EpochTimer()
-  return type("EpochTimer", (k.callbacks.Callback,),
-              {n: getattr(bench_utils.EpochTimer, n)
-               for n in ("on_train_begin", "on_epoch_begin", "on_epoch_end")})()
+  return tf_fairprune.flavours.derive(bench_utils.EpochTimerLogic, k.callbacks.Callback,
+                                      "EpochTimer")()
 
 
 def adult_runs():

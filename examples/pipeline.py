@@ -249,14 +249,12 @@ class TargetTracker(TargetTrackerLogic, keras.callbacks.Callback):
   __doc__ = TargetTrackerLogic.__doc__
 
 
-_TRACKERS = {keras: TargetTracker}
-
-
 def target_tracker(k, *args, **kwargs):
   """A `TargetTracker` that is a callback of the Keras module `k`."""
-  if k not in _TRACKERS:
-    _TRACKERS[k] = type("TargetTracker", (TargetTrackerLogic, k.callbacks.Callback), {})
-  return _TRACKERS[k](*args, **kwargs)
+  if k is keras:
+    return TargetTracker(*args, **kwargs)
+  cls = tf_fairprune.flavours.derive(TargetTrackerLogic, k.callbacks.Callback, "TargetTracker")
+  return cls(*args, **kwargs)
 
 
 # --fairness names -> constraint classes (and the audit's name of the gap each bounds).

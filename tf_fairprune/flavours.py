@@ -166,13 +166,22 @@ class Keras3(Flavour):
 
   def is_graph_model(self, model):
     return (isinstance(model, self.keras.Sequential) or
-            type(model).__name__ == "Functional" or
             getattr(model, "_is_graph_network", False) or
             any(k.__name__ == "Functional" for k in type(model).__mro__))
 
 
 TF_KERAS = TfKeras()
 _KERAS3 = None
+_DERIVED = {}
+
+
+def derive(logic, base, name):
+  """The class `name` with `logic` mixed into `base` (a class of either Keras), made
+  once per pair: how a metric, callback or layer gets its Keras 3 twin."""
+  key = (logic, base)
+  if key not in _DERIVED:
+    _DERIVED[key] = type(name, (logic, base), {"_flavour": of(base)})
+  return _DERIVED[key]
 
 
 def keras3_flavour():

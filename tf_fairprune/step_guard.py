@@ -8,8 +8,6 @@ later step of the same `fit` (with `steps_per_execution > 1` they run before `fi
 can stop). `GuardCallback` turns the counters into a message naming the batch.
 """
 
-import functools
-
 import tensorflow as tf
 
 from tf_fairprune import flavours
@@ -122,11 +120,10 @@ class GuardCallback(_GuardLogic, keras.callbacks.Callback):
   __doc__ = _GuardLogic.__doc__
 
 
-@functools.lru_cache(maxsize=None)
 def _guard_class(flavour):
   if flavour is flavours.TF_KERAS:
     return GuardCallback
-  return type("GuardCallback", (_GuardLogic, flavour.keras.callbacks.Callback), {})
+  return flavours.derive(_GuardLogic, flavour.keras.callbacks.Callback, "GuardCallback")
 
 
 def with_guard(callbacks, flavour=flavours.TF_KERAS):

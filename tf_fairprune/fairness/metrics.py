@@ -4,7 +4,6 @@ A gap reported for an epoch is the gap of the epoch's group rates, not an averag
 per-batch gaps (which would overweight small batches and absent groups).
 """
 
-import functools
 import types
 
 import tensorflow as tf
@@ -82,12 +81,11 @@ class LastValue(_LastValueLogic, keras.metrics.Metric):
   __doc__ = _LastValueLogic.__doc__
 
 
-@functools.lru_cache(maxsize=None)
 def classes(flavour):
   """The metric classes of a Keras flavour (GroupRates, LastValue)."""
   if flavour is flavours.TF_KERAS:
     return types.SimpleNamespace(GroupRates=GroupRates, LastValue=LastValue)
   base = flavour.keras.metrics.Metric
   return types.SimpleNamespace(
-      GroupRates=type("GroupRates", (_GroupRatesLogic, base), {"_flavour": flavour}),
-      LastValue=type("LastValue", (_LastValueLogic, base), {"_flavour": flavour}))
+      GroupRates=flavours.derive(_GroupRatesLogic, base, "GroupRates"),
+      LastValue=flavours.derive(_LastValueLogic, base, "LastValue"))
