@@ -340,16 +340,21 @@ def fairness_settings(flags_values):
           "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight}
 
 
+def _packed(split, dense):
+  """A split's inputs with group ids and the dense model's outputs (for degradation)."""
+  outputs = dense.predict(split.x, batch_size=1024, verbose=0)
+  return tf_fairprune.pack_group_data(split.x, split.groups, dense_outputs=outputs)
+
+
 def _packed_train(data, dense):
-  """Training inputs with group ids and the dense model's outputs (for degradation)."""
-  outputs = dense.predict(data.train.x, batch_size=1024, verbose=0)
-  return tf_fairprune.pack_group_data(data.train.x, data.train.groups, dense_outputs=outputs)
+  return _packed(data.train, dense)
 
 
 def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
           target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
           jit_compile=False, verbose=2, structure=None, prepare=None,
-          optimizer=DEFAULT_OPTIMIZER, ramp_epochs=None):
+          optimizer=DEFAULT_OPTIMIZER, ramp_epochs=None, held_out=True,
+          max_accuracy_loss=None):
   """Prunes `dense` with `method` and returns a result dict.
 
   Budgets (E = `epochs`, R = `ramp_epochs`, default max(1, E // 2)):
@@ -368,13 +373,19 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
       The scores of the bi-level methods always use SGD(0.1, momentum 0.9).
     fairness: The constraints of the fair methods (`CONSTRAINED`; default
       `make_constraints()`, BiFP's default); the other methods ignore it.
+    held_out: Constrained methods steer their Lagrangian multipliers on the validation
+      split and return the iterate selected on it (`tf_fairprune.HeldOutFairness`);
+      False: on the training batches (the earlier behaviour). The test split is
+      never read.
+    max_accuracy_loss: `HeldOutFairness`'s accuracy budget (None: no budget).
     structure: e.g. {"block_size": (4, 1)} or {"granularity": "channel"}, passed to
       `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a
       copy with `FairPruneWrapper`s on the layers to prune (selective pruning).
 
   Returns:
     {"model": the stripped model, "train_seconds", "train_steps",
-     "seconds_to_target", "steps_to_target" (None if never reached), "history"}.
+     "seconds_to_target", "steps_to_target" (None if never reached), "history",
+     "held_out": the HeldOutFairness selection and candidates, or None}.
   """
   k = tf_fairprune.flavours.of(dense).keras
   if method in TF_KERAS_ONLY and k is not keras:
@@ -407,9 +418,18 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
     return pruned
 
   def fit_bilevel(pruned, fit_epochs, track):
+    callbacks = [track]
+    steer = None
+    if held_out and any(c.mode == "lagrangian" for c in pruned.fairness):
+      steer = tf_fairprune.HeldOutFairness(
+          (_packed(data.validation, dense), data.validation.y),
+          max_accuracy_loss=max_accuracy_loss, verbose=0)
+      callbacks.insert(0, steer)  # Before the tracker: it sees the multipliers' update.
     pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size,
-               epochs=fit_epochs, verbose=verbose, callbacks=[track])
-    return {"model": tf_fairprune.strip_fair_pruning(pruned),
+               epochs=fit_epochs, verbose=verbose, callbacks=callbacks)
+    return {"held_out": (None if steer is None else
+                         {"selected": steer.selected, "candidates": steer.candidates}),
+            "model": tf_fairprune.strip_fair_pruning(pruned),
             "pruned": pruned, "stopped_on_non_finite": pruned.stopped_on_non_finite_loss,
             "train_seconds": track.train_seconds,
             "train_steps": int(pruned.optimizer.iterations.numpy()),

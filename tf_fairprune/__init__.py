@@ -23,6 +23,7 @@ from tf_fairprune import masking
 from tf_fairprune.callbacks import FairPruningSummaries
 from tf_fairprune.export import export_tflite
 from tf_fairprune.export import TFLiteExport
+from tf_fairprune.fairness.held_out import HeldOutFairness
 from tf_fairprune.groups import intersectional_groups
 from tf_fairprune.groups import pack_group_data
 from tf_fairprune.prune import fair_prune_scope
@@ -45,6 +46,7 @@ __all__ = [
     "FairPruneModel",
     "FairPruningSummaries",
     "FairPruneWrapper",
+    "HeldOutFairness",
     "FunctionalFairPruneModel",
     "TFLiteExport",
     "export_tflite",

@@ -34,6 +34,7 @@ from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
 from tf_fairprune._compat import keras
+from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
 from tf_fairprune.fairness import outcomes
@@ -300,6 +301,7 @@ class BiLevelTrainingMixin:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
+    self._use_held_out(kwargs.get("callbacks"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     self.stopped_on_non_finite_loss = False
     if self.built:
@@ -309,6 +311,25 @@ class BiLevelTrainingMixin:
     return history
 
   fit.__doc__ = keras.Model.fit.__doc__
+
+  def _use_held_out(self, callbacks):
+    """Held-out mode while a `HeldOutFairness` callback is in `fit`'s callbacks (the
+    step is traced again when the mode changes); else warns once that multipliers
+    steered by training rates do not make a gap hold on new data."""
+    listed = callbacks if isinstance(callbacks, (list, tuple)) else []
+    held_out = any(isinstance(c, held_out_lib.HeldOutFairness) for c in listed)
+    if held_out != self._objective.held_out:
+      self._objective.held_out = held_out
+      self.train_function = None
+    lagrangian = [c.name for c in self.fairness if c.mode == "lagrangian"]
+    if lagrangian and not held_out and not getattr(self, "_warned_training_rates", False):
+      object.__setattr__(self, "_warned_training_rates", True)
+      warnings.warn(
+          f"tf_fairprune: the multipliers of {', '.join(lagrangian)} read the training "
+          "batches' rates: a gap closed on the training rows often stays open on new "
+          "data. Give fit a held-out set with group ids: callbacks=[tf_fairprune."
+          "HeldOutFairness((pack_group_data(x_val, g_val), y_val))].",
+          UserWarning, stacklevel=3)
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
     self._check_packed_groups(args[0] if args else kwargs.get("x"))

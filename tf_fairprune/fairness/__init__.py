@@ -11,10 +11,14 @@ from tf_fairprune.fairness.constraints import EqualOpportunity
 from tf_fairprune.fairness.constraints import ExcessDegradation
 from tf_fairprune.fairness.constraints import FairnessConstraint
 from tf_fairprune.fairness.constraints import PerformanceFairness
+from tf_fairprune.fairness.enforcement import Lagrangian
+from tf_fairprune.fairness.enforcement import Penalty
+from tf_fairprune.fairness.held_out import HeldOutFairness
 
 __all__ = [
     "DegradationFairness", "DemographicParity", "EqualOpportunity", "EqualizedOdds",
     "ExcessDegradation",
-    "FairnessConstraint", "FairnessReport", "PerformanceFairness", "dense_correctness",
+    "FairnessConstraint", "FairnessReport", "HeldOutFairness", "Lagrangian", "Penalty",
+    "PerformanceFairness", "dense_correctness",
     "evaluate_fairness", "fairness_report",
 ]

@@ -16,23 +16,13 @@ Balancing Act's CEAG):
   (`"probability"`, the probability of the true class) shrink its gap while the
   decisions stayed put.
 
-Two ways to enforce a constraint:
-
-* `mode="lagrangian"` (default): state the gap you accept, ε (`tolerance`). The gap is
-  split into one-sided constraints — rate_i − rate_j ≤ ε for every ordered pair of
-  groups; ψ_g ≤ ε for every group of `ExcessDegradation` — each with its own
-  multiplier λ. The loss gets Σ λ · (smooth value); after each step
-  `λ ← clip(λ + η · (measured value − ε), 0, λ_max)`, measured on exponentially
-  averaged group counts (decay `rate_decay`, so that a batch's sampling noise — large
-  for a small group — does not drive λ). When a gap is pushed past zero, the
-  multiplier that pushed it decays instead of pushing further (one multiplier on
-  |gap| kept pushing and reversed the gap in our first measurement). The multiplier
-  also has a proportional term (`damping`, PI control as nuPI in Cooper), so pressure
-  drops as soon as the gap falls below ε, and a constraint acts only on a gap larger
-  than `noise_margin` standard errors of its running rates. `λ_max` bounds the
-  pressure, so an infeasible ε costs at most what a penalty of weight λ_max costs.
-* `mode="penalty"` (the paper's): `weight · max(0, surrogate gap − ε)²` (linear with
-  `squared=False`).
+How a constraint is enforced is a separate rule (`enforcement.py`): `Lagrangian`
+(default: state ε, a multiplier per one-sided constraint finds the weight — reading
+held-out rates when `fit` gets a `HeldOutFairness` callback) or `Penalty` (the paper's
+fixed weight). The gap is split into one-sided constraints — rate_i − rate_j ≤ ε for
+every ordered pair of groups; ψ_g ≤ ε for every group of `ExcessDegradation` — so a gap
+pushed past zero releases the multiplier that pushed it (one multiplier on |gap| kept
+pushing and reversed the gap in our first measurement).
 
 Degradation compares smooth with smooth: the dense model's surrogate (from its outputs,
 given by a reference model or packed with the data) minus the pruned model's, so the
@@ -42,85 +32,92 @@ term is exactly zero at θ = θ_dense.
 import tensorflow as tf
 
 from tf_fairprune._compat import keras
+from tf_fairprune.fairness import enforcement as enforcement_lib
 from tf_fairprune.fairness import outcomes
 
-MODES = ("lagrangian", "penalty")
+MODES = tuple(enforcement_lib.RULES)
 SURROGATES = ("margin", "probability")
 
 
 class FairnessConstraint:
   """Base class: a gap between groups to keep at most `tolerance`.
 
+  A constraint names the gap and ε; how it is enforced is a separate rule
+  (`enforcement`): `Lagrangian()` (default) or `Penalty(weight)`.
+
   Args:
     tolerance: ε, the gap accepted, as a fraction (0.02 = 2 points of accuracy).
-    mode: `"lagrangian"` (default: the multiplier finds the weight that meets ε) or
-      `"penalty"` (a fixed `weight`).
-    weight: λ of the penalty mode (ignored in Lagrangian mode).
-    multiplier_lr: η, the dual-ascent step per training step (Lagrangian mode).
-    max_multiplier: λ_max, the largest multiplier (Lagrangian mode).
-    rate_decay: Decay of the running group counts that the multiplier update and the
-      choice of the worst pair read (0 uses each batch alone).
-    damping: κ of the multiplier's proportional term (PI control); 0 for plain dual
-      ascent, which oscillated in our measurements.
-    noise_margin: z: a one-sided constraint counts as violated only where its measured
-      value exceeds ε by more than z standard errors of the running rates (0.5/√n per
-      group). Without it, multipliers on small groups chased sampling noise and made a
-      5-group test gap worse than no constraint at all.
+    enforcement: A `tf_fairprune.fairness.Lagrangian` (default) or `Penalty` rule.
     surrogate: `"margin"` (default) or `"probability"` (the probability of the true or
       positive class; kept for comparison: it can be lowered without changing a
       decision).
     temperature: Of the margin surrogate, relative to the batch's mean |margin|.
-    squared: Penalty mode: square the excess over ε (default True: a sum of squared
-      terms has a unique compromise where two constraints pull apart; linear terms of
-      equal weight can cancel exactly).
     from_logits: Whether model outputs are logits. `None` takes it from the compiled
       loss (its `from_logits`; `False` for string losses, as in Keras).
     positive_class: The class treated as "positive" by selection-rate and TPR/FPR
       based constraints on multi-class outputs.
     name: Name of the gap in logs (defaults per class, e.g. `"performance_gap"`).
+    **rule_args: The earlier spelling, still accepted: `mode="lagrangian"|"penalty"`
+      with the rule's arguments (`weight`, `squared`, `multiplier_lr`,
+      `max_multiplier`, `rate_decay`, `damping`, `noise_margin`), e.g.
+      `PerformanceFairness(mode="penalty", weight=2.0)` is
+      `PerformanceFairness(enforcement=Penalty(weight=2.0))`.
 
   Raises:
-    ValueError: For a negative or non-finite number, a decay outside [0, 1), or an
-      unknown mode or surrogate.
+    ValueError: For a negative or non-finite number, a decay outside [0, 1), an
+      unknown mode or surrogate, or both `enforcement` and rule arguments.
+    TypeError: For an unknown argument.
   """
 
   default_name = "gap"
   needs_dense = False  # Compares against the dense model's outputs.
   num_terms = 1  # Rates per group the constraint bounds (equalized odds: TPR and FPR).
 
-  def __init__(self, tolerance=0.01, mode="lagrangian", weight=1.0, multiplier_lr=0.2,
-               max_multiplier=5.0, rate_decay=0.9, damping=10.0, noise_margin=1.0,
-               surrogate="margin", temperature=0.5, squared=True, from_logits=None,
-               positive_class=1, name=None):
-    if mode not in MODES:
-      raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+  def __init__(self, tolerance=0.01, enforcement=None, surrogate="margin", temperature=0.5,
+               from_logits=None, positive_class=1, name=None, **rule_args):
+    unknown = sorted(set(rule_args) - set(enforcement_lib.LEGACY_ARGS))
+    if unknown:
+      raise TypeError(f"{type(self).__name__} got unexpected argument(s) {unknown}.")
     if surrogate not in SURROGATES:
       raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}.")
-    for arg, value in (("weight", weight), ("tolerance", tolerance),
-                       ("multiplier_lr", multiplier_lr), ("max_multiplier", max_multiplier),
-                       ("temperature", temperature), ("damping", damping),
-                       ("noise_margin", noise_margin)):
+    for arg, value in (("tolerance", tolerance), ("temperature", temperature)):
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
           0.0 <= float(value) < float("inf")):
         raise ValueError(f"{arg} must be a finite number >= 0, got {value!r}.")
-    if not 0.0 <= float(rate_decay) < 1.0:
-      raise ValueError(f"rate_decay must be in [0, 1), got {rate_decay!r}.")
     if float(temperature) == 0.0:
       raise ValueError("temperature must be > 0.")
+    if enforcement is None:
+      enforcement = enforcement_lib.from_legacy(**rule_args)
+    elif rule_args:
+      raise ValueError(f"Give either enforcement= or the rule's arguments {sorted(rule_args)}, "
+                       "not both.")
+    else:
+      enforcement = enforcement_lib.deserialize(enforcement)
+    self.enforcement = enforcement
     self.tolerance = float(tolerance)
-    self.mode = mode
-    self.weight = float(weight)
-    self.multiplier_lr = float(multiplier_lr)
-    self.max_multiplier = float(max_multiplier)
-    self.rate_decay = float(rate_decay)
-    self.damping = float(damping)
-    self.noise_margin = float(noise_margin)
     self.surrogate = surrogate
     self.temperature = float(temperature)
-    self.squared = bool(squared)
     self.from_logits = from_logits
     self.positive_class = int(positive_class)
     self.name = name or self.default_name
+
+  @property
+  def mode(self):
+    """`"lagrangian"` or `"penalty"`: the kind of the enforcement rule."""
+    return self.enforcement.mode
+
+  @property
+  def rate_decay(self):
+    return getattr(self.enforcement, "rate_decay", 0.0)
+
+  def __getattr__(self, name):
+    # The rule's settings read as before (c.weight, c.multiplier_lr, ...).
+    if name in enforcement_lib.LEGACY_ARGS and "enforcement" in self.__dict__:
+      try:
+        return getattr(self.__dict__["enforcement"], name)
+      except AttributeError:
+        pass
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
   # ------------------------------------------------------------ per-example outcomes
   def _correct(self, y_true, y_pred, from_logits):
@@ -188,11 +185,12 @@ class FairnessConstraint:
     se = 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
     return tf.sqrt(tf.square(se)[..., :, None] + tf.square(se)[..., None, :])
 
-  def violations(self, ref_hard_sums, ref_counts):
-    """Measured value − ε − noise_margin · standard error, per one-sided constraint;
-    −ε where the groups are absent (counts as met)."""
+  def violations(self, ref_hard_sums, ref_counts, held_out=False):
+    """Measured value − ε (less the Lagrangian rule's noise margin on training rates),
+    per one-sided constraint; −ε where the groups are absent (counts as met)."""
+    if self.mode == "lagrangian":
+      return self.enforcement.violations(self, ref_hard_sums, ref_counts, held_out)
     values, valid = self.values(ref_hard_sums, ref_counts)
-    values = values - self.noise_margin * self.standard_errors(ref_counts)
     return tf.where(valid, values, 0.0) - self.tolerance
 
   def measure(self, hard_sums, counts):
@@ -200,14 +198,16 @@ class FairnessConstraint:
     values, valid = self.values(hard_sums, counts)
     return tf.reduce_max(tf.where(valid, values, 0.0))
 
-  def penalty(self, smooth_sums, counts, ref_hard_sums, ref_counts, multipliers=None):
+  def penalty(self, smooth_sums, counts, ref_hard_sums, ref_counts, multipliers=None,
+              held_out=False):
     """The loss term of this batch.
 
     Args:
       smooth_sums, counts: This batch's [T, K] smooth sums and counts.
-      ref_hard_sums, ref_counts: [T, K] hard sums and counts that pick the constraint
-        the penalty mode acts on (the running rates in training).
-      multipliers: The Lagrange multipliers (Lagrangian mode), `multiplier_shape`.
+      ref_hard_sums, ref_counts: [T, K] measured hard sums and counts (held-out rates,
+        or the running training rates) that the rule reads.
+      multipliers: The Lagrange multipliers (Lagrangian rule), `multiplier_shape`.
+      held_out: Whether the reference rates are held-out ones.
 
     Returns:
       Lagrangian: Σ λ · smooth value over the one-sided constraints present in the
@@ -216,34 +216,21 @@ class FairnessConstraint:
     """
     smooth, valid = self.values(smooth_sums, counts)
     smooth = tf.where(valid, smooth, 0.0)
-    if self.mode == "lagrangian":
-      if self.damping:
-        # PI control of the multiplier (nuPI): the proportional part follows the
-        # current violation, so the pressure drops as soon as the gap falls below ε.
-        multipliers = tf.clip_by_value(
-            multipliers + self.damping * self.violations(ref_hard_sums, ref_counts), 0.0,
-            self.max_multiplier)
-      return tf.reduce_sum(tf.stop_gradient(multipliers) * smooth)
-    ref, ref_valid = self.values(ref_hard_sums, ref_counts)
-    worst = tf.argmax(tf.reshape(tf.where(ref_valid, ref, -3.0e38), [-1]), output_type=tf.int32)
-    excess = tf.nn.relu(tf.gather(tf.reshape(smooth, [-1]), worst) - self.tolerance)
-    return self.weight * (tf.square(excess) if self.squared else excess)
+    return self.enforcement.penalty(self, smooth, ref_hard_sums, ref_counts, multipliers,
+                                    held_out=held_out)
 
-  def updated_multipliers(self, multipliers, ref_hard_sums, ref_counts):
+  def updated_multipliers(self, multipliers, ref_hard_sums, ref_counts, held_out=False,
+                          steps=1.0):
     """One clipped dual-ascent step per one-sided constraint on its measured value;
     a constraint whose groups are absent counts as met (its multiplier decays)."""
-    return tf.clip_by_value(
-        multipliers + self.multiplier_lr * self.violations(ref_hard_sums, ref_counts), 0.0,
-        self.max_multiplier)
+    return self.enforcement.updated_multipliers(self, multipliers, ref_hard_sums, ref_counts,
+                                                held_out=held_out, steps=steps)
 
   # ------------------------------------------------------------ serialisation
   def get_config(self):
-    return {"tolerance": self.tolerance, "mode": self.mode, "weight": self.weight,
-            "multiplier_lr": self.multiplier_lr, "max_multiplier": self.max_multiplier,
-            "rate_decay": self.rate_decay, "damping": self.damping,
-            "noise_margin": self.noise_margin,
-            "surrogate": self.surrogate,
-            "temperature": self.temperature, "squared": self.squared,
+    return {"tolerance": self.tolerance,
+            "enforcement": enforcement_lib.serialize(self.enforcement),
+            "surrogate": self.surrogate, "temperature": self.temperature,
             "from_logits": self.from_logits, "positive_class": self.positive_class,
             "name": self.name}
 

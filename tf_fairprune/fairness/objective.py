@@ -2,7 +2,9 @@
 
 `training.py` asks this module for three things per step: the group statistics of a
 batch (`statistics`), the fairness loss of each level (`level_losses`), and, after a
-finite step, the update of the multipliers and running rates (`update`). Everything
+finite step, the update of the multipliers and running rates (`update`). With held-out
+data (`held_out.HeldOutFairness`) the multipliers read the held-out set's rates instead
+(`apply_held_out`), measured every few steps outside the step. Everything
 about how a gap is measured, oriented and enforced lives here and in `constraints.py`.
 """
 
@@ -118,6 +120,10 @@ class FairnessObjective:
         for c in self.constraints]
     self.from_logits = [c.from_logits for c in self.constraints]
     self.loss_from_logits = False
+    # True while `fit` runs with a HeldOutFairness callback: the running rates then
+    # hold the held-out set's rates and only that callback moves them and the
+    # multipliers. Read when the step is traced (`fit` retraces when it changes).
+    self.held_out = False
 
   @property
   def variables(self):
@@ -151,9 +157,12 @@ class FairnessObjective:
             for c, fl in zip(self.constraints, self.from_logits)]
 
   def _reference(self, i, hard, counts):
-    """Running hard sums and counts including this batch (the batch alone with
-    `rate_decay=0`): what the multipliers and the penalty mode's choice read."""
+    """The hard sums and counts the rules read: the held-out rates last measured
+    (held-out mode), else the running training rates including this batch (the
+    batch alone with `rate_decay=0`)."""
     c = self.constraints[i]
+    if self.held_out:
+      return self.running_hard[i], self.running_counts[i]
     if c.rate_decay == 0.0:
       return hard, counts
     return (c.rate_decay * self.running_hard[i] + hard,
@@ -164,14 +173,17 @@ class FairnessObjective:
     if not self.constraints:
       return None, None
     terms = [c.penalty(smooth, counts, *self._reference(i, hard, counts),
-                       multipliers=self.multipliers[i])
+                       multipliers=self.multipliers[i], held_out=self.held_out)
              for i, (c, (smooth, hard, counts)) in enumerate(zip(self.constraints, stats))]
     total = tf.add_n(terms)
     return (total if "weights" in self.fairness_on else None,
             total if "mask" in self.fairness_on else None)
 
   def update(self, stats, finite):
-    """After a training step, if `finite`: running rates, then dual ascent."""
+    """After a training step, if `finite`: running rates, then dual ascent (nothing in
+    held-out mode: `apply_held_out` moves them)."""
+    if self.held_out:
+      return
     for i, (c, (_, hard, counts)) in enumerate(zip(self.constraints, stats)):
       ref_h, ref_c = self._reference(i, hard, counts)
       updates = [(self.running_hard[i], ref_h), (self.running_counts[i], ref_c)]
@@ -180,3 +192,27 @@ class FairnessObjective:
                         c.updated_multipliers(self.multipliers[i], ref_h, ref_c)))
       for var, new in updates:
         var.assign(tf.where(finite, new, var))
+
+  def apply_held_out(self, measured, steps, back_off=False):
+    """One held-out measurement: store its rates and take the multipliers' dual step.
+
+    Args:
+      measured: Per constraint, (hard sums, counts) [T, K] on the held-out set.
+      steps: Training steps since the previous measurement (the dual step covers them).
+      back_off: The accuracy floor was hit: halve the multipliers instead of raising
+        them, and drop the proportional push until the next measurement.
+    """
+    for i, (c, (hard, counts)) in enumerate(zip(self.constraints, measured)):
+      hard = tf.constant(hard, tf.float32)
+      counts = tf.constant(counts, tf.float32)
+      if back_off:
+        self.running_hard[i].assign(tf.zeros_like(hard))
+        self.running_counts[i].assign(tf.zeros_like(counts))
+        if c.mode == "lagrangian":
+          self.multipliers[i].assign(0.5 * self.multipliers[i])
+        continue
+      if c.mode == "lagrangian":
+        self.multipliers[i].assign(c.updated_multipliers(
+            self.multipliers[i], hard, counts, held_out=True, steps=float(steps)))
+      self.running_hard[i].assign(hard)
+      self.running_counts[i].assign(counts)
