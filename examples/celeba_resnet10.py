@@ -53,6 +53,8 @@ flags.DEFINE_string("dense_model", None, "Start from this trained dense model.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap the steps per epoch (quick runs).")
 pipeline.define_fairness_flags(flags)
+for _name in pipeline.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
+  flags.declare_key_flag(_name)
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_string("output_dir", "runs/celeba-resnet10", "Where results go.")

@@ -93,10 +93,17 @@ flags.DEFINE_float("width", None, "Width of the image model (filters or multipli
 flags.DEFINE_integer("batch_size", 256, "Global batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of data split, init and order.")
 pipeline.define_fairness_flags(flags)
-flags.DEFINE_enum("target_metric", "degradation_gap", ["degradation_gap", "performance_gap"],
-                  "Gap that defines a fair model (time to target; two_stage stops there).")
-flags.DEFINE_float("target_gap", 0.01, "A model is fair when its validation gap is <= this "
-                   "and its accuracy within --tolerance of the dense model.")
+for _name in pipeline.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
+  flags.declare_key_flag(_name)
+flags.DEFINE_bool("compare_fairness_off", True,
+                  "Also run the same method with fairness off (bifp: bip; ceag: "
+                  "magnitude_ft; two_stage: gmp) and report the fair model against it.")
+flags.DEFINE_enum("target_metric", None, sorted(set(pipeline.AUDIT_GAP.values())),
+                  "Gap that defines a fair model for the time to target (default: the gap "
+                  "of the first --fairness constraint).")
+flags.DEFINE_float("target_gap", None, "A model is fair when its validation gap is <= this "
+                   "and its accuracy within --tolerance of the dense model (default: "
+                   "--epsilon).")
 flags.DEFINE_float("tolerance", 0.01, "Accuracy the fair model may lose against dense.")
 flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour.")
 flags.DEFINE_float("correlation", 0.0, "colored-fmnist: colour-label correlation in [0, 1].")
@@ -144,11 +151,24 @@ def run(data, strategy, output_dir, fairness):
   say("Phase 2/4: pruning with %s to %.0f%% sparsity", FLAGS.method,
                100 * FLAGS.sparsity)
   check_trained(dense, "The dense model")
-  with strategy.scope():
-    outcome = pipeline.prune(FLAGS.method, dense, data, FLAGS.sparsity, FLAGS.epochs,
-                             FLAGS.batch_size, fairness, FLAGS.target_metric,
-                             FLAGS.target_gap, FLAGS.tolerance, jit_compile=FLAGS.jit_compile,
-                             optimizer=FLAGS.optimizer)
+  target_metric = FLAGS.target_metric or pipeline.AUDIT_GAP[FLAGS.fairness[0].strip()]
+  target_gap = FLAGS.epsilon if FLAGS.target_gap is None else FLAGS.target_gap
+
+  def prune(method):
+    with strategy.scope():
+      return pipeline.prune(method, dense, data, FLAGS.sparsity, FLAGS.epochs,
+                            FLAGS.batch_size, fairness, target_metric, target_gap,
+                            FLAGS.tolerance, jit_compile=FLAGS.jit_compile,
+                            optimizer=FLAGS.optimizer, held_out=FLAGS.held_out,
+                            max_accuracy_loss=FLAGS.max_accuracy_loss)
+
+  outcome = prune(FLAGS.method)
+  off = None
+  if FLAGS.compare_fairness_off and FLAGS.method in pipeline.FAIRNESS_OFF:
+    off_method = pipeline.FAIRNESS_OFF[FLAGS.method]
+    say("Phase 2b/4: the same with fairness off (%s), to measure what fairness costs",
+        off_method)
+    off = (off_method, prune(off_method))
   if not is_chief:
     return None
   final = outcome["model"]
@@ -167,15 +187,18 @@ def run(data, strategy, output_dir, fairness):
   dense_export = tf_fairprune.export_tflite(dense, os.path.join(output_dir, "dense.tflite"),
                                             sparse=False, sample_inputs=sample)
 
-  say("Phase 4/4: auditing fairness on the test split")
+  say("Phase 4/4: auditing fairness on the validation and test splits")
   report = pipeline.audit(final, dense, data.test, data)
   results = pipeline.result_row(data, FLAGS.method, FLAGS.seed, FLAGS.sparsity, outcome, report)
+  results.update(fairness_verdict(data, dense, final, report, outcome, off,
+                                  target_metric, target_gap))
+  for warning in results["warnings"]:
+    say("WARNING: %s", warning)
   results.update({
       "tflite_bytes": exported.size_bytes, "dense_tflite_bytes": dense_export.size_bytes,
       "tflite_max_abs_diff": exported.max_abs_diff, "strategy": FLAGS.strategy,
       "keras": FLAGS.keras,
-      "target": {"metric": FLAGS.target_metric, "gap": FLAGS.target_gap,
-                 "tolerance": FLAGS.tolerance},
+      "target": {"metric": target_metric, "gap": target_gap, "tolerance": FLAGS.tolerance},
       "validation_history": outcome["history"],
       **pipeline.fairness_settings(FLAGS),
       "gaps": {k: v for k, v in report.gaps.items()},
@@ -186,6 +209,69 @@ def run(data, strategy, output_dir, fairness):
   write_report(results, report, output_dir)
   plot(results, report, output_dir)
   return results
+
+
+def fairness_verdict(data, dense, final, report, outcome, off, target_metric, target_gap):
+  """What results.json and report.md say about ε: met on validation and on test, each
+  group's accuracy with a 95% interval, the dense (and fairness-off) model's gaps, the
+  smallest gap the test split resolves, collapse and domination."""
+  val = pipeline.audit(final, dense, data.validation, data)
+  dense_test = pipeline.audit(dense, dense, data.test, data)
+  dense_val = pipeline.audit(dense, dense, data.validation, data)
+  constrained = FLAGS.method in pipeline.CONSTRAINED
+  constraints = []
+  for name in ([n.strip() for n in FLAGS.fairness if n.strip()] if constrained else []):
+    gap = pipeline.AUDIT_GAP[name]
+    v, t = val.gaps.get(gap), report.gaps.get(gap)
+    constraints.append({
+        "constraint": name, "gap": gap, "epsilon": FLAGS.epsilon, "validation": v, "test": t,
+        "met_validation": v is not None and v <= FLAGS.epsilon + 1e-12,
+        "met_test": t is not None and t <= FLAGS.epsilon + 1e-12,
+        "dense_validation": dense_val.gaps.get(gap), "dense_test": dense_test.gaps.get(gap)})
+  sizes = [g["size"] for g in report.groups]
+  share = pipeline.predicted_share(final, data.test)
+  dense_share = pipeline.predicted_share(dense, data.test)
+  collapsed = share >= 0.99 and dense_share < 0.99
+  warnings_ = []
+  if collapsed:
+    warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
+                     "test rows (the dense model did not): a constant predictor.")
+  for c in constraints:
+    if not c["met_test"]:
+      warnings_.append(
+          f"ε = {c['epsilon']:.4f} was NOT met on the test split: {c['gap']} "
+          f"{c['test']:.4f} (validation {c['validation']:.4f}"
+          f"{', met there' if c['met_validation'] else ''}).")
+  fairness_off = None
+  if off is not None:
+    off_method, off_outcome = off
+    off_test = pipeline.audit(off_outcome["model"], dense, data.test, data)
+    off_val = pipeline.audit(off_outcome["model"], dense, data.validation, data)
+    fairness_off = {"method": off_method, "accuracy": off_test.accuracy,
+                    "validation_accuracy": off_val.accuracy,
+                    "gaps": dict(off_test.gaps), "validation_gaps": dict(off_val.gaps)}
+    for split, ours, theirs in (("validation", val, off_val), ("test", report, off_test)):
+      worse = [c["gap"] for c in constraints
+               if (ours.gaps.get(c["gap"]) or 0) > (theirs.gaps.get(c["gap"]) or 0)]
+      if worse and ours.accuracy < theirs.accuracy:
+        warnings_.append(f"on the {split} split the {FLAGS.method} model is both less "
+                         f"accurate ({ours.accuracy:.4f} vs {theirs.accuracy:.4f}) and less "
+                         f"fair ({', '.join(worse)}) than {off_method} (fairness off).")
+        fairness_off[f"dominates_on_{split}"] = True
+  selected = (outcome.get("held_out") or {}).get("selected")
+  return {
+      "constraints": constraints,
+      "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),
+      "dense_gaps": {"validation": dict(dense_val.gaps), "test": dict(dense_test.gaps)},
+      "group_accuracy_ci95": {g["name"]: pipeline.wilson_interval(g["accuracy"], g["size"])
+                              for g in report.groups},
+      "resolvable_gap": pipeline.resolvable_gap(sizes),
+      "largest_class_share": share, "collapsed": collapsed,
+      "fairness_off": fairness_off,
+      "held_out_selection": selected,
+      "time_to_target": {"metric": target_metric, "gap": target_gap},
+      "warnings": warnings_,
+  }
 
 
 def check_trained(model, what):
@@ -207,19 +293,68 @@ def check_output_dir(path):
     raise app.UsageError(f"--output_dir={path} is not writable.")
 
 
+def _pts(value):
+  return "–" if value is None else f"{100 * value:.2f}"
+
+
 def write_report(results, report, output_dir):
+  """report.md: was ε met (validation and test), each group with a 95% interval, the
+  dense and fairness-off models beside, what the test split can resolve."""
   label = " (semi-synthetic data)" if results["semi_synthetic"] else ""
   lines = [f"# {results['method']} on {results['dataset']}{label}", "",
            f"Target sparsity {results['target_sparsity']:.0%}, measured "
            f"{results['sparsity']:.3f}; seed {results['seed']}; training "
-           f"{results['train_seconds']:.1f} s, {results['train_steps']} steps.", "",
-           "| group | size | accuracy | dense accuracy | degradation |", "|---|---|---|---|---|"]
+           f"{results['train_seconds']:.1f} s, {results['train_steps']} steps.", ""]
+  constraints = results.get("constraints") or []
+  if constraints:
+    steer = ("multipliers steered on the validation split, the iterate selected there"
+             if results.get("held_out") else "multipliers steered on the training batches")
+    lines += ["## Was ε met?", "",
+              f"Constraint(s) {', '.join(c['constraint'] for c in constraints)} at ε = "
+              f"{_pts(constraints[0]['epsilon'])} points ({results['fairness_mode']}; {steer}). "
+              "Gaps in points; the test split was never used in training or selection.", "",
+              "| gap | ε | validation | test | met on test | dense (test) |",
+              "|---|---|---|---|---|---|"]
+    for c in constraints:
+      lines.append(f"| {c['gap']} | {_pts(c['epsilon'])} | {_pts(c['validation'])} | "
+                   f"{_pts(c['test'])} | {'yes' if c['met_test'] else '**no**'} | "
+                   f"{_pts(c['dense_test'])} |")
+    lines += ["", f"The smallest gap the test split can tell from zero (95%, its two smallest "
+              f"groups): {_pts(results['resolvable_gap'])} points"
+              + (" — ε is below it: whether ε holds cannot be shown on this test split."
+                 if constraints[0]["epsilon"] < results["resolvable_gap"] else ".")]
+    selected = results.get("held_out_selection")
+    if selected and "epoch" in selected:
+      lines += ["", f"Returned iterate: epoch {selected['epoch']}, step {selected['step']} — "
+                f"{selected['reason']} (validation accuracy {selected['accuracy']:.4f})."]
+    elif selected:
+      lines += ["", f"Returned iterate: {selected['reason']}."]
+    lines.append("")
+  lines += ["## Groups (test split)", "",
+            "Degradation = dense accuracy − pruned accuracy: positive means the group lost "
+            "accuracy to pruning, negative means it gained.", "",
+            "| group | size | accuracy | 95% interval | dense accuracy | degradation |",
+            "|---|---|---|---|---|---|"]
   for g in report.groups:
-    lines.append(f"| {g['name']} | {g['size']} | {g['accuracy']:.4f} | "
+    lo, hi = results["group_accuracy_ci95"][g["name"]]
+    lines.append(f"| {g['name']} | {g['size']} | {g['accuracy']:.4f} | {lo:.4f}–{hi:.4f} | "
                  f"{g['dense_accuracy']:.4f} | {g['degradation']:+.4f} |")
-  lines += ["", f"Accuracy {results['accuracy']:.4f} (dense {results['dense_accuracy']:.4f}).",
-            "", "| gap | value |", "|---|---|"]
-  lines += [f"| {k} | {v:.4f} |" for k, v in report.gaps.items() if v is not None]
+  off = results.get("fairness_off")
+  lines += ["", f"Accuracy {results['accuracy']:.4f} (dense {results['dense_accuracy']:.4f}"
+            + (f"; {off['method']}, fairness off, {off['accuracy']:.4f}" if off else "")
+            + "); overall accuracy lost to pruning "
+            f"{results['dense_accuracy'] - results['accuracy']:+.4f}.", "",
+            "| gap (test, points) | this model | dense | " + (f"{off['method']} (fairness off) |"
+                                                            if off else ""),
+            "|---|---|---|" + ("---|" if off else "")]
+  for key, value in report.gaps.items():
+    if value is None or key == "degradation":  # Not a gap: the overall loss, above.
+      continue
+    dense_value = results["dense_gaps"]["test"].get(key)
+    lines.append(f"| {key} | {_pts(value)} | {_pts(dense_value)} |"
+                 + (f" {_pts(off['gaps'].get(key))} |" if off else ""))
+  if results.get("warnings"):
+    lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
   lines += ["", f"TFLite: {results['tflite_bytes']:,} bytes (dense float "
                 f"{results['dense_tflite_bytes']:,}; "
                 f"{results['tflite_bytes'] / results['dense_tflite_bytes']:.3f}×), max |TFLite − "

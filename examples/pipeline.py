@@ -31,6 +31,10 @@ PER_LAYER = ("bifp_layer", "bip_layer")
 # Methods that train with a fairness constraint (the others ignore `fairness`).
 CONSTRAINED = ("bifp", "bifp_layer", "bifp_no_mask_term", "bifp_no_weight_term", "ceag",
                "two_stage")
+# The same method with fairness off: what a constrained method's fairness cost is measured
+# against (the main job runs it beside, unless --nocompare_fairness_off).
+FAIRNESS_OFF = {"bifp": "bip", "bifp_layer": "bip_layer", "bifp_no_mask_term": "bip",
+                "bifp_no_weight_term": "bip", "ceag": "magnitude_ft", "two_stage": "gmp"}
 # Methods whose mask is a fixed magnitude mask from the dense model; only the weights train.
 FIXED_MASK = {"magnitude_ft": False, "ceag": True}  # -> with the fairness constraint?
 DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
@@ -304,6 +308,15 @@ def define_fairness_flags(flags):
                      "The gap accepted, as a fraction like the gaps in results.json "
                      "(0.01 = 1 point).")
   flags.DEFINE_float("fairness_weight", 1.0, "Weight of the penalty mode.")
+  flags.DEFINE_bool("held_out", True,
+                    "Steer the Lagrangian multipliers on the validation split and return "
+                    "the iterate that meets --epsilon there with the best validation "
+                    "accuracy (HeldOutFairness); --noheld_out steers on the training "
+                    "batches (a gap closed there often stays open on new data).")
+  flags.DEFINE_float("max_accuracy_loss", None,
+                     "Validation accuracy (a fraction) the fair model may give up against "
+                     "the run's most accurate iterate; below it the multipliers back off "
+                     "and no iterate is returned. Default: no budget.")
 
 
 def fairness_from_flags(flags_values):
@@ -325,6 +338,9 @@ def fairness_from_flags(flags_values):
   if not 0.0 <= f.epsilon < 1.0:
     raise app.UsageError(f"--epsilon must be a fraction in [0, 1) (0.01 = 1 point), got "
                          f"{f.epsilon}.")
+  if f.max_accuracy_loss is not None and not 0.0 <= f.max_accuracy_loss <= 1.0:
+    raise app.UsageError("--max_accuracy_loss must be a fraction in [0, 1] (0.02 = 2 points), "
+                         f"got {f.max_accuracy_loss}.")
   if not 0.0 <= f.fairness_weight < float("inf"):
     raise app.UsageError(f"--fairness_weight must be a finite number >= 0, got "
                          f"{f.fairness_weight}.")
@@ -337,7 +353,39 @@ def fairness_from_flags(flags_values):
 def fairness_settings(flags_values):
   """The fairness flags as recorded in results.json."""
   return {"fairness": list(flags_values.fairness), "fairness_mode": flags_values.fairness_mode,
-          "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight}
+          "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight,
+          "held_out": flags_values.held_out,
+          "max_accuracy_loss": flags_values.max_accuracy_loss}
+
+
+FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
+                  "max_accuracy_loss")
+
+
+def wilson_interval(rate, n, z=1.96):
+  """95% Wilson score interval of a proportion measured on n rows ((nan, nan) if n = 0)."""
+  if not n or rate is None or np.isnan(rate):
+    return float("nan"), float("nan")
+  centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return float(centre - half), float(centre + half)
+
+
+def resolvable_gap(sizes, z=1.96):
+  """The smallest gap between two groups' rates a split can tell from zero (95%, rates
+  near 0.5 — the worst case — for its two smallest groups): below it, a measured gap is
+  mostly sampling noise."""
+  sizes = sorted(n for n in sizes if n)
+  if len(sizes) < 2:
+    return float("nan")
+  return float(z * np.sqrt(0.25 / sizes[0] + 0.25 / sizes[1]))
+
+
+def predicted_share(model, split, batch_size=1024):
+  """The largest predicted class's share of the split's rows."""
+  out = model.predict(split.x, batch_size=batch_size, verbose=0)
+  labels = (out.reshape(-1) > 0) if out.shape[-1] == 1 or out.ndim == 1 else out.argmax(-1)
+  return float(np.bincount(labels.astype(int)).max() / len(labels))
 
 
 def _packed(split, dense):
