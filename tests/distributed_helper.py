@@ -10,7 +10,9 @@
       As `mirrored`, but the mirrored run saves after one epoch, loads the .keras file
       under the strategy and trains the second epoch.
 
-TF_FAIRPRUNE_TEST_KERAS=3 runs it on Keras 3 (default 2: tf_keras).
+TF_FAIRPRUNE_TEST_KERAS=3 runs it on Keras 3 (default 2: tf_keras). A kind ending in
+`_held_out` (e.g. `mirrored_held_out`) steers the multipliers with `HeldOutFairness` on a
+second dataset, measured every 2 steps.
 """
 
 import json
@@ -32,10 +34,11 @@ from tf_fairprune.fairness import DegradationFairness, PerformanceFairness  # py
 
 GLOBAL_BATCH = 32
 STEPS = 6
+HELD_OUT = False
 
 
-def data():
-  rng = np.random.default_rng(0)
+def data(seed=0):
+  rng = np.random.default_rng(seed)
   x = rng.standard_normal((GLOBAL_BATCH * STEPS, 8)).astype("float32")
   g = (rng.uniform(size=len(x)) < 0.35).astype("int32")
   y = np.where(g == 0, x[:, 0] > 0, x[:, 1] > 0).astype("float32")
@@ -78,6 +81,13 @@ def dataset(strategy):
   return ds
 
 
+def callbacks():
+  if not HELD_OUT:
+    return []
+  return [tf_fairprune.HeldOutFairness(data(seed=1), update_every=2, restore=False,
+                                       verbose=0)]
+
+
 def train(strategy, mode, resume_from=None):
   """Two epochs; with `resume_from`, one epoch, save, load under the strategy, one more."""
   if strategy is None:
@@ -87,18 +97,21 @@ def train(strategy, mode, resume_from=None):
       model = build(mode)
   ds = dataset(strategy)
   if resume_from is None:
-    model.fit(ds, epochs=2, verbose=0)
+    model.fit(ds, epochs=2, verbose=0, callbacks=callbacks())
     return state(model), model
-  model.fit(ds, epochs=1, verbose=0)
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks())
   model.save(resume_from)
   with strategy.scope():
     model = keras.models.load_model(resume_from)
-  model.fit(ds, epochs=1, verbose=0)
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks())
   return state(model), model
 
 
 def main(argv):
+  global HELD_OUT
   kind, out, mode = argv[1], argv[2], argv[3]
+  if kind.endswith("_held_out"):
+    kind, HELD_OUT = kind[:-len("_held_out")], True
   if kind in ("mirrored", "mirrored_resume"):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(

@@ -18,7 +18,8 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 @pytest.mark.parametrize("keras_version", ["2", "3"])
 @pytest.mark.parametrize("kind,mode", [("mirrored", "joint"), ("mirrored", "alternating"),
-                                       ("mirrored_resume", "joint")])
+                                       ("mirrored_resume", "joint"),
+                                       ("mirrored_held_out", "joint")])
 def test_two_replicas_match_one_device(tmp_path, kind, mode, keras_version):
   if keras_version == "3":
     pytest.importorskip("tf_fairprune.keras3")

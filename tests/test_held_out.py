@@ -186,17 +186,38 @@ def test_bad_arguments_and_data_are_refused(k):
         tf_fairprune.HeldOutFairness((tf_fairprune.pack_group_data(x, g), y))])
 
 
-def test_held_out_state_survives_save_and_load(tmp_path):
+def test_held_out_state_survives_save_and_load(tmp_path, k):
   x, y, g = _groups_data(n=256, flip=0.3)
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  model = _model(keras, tolerance=0.0)
+  model = _model(k, tolerance=0.0)
   data = (tf_fairprune.pack_group_data(x, g), y)
   callback = tf_fairprune.HeldOutFairness(data, update_every=2, verbose=0, restore=False)
-  model.fit(*data, batch_size=64, epochs=1, verbose=0, callbacks=[callback])
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model.fit(*data, batch_size=64, epochs=1, verbose=0, callbacks=[callback])
+  assert float(np.max(model.fairness_multipliers[0].numpy())) > 0
   path = str(tmp_path / "m.keras")
   model.save(path)
-  loaded = keras.models.load_model(path)
+  loaded = k.models.load_model(path)
   for a, b in zip(model.fairness_multipliers, loaded.fairness_multipliers):
     np.testing.assert_allclose(a.numpy(), b.numpy())
   np.testing.assert_allclose(model._objective.running_counts[0].numpy(),  # pylint: disable=protected-access
                              loaded._objective.running_counts[0].numpy())  # pylint: disable=protected-access
+
+
+def test_held_out_mode_compiles_with_xla_and_matches(k):
+  x, y, g = _groups_data(n=256, flip=0.3)
+  data = (tf_fairprune.pack_group_data(x, g), y)
+  results = []
+  for jit in (False, True):
+    k.utils.set_random_seed(0)
+    model = _model(k, tolerance=0.0)
+    model.compile(optimizer=k.optimizers.SGD(0.05, momentum=0.9),
+                  loss=k.losses.BinaryCrossentropy(from_logits=True), jit_compile=jit)
+    callback = tf_fairprune.HeldOutFairness(data, update_every=2, verbose=0, restore=False)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      model.fit(*data, batch_size=64, epochs=2, verbose=0, shuffle=False,
+                callbacks=[callback])
+    results.append((model.fairness_multipliers[0].numpy(), model.get_weights()))
+  np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-4)
+  assert float(np.max(results[1][0])) > 0
