@@ -202,21 +202,80 @@ def _ms(values, scale=100):
   return bench_utils.fmt_mean_std(values, scale)
 
 
+def _mean(rows, key):
+  return float(np.mean([r[key] for r in rows])) if rows else float("nan")
+
+
+def dose_targets(dr, fractions, sparsity):
+  """The issue's targets on one dataset's rows; a list of (text, verdict) lines."""
+  sel = lambda run: [r for r in dr if r["run"] == run and abs(r["sparsity"] - sparsity) < 1e-9]
+  bip = {r["seed"]: r for r in sel("bip")}
+  lr = sel("oracle_lr")
+  lines = []
+  gaps = [_mean(sel(f"bifp_performance_{f:g}"), "performance_gap") for f in fractions]
+  monotone = all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:]))
+  lines.append(f"test gap falls as ε falls: {'yes' if monotone else 'NO'} "
+               f"({' → '.join(f'{g * 100:.1f}' for g in gaps)}; BiP "
+               f"{_mean(list(bip.values()), 'performance_gap') * 100:.1f})")
+  for f in fractions:
+    ours = sel(f"bifp_performance_{f:g}")
+    oracle = sel(f"oracle_{f:g}")
+    if not ours or not bip:
+      continue
+    eps = _mean(ours, "epsilon")
+    gap, acc = _mean(ours, "performance_gap"), _mean(ours, "accuracy")
+    bip_gap = _mean([bip[r["seed"]] for r in ours], "performance_gap")
+    bip_acc = _mean([bip[r["seed"]] for r in ours], "accuracy")
+    collapsed = sum(r["collapsed"] for r in ours)
+    dominated = sum(r["performance_gap"] > bip[r["seed"]]["performance_gap"] and
+                    r["accuracy"] < bip[r["seed"]]["accuracy"] for r in ours)
+    text = (f"ε = {f:g}× ({eps * 100:.1f} pts): BiFP test gap {gap * 100:.1f} at "
+            f"{(acc - bip_acc) * 100:+.1f} acc. vs BiP (gap {bip_gap * 100:.1f})")
+    reachable = None
+    if oracle and lr:
+      o_gap, o_acc = _mean(oracle, "performance_gap"), _mean(oracle, "accuracy")
+      reachable = o_gap <= eps and o_acc >= _mean(lr, "accuracy") - 0.015
+      text += (f"; oracle {o_gap * 100:.1f} at {(o_acc - _mean(lr, 'accuracy')) * 100:+.1f} "
+               f"vs its LR ({'reaches ε' if reachable else 'does not reach ε'} within 1.5 pts)")
+    if reachable:
+      # "≤ 0.7× BiP's gap" asks for more than ε itself where ε > 0.7× BiP's gap (the 1×
+      # and 0.75× doses): there the gap is held to ε + 1.5 only.
+      ok = (gap <= eps + 0.015 and (f > 0.7 or gap <= 0.7 * bip_gap) and
+            acc >= bip_acc - 0.015)
+      verdict = "met" if ok else "MISSED"
+    elif reachable is None:
+      verdict = "n/a (no oracle: multi-class)"
+    else:
+      verdict = "n/a (oracle does not reach ε)"
+    text += (f"; gap ≤ ε+1.5{' and ≤ 0.7×BiP' if f <= 0.7 else ''} at ≥ −1.5 acc.: "
+             f"{verdict}")
+    text += f"; collapsed {collapsed}/{len(ours)}; dominated by BiP {dominated}/{len(ours)}"
+    lines.append(text)
+  return lines
+
+
 def render(rows):
   datasets = [d for d in dict.fromkeys(r["dataset"] for r in rows)]
   fractions = [float(f) for f in FLAGS.fractions]
-  out = [f"""## Fairness controls: dose-response and "do no harm"
+  out = [f"""## Fairness controls: the gap you state, on people the model never saw
 
 Command: `python examples/benchmark_fairness.py` (datasets can be split across processes with
-`--datasets`; `--render_only` re-renders) — machine: {bench_utils.machine()}.
+`--datasets`; `--render_only` re-renders; rows in `benchmarks/results/fairness_heldout/`) —
+machine: {bench_utils.machine()}.
 Every run starts from the same dense model per seed (MLP 2×256 on tabular data, the small CNN on
-colored Fashion-MNIST, {FLAGS.dense_epochs} epochs of Adam) and prunes for {FLAGS.epochs} epochs (SGD 0.01 on weights,
-SGD 0.1 on scores; batch min(256, max(32, training rows / 50))). BiFP uses the library's defaults: Lagrangian mode, margin surrogate,
-PI-damped multipliers (η = 0.2, κ = 10, λ_max = 5) that act on a gap beyond one standard error
-(noise margin 1), fairness at both levels. Test split; gaps and
-accuracies in points, mean ± std over the seeds shown; "collapsed" counts runs whose
-predictions are ≥ 99.5% one class. **colored Fashion-MNIST is semi-synthetic** (the group is a
-colour drawn onto real images).
+colored Fashion-MNIST, {FLAGS.dense_epochs} epochs of Adam) and prunes to {FLAGS.sparsity:.0%} for {FLAGS.epochs} epochs
+(SGD 0.01 on weights, SGD 0.1 on scores; batch min(256, max(32, training rows / 50))).
+BiFP: `PerformanceFairness(tolerance=ε)` with the library's defaults (Lagrangian rule, PI-damped
+multipliers η = 0.2 per step, κ = 10, λ_max = 5, margin surrogate, fairness at both levels),
+**steered on the validation split** by `HeldOutFairness` (about 8 measurements an epoch, the
+returned iterate selected there); "training rates" is the same at 0.5× without it (the earlier
+behaviour). ε = 1, 0.75, 0.5, 0.25 × BiP's validation gap (per seed). Oracle: fairlearn's
+ExponentiatedGradient (`ErrorRateParity(difference_bound=ε/2)`, logistic regression, same
+features and splits; binary tasks only) — its *measured* group-vs-group test gap is shown; "LR"
+is the unconstrained logistic regression. **Test split** (never read in training or
+selection); gaps and accuracies in points, mean ± std over the seeds; "collapsed" counts runs
+whose predictions are ≥ 99.5% one class. **colored Fashion-MNIST is semi-synthetic** (the group
+is a colour drawn onto real images).
 """]
   for d in datasets:
     dr = [r for r in rows if r["dataset"] == d]
@@ -228,46 +287,30 @@ colour drawn onto real images).
                + ", ".join(f"{n} {s}" for n, s in zip(names, sizes))
                + f". Seeds: {len(seeds)}.\n")
     header = (["run", "ε (pts)", "accuracy"] + [f"acc. {n}" for n in names]
-              + ["perf. gap (test)", "perf. gap (val)", "collapsed"])
+              + ["gap (test)", "gap (val)", "ε met on test", "collapsed"])
     table = []
     sel = lambda run, sp: [r for r in dr if r["run"] == run and abs(r["sparsity"] - sp) < 1e-9]
-    dose = [("bip", "BiP (fairness off)")] + [
-        (f"bifp_performance_{f:g}", f"BiFP perf. ε={f:g}×BiP") for f in fractions] + [
-            ("old_default_pair", "old default pair (perf.+degr., λ=1 linear)")]
+    dose = [("bip", "BiP (fairness off)")]
+    for f in fractions:
+      dose += [(f"bifp_performance_{f:g}", f"BiFP ε={f:g}×BiP"),
+               (f"oracle_{f:g}", f"oracle ε={f:g}×BiP")]
+    dose += [("bifp_performance_train_0.5", "BiFP ε=0.5×, training rates"),
+             ("oracle_lr", "LR (oracle, unconstrained)")]
     for run, title in dose:
       r = sel(run, FLAGS.sparsity)
       if not r:
         continue
       eps = "–" if r[0]["epsilon"] is None else _ms([x["epsilon"] for x in r])
+      met = ("–" if r[0]["epsilon"] is None else
+             f"{sum(x['performance_gap'] <= x['epsilon'] + 1e-12 for x in r)}/{len(r)}")
       table.append([title, eps, _ms([x["accuracy"] for x in r])]
-                   + [_ms([x["group_accuracy"][k] for x in r]) for k in range(len(names))]
+                   + [_ms([x["group_accuracy"][k] for x in r if len(x["group_accuracy"]) > k])
+                      for k in range(len(names))]
                    + [_ms([x["performance_gap"] for x in r]),
-                      _ms([x["val_performance_gap"] for x in r]),
+                      _ms([x["val_performance_gap"] for x in r]), met,
                       sum(x["collapsed"] for x in r)])
     out.append(f"Dose-response at {FLAGS.sparsity:.0%}:\n\n" + bench_utils.table(header, table))
-    # Targets.
-    checks = []
-    bip = sel("bip", FLAGS.sparsity)
-    if bip:
-      bip_gap = np.mean([x["performance_gap"] for x in bip])
-      gaps = [np.mean([x["performance_gap"] for x in sel(f"bifp_performance_{f:g}", FLAGS.sparsity)] or [np.nan])
-              for f in fractions]
-      monotone = all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:]))
-      checks.append(f"gap falls as ε falls: {'yes' if monotone else 'NO'} "
-                    f"({' → '.join(f'{g * 100:.1f}' for g in gaps)}; BiP {bip_gap * 100:.1f})")
-      met = [x for f in fractions for x in sel(f"bifp_performance_{f:g}", FLAGS.sparsity)
-             if x["val_performance_gap"] <= x["epsilon"]]
-      within = [x for x in met if x["performance_gap"] <= x["epsilon"] + 0.015]
-      checks.append(f"runs whose validation gap met ε: {len(met)}; of them test gap ≤ ε + 1.5: "
-                    f"{len(within)}")
-      half = sel("bifp_performance_0.5", FLAGS.sparsity)
-      if half:
-        g = np.mean([x["performance_gap"] for x in half])
-        a = np.mean([x["accuracy"] for x in half]) - np.mean([x["accuracy"] for x in bip])
-        ok = g <= 0.7 * bip_gap and a >= -0.015
-        checks.append(f"ε = 0.5×: test gap {g * 100:.1f} vs 0.7 × BiP = {0.7 * bip_gap * 100:.1f}, "
-                      f"accuracy {a * 100:+.1f} vs BiP: {'met' if ok else 'MISSED'}")
-    out.append("\n".join(f"- {c}" for c in checks) + "\n")
+    out.append("\n".join(f"- {c}" for c in dose_targets(dr, fractions, FLAGS.sparsity)) + "\n")
     harm_header = ["sparsity", "method", "accuracy", "max excess ψ (test)", "perf. gap", "collapsed"]
     harm = []
     verdicts = []
@@ -287,11 +330,13 @@ colour drawn onto real images).
         f = np.mean([x["max_excess_gap"] for x in psi["bifp_excess"]])
         if b > 0.02:
           verdicts.append(f"{sp:.0%}: BiP ψ {b * 100:.1f} > 2 → BiFP ψ {f * 100:.1f} "
-                          f"{'≤ 1.5: met' if f <= 0.015 else '> 1.5: MISSED'}")
+                          f"{'≤ 1: met' if f <= 0.01 else '> 1: MISSED'}")
         else:
           verdicts.append(f"{sp:.0%}: BiP ψ {b * 100:.1f} ≤ 2 (target does not apply; BiFP {f * 100:.1f})")
-    out.append("Do no harm:\n\n" + bench_utils.table(harm_header, harm) + "\n\n"
-               + "\n".join(f"- {v}" for v in verdicts) + "\n")
+    if harm:
+      out.append("Do no harm (`ExcessDegradation(tolerance=0.01)`, BiFP's default, steered on "
+                 "validation):\n\n" + bench_utils.table(harm_header, harm) + "\n\n"
+                 + "\n".join(f"- {v}" for v in verdicts) + "\n")
   return "\n\n".join(out)
 
 
@@ -306,16 +351,23 @@ def plot(rows):
   fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
   for ax, d in zip(axes[0], datasets):
     dr = [r for r in rows if r["dataset"] == d and abs(r["sparsity"] - FLAGS.sparsity) < 1e-9]
-    runs = ["bip"] + [f"bifp_performance_{float(f):g}" for f in FLAGS.fractions] + ["old_default_pair"]
-    for run in runs:
-      r = [x for x in dr if x["run"] == run]
-      if not r:
-        continue
-      gx = [x["performance_gap"] * 100 for x in r]
-      ay = [x["accuracy"] * 100 for x in r]
-      ax.errorbar(np.mean(gx), np.mean(ay), xerr=np.std(gx), yerr=np.std(ay), fmt="o", capsize=3,
-                  label=run.replace("bifp_performance_", "BiFP ε=").replace("_", " ") +
-                  ("×" if run.startswith("bifp_perf") else ""))
+    series = [("BiFP (held-out)", "o", ["bip"] + [f"bifp_performance_{float(f):g}"
+                                                  for f in FLAGS.fractions]),
+              ("oracle (fairlearn EG)", "s", ["oracle_lr"] + [f"oracle_{float(f):g}"
+                                                               for f in FLAGS.fractions]),
+              ("BiFP 0.5×, training rates", "x", ["bifp_performance_train_0.5"])]
+    for title, marker, runs in series:
+      points = []
+      for run in runs:
+        r = [x for x in dr if x["run"] == run]
+        if r:
+          points.append((np.mean([x["performance_gap"] * 100 for x in r]),
+                         np.mean([x["accuracy"] * 100 for x in r]),
+                         np.std([x["performance_gap"] * 100 for x in r]),
+                         np.std([x["accuracy"] * 100 for x in r])))
+      if points:
+        gx, ay, sx, sy = zip(*points)
+        ax.errorbar(gx, ay, xerr=sx, yerr=sy, fmt=marker + "-", capsize=3, label=title)
     semi = " (semi-synthetic)" if dr and dr[0]["semi_synthetic"] else ""
     ax.set_title(d + semi, fontsize=9)
     ax.set_xlabel("test accuracy gap (pts)")
