@@ -165,6 +165,9 @@ def test_penalty_mode_is_unchanged_by_held_out_mode_defaults():
   assert same.enforcement == c.enforcement
   restored = PerformanceFairness.from_config(c.get_config())
   assert restored.enforcement == c.enforcement
+  assert PerformanceFairness(enforcement="penalty").enforcement == Penalty()
+  with pytest.raises(ValueError, match="Unknown enforcement rule"):
+    PerformanceFairness(enforcement="hard")
   with pytest.raises(ValueError, match="not both"):
     PerformanceFairness(enforcement=Penalty(), weight=1.0)
   with pytest.raises(TypeError, match="unexpected"):

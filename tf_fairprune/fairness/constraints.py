@@ -47,7 +47,8 @@ class FairnessConstraint:
 
   Args:
     tolerance: ε, the gap accepted, as a fraction (0.02 = 2 points of accuracy).
-    enforcement: A `tf_fairprune.fairness.Lagrangian` (default) or `Penalty` rule.
+    enforcement: A `tf_fairprune.fairness.Lagrangian` (default) or `Penalty` rule, or
+      the name of one (`"lagrangian"`, `"penalty"`) for its default settings.
     surrogate: `"margin"` (default) or `"probability"` (the probability of the true or
       positive class; kept for comparison: it can be lowered without changing a
       decision).

@@ -174,8 +174,11 @@ def serialize(rule):
 
 
 def deserialize(config):
+  """A rule from a rule, its serialized dict, or its mode's name (default settings)."""
   if isinstance(config, (Lagrangian, Penalty)):
     return config
+  if isinstance(config, str) and config in RULES:
+    return RULES[config]()
   by_name = {cls.__name__: cls for cls in RULES.values()}
   if not isinstance(config, dict) or config.get("class_name") not in by_name:
     raise ValueError(f"Unknown enforcement rule {config!r}: use one of {sorted(by_name)}.")
