@@ -91,8 +91,13 @@ def run(config, data):
         fairness_on=pipeline.LEVELS[config["method"]], num_groups=data.num_groups)
     pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                    mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss)
+  callbacks, steer = [], None
+  if config.get("held_out", True) and any(c.mode == "lagrangian" for c in pruned.fairness):
+    # The multipliers read the validation split; the iterate is selected there.
+    steer = tf_fairprune.HeldOutFairness(val, max_accuracy_loss=config.get("max_accuracy_loss"))
+    callbacks.append(steer)
   start = time.perf_counter()
-  pruned.fit(train, validation_data=val, **fit_kwargs)
+  pruned.fit(train, validation_data=val, callbacks=callbacks, **fit_kwargs)
   seconds = time.perf_counter() - start
   final = tf_fairprune.strip_fair_pruning(pruned, shrink=config["granularity"] == "channel")
 
@@ -115,7 +120,8 @@ def run(config, data):
              "train_seconds": seconds, "train_steps": int(pruned.optimizer.iterations.numpy()),
              "tflite_bytes": exported.size_bytes,
              "params": int(final.count_params()), "dense_params": int(dense.count_params()),
-             "fairness": [repr(c) for c in pruned.fairness]}
+             "fairness": [repr(c) for c in pruned.fairness],
+             "held_out_selection": steer.selected if steer is not None else None}
   with open(os.path.join(config["output_dir"], "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   with open(os.path.join(config["output_dir"], "report.md"), "w") as f:
@@ -135,7 +141,8 @@ def main(argv):
     raise app.UsageError(str(err)) from err
   config = {name: FLAGS[name].value for name in FLAGS if name in (
       "method", "sparsity", "granularity", "image_size", "width", "epochs", "dense_epochs",
-      "dense_model", "batch_size", "steps_per_epoch", "strategy", "seed", "output_dir")}
+      "dense_model", "batch_size", "steps_per_epoch", "strategy", "seed", "output_dir",
+      "held_out", "max_accuracy_loss")}
   config["fairness"] = pipeline.fairness_from_flags(FLAGS)
   results = run(config, data)
   print(open(os.path.join(config["output_dir"], "report.md")).read())
