@@ -238,7 +238,10 @@ class BiLevelTrainingMixin:
 
     Raises:
       ValueError: If `mask_optimizer` is the same object as `optimizer`.
+      TypeError: If an optimizer is of the other Keras flavour than the model.
     """
+    flavours.check_same_flavour(self._flavour, optimizer, "optimizer")
+    flavours.check_same_flavour(self._flavour, mask_optimizer, "mask_optimizer")
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
     if mask_optimizer is None:
       mask_optimizer = default_mask_optimizer(self._flavour)
