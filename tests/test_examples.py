@@ -218,3 +218,56 @@ def test_help_is_readable():
                        timeout=300)
   assert "90 percent sparsity" in run.stdout and "examples/fair_prune.pyparsity" not in run.stdout
   assert "--epsilon" in run.stdout
+
+
+def _run_without_tensorflow(tmp_path, *flags):
+  """The main job with an importable `tensorflow` that fails: what it reports before
+  importing TensorFlow."""
+  fake = tmp_path / "no_tf"
+  (fake / "tensorflow").mkdir(parents=True, exist_ok=True)
+  (fake / "tensorflow" / "__init__.py").write_text(
+      "raise ImportError('the job imported TensorFlow before checking its flags')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(fake), ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  return subprocess.run([sys.executable, MAIN, *flags], capture_output=True, text=True,
+                        timeout=120, env=env, cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--batch_size=0"], "--batch_size must be a positive integer, got 0."),
+    (["--dataset=csv:missing.csv", "--label=y", "--group=g"],
+     "--dataset=csv:missing.csv: the file does not exist."),
+    (["--dense_epochs=0"], "--dense_epochs must be >= 1, got 0"),
+    (["--dense_epochs=0", "--dense_model=missing.keras"],
+     "--dense_model=missing.keras: the file does not exist."),
+    (["--epochs=0"], "--epochs must be >= 1 for --method=bifp"),
+    (["--sparsity=1.5"], "--sparsity must be in [0, 1)"),
+    (["--fairness=accuracy"], "--fairness: unknown constraint(s) ['accuracy']"),
+])
+def test_bad_flags_fail_fast_with_one_line_last(tmp_path, flags, message):
+  run = _run_without_tensorflow(tmp_path, *flags, f"--output_dir={tmp_path / 'out'}")
+  assert run.returncode == 2, run.stderr[-2000:]
+  lines = run.stderr.strip().splitlines()
+  assert lines[-1].startswith("fair_prune.py: error: ") and message in lines[-1], run.stderr
+  assert len(lines) == 1, run.stderr  # Alone: no help text, no traceback.
+  assert not (tmp_path / "out").exists()
+
+
+def test_csv_columns_are_checked_before_tensorflow(tmp_path):
+  data = str(tmp_path / "data.csv")
+  _csv(data, n=10)
+  run = _run_without_tensorflow(tmp_path, f"--dataset=csv:{data}", "--label=nope",
+                                "--group=sex")
+  assert run.returncode == 2 and "no column 'nope'" in run.stderr.strip().splitlines()[-1]
+
+
+def test_a_failed_run_leaves_no_empty_output_dir(tmp_path):
+  data = str(tmp_path / "three.csv")
+  with open(data, "w") as f:  # A label with three values: found after TensorFlow's import.
+    f.write("x,g,y\n" + "".join(f"{i},{'ab'[i % 2]},{i % 3}\n" for i in range(30)))
+  out = tmp_path / "out"
+  run = _run(f"--dataset=csv:{data}", "--label=y", "--group=g", f"--output_dir={out}")
+  assert run.returncode == 2, run.stderr[-2000:]
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith("fair_prune.py: error: ") and "must be binary" in last
+  assert not out.exists()
