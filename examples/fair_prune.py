@@ -231,45 +231,12 @@ def write_report(results, report, output_dir):
 def plot(results, report, output_dir):
   """tradeoff.png: each group's accuracy (dense vs pruned, with sizes) and every gap."""
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     logging.warning("matplotlib is not installed: no tradeoff.png (pip install matplotlib).")
     return
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-  groups = [g for g in report.groups if g["size"]]
-  xs = np.arange(len(groups) + 1)
-  dense = [g["dense_accuracy"] * 100 for g in groups] + [results["dense_accuracy"] * 100]
-  pruned = [g["accuracy"] * 100 for g in groups] + [results["accuracy"] * 100]
-  left.bar(xs - 0.2, dense, 0.4, label="dense", color="#9aa5b1")
-  bars = left.bar(xs + 0.2, pruned, 0.4, label=f"{results['method']} ({results['sparsity']:.0%} sparse)",
-                  color="#d1495b")
-  left.bar_label(bars, fmt="%.1f", fontsize=8)
-  left.set_xticks(xs, [f"{g['name']}\n(n={g['size']})" for g in groups] + ["all"], fontsize=8)
-  left.set_ylim(0, 105)  # The full scale: a 0.2-point difference must look like one.
-  left.set_ylabel("test accuracy (%)")
-  left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
-  names = [k for k in ("performance_gap", "degradation_gap", "max_excess_gap",
-                       "demographic_parity_difference", "equalized_odds_difference")
-           if report.gaps.get(k) is not None]
-  dense_gap = max(dense[:-1]) - min(dense[:-1]) if len(groups) > 1 else 0.0
-  values = [report.gaps[k] * 100 for k in names]
-  bars = right.barh(np.arange(len(names)), values, color="#d1495b",
-                    label=f"{results['method']}")
-  right.bar_label(bars, fmt="%.1f", fontsize=8)
-  right.scatter([dense_gap], [0], marker="|", s=400, color="black", zorder=3,
-                label="dense model's accuracy gap")
-  right.set_yticks(np.arange(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
-  right.set_xlabel("gap between groups (points)")
-  right.set_xlim(0, max(values + [dense_gap, 1.0]) * 1.25)
-  right.invert_yaxis()
-  right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
-  title = results["dataset"] + (" (SEMI-SYNTHETIC groups)" if results["semi_synthetic"] else "")
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, "tradeoff.png"), dpi=100)
-  plt.close(fig)
+  import tradeoff_plot  # pylint: disable=g-import-not-at-top
+  tradeoff_plot.plot(results, report, os.path.join(output_dir, "tradeoff.png"))
 
 
 def check_flags():

@@ -271,3 +271,38 @@ def test_a_failed_run_leaves_no_empty_output_dir(tmp_path):
   last = run.stderr.strip().splitlines()[-1]
   assert last.startswith("fair_prune.py: error: ") and "must be binary" in last
   assert not out.exists()
+
+
+def test_tradeoff_plot_labels_are_readable_and_every_gap_is_plotted():
+  pytest.importorskip("matplotlib")
+  import types  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(ROOT, "examples"))
+  import tradeoff_plot  # pylint: disable=g-import-not-at-top
+  names = [f"a rather long group name number {i}" for i in range(6)]
+  groups = [dict(name=n, size=100 + i, accuracy=0.80 + 0.01 * i, dense_accuracy=0.81 + 0.006 * i)
+            for i, n in enumerate(names)]
+  dense_gap = 100 * (max(g["dense_accuracy"] for g in groups) -
+                     min(g["dense_accuracy"] for g in groups))
+  gaps = dict(performance_gap=dense_gap / 100 - 0.001, demographic_parity_difference=0.02,
+              equalized_odds_difference=0.04, equal_opportunity_difference=0.03,
+              degradation_gap=0.01, degradation=0.002, max_excess_gap=0.008)
+  report = types.SimpleNamespace(groups=groups, gaps=gaps)
+  results = dict(method="bifp", sparsity=0.9, accuracy=0.82, dense_accuracy=0.83,
+                 dataset="toy", semi_synthetic=False)
+  fig = tradeoff_plot.draw(results, report)
+  renderer = fig.canvas.get_renderer()
+  left, right = fig.axes[:2]
+  # Every gap (and only gaps: 'degradation' is the overall loss), labelled.
+  plotted = [t.get_text() for t in right.get_yticklabels()]
+  assert sorted(plotted) == sorted(k.replace("_", " ") for k in gaps if k != "degradation")
+  # Group names do not overlap each other.
+  boxes = [t.get_window_extent(renderer) for t in left.get_xticklabels()]
+  for i, a in enumerate(boxes):
+    for b in boxes[i + 1:]:
+      assert not a.overlaps(b), (a, b)
+  # The performance gap's value label is right of the dense model's tick, not under it.
+  row = plotted.index("performance gap")
+  tick_x = right.transData.transform((dense_gap, row))[0]
+  labels = [t for t in right.texts if abs(t.get_position()[1] - row) < 1e-9]
+  assert len(labels) == 1 and labels[0].get_window_extent(renderer).x0 > tick_x + 2
+  assert len(right.texts) == len(plotted)  # One value label per gap.

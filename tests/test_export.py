@@ -267,3 +267,16 @@ def test_gpu_target_keeps_convolution_sparsity_in_a_mixed_model(tmp_path):
   assert gpu.size_bytes < dense.size_bytes
   np.testing.assert_allclose(_read_back(tmp_path / "gpu.tflite", x), cnn.predict(x, verbose=0),
                              atol=1e-4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_the_file_gets_the_permissions_open_would_give(tmp_path, umask):
+  previous = os.umask(umask)
+  try:
+    result = tf_fairprune.export_tflite(_mlp((8, 16, 1)), tmp_path / "m.tflite")
+    with open(tmp_path / "other.json", "w") as f:
+      f.write("{}")
+  finally:
+    os.umask(previous)
+  mode = lambda p: os.stat(p).st_mode & 0o777
+  assert mode(result.path) == mode(tmp_path / "other.json") == 0o666 & ~umask

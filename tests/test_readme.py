@@ -39,3 +39,9 @@ def test_keras3_quick_start_and_subclassed_model_run(tmp_path):
   model.compile(optimizer="sgd", loss="mse")
   model.fit(namespace["x"], namespace["y"], epochs=1, verbose=0)
   assert float(model.measured_sparsity()) == pytest.approx(0.8, abs=0.01)
+
+
+def test_setup_describes_both_keras_flavours():
+  text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
+  description = re.search(r'description="(.*?)",\n', text, re.S).group(1)
+  assert "Keras 3" in description and "tf_keras" in description

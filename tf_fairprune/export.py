@@ -245,6 +245,13 @@ def _gpu_verdict(flatbuffer):
   return "\n".join(lines) or text.strip()[-500:]
 
 
+def _umask():
+  """The process umask (read by setting it and putting it back at once)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def _tolerance(quantize, expected_scale):
   """The largest |TFLite − Keras| accepted: 1e-3 (float) or 5e-2 (quantized) times
   max(1, max |Keras output|)."""
@@ -475,6 +482,8 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(flatbuffer)
+    # mkstemp makes the file 0600; give it what open() would: 0666 less the umask.
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
