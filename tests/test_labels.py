@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tf_fairprune
 from tf_fairprune.fairness import PerformanceFairness, evaluate_fairness
+from tf_fairprune.fairness.audit import dense_correctness
 from conftest import make_data, make_mlp
 
 
@@ -36,6 +37,7 @@ def test_hinge_losses_group_accuracy_matches_numpy(k, loss):
   np.testing.assert_allclose(logs[PerformanceFairness().name], gap, atol=1e-6)
   report = evaluate_fairness(model, (packed, y))
   np.testing.assert_allclose([g["accuracy"] for g in report.groups], expected, atol=1e-6)
+  np.testing.assert_array_equal(dense_correctness(model, x, y), correct.astype("float32"))
 
 
 def test_binary_labels_outside_0_1_are_refused_at_fit_for_arrays(k):

@@ -216,6 +216,8 @@ def dense_correctness(dense_model, x, y, from_logits=None, batch_size=256):
   labels = predict_labels(dense_model, x, from_logits, batch_size)
   y = np.asarray(y)
   y = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+  if outcomes.is_hinge_loss(_compiled_loss(dense_model)):
+    y = (y > 0).astype(np.int64)  # Hinge labels -1/1 (or 0/1): 1 is positive.
   return (labels == y).astype(np.float32)
 
 
