@@ -252,7 +252,8 @@ def test_gpu_target_keeps_convolution_sparsity_in_a_mixed_model(tmp_path):
   cnn = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
                           keras.layers.Conv2D(32, 3, activation="relu"),
                           keras.layers.Flatten(), keras.layers.Dense(16)])
-  cnn = tf_fairprune.strip_fair_pruning(tf_fairprune.fair_prune_wrapper(cnn, 0.9, mask_scope="layer"))
+  cnn = tf_fairprune.strip_fair_pruning(
+      tf_fairprune.fair_prune_wrapper(cnn, 0.9, mask_scope="layer"))
   x = np.random.default_rng(0).standard_normal((8, 12, 12, 3)).astype("float32")
   gpu = tf_fairprune.export_tflite(cnn, tmp_path / "gpu.tflite", target="gpu", sample_inputs=x)
   dense = tf_fairprune.export_tflite(cnn, tmp_path / "d.tflite", sparse=False, sample_inputs=x)
