@@ -5,8 +5,9 @@ import setuptools
 setuptools.setup(
     name="tf_fairprune",
     version="0.1.0",
-    description="Bi-level fair pruning for Keras 2 (tf_keras): prune a model and keep "
-                "it fair across groups in one training run.",
+    description="Bi-level fair pruning for Keras 3 (import keras, TensorFlow backend) and "
+                "tf_keras (Keras 2, next to TFMOT): prune a model and keep it fair across "
+                "groups in one training run.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",

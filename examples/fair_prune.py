@@ -31,6 +31,7 @@ Methods (E = --epochs):
 
 import json
 import os
+import shutil
 import sys
 
 from absl import app
@@ -62,14 +63,25 @@ def _import_tensorflow_quietly():
     os.close(devnull)
 
 
-_import_tensorflow_quietly()
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-import tf_keras as keras  # pylint: disable=g-import-not-at-top
+import job_flags  # pylint: disable=g-import-not-at-top  (no TensorFlow)
 
-import pipeline  # pylint: disable=g-import-not-at-top
-import tf_fairprune  # pylint: disable=g-import-not-at-top
-from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
+# Imported by `_import_libraries` once the flags are checked: a bad flag fails in a
+# second, not after the TensorFlow import.
+np = tf = keras = pipeline = tf_fairprune = datasets = None
+
+
+def _import_libraries():
+  global np, tf, keras, pipeline, tf_fairprune, datasets  # pylint: disable=global-statement
+  _import_tensorflow_quietly()
+  import numpy  # pylint: disable=g-import-not-at-top
+  import tensorflow  # pylint: disable=g-import-not-at-top
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  import pipeline as pipeline_module  # pylint: disable=g-import-not-at-top
+  import tf_fairprune as library  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import datasets as datasets_module  # pylint: disable=g-import-not-at-top
+  np, tf, keras, pipeline = numpy, tensorflow, tf_keras, pipeline_module
+  tf_fairprune, datasets = library, datasets_module
+
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
@@ -77,28 +89,28 @@ flags.DEFINE_string("dataset", "adult-sex",
                     "(semi-synthetic), or csv:PATH.")
 flags.DEFINE_string("label", None, "CSV: the label column (binary).")
 flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
-flags.DEFINE_enum("method", "bifp", pipeline.METHODS, "Pruning method.")
+flags.DEFINE_enum("method", "bifp", job_flags.METHODS, "Pruning method.")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
 flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs (see the methods above).")
 flags.DEFINE_enum("keras", None, ["3", "2"],
                   "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: 3 "
                   "where the method runs on it (all but gmp and two_stage, which use TFMOT).")
-flags.DEFINE_string("optimizer", pipeline.DEFAULT_OPTIMIZER,
+flags.DEFINE_string("optimizer", job_flags.DEFAULT_OPTIMIZER,
                     "The weights' optimizer while pruning: sgd:LR (momentum 0.9) or adam:LR.")
-flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (unless --dense_model).")
+flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (>= 1, unless --dense_model).")
 flags.DEFINE_string("dense_model", None, "Load the dense model from this .keras/.h5 file.")
 flags.DEFINE_enum("model", "auto", ["auto", "mlp", "cnn", "resnet10", "mobilenet_v2"],
                   "Architecture (auto: mlp for tabular data, cnn for images).")
 flags.DEFINE_float("width", None, "Width of the image model (filters or multiplier).")
 flags.DEFINE_integer("batch_size", 256, "Global batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of data split, init and order.")
-pipeline.define_fairness_flags(flags)
-for _name in pipeline.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
+job_flags.define_fairness_flags(flags)
+for _name in job_flags.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
   flags.declare_key_flag(_name)
 flags.DEFINE_bool("compare_fairness_off", True,
                   "Also run the same method with fairness off (bifp: bip; ceag: "
                   "magnitude_ft; two_stage: gmp) and report the fair model against it.")
-flags.DEFINE_enum("target_metric", None, sorted(set(pipeline.AUDIT_GAP.values())),
+flags.DEFINE_enum("target_metric", None, sorted(set(job_flags.AUDIT_GAP.values())),
                   "Gap that defines a fair model for the time to target (default: the gap "
                   "of the first --fairness constraint).")
 flags.DEFINE_float("target_gap", None, "A model is fair when its validation gap is <= this "
@@ -281,18 +293,6 @@ def check_trained(model, what):
                      "is written.")
 
 
-def check_output_dir(path):
-  """Fails before any training when the output directory cannot be used."""
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise app.UsageError(f"--output_dir={path} is a file, not a directory.")
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as err:
-    raise app.UsageError(f"--output_dir={path} cannot be created: {err}") from err
-  if not os.access(path, os.W_OK):
-    raise app.UsageError(f"--output_dir={path} is not writable.")
-
-
 def _pts(value):
   return "–" if value is None else f"{100 * value:.2f}"
 
@@ -366,76 +366,106 @@ def write_report(results, report, output_dir):
 def plot(results, report, output_dir):
   """tradeoff.png: each group's accuracy (dense vs pruned, with sizes) and every gap."""
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     logging.warning("matplotlib is not installed: no tradeoff.png (pip install matplotlib).")
     return
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-  groups = [g for g in report.groups if g["size"]]
-  xs = np.arange(len(groups) + 1)
-  dense = [g["dense_accuracy"] * 100 for g in groups] + [results["dense_accuracy"] * 100]
-  pruned = [g["accuracy"] * 100 for g in groups] + [results["accuracy"] * 100]
-  left.bar(xs - 0.2, dense, 0.4, label="dense", color="#9aa5b1")
-  bars = left.bar(xs + 0.2, pruned, 0.4, label=f"{results['method']} ({results['sparsity']:.0%} sparse)",
-                  color="#d1495b")
-  left.bar_label(bars, fmt="%.1f", fontsize=8)
-  left.set_xticks(xs, [f"{g['name']}\n(n={g['size']})" for g in groups] + ["all"], fontsize=8)
-  left.set_ylim(0, 105)  # The full scale: a 0.2-point difference must look like one.
-  left.set_ylabel("test accuracy (%)")
-  left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
-  names = [k for k in ("performance_gap", "degradation_gap", "max_excess_gap",
-                       "demographic_parity_difference", "equalized_odds_difference")
-           if report.gaps.get(k) is not None]
-  dense_gap = max(dense[:-1]) - min(dense[:-1]) if len(groups) > 1 else 0.0
-  values = [report.gaps[k] * 100 for k in names]
-  bars = right.barh(np.arange(len(names)), values, color="#d1495b",
-                    label=f"{results['method']}")
-  right.bar_label(bars, fmt="%.1f", fontsize=8)
-  right.scatter([dense_gap], [0], marker="|", s=400, color="black", zorder=3,
-                label="dense model's accuracy gap")
-  right.set_yticks(np.arange(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
-  right.set_xlabel("gap between groups (points)")
-  right.set_xlim(0, max(values + [dense_gap, 1.0]) * 1.25)
-  right.invert_yaxis()
-  right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
-  title = results["dataset"] + (" (SEMI-SYNTHETIC groups)" if results["semi_synthetic"] else "")
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, "tradeoff.png"), dpi=100)
-  plt.close(fig)
+  import tradeoff_plot  # pylint: disable=g-import-not-at-top
+  tradeoff_plot.plot(results, report, os.path.join(output_dir, "tradeoff.png"))
+
+
+def check_flags():
+  """Checks every flag that can be checked without TensorFlow; returns the output
+  directory.
+
+  Raises:
+    job_flags.FlagError: Naming the flag whose value is bad.
+  """
+  error = job_flags.FlagError
+  if not 0.0 <= FLAGS.sparsity < 1.0:
+    raise error(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}.")
+  if FLAGS.batch_size < 1:
+    raise error(f"--batch_size must be a positive integer, got {FLAGS.batch_size}.")
+  if FLAGS.epochs < (0 if FLAGS.method == "dense" else 1):
+    raise error(f"--epochs must be >= 1 for --method={FLAGS.method} (it trains nothing "
+                f"otherwise, and no report is written), got {FLAGS.epochs}.")
+  if FLAGS.dense_model:
+    if not os.path.isfile(FLAGS.dense_model):
+      raise error(f"--dense_model={FLAGS.dense_model}: the file does not exist.")
+  elif FLAGS.dense_epochs < 1:
+    raise error(f"--dense_epochs must be >= 1, got {FLAGS.dense_epochs}: the report compares "
+                "against the dense model, which must be trained (or loaded with "
+                "--dense_model=FILE).")
+  if FLAGS.min_group_size < 0:
+    raise error(f"--min_group_size must be >= 0, got {FLAGS.min_group_size}.")
+  if FLAGS.train_size is not None and FLAGS.train_size < 1:
+    raise error(f"--train_size must be a positive integer, got {FLAGS.train_size}.")
+  if FLAGS.width is not None and not FLAGS.width > 0:
+    raise error(f"--width must be positive, got {FLAGS.width}.")
+  if FLAGS.method in job_flags.TF_KERAS_ONLY and FLAGS.keras == "3":
+    raise error(f"--method={FLAGS.method} uses TFMOT, which works on tf_keras only: "
+                "use --keras=2.")
+  if FLAGS.keras == "3" and not job_flags.keras3_installed():
+    raise error("--keras=3 needs Keras 3 (pip install 'keras>=3').")
+  try:
+    job_flags.parse_optimizer(FLAGS.optimizer)
+  except ValueError as err:
+    raise error(f"--optimizer: {err}") from err
+  job_flags.fairness_names(FLAGS)
+  job_flags.check_dataset(FLAGS.dataset, FLAGS.label, FLAGS.group)
+  output_dir = FLAGS.output_dir or os.path.join(
+      "runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
+  job_flags.check_output_dir(output_dir)
+  return output_dir
+
+
+def fail(message):
+  """Ends the run with one line, last and alone: what is wrong."""
+  sys.stderr.flush()
+  print(f"fair_prune.py: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}: every option is a --flag (--help lists them).")
+  try:
+    output_dir = check_flags()
+  except job_flags.FlagError as err:
+    fail(err)
+  existed = os.path.exists(output_dir)
+  try:
+    _main(output_dir)
+  except app.UsageError as err:
+    _remove_if_empty(output_dir, existed)
+    fail(err)
+  except BaseException:
+    _remove_if_empty(output_dir, existed)
+    raise
+
+
+def _remove_if_empty(path, existed):
+  """A failed run leaves no empty output directory behind (only one it made)."""
+  if not existed and os.path.isdir(path) and not os.listdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _main(output_dir):
+  _import_libraries()
   logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   tf.get_logger().setLevel("INFO" if FLAGS.verbose else "ERROR")
-  if not 0.0 <= FLAGS.sparsity < 1.0:
-    raise app.UsageError(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}.")
   fairness = pipeline.fairness_from_flags(FLAGS)
-  try:
-    pipeline.make_optimizer(FLAGS.optimizer)
-  except ValueError as err:
-    raise app.UsageError(f"--optimizer: {err}") from err
   if FLAGS.keras is None:
     FLAGS.keras = pipeline.default_keras(FLAGS.method)
-  elif FLAGS.keras == "3" and FLAGS.method in pipeline.TF_KERAS_ONLY:
-    raise app.UsageError(f"--method={FLAGS.method} uses TFMOT, which works on tf_keras only: "
-                         "use --keras=2.")
   try:
     pipeline.keras_module(FLAGS.keras)
   except ValueError as err:
     raise app.UsageError(str(err)) from err
-  output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
-  if FLAGS.min_group_size < 0:
-    raise app.UsageError(f"--min_group_size must be >= 0, got {FLAGS.min_group_size}.")
-  check_output_dir(output_dir)
   say("Loading %s", FLAGS.dataset)
   try:
     data = pipeline.load_dataset(FLAGS.dataset, FLAGS.seed, FLAGS.label, FLAGS.group,
                                  FLAGS.train_size, FLAGS.minority_fraction, FLAGS.correlation)
-  except ValueError as err:
+  except (ValueError, OSError) as err:
     raise app.UsageError(str(err)) from err
   if FLAGS.min_group_size:
     data = datasets.merge_small_groups(data, FLAGS.min_group_size)

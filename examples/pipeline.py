@@ -19,8 +19,10 @@ from tf_fairprune.fairness import constraints as constraints_lib
 from tf_fairprune.fairness import evaluate_fairness
 from tf_fairprune.quantization import kernel_sparsity
 
-METHODS = ("bifp", "bifp_layer", "bip", "bip_layer", "bifp_no_mask_term", "bifp_no_weight_term",
-           "gmp", "magnitude_ft", "ceag", "two_stage", "dense")
+from job_flags import DATASETS, DEFAULT_EPSILON, DEFAULT_FAIRNESS, DEFAULT_OPTIMIZER  # pylint: disable=g-bad-import-order,unused-import
+from job_flags import define_fairness_flags, FAIRNESS_FLAGS, METHODS, TF_KERAS_ONLY  # pylint: disable=unused-import
+import job_flags  # pylint: disable=g-bad-import-order
+
 # Levels that get the fairness terms in each bi-level method (the paper's ablations).
 LEVELS = {"bifp": ("weights", "mask"), "bip": (), "bifp_no_mask_term": ("weights",),
           "bifp_no_weight_term": ("mask",), "bifp_layer": ("weights", "mask"),
@@ -37,8 +39,6 @@ FAIRNESS_OFF = {"bifp": "bip", "bifp_layer": "bip_layer", "bifp_no_mask_term": "
                 "bifp_no_weight_term": "bip", "ceag": "magnitude_ft", "two_stage": "gmp"}
 # Methods whose mask is a fixed magnitude mask from the dense model; only the weights train.
 FIXED_MASK = {"magnitude_ft": False, "ceag": True}  # -> with the fairness constraint?
-DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
-            "colored-fmnist")
 
 
 def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
@@ -64,8 +64,6 @@ def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
   return loaders[base](sensitive, seed=seed)
 
 
-# Methods that need TFMOT, which works on tf_keras models only.
-TF_KERAS_ONLY = ("gmp", "two_stage")
 
 
 def keras_module(version):
@@ -152,7 +150,6 @@ def copy_to(model, data, k, arch="auto", width=None):
   return copy
 
 
-DEFAULT_OPTIMIZER = "sgd:0.01"
 
 
 def make_optimizer(spec=DEFAULT_OPTIMIZER, k=keras):
@@ -161,13 +158,7 @@ def make_optimizer(spec=DEFAULT_OPTIMIZER, k=keras):
   Raises:
     ValueError: For another name or a learning rate that is not a positive number.
   """
-  name, _, rate = str(spec).partition(":")
-  try:
-    rate = float(rate)
-  except ValueError:
-    rate = float("nan")
-  if name not in ("sgd", "adam") or not rate > 0:
-    raise ValueError(f"Bad optimizer {spec!r}: use 'sgd:LR' or 'adam:LR' with LR > 0.")
+  name, rate = job_flags.parse_optimizer(spec)
   if name == "adam":
     return k.optimizers.Adam(rate)
   return k.optimizers.SGD(rate, momentum=0.9)
@@ -270,13 +261,11 @@ CONSTRAINTS = {
     "equalized_odds": constraints_lib.EqualizedOdds,
     "equal_opportunity": constraints_lib.EqualOpportunity,
 }
-AUDIT_GAP = {"performance": "performance_gap", "degradation": "degradation_gap",
-             "excess": "max_excess_gap", "demographic_parity": "demographic_parity_difference",
-             "equalized_odds": "equalized_odds_difference",
-             "equal_opportunity": "equal_opportunity_difference"}
-# BiFP's default: "do no harm" — no group loses more than 1 point beyond the average.
-DEFAULT_FAIRNESS = ("excess",)
-DEFAULT_EPSILON = 0.01
+AUDIT_GAP = job_flags.AUDIT_GAP
+# The flags' names are known before TensorFlow is imported (job_flags); they must agree.
+assert tuple(CONSTRAINTS) == job_flags.CONSTRAINT_NAMES, (tuple(CONSTRAINTS),
+                                                          job_flags.CONSTRAINT_NAMES)
+assert tuple(constraints_lib.MODES) == job_flags.MODES, constraints_lib.MODES
 
 
 def make_constraints(names=DEFAULT_FAIRNESS, mode="lagrangian", epsilon=DEFAULT_EPSILON,
@@ -295,30 +284,6 @@ def make_constraints(names=DEFAULT_FAIRNESS, mode="lagrangian", epsilon=DEFAULT_
   return [CONSTRAINTS[n](tolerance=epsilon, mode=mode, weight=weight) for n in names]
 
 
-def define_fairness_flags(flags):
-  """The fairness flags shared by the main job and the CelebA job."""
-  flags.DEFINE_list("fairness", list(DEFAULT_FAIRNESS),
-                    "Constraints of the fair methods, a comma list of: "
-                    f"{', '.join(CONSTRAINTS)}. Default: excess ('do no harm': no group loses "
-                    "more than --epsilon beyond the average loss).")
-  flags.DEFINE_enum("fairness_mode", "lagrangian", list(constraints_lib.MODES),
-                    "lagrangian: keep each gap <= --epsilon (multipliers found in training); "
-                    "penalty: a fixed weight --fairness_weight.")
-  flags.DEFINE_float("epsilon", DEFAULT_EPSILON,
-                     "The gap accepted, as a fraction like the gaps in results.json "
-                     "(0.01 = 1 point).")
-  flags.DEFINE_float("fairness_weight", 1.0, "Weight of the penalty mode.")
-  flags.DEFINE_bool("held_out", True,
-                    "Steer the Lagrangian multipliers on the validation split and return "
-                    "the iterate that meets --epsilon there with the best validation "
-                    "accuracy (HeldOutFairness); --noheld_out steers on the training "
-                    "batches (a gap closed there often stays open on new data).")
-  flags.DEFINE_float("max_accuracy_loss", None,
-                     "Validation accuracy (a fraction) the fair model may give up against "
-                     "the run's most accurate iterate; below it the multipliers back off "
-                     "and no iterate is returned. Default: no budget.")
-
-
 def fairness_from_flags(flags_values):
   """The constraints the fairness flags ask for.
 
@@ -327,23 +292,10 @@ def fairness_from_flags(flags_values):
   """
   from absl import app  # pylint: disable=g-import-not-at-top
   f = flags_values
-  names = [n.strip() for n in f.fairness if n.strip()]
-  if not names:
-    raise app.UsageError("--fairness is empty: name at least one constraint "
-                         "(or use --method=bip for pruning without fairness).")
-  unknown = [n for n in names if n not in CONSTRAINTS]
-  if unknown:
-    raise app.UsageError(f"--fairness: unknown constraint(s) {unknown}; use "
-                         f"{', '.join(CONSTRAINTS)}.")
-  if not 0.0 <= f.epsilon < 1.0:
-    raise app.UsageError(f"--epsilon must be a fraction in [0, 1) (0.01 = 1 point), got "
-                         f"{f.epsilon}.")
-  if f.max_accuracy_loss is not None and not 0.0 <= f.max_accuracy_loss <= 1.0:
-    raise app.UsageError("--max_accuracy_loss must be a fraction in [0, 1] (0.02 = 2 points), "
-                         f"got {f.max_accuracy_loss}.")
-  if not 0.0 <= f.fairness_weight < float("inf"):
-    raise app.UsageError(f"--fairness_weight must be a finite number >= 0, got "
-                         f"{f.fairness_weight}.")
+  try:
+    names = job_flags.fairness_names(f)
+  except job_flags.FlagError as err:
+    raise app.UsageError(str(err)) from err
   try:
     return make_constraints(names, f.fairness_mode, f.epsilon, f.fairness_weight)
   except ValueError as err:
@@ -356,10 +308,6 @@ def fairness_settings(flags_values):
           "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight,
           "held_out": flags_values.held_out,
           "max_accuracy_loss": flags_values.max_accuracy_loss}
-
-
-FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
-                  "max_accuracy_loss")
 
 
 def wilson_interval(rate, n, z=1.96):

@@ -11,6 +11,29 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 from tf_fairprune import flavours  # pylint: disable=g-import-not-at-top
 
+# Slow end-to-end tests (whole jobs in subprocesses, many XLA compiles) are opt-in:
+# `--run-slow` (what .ci/run passes) or TF_FAIRPRUNE_SLOW_TESTS=1 runs them too.
+SLOW_OPTION = "--run-slow"
+
+
+def pytest_addoption(parser):
+  parser.addoption(SLOW_OPTION, action="store_true", default=False,
+                   help="also run the tests marked slow (whole jobs end to end)")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: an end-to-end test run only with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption(SLOW_OPTION) or os.environ.get("TF_FAIRPRUNE_SLOW_TESTS") == "1":
+    return
+  skip = pytest.mark.skip(reason=f"slow end-to-end test: run with {SLOW_OPTION} (CI does)")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)
+
+
 # The Keras flavours the core tests run on: tf_keras always, Keras 3 when installed.
 KERAS3 = flavours.keras3()
 FLAVOURS = ["tf_keras"] + (["keras3"] if KERAS3 is not None else [])

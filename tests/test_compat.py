@@ -30,6 +30,7 @@ def test_import_leaves_tf_keras_alone(env_value):
   assert with_us == baseline
 
 
+@pytest.mark.slow  # A fact about TFMOT, in a fresh process.
 def test_plain_tfmot_import_would_flip_tf_keras():
   # The behaviour we guard against: a bare TFMOT import switches tf.keras to Keras 2.
   assert _probe("", None).startswith("keras ")

@@ -141,3 +141,20 @@ def test_real_german_size():
   every = np.concatenate([data.train.groups, data.validation.groups, data.test.groups])
   assert np.bincount(every).tolist() == [690, 310]  # UCI: 310 women (A92, A95).
   assert np.all(np.isfinite(data.train.x))
+
+
+@pytest.mark.parametrize("spelling", ["inf", "-inf", "1e999"])
+def test_csv_non_finite_numbers_are_missing_not_categories(tmp_path, spelling):
+  # One non-finite cell must not turn a numeric column into a one-hot one.
+  path = tmp_path / "d.csv"
+  path.write_text("x,color,grp,y\n" + "".join(
+      f"{spelling if i == 7 else i},{'red' if i % 3 else ''},{'a' if i % 4 else 'b'},"
+      f"{'yes' if i % 2 else 'no'}\n" for i in range(40)))
+  data = datasets.load_csv(str(path), label="y", group="grp", seed=1)
+  assert data.feature_names == ["x", "x=missing", "color=missing", "color=red"]
+  for split in (data.train, data.validation, data.test):
+    assert np.all(np.isfinite(split.x))
+  notes = " ".join(data.notes)
+  assert "'x': 1 missing values (of which 1 non-finite" in notes
+  # Missing categorical cells are said as well (14 of 40 rows have no colour).
+  assert "'color': 14 missing values" in notes and "'color=missing'" in notes

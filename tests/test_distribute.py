@@ -17,9 +17,12 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 @pytest.mark.parametrize("keras_version", ["2", "3"])
-@pytest.mark.parametrize("kind,mode", [("mirrored", "joint"), ("mirrored", "alternating"),
-                                       ("mirrored_resume", "joint"),
-                                       ("mirrored_held_out", "joint")])
+# One case in the default suite; the others (each a pair of processes) with --run-slow.
+@pytest.mark.parametrize("kind,mode", [
+    pytest.param("mirrored", "joint"),
+    pytest.param("mirrored", "alternating", marks=pytest.mark.slow),
+    pytest.param("mirrored_resume", "joint", marks=pytest.mark.slow),
+    pytest.param("mirrored_held_out", "joint", marks=pytest.mark.slow)])
 def test_two_replicas_match_one_device(tmp_path, kind, mode, keras_version):
   if keras_version == "3":
     pytest.importorskip("tf_fairprune.keras3")
@@ -46,6 +49,7 @@ def _free_ports(n):
   return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_matches_single_process(tmp_path):
   single, multi = str(tmp_path / "single.npz"), str(tmp_path / "multi.npz")
   subprocess.run([sys.executable, HELPER, "single", single, "joint"], env=ENV, check=True,

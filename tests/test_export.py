@@ -89,7 +89,9 @@ def test_existing_file_is_untouched_when_conversion_fails(tmp_path, x, monkeypat
 
 
 def test_reports_densified_ops_and_native_block_sparsity(tmp_path, x, k):
-  with pytest.warns(UserWarning, match="densified"):
+  with warnings.catch_warnings():
+    # DENSIFY is what unstructured sparsity is: said in the result, never warned.
+    warnings.simplefilter("error")
     unstructured = tf_fairprune.export_tflite(_pruned(k=k), tmp_path / "u.tflite",
                                               sample_inputs=x)
   assert unstructured.densified_ops == 3 and unstructured.ops["FULLY_CONNECTED"] == 3
@@ -216,3 +218,66 @@ def test_qat_on_a_keras3_model_names_what_to_use_instead(tmp_path, x):
   result = tf_fairprune.export_tflite(pruned, tmp_path / "q.tflite", quantize="dynamic",
                                       sample_inputs=x)
   assert result.quantize == "dynamic" and os.path.exists(tmp_path / "q.tflite")
+
+
+def _read_back(path, x):
+  """Outputs of the written file, read independently of the export's own check."""
+  interpreter = tf.lite.Interpreter(model_path=str(path))
+  runner = interpreter.get_signature_runner()
+  signature = interpreter.get_signature_list()["serving_default"]
+  feed, out = list(signature["inputs"])[0], list(signature["outputs"])[0]
+  return np.concatenate([runner(**{feed: x[i:i + 1]})[out] for i in range(len(x))])
+
+
+def test_a_narrow_first_layer_is_stored_dense_alone(tmp_path, k):
+  # 3 features: the converter stores the first kernel in 1x4 blocks, which TFLite
+  # misreads. Only that tensor is stored dense; the others stay sparse.
+  model = k.Sequential([k.Input((3,)), k.layers.Dense(64, activation="relu"),
+                        k.layers.Dense(64, activation="relu"), k.layers.Dense(1)])
+  stripped = tf_fairprune.strip_fair_pruning(tf_fairprune.fair_prune_wrapper(model, 0.8))
+  x = np.random.default_rng(0).standard_normal((32, 3)).astype("float32")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # A correct, mostly sparse file: nothing to warn about.
+    sparse = tf_fairprune.export_tflite(stripped, tmp_path / "s.tflite", sample_inputs=x)
+  dense = tf_fairprune.export_tflite(stripped, tmp_path / "d.tflite", sparse=False,
+                                     sample_inputs=x)
+  assert sparse.sparse and "stored dense" in sparse.note and "stays sparse" in sparse.note
+  assert sparse.size_bytes < 0.6 * dense.size_bytes
+  np.testing.assert_allclose(_read_back(tmp_path / "s.tflite", x),
+                             stripped.predict(x, verbose=0), atol=1e-5)
+
+
+def test_gpu_target_keeps_convolution_sparsity_in_a_mixed_model(tmp_path):
+  from tf_fairprune import export as export_lib  # pylint: disable=g-import-not-at-top
+  cnn = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
+                          keras.layers.Conv2D(32, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(16)])
+  cnn = tf_fairprune.strip_fair_pruning(
+      tf_fairprune.fair_prune_wrapper(cnn, 0.9, mask_scope="layer"))
+  x = np.random.default_rng(0).standard_normal((8, 12, 12, 3)).astype("float32")
+  gpu = tf_fairprune.export_tflite(cnn, tmp_path / "gpu.tflite", target="gpu", sample_inputs=x)
+  dense = tf_fairprune.export_tflite(cnn, tmp_path / "d.tflite", sparse=False, sample_inputs=x)
+  assert gpu.sparse and gpu.densified_ops == 2 and "FULLY_CONNECTED" in gpu.note
+  flatbuffer = (tmp_path / "gpu.tflite").read_bytes()
+  assert export_lib._gpu_unfoldable_ops(flatbuffer) == []  # pylint: disable=protected-access
+  # The convolutions' weights stay sparse (before: the whole file was written dense).
+  interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+  sparse_shapes = [tuple(t["shape"]) for t in interpreter.get_tensor_details()
+                   if t.get("sparsity_parameters")]
+  assert len(sparse_shapes) == 2 and all(len(s) == 4 for s in sparse_shapes)
+  assert gpu.size_bytes < dense.size_bytes
+  np.testing.assert_allclose(_read_back(tmp_path / "gpu.tflite", x), cnn.predict(x, verbose=0),
+                             atol=1e-4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_the_file_gets_the_permissions_open_would_give(tmp_path, umask):
+  previous = os.umask(umask)
+  try:
+    result = tf_fairprune.export_tflite(_mlp((8, 16, 1)), tmp_path / "m.tflite")
+    with open(tmp_path / "other.json", "w") as f:
+      f.write("{}")
+  finally:
+    os.umask(previous)
+  mode = lambda p: os.stat(p).st_mode & 0o777
+  assert mode(result.path) == mode(tmp_path / "other.json") == 0o666 & ~umask

@@ -112,3 +112,17 @@ def test_functional_fair_prune_model_follows_its_tensors():
   model.compile(optimizer="sgd", loss="mse")
   model.fit(x, y, epochs=1, verbose=0)
   assert float(model.measured_sparsity()) == pytest.approx(0.5, abs=0.07)
+
+
+@pytest.mark.skipif(KERAS3 is None, reason="Keras 3 is not installed")
+@pytest.mark.parametrize("model_flavour", ["tf_keras", "keras3"])
+@pytest.mark.parametrize("argument", ["optimizer", "mask_optimizer"])
+def test_an_optimizer_of_the_other_flavour_is_named(model_flavour, argument):
+  k, other = (keras, KERAS3) if model_flavour == "tf_keras" else (KERAS3, keras)
+  model = tf_fairprune.fair_prune_wrapper(make_mlp(k=k), target_sparsity=0.5)
+  kwargs = {"optimizer": "sgd", argument: other.optimizers.SGD(0.1)}
+  other_name = "keras3" if model_flavour == "tf_keras" else "tf_keras"
+  with pytest.raises(TypeError, match=f"`{argument}` is a {other_name} object.*"
+                     f"the model is a {model_flavour} model"):
+    model.compile(loss="binary_crossentropy", **kwargs)
+  model.compile(loss="binary_crossentropy", **{**kwargs, argument: k.optimizers.SGD(0.1)})

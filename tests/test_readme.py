@@ -2,6 +2,7 @@
 
 import os
 import re
+import warnings
 
 import pytest
 
@@ -21,7 +22,14 @@ def test_keras3_quick_start_and_subclassed_model_run(tmp_path):
                                                         str(tmp_path / "model.tflite"))
   assert "import keras\n" in quick
   namespace = {}
-  exec(compile(quick, "README quick start", "exec"), namespace)  # pylint: disable=exec-used
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    exec(compile(quick, "README quick start", "exec"), namespace)  # pylint: disable=exec-used
+  # The happy path is quiet: nothing from tf_fairprune (DENSIFY is in the result).
+  ours = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught
+          if "tf_fairprune" in str(w.message) or os.sep + "tf_fairprune" + os.sep in w.filename]
+  assert not ours, ours
+  assert namespace["result"].densified_ops > 0
   assert os.path.exists(tmp_path / "model.tflite")
   assert namespace["result"].max_abs_diff < 1e-3
   assert type(namespace["final"]).__module__.startswith("keras.")  # A Keras 3 model.
@@ -31,3 +39,9 @@ def test_keras3_quick_start_and_subclassed_model_run(tmp_path):
   model.compile(optimizer="sgd", loss="mse")
   model.fit(namespace["x"], namespace["y"], epochs=1, verbose=0)
   assert float(model.measured_sparsity()) == pytest.approx(0.8, abs=0.01)
+
+
+def test_setup_describes_both_keras_flavours():
+  text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
+  description = re.search(r'description="(.*?)",\n', text, re.S).group(1)
+  assert "Keras 3" in description and "tf_keras" in description

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import tf_fairprune
@@ -66,6 +67,7 @@ def _run(keras_version, *args):
   assert run.returncode == 0, run.stderr[-3000:]
 
 
+@pytest.mark.slow  # Three training processes per flavour.
 @pytest.mark.parametrize("keras_version", ["2", "3"])
 def test_resume_in_a_fresh_process_equals_uninterrupted_training(tmp_path, keras_version):
   if keras_version == "3":
@@ -79,3 +81,25 @@ def test_resume_in_a_fresh_process_equals_uninterrupted_training(tmp_path, keras
   assert any(k.startswith("mopt") for k in a.files)
   for key in a.files:
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("how", ["export", "saved_model_save"])
+def test_serving_exports_of_a_model_being_pruned_apply_the_masks(tmp_path, k, how):
+  # model.export() / tf.saved_model.save write an inference graph: it must compute with
+  # the masked weights (what strip_fair_pruning gives), not the dense ones.
+  x = np.random.default_rng(0).standard_normal((16, 8)).astype("float32")
+  dense = make_mlp(k=k)
+  pruned = tf_fairprune.fair_prune_wrapper(dense, target_sparsity=0.8)
+  expected = tf_fairprune.strip_fair_pruning(pruned).predict(x, verbose=0)
+  unmasked = dense.predict(x, verbose=0)
+  assert np.abs(expected - unmasked).max() > 1e-2  # The masks matter here.
+  path = str(tmp_path / "served")
+  if how == "export":
+    pruned.export(path)
+    loaded = tf.saved_model.load(path)
+    got = loaded.serve([x] if k is not keras else x)
+  else:
+    tf.saved_model.save(pruned, path)
+    got = list(tf.saved_model.load(path).signatures["serving_default"](
+        tf.constant(x)).values())[0]
+  np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)

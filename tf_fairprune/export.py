@@ -11,6 +11,7 @@ file with a warning, and any other failure raises.
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -28,6 +29,12 @@ TARGETS = ("cpu", "gpu")
 # Ops into which the GPU delegate folds a DENSIFY at load (merge_densify.cc); it has
 # no DENSIFY kernel, so a sparse weight feeding any other op cannot run there.
 _GPU_DENSIFY_CONSUMERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+_LOG = logging.getLogger(__name__)
+# TFLite TensorType -> numpy dtype, for the constant tensors a sparse file stores.
+_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
+                7: np.int16, 9: np.int8, 10: np.float64}
 
 
 class _SparseMismatch(Exception):
@@ -149,6 +156,84 @@ def _gpu_unfoldable_ops(flatbuffer):
                          for i in d["inputs"])})
 
 
+def _gpu_unfoldable_tensors(flatbuffer):
+  """Indices of the sparse tensors that ops other than CONV_2D / DEPTHWISE_CONV_2D read
+  (directly, or through a DENSIFY op): what the GPU delegate cannot fold."""
+  details, tensors = _ops_and_tensors(flatbuffer)
+  if details is None:
+    return []
+  source = {o: d["inputs"][0] for d in details if d["op_name"] == "DENSIFY"
+            for o in d["outputs"]}
+  found = set()
+  for d in details:
+    if d["op_name"] in _GPU_DENSIFY_CONSUMERS + ("DENSIFY",):
+      continue
+    for i in d["inputs"]:
+      if i in source:
+        found.add(source[i])
+      elif i >= 0 and i in tensors and tensors[i].get("sparsity_parameters"):
+        found.add(i)
+  return sorted(found)
+
+
+def _tensor_indices(flatbuffer, names):
+  _, tensors = _ops_and_tensors(flatbuffer)
+  return sorted(i for i, t in (tensors or {}).items() if t["name"] in names)
+
+
+def _store_dense(flatbuffer, indices, dense_flatbuffer):
+  """The flatbuffer with the tensors `indices` (of the main subgraph) stored dense, their
+  values taken from `dense_flatbuffer`, the model converted without sparsity (the
+  tensor that the same input of the same operator reads there); the DENSIFY ops that
+  read them are removed (their consumers read the dense constant). Every other tensor
+  stays as it was.
+
+  The sparse encoding itself cannot be expanded: for a misaligned block-sparse tensor
+  the converter's encoding already lost values (TF 2.21: one 1x4 block kept of a 3-wide
+  layer's 64 rows).
+
+  Raises:
+    _SparseMismatch: If a tensor has no dense counterpart of its shape.
+  """
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+  reference = flatbuffer_utils.convert_bytearray_to_object(bytearray(dense_flatbuffer))
+  graph, ref_graph = model.subgraphs[0], reference.subgraphs[0]
+  name = lambda m, op: flatbuffer_utils.opcode_to_name(m, op.opcodeIndex)
+  densify = [op for op in graph.operators if name(model, op) == "DENSIFY"]
+  source = {op.outputs[0]: op.inputs[0] for op in densify}
+  ops = [op for op in graph.operators if name(model, op) != "DENSIFY"]
+  ref_ops = list(ref_graph.operators)
+  if [name(model, op) for op in ops] != [name(reference, op) for op in ref_ops]:
+    raise _SparseMismatch("the dense conversion has other operators; wrote a dense file "
+                          "instead.")
+  for i in indices:
+    tensor = graph.tensors[i]
+    slots = [(op, ref, slot) for op, ref in zip(ops, ref_ops)
+             for slot, t in enumerate(op.inputs) if source.get(t, t) == i]
+    twins = {ref.inputs[slot] for _, ref, slot in slots}
+    if len(twins) != 1:
+      raise _SparseMismatch(f"no dense counterpart of {tensor.name!r} to store it dense on "
+                            "its own; wrote a dense file instead.")
+    twin = ref_graph.tensors[twins.pop()]
+    if list(twin.shape) != list(tensor.shape):
+      raise _SparseMismatch(f"the dense counterpart of {tensor.name!r} has another shape; "
+                            "wrote a dense file instead.")
+    model.buffers[tensor.buffer].data = reference.buffers[twin.buffer].data
+    tensor.type, tensor.quantization = twin.type, twin.quantization
+    tensor.sparsity = None
+  for op in [op for op in densify if op.inputs[0] in indices]:
+    for other in graph.operators:
+      other.inputs = [op.inputs[0] if t == op.outputs[0] else t for t in other.inputs]
+    graph.operators.remove(op)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _has_sparse_tensors(flatbuffer):
+  _, tensors = _ops_and_tensors(flatbuffer)
+  return any(t.get("sparsity_parameters") for t in (tensors or {}).values())
+
+
 def _gpu_verdict(flatbuffer):
   """The lines of TF's GPU compatibility check that give its verdict."""
   captured = io.StringIO()
@@ -158,6 +243,13 @@ def _gpu_verdict(flatbuffer):
   lines = [l.strip() for l in text.splitlines()
            if "GPU" in l and ("compatib" in l.lower() or "delegate" in l.lower())]
   return "\n".join(lines) or text.strip()[-500:]
+
+
+def _umask():
+  """The process umask (read by setting it and putting it back at once)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def _tolerance(quantize, expected_scale):
@@ -259,8 +351,9 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     seed: Seed of the random samples.
     target: `"cpu"` (default) or `"gpu"`. The TFLite GPU delegate has no DENSIFY kernel:
       it folds DENSIFY into CONV_2D and DEPTHWISE_CONV_2D weights when it loads a model
-      but not into FULLY_CONNECTED, so for `"gpu"` a file in which another op would
-      read a sparse weight is written dense (with a note), and the result carries the
+      but not into FULLY_CONNECTED, so for `"gpu"` the weights another op would read
+      are stored dense (with a note; convolution weights stay sparse), and the result
+      carries the
       verdict of TF's GPU compatibility check. On GPU, sparsity buys file size (sparse
       convolution weights), not speed.
 
@@ -277,9 +370,12 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
 
   The file is checked before it is written: its outputs on the sample inputs must be
   within 1e-3 (float) or 5e-2 (quantized) × max(1, max |Keras output|) of the Keras
-  model's. A sparse file that misses this — or holds a block-sparse tensor whose width
-  is not a multiple of its block, which TFLite's sparse kernel reads wrongly — is
-  written dense instead, with a warning and `note`.
+  model's. A block-sparse tensor whose width is not a multiple of its block (which
+  TFLite's sparse kernel reads wrongly), or for `target="gpu"` a sparse weight of an op
+  other than a convolution, is stored dense on its own — every other tensor stays
+  sparse — and `note` says which. A sparse file that still misses the tolerance is
+  written dense instead, with a warning and `note`. DENSIFY ops (unstructured sparsity:
+  a smaller file, no speed-up) are counted in `densified_ops` and logged at INFO.
 
   Example:
 
@@ -310,27 +406,45 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   inputs = _sample_inputs(model, sample_inputs, num_samples, seed)
 
   note = ""
+  indices = []
   flatbuffer = _convert(model, sparse, quantize, representative_dataset)
-  misaligned = _misaligned_block_tensors(flatbuffer) if sparse else []
-  unfoldable = _gpu_unfoldable_ops(flatbuffer) if sparse and target == "gpu" else []
-  try:
-    if unfoldable:
-      raise _SparseMismatch(
-          f"The TFLite GPU delegate folds sparse (DENSIFY) weights into CONV_2D and "
-          f"DEPTHWISE_CONV_2D only, and here {', '.join(unfoldable)} would read one; wrote "
-          "a dense file for target='gpu'.")
+  if sparse:
+    # Tensors a sparse kernel would misread, or (for the GPU) that only CONV_2D /
+    # DEPTHWISE_CONV_2D can fold: stored dense one by one, the rest stays sparse.
+    misaligned = _misaligned_block_tensors(flatbuffer)
+    unfoldable = _gpu_unfoldable_ops(flatbuffer) if target == "gpu" else []
+    reasons = []
     if misaligned:
-      raise _SparseMismatch(
+      indices += _tensor_indices(flatbuffer, set(misaligned))
+      reasons.append(
           f"TFLite's block-sparse kernel misreads tensors whose width is not a multiple of "
-          f"the block ({', '.join(misaligned[:3])}); wrote a dense file instead. Layer "
-          "widths divisible by 4 avoid this.")
+          f"the block, so {', '.join(misaligned[:3])}{' …' if len(misaligned) > 3 else ''} "
+          "stored dense (layer widths divisible by 4 avoid this)")
+    if unfoldable:
+      indices += _gpu_unfoldable_tensors(flatbuffer)
+      reasons.append(
+          f"the TFLite GPU delegate folds sparse (DENSIFY) weights into CONV_2D and "
+          f"DEPTHWISE_CONV_2D only, so the weights {', '.join(unfoldable)} read are stored "
+          "dense for target='gpu'")
+  try:
+    if sparse and indices:
+      note = "; ".join(reasons) + "; every other tensor stays sparse."
+      flatbuffer = _store_dense(flatbuffer, sorted(set(indices)),
+                                _convert(model, False, quantize, representative_dataset))
+      sparse = _has_sparse_tensors(flatbuffer)
+    if sparse and target == "gpu" and _gpu_unfoldable_ops(flatbuffer):
+      raise _SparseMismatch("a weight the TFLite GPU delegate cannot fold is still sparse; "
+                            "wrote a dense file for target='gpu'.")
+    if sparse and _misaligned_block_tensors(flatbuffer):
+      raise _SparseMismatch("a misaligned block-sparse tensor is still sparse; wrote a "
+                            "dense file instead.")
     diff, interpreter, scale = _run(flatbuffer, model, inputs)
     if sparse and diff > _tolerance(quantize, scale):
       raise _SparseMismatch(
           f"the sparse file's outputs differ from Keras by {diff:.3g} (tolerance "
           f"{_tolerance(quantize, scale):.3g}); wrote a dense file instead.")
   except (RuntimeError, _SparseMismatch) as err:
-    if not sparse:
+    if not sparse and not note:
       raise RuntimeError(f"The converted TFLite model does not run: {err}. "
                          "Nothing was written.") from err
     if isinstance(err, _SparseMismatch):
@@ -339,7 +453,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
       note = ("Quantized unstructured-sparse kernels fail to prepare under TFLite's default "
               "XNNPACK delegate; wrote a dense quantized file instead. "
               f"Interpreter error: {str(err).strip()[:200]}")
-    warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning)
+    warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning, stacklevel=2)
     sparse = False
     flatbuffer = _convert(model, sparse, quantize, representative_dataset)
     try:
@@ -355,11 +469,12 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   ops, sparse_ops = _op_counts(flatbuffer)
   densified = ops.get("DENSIFY", 0)
   if sparse and densified and target == "cpu":
-    warnings.warn(
-        f"tf_fairprune.export_tflite: {densified} sparse weight tensor(s) are densified when "
-        "the model loads (DENSIFY ops): the file is smaller but inference is not faster. "
-        "Prune with block_size=(4, 1) (float) or (16, 1) (int8) for native sparse kernels.",
-        UserWarning)
+    # Expected of unstructured sparsity, not a problem: the result says it
+    # (`densified_ops`), logged at INFO, never warned.
+    _LOG.info("tf_fairprune.export_tflite: %d sparse weight tensor(s) are densified when "
+              "the model loads (DENSIFY ops): the file is smaller but inference is not "
+              "faster; block_size=(4, 1) (float) or (16, 1) (int8) gives native sparse "
+              "kernels.", densified)
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -367,6 +482,8 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(flatbuffer)
+    # mkstemp makes the file 0600; give it what open() would: 0666 less the umask.
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

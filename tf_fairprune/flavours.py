@@ -199,6 +199,29 @@ def keras3_flavour():
   return _KERAS3
 
 
+def check_same_flavour(flavour, obj, argument):
+  """Raises a clear error when `obj` (an optimizer, say) belongs to the other flavour.
+
+  Strings, None and objects of neither Keras pass (Keras' own lookup judges them).
+
+  Raises:
+    TypeError: Naming both flavours and `argument`.
+  """
+  if obj is None or isinstance(obj, (str, dict)) or flavour.owns(obj):
+    return
+  others = [f for f in (TF_KERAS, keras3_flavour() if keras3() is not None else None)
+            if f is not None and f is not flavour and f.owns(obj)]
+  if others:
+    raise TypeError(
+        f"`{argument}` is a {others[0].name} object ({type(obj).__module__}."
+        f"{type(obj).__name__}) but the model is a {flavour.name} model: use an optimizer of "
+        f"the model's own Keras ({_spelling(flavour)}), or a string such as 'sgd'.")
+
+
+def _spelling(flavour):
+  return "tf_keras.optimizers" if flavour is TF_KERAS else "keras.optimizers"
+
+
 def of(obj):
   """The `Flavour` of a layer, model, list of layers or class; tf_keras by default."""
   if isinstance(obj, (list, tuple)) and obj:

@@ -185,7 +185,8 @@ def _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity):
     warnings.warn(
         f"tf_fairprune: {sparsity_m_by_n[0]}:{sparsity_m_by_n[1]} masks have no native "
         "TFLite CPU kernel: export_tflite stores them sparse but they are densified at load "
-        "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning)
+        "(smaller file, no speed-up). block_size=(4, 1) runs natively sparse.", UserWarning,
+        stacklevel=3)  # The caller of fair_prune_wrapper.
   return dict(block_size=tuple(block_size), sparsity_m_by_n=sparsity_m_by_n,
               granularity=granularity)
 

@@ -27,6 +27,7 @@ class StepGuard:
     self.first_bad_step = counter("first_bad_step", -1)
     self.bad_id_batches = counter("bad_id_batches")
     self.non_finite_steps = counter("non_finite_steps")
+    self.bad_label_batches = counter("bad_label_batches")
 
   def running(self, bad_ids):
     """True while no step of this fit was bad and this batch's ids are valid."""
@@ -56,6 +57,13 @@ class StepGuard:
     """In evaluation: count a batch with invalid ids (nothing to undo)."""
     self.bad_id_batches.assign_add(tf.cast(bad_ids, tf.int64))
 
+  def count_bad_labels(self, bad_labels, halt=True):
+    """Counts a batch whose labels the group statistics cannot read; in training, every
+    later step of this fit is skipped (the callback then raises)."""
+    self.bad_label_batches.assign_add(tf.cast(bad_labels, tf.int64))
+    if halt:
+      self.halted.assign(tf.maximum(self.halted, tf.cast(bad_labels, tf.int64)))
+
   def reset(self):
     self.steps.assign(0)
     self.halted.assign(0)
@@ -82,15 +90,31 @@ class _GuardLogic:
           "changed nothing. Check the ids (pack_group_data(..., num_groups=K) checks "
           "arrays when they are packed) or build the model with a larger num_groups.")
 
+  def _check_labels(self, where):
+    count = int(self._guard().bad_label_batches.numpy())
+    if count > self._bad_labels_seen:
+      self._bad_labels_seen = count
+      self.model.stop_training = True
+      signed = getattr(self.model, "_signed_labels", False)
+      raise ValueError(
+          f"Labels the per-group statistics cannot read {where}: a binary model (one "
+          f"output) reads labels 0 and 1{' (-1 and 1 with its hinge loss)' if signed else ''}, "
+          "a C-class model sparse class ids in [0, C) or one-hot rows. Map the labels "
+          "first, e.g. y = (y == positive_value) for a binary task. Training stopped.")
+
   def on_test_begin(self, logs=None):
-    self._bad_ids_seen = int(self._guard().bad_id_batches.numpy())
+    guard = self._guard()
+    self._bad_ids_seen = int(guard.bad_id_batches.numpy())
+    self._bad_labels_seen = int(guard.bad_label_batches.numpy())
 
   def on_test_batch_end(self, batch, logs=None):
     self._check_ids(f"in evaluation batch {batch}")
+    self._check_labels(f"in evaluation batch {batch}")
 
   def on_train_begin(self, logs=None):
     guard = self._guard()
     self._bad_ids_seen = int(guard.bad_id_batches.numpy())
+    self._bad_labels_seen = int(guard.bad_label_batches.numpy())
     self._seen = int(guard.non_finite_steps.numpy())
     guard.reset()
 
@@ -102,6 +126,7 @@ class _GuardLogic:
     guard = self._guard()
     where = int(guard.first_bad_step.numpy()) - self._epoch_start
     self._check_ids(f"at batch {where} of epoch {self._epoch} (counting from 0)")
+    self._check_labels(f"by batch {batch} of epoch {self._epoch} (counting from 0)")
     count = int(guard.non_finite_steps.numpy())
     if count > self._seen:
       tf.get_logger().error(

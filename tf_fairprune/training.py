@@ -44,7 +44,8 @@ UPDATE_MODES = ("joint", "alternating")
 MASK_SCOPES = ("global", "layer")
 LEVELS = fairness_objective.LEVELS
 
-_Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids")
+# `labels`: what the group statistics read (0/1 for a hinge loss's -1/1), `y` the loss's.
+_Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids labels")
 _Forward = collections.namedtuple("_Forward", "y_pred task reg fair_w fair_m stats")
 
 
@@ -239,7 +240,10 @@ class BiLevelTrainingMixin:
 
     Raises:
       ValueError: If `mask_optimizer` is the same object as `optimizer`.
+      TypeError: If an optimizer is of the other Keras flavour than the model.
     """
+    flavours.check_same_flavour(self._flavour, optimizer, "optimizer")
+    flavours.check_same_flavour(self._flavour, mask_optimizer, "mask_optimizer")
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
     if mask_optimizer is None:
       mask_optimizer = default_mask_optimizer(self._flavour)
@@ -256,7 +260,9 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that a loader that builds
       # `optimizer` on all trainable variables finds it built.
       self._build_optimizers()
-    self._objective.resolve_from_logits(outcomes.from_logits_of(loss))
+    # A hinge loss: labels -1/1, decision at 0 (read as logits).
+    object.__setattr__(self, "_signed_labels", outcomes.is_hinge_loss(loss))
+    self._objective.resolve_from_logits(self._signed_labels or outcomes.from_logits_of(loss))
     with self.distribute_strategy.scope():
       # Untracked on purpose (see _Metrics).
       object.__setattr__(self, "_fair_metrics", _Metrics(self))
@@ -301,6 +307,7 @@ class BiLevelTrainingMixin:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
+    self._check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
     self._use_held_out(kwargs.get("callbacks"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     self.stopped_on_non_finite_loss = False
@@ -333,6 +340,7 @@ class BiLevelTrainingMixin:
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
+    self._check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     return super().evaluate(*args, callbacks=callbacks, **kwargs)
 
@@ -351,6 +359,18 @@ class BiLevelTrainingMixin:
       warnings.warn(f"tf_fairprune: the data holds one group only (id {present[0]}): there "
                     "is nothing to compare, so every gap is 0 and fairness terms do nothing.",
                     UserWarning, stacklevel=3)
+
+  def _check_labels(self, y):
+    """Checks numpy labels at once against the model's output units, when known (the
+    in-graph check in `_update_metrics` covers every other input)."""
+    if y is None or not isinstance(y, (np.ndarray, list)):
+      return
+    outputs = getattr(self, "outputs", None) or []
+    shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()
+    if not shape:
+      return
+    units = 1 if len(shape) == 1 else shape[-1]
+    outcomes.check_label_array(y, units, getattr(self, "_signed_labels", False))
 
   def _warn_if_too_sparse(self):
     """Warns when a wrapped tensor keeps no weight or the sparsity misses the target."""
@@ -392,7 +412,8 @@ class BiLevelTrainingMixin:
       raise ValueError(
           "The model has fairness constraints but the data carries no group ids. Pack "
           "them with x = tf_fairprune.pack_group_data(x, groups).")
-    return _Batch(x, y, sample_weight, groups, dense, bad_ids)
+    labels = outcomes.decision_labels(y, getattr(self, "_signed_labels", False))
+    return _Batch(x, y, sample_weight, groups, dense, bad_ids, labels)
 
   def _fairness_statistics(self, batch, y_pred):
     """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
@@ -402,7 +423,8 @@ class BiLevelTrainingMixin:
     if self._objective.needs_dense and dense is None and self._reference_model is not None:
       outputs = tf.stop_gradient(self._reference_model(batch.x, training=False))
       dense = fairness_objective.DenseReference(outputs=outputs)
-    return self._objective.statistics(batch.y, y_pred, batch.sample_weight, batch.groups, dense)
+    return self._objective.statistics(batch.labels, y_pred, batch.sample_weight, batch.groups,
+                                      dense)
 
   def _forward(self, batch, first_pass=True):
     """A `_Forward`: predictions, task loss, regularisers and the levels' fairness losses."""
@@ -430,13 +452,18 @@ class BiLevelTrainingMixin:
     return bilevel.score_gradients(g_s, g_theta, self.implicit_gradient_scale,
                                    replicas.num_replicas(), replicas.replica_sum)
 
-  def _update_metrics(self, batch, y_pred, stats):
+  def _update_metrics(self, batch, y_pred, stats, training=True):
     own = self._fair_metrics
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
     own.sparsity.update_state(self.measured_sparsity())
     if batch.groups is not None:
+      # Labels the group statistics cannot read (e.g. {0, 2} for one output): counted
+      # in graph (works under XLA), raised by the guard callback after the batch.
+      bad = outcomes.labels_outside(batch.y, y_pred, getattr(self, "_signed_labels", False))
+      self._step_guard.count_bad_labels(tf.logical_not(replicas.all_true(tf.logical_not(bad))),
+                                        halt=training)
       weights = outcomes.example_weights(batch.sample_weight, batch.groups)
-      correct = outcomes.hard_correct(batch.y, y_pred, self._objective.metric_from_logits)
+      correct = outcomes.hard_correct(batch.labels, y_pred, self._objective.metric_from_logits)
       own.group_accuracy.update_state(
           outcomes.group_sums(correct, batch.groups, weights, self.num_groups)[None],
           outcomes.group_sums(tf.ones_like(weights), batch.groups, weights,
@@ -518,7 +545,8 @@ class BiLevelTrainingMixin:
     self._step_guard.count_bad_ids(batch.bad_ids)
     y_pred = self(batch.x, training=False)
     self._flavour.test_loss(self, batch.x, batch.y, y_pred, batch.sample_weight)
-    self._update_metrics(batch, y_pred, self._fairness_statistics(batch, y_pred))
+    self._update_metrics(batch, y_pred, self._fairness_statistics(batch, y_pred),
+                         training=False)
     return self._logs(batch)
 
 

@@ -1,7 +1,10 @@
 """Tabular splits with group ids, and the encoding shared by every tabular loader.
 
 Numeric columns are standardised and categorical ones one-hot encoded with statistics of
-the training split only; categories unseen in training encode as all zeros.
+the training split only; categories unseen in training encode as all zeros. Missing
+cells (and non-finite numbers: inf, -inf, 1e999) are never dropped silently: numeric
+ones are imputed with an indicator column, categorical ones get a category of their own,
+and the dataset's `notes` say which columns had any.
 """
 
 import csv
@@ -116,10 +119,22 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
   notes = []
   for i in missing_cols:
     counts = [int(np.isnan(numbers(rows)[:, i]).sum()) for rows in rows_by_split]
-    notes.append(f"'{numeric[i]}': {sum(counts)} missing values (train/validation/test "
+    infinite = sum(_is_infinite(r[numeric[i]]) for rows in rows_by_split for r in rows)
+    what = (f" (of which {infinite} non-finite numbers: inf, -inf or out of float range)"
+            if infinite else "")
+    notes.append(f"'{numeric[i]}': {sum(counts)} missing values{what} (train/validation/test "
                  f"{'/'.join(map(str, counts))}) set to the training mean {mean[i]:.4g}, with "
                  f"an indicator column '{numeric[i]}=missing'")
-  categories = {c: sorted({r[c] for r in train_rows}) for c in categorical}
+  for c in categorical:
+    counts = [sum(_is_missing(r[c]) for r in rows) for rows in rows_by_split]
+    if sum(counts):
+      notes.append(f"'{c}': {sum(counts)} missing values (train/validation/test "
+                   f"{'/'.join(map(str, counts))}) encoded as a category of their own, "
+                   f"'{c}={MISSING_CATEGORY}'" if counts[0] else
+                   f"'{c}': {sum(counts)} missing values (train/validation/test "
+                   f"{'/'.join(map(str, counts))}) encoded as all zeros (no missing value "
+                   "in training)")
+  categories = {c: sorted({_category(r[c]) for r in train_rows}) for c in categorical}
 
   def encode(rows):
     raw = numbers(rows)
@@ -129,8 +144,9 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
       lookup = {v: i for i, v in enumerate(categories[c])}
       onehot = np.zeros((len(rows), len(lookup)))
       for j, r in enumerate(rows):
-        if r[c] in lookup:  # Unseen categories (and '?') stay all-zero.
-          onehot[j, lookup[r[c]]] = 1.0
+        value = _category(r[c])
+        if value in lookup:  # Unseen categories stay all-zero.
+          onehot[j, lookup[value]] = 1.0
       parts.append(onehot)
     return Split(np.concatenate(parts, axis=1).astype(np.float32),
                  np.array([label_fn(r) for r in rows], dtype=np.float32),
@@ -145,34 +161,57 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
 
 
 MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
+MISSING_CATEGORY = "missing"  # The one category of every missing spelling.
 
 
 def _is_missing(value):
   return value is None or str(value).strip().lower() in MISSING
 
 
+def _category(value):
+  """A categorical cell; every spelling of a missing value is one category."""
+  return MISSING_CATEGORY if _is_missing(value) else value
+
+
+def _is_infinite(value):
+  """A number that is not finite: 'inf', '-inf', '1e999' (overflows to inf)."""
+  if _is_missing(value):
+    return False
+  try:
+    return not np.isfinite(float(value))
+  except (TypeError, ValueError):
+    return False
+
+
 def _number(value):
-  """float(value); NaN for a missing value (empty, 'NaN', 'NA', '?', ...)."""
-  return float("nan") if _is_missing(value) else float(value)
+  """float(value); NaN for a missing value (empty, 'NaN', 'NA', '?', ...) and for a
+  non-finite number (inf, -inf, 1e999): both are imputed, never used as they are."""
+  if _is_missing(value):
+    return float("nan")
+  number = float(value)
+  return number if np.isfinite(number) else float("nan")
 
 
 def _is_number(value):
-  """A finite number, or a missing value (which a numeric column may have)."""
+  """A number (finite or not: a non-finite one is treated as missing), or a missing
+  value: what a numeric column may hold."""
   if _is_missing(value):
     return True
   try:
-    return bool(np.isfinite(float(value)))
-  except ValueError:
+    float(value)
+    return True
+  except (TypeError, ValueError):
     return False
 
 
 def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   """Any CSV with a binary label column and a sensitive-attribute column.
 
-  Other columns are features: numeric if every value is a finite number or missing,
-  else categorical. Missing numeric values (empty, 'NaN', 'NA', '?', ...) are set to
-  the training mean, with a 0/1 '<column>=missing' indicator feature; the dataset's
-  `notes` say which. Rows are split at random (validation and test fractions).
+  Other columns are features: numeric if every value is a number or missing, else
+  categorical. Missing numeric values (empty, 'NaN', 'NA', '?', ...) and non-finite
+  ones ('inf', '-inf', '1e999') are set to the training mean, with a 0/1
+  '<column>=missing' indicator feature; missing categorical cells are one category,
+  '<column>=missing'. The dataset's `notes` say which columns had any. Rows are split at random (validation and test fractions).
 
   Args:
     path: The CSV file (with a header row).
@@ -199,9 +238,10 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     raise ValueError(f"The label column {label!r} must be binary, found {labels[:5]}.")
   group_names = sorted({r[group] for r in rows})
   features = [c for c in rows[0] if c not in (label, group)]
-  # Numeric: every value a finite number or missing (imputed), and at least one number.
+  # Numeric: every value a number or missing (non-finite ones imputed as missing), and
+  # at least one finite number.
   numeric = [c for c in features if all(_is_number(r[c]) for r in rows)
-             and not all(_is_missing(r[c]) for r in rows)]
+             and any(np.isfinite(_number(r[c])) for r in rows)]
   categorical = [c for c in features if c not in numeric]
   splits = random_split(len(rows), fractions, seed)
   return build(os.path.basename(path), [[rows[i] for i in idx] for idx in splits],

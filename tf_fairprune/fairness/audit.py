@@ -163,6 +163,11 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
                         absent_groups=absent)
 
 
+def _compiled_loss(model):
+  spec = getattr(model, "_loss_spec", None)
+  return spec[0] if spec else getattr(model, "loss", None)
+
+
 def _infer_from_logits(model):
   """From the model, never from the values: its compiled loss (a string loss takes
   probabilities, as in Keras), else its last layer's activation.
@@ -170,8 +175,9 @@ def _infer_from_logits(model):
   Raises:
     ValueError: If neither says.
   """
-  spec = getattr(model, "_loss_spec", None)
-  loss = spec[0] if spec else getattr(model, "loss", None)
+  loss = _compiled_loss(model)
+  if outcomes.is_hinge_loss(loss):
+    return True  # Decision at 0.
   from_logits = outcomes.loss_from_logits(loss)
   if from_logits is not None:
     return from_logits
@@ -210,6 +216,8 @@ def dense_correctness(dense_model, x, y, from_logits=None, batch_size=256):
   labels = predict_labels(dense_model, x, from_logits, batch_size)
   y = np.asarray(y)
   y = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+  if outcomes.is_hinge_loss(_compiled_loss(dense_model)):
+    y = (y > 0).astype(np.int64)  # Hinge labels -1/1 (or 0/1): 1 is positive.
   return (labels == y).astype(np.float32)
 
 
@@ -265,6 +273,8 @@ def evaluate_fairness(model, data, dense_model=None, from_logits=None, group_nam
   x, y, groups = _collect(data)
   y = np.asarray(y)
   y_true = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+  if outcomes.is_hinge_loss(_compiled_loss(model)):
+    y_true = (y_true > 0).astype(np.int64)  # Hinge labels -1/1 (or 0/1): 1 is positive.
   y_pred = predict_labels(model, x, from_logits, batch_size)
   dense_pred = None
   if dense_model is not None:

@@ -6,6 +6,7 @@ Multi-class outputs: shape [B, C], logits or probabilities; labels sparse ([B] o
 the true class; of "predicted positive", the probability of the positive class.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -14,6 +15,90 @@ def loss_from_logits(loss):
   if hasattr(loss, "get_config") and "from_logits" in loss.get_config():
     return bool(loss.get_config()["from_logits"])
   return None
+
+
+# Keras' margin losses of a binary classifier: labels -1/1 (0/1 are converted), one
+# output whose decision is at 0 — read like logits.
+HINGE_LOSSES = ("hinge", "squared_hinge")
+
+
+def _loss_name(loss):
+  if isinstance(loss, str):
+    return loss.lower()
+  config = loss.get_config() if hasattr(loss, "get_config") else {}
+  candidates = [type(loss).__name__, getattr(loss, "__name__", None),
+                getattr(getattr(loss, "fn", None), "__name__", None), config.get("fn")]
+  for name in candidates:
+    if not name:
+      continue
+    name = "".join("_" + ch.lower() if ch.isupper() and i else ch.lower()
+                   for i, ch in enumerate(str(name)))
+    if name in HINGE_LOSSES:
+      return name
+  return None
+
+
+def is_hinge_loss(loss):
+  """True for Keras' `Hinge` / `SquaredHinge` (objects, functions or their strings):
+  labels -1/1 (or 0/1), decision at 0."""
+  return _loss_name(loss) in HINGE_LOSSES
+
+
+def decision_labels(y_true, signed):
+  """The labels the outcomes read: as given, or, for a hinge loss (`signed`), 1 where
+  the label is positive and 0 where it is -1 (or 0)."""
+  if y_true is None or not signed:
+    return y_true
+  y_true = tf.convert_to_tensor(y_true)
+  return tf.cast(y_true > 0, tf.float32)
+
+
+def labels_outside(y_true, y_pred, signed=False):
+  """A scalar bool: some label cannot be read as a class of this output.
+
+  Binary outputs need labels in [0, 1] (0 and 1; soft labels round), or [-1, 1] with a
+  hinge loss (`signed`); sparse multi-class labels need integers in [0, C).
+  """
+  y = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
+  if is_multiclass(y_pred):
+    if y.shape.rank == 2 and y.shape[-1] == y_pred.shape[-1]:
+      return tf.constant(False)  # One-hot.
+    flat = tf.reshape(y, [-1])
+    classes = tf.cast(tf.shape(y_pred)[-1], tf.float32)
+    return tf.reduce_any((flat < 0) | (flat >= classes) | (flat != tf.round(flat)))
+  return tf.reduce_any((y < (-1.0 if signed else 0.0)) | (y > 1.0))
+
+
+def check_label_array(y, units, signed=False):
+  """The numpy side of `labels_outside`, with the values found: for arrays at `fit`.
+
+  Raises:
+    ValueError: Saying what the labels must be.
+  """
+  y = np.asarray(y)
+  if y.size == 0 or not np.issubdtype(y.dtype, np.number):
+    return
+  if units == 1:
+    low = -1.0 if signed else 0.0
+    bad = (y < low) | (y > 1.0)
+    if bad.any():
+      found = np.unique(y[bad])[:5].tolist()
+      raise ValueError(f"Labels {found} cannot be read by a binary classifier (one output): "
+                       + label_expectation(signed) + " Map them to 0/1 first, e.g. "
+                       "y = (y == positive_value).astype('float32').")
+  elif units and units > 1 and not (y.ndim == 2 and y.shape[-1] == units):
+    flat = y.reshape(-1)
+    bad = (flat < 0) | (flat >= units) | (flat != np.round(flat))
+    if bad.any():
+      found = np.unique(flat[bad])[:5].tolist()
+      raise ValueError(f"Labels {found} are not class ids of a {units}-class model: sparse "
+                       f"labels must be integers in [0, {units}) (or one-hot rows).")
+
+
+def label_expectation(signed=False):
+  return ("with a hinge loss, labels are -1 and 1 (or 0 and 1), decision at 0."
+          if signed else "labels must be 0 and 1 (1 the positive class; probabilities in "
+          "[0, 1] are rounded).")
 
 
 def from_logits_of(loss):

@@ -1,0 +1,167 @@
+"""What the example jobs know before TensorFlow is imported: method, dataset and
+constraint names, and the checks of their flags.
+
+A bad flag or a missing CSV file is reported in about a second, without the 10-15 s
+TensorFlow import; `pipeline.py` re-exports these names and checks at import that they
+match the library's.
+"""
+
+import csv
+import importlib.util
+import os
+
+METHODS = ("bifp", "bifp_layer", "bip", "bip_layer", "bifp_no_mask_term", "bifp_no_weight_term",
+           "gmp", "magnitude_ft", "ceag", "two_stage", "dense")
+# Methods that need TFMOT, which works on tf_keras models only.
+TF_KERAS_ONLY = ("gmp", "two_stage")
+DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
+            "colored-fmnist")
+# --fairness names (pipeline.CONSTRAINTS maps them to the classes) and the modes
+# (tf_fairprune.fairness.constraints.MODES).
+CONSTRAINT_NAMES = ("performance", "degradation", "excess", "demographic_parity",
+                    "equalized_odds", "equal_opportunity")
+MODES = ("lagrangian", "penalty")
+# The audit's name of the gap each --fairness constraint bounds.
+AUDIT_GAP = {"performance": "performance_gap", "degradation": "degradation_gap",
+             "excess": "max_excess_gap", "demographic_parity": "demographic_parity_difference",
+             "equalized_odds": "equalized_odds_difference",
+             "equal_opportunity": "equal_opportunity_difference"}
+# BiFP's default: "do no harm" — no group loses more than 1 point beyond the average.
+DEFAULT_FAIRNESS = ("excess",)
+DEFAULT_EPSILON = 0.01
+DEFAULT_OPTIMIZER = "sgd:0.01"
+
+
+FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
+                  "max_accuracy_loss")
+
+
+class FlagError(ValueError):
+  """A bad flag value; the message names the flag."""
+
+
+def parse_optimizer(spec):
+  """(name, learning rate) from "sgd:LR" or "adam:LR".
+
+  Raises:
+    ValueError: For another name or a learning rate that is not a positive number.
+  """
+  name, _, rate = str(spec).partition(":")
+  try:
+    rate = float(rate)
+  except ValueError:
+    rate = float("nan")
+  if name not in ("sgd", "adam") or not rate > 0:
+    raise ValueError(f"Bad optimizer {spec!r}: use 'sgd:LR' or 'adam:LR' with LR > 0.")
+  return name, rate
+
+
+def define_fairness_flags(flags):
+  """The fairness flags shared by the main job and the CelebA job."""
+  flags.DEFINE_list("fairness", list(DEFAULT_FAIRNESS),
+                    "Constraints of the fair methods, a comma list of: "
+                    f"{', '.join(CONSTRAINT_NAMES)}. Default: excess ('do no harm': no group "
+                    "loses more than --epsilon beyond the average loss).")
+  flags.DEFINE_enum("fairness_mode", "lagrangian", list(MODES),
+                    "lagrangian: keep each gap <= --epsilon (multipliers found in training); "
+                    "penalty: a fixed weight --fairness_weight.")
+  flags.DEFINE_float("epsilon", DEFAULT_EPSILON,
+                     "The gap accepted, as a fraction like the gaps in results.json "
+                     "(0.01 = 1 point).")
+  flags.DEFINE_float("fairness_weight", 1.0, "Weight of the penalty mode.")
+  flags.DEFINE_bool("held_out", True,
+                    "Steer the Lagrangian multipliers on the validation split and return "
+                    "the iterate that meets --epsilon there with the best validation "
+                    "accuracy (HeldOutFairness); --noheld_out steers on the training "
+                    "batches (a gap closed there often stays open on new data).")
+  flags.DEFINE_float("max_accuracy_loss", None,
+                     "Validation accuracy (a fraction) the fair model may give up against "
+                     "the run's most accurate iterate; below it the multipliers back off "
+                     "and no iterate is returned. Default: no budget.")
+
+
+def fairness_names(f):
+  """The constraint names of the fairness flags, checked.
+
+  Raises:
+    FlagError: Naming the flag whose value is bad.
+  """
+  names = [n.strip() for n in f.fairness if n.strip()]
+  if not names:
+    raise FlagError("--fairness is empty: name at least one constraint "
+                    "(or use --method=bip for pruning without fairness).")
+  unknown = [n for n in names if n not in CONSTRAINT_NAMES]
+  if unknown:
+    raise FlagError(f"--fairness: unknown constraint(s) {unknown}; use "
+                    f"{', '.join(CONSTRAINT_NAMES)}.")
+  if len(set(names)) != len(names):
+    raise FlagError(f"--fairness: a constraint is named twice in {names}.")
+  if not 0.0 <= f.epsilon < 1.0:
+    raise FlagError(f"--epsilon must be a fraction in [0, 1) (0.01 = 1 point), got "
+                    f"{f.epsilon}.")
+  if not 0.0 <= f.fairness_weight < float("inf"):
+    raise FlagError(f"--fairness_weight must be a finite number >= 0, got "
+                    f"{f.fairness_weight}.")
+  if f.max_accuracy_loss is not None and not 0.0 <= f.max_accuracy_loss <= 1.0:
+    raise FlagError("--max_accuracy_loss must be a fraction in [0, 1] (0.02 = 2 points), "
+                    f"got {f.max_accuracy_loss}.")
+  return names
+
+
+def check_csv(spec, label, group):
+  """For --dataset=csv:PATH: the file exists and has the label and group columns.
+
+  Raises:
+    FlagError: Naming what is missing.
+  """
+  path = spec[len("csv:"):]
+  if not label or not group:
+    raise FlagError("--dataset=csv:PATH needs --label=COL and --group=COL.")
+  if not os.path.isfile(path):
+    what = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
+    raise FlagError(f"--dataset=csv:{path}: the file {what}.")
+  try:
+    with open(path, newline="", encoding="utf-8") as f:
+      header = next(csv.reader(f), None)
+  except (OSError, UnicodeDecodeError) as err:
+    raise FlagError(f"--dataset=csv:{path} cannot be read: {err}") from err
+  if not header:
+    raise FlagError(f"--dataset=csv:{path} is empty (no header row).")
+  for col, flag in ((label, "label"), (group, "group")):
+    if col not in header:
+      raise FlagError(f"{path} has no column {col!r} (the {flag}, --{flag}); columns: "
+                      f"{sorted(header)}.")
+
+
+def check_dataset(name, label=None, group=None):
+  """A known dataset name, or a readable csv:PATH with its columns.
+
+  Raises:
+    FlagError: For an unknown name or a CSV problem.
+  """
+  if name.startswith("csv:"):
+    check_csv(name, label, group)
+  elif name not in DATASETS:
+    raise FlagError(f"--dataset: unknown dataset {name!r}: use one of {', '.join(DATASETS)} "
+                    "or csv:PATH.")
+
+
+def check_output_dir(path):
+  """The output directory can be made (it is made only when results are written).
+
+  Raises:
+    FlagError: If it is a file or neither it nor its nearest existing parent is writable.
+  """
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise FlagError(f"--output_dir={path} is a file, not a directory.")
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise FlagError(f"--output_dir={path} cannot be created: {existing} is a file.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise FlagError(f"--output_dir={path} is not writable ({existing}).")
+
+
+def keras3_installed():
+  return importlib.util.find_spec("keras") is not None
