@@ -224,3 +224,15 @@ def test_held_out_mode_compiles_with_xla_and_matches(k):
     results.append((model.fairness_multipliers[0].numpy(), model.get_weights()))
   np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-4)
   assert float(np.max(results[1][0])) > 0
+
+
+def test_a_held_out_set_too_small_for_epsilon_is_named(k):
+  x, y, g = _groups_data(n=128)
+  model = _model(k, tolerance=0.02)
+  data = (tf_fairprune.pack_group_data(x, g), y)
+  callback = tf_fairprune.HeldOutFairness(data, verbose=0)
+  with pytest.warns(UserWarning, match="cannot tell a gap of ε from zero"):
+    model.fit(*data, epochs=1, verbose=0, callbacks=[callback])
+  n0, n1 = np.bincount(g)
+  assert callback.resolvable_gap == pytest.approx(1.96 * np.sqrt(0.25 / n0 + 0.25 / n1))
+  assert held_out_lib.resolvable_gap([5000, 5000]) < 0.02 < held_out_lib.resolvable_gap([64, 64])

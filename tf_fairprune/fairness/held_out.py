@@ -150,6 +150,15 @@ def measure(model, dataset, function=None):
       label_shares=labels / max(labels.sum(), 1e-12))
 
 
+def resolvable_gap(group_counts, z=1.96):
+  """The smallest gap between two groups' rates the held-out set tells from zero (95%,
+  rates near 0.5, its two smallest groups); inf with fewer than two groups."""
+  sizes = sorted(float(n) for n in group_counts if n > 0)
+  if len(sizes) < 2:
+    return math.inf
+  return z * math.sqrt(0.25 / sizes[0] + 0.25 / sizes[1])
+
+
 def violation(gaps, tolerances):
   """The largest held-out excess over ε across constraints (≤ 0: every ε met)."""
   return max((gaps[name] - tol for name, tol in tolerances.items()), default=0.0)
@@ -248,6 +257,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     self.candidates = []
     self.selected = None
     self.last = None
+    self.resolvable_gap = None
     self._snapshots = {}
 
   # ------------------------------------------------------------------ measuring
@@ -325,6 +335,16 @@ class HeldOutFairness(keras.callbacks.Callback):
     m = self._measure()  # The starting rates: the first steps already read held-out data.
     model._objective.apply_held_out(m.stats, 0)  # pylint: disable=protected-access
     self.last = m
+    self.resolvable_gap = resolvable_gap(m.group_counts)
+    blind = [c.name for c in model.fairness if c.tolerance < self.resolvable_gap]
+    if blind:
+      self._warn(
+          f"the held-out set cannot tell a gap of ε from zero for {', '.join(blind)}: its two "
+          f"smallest groups ({int(sorted(n for n in m.group_counts if n)[0])} and "
+          f"{int(sorted(n for n in m.group_counts if n)[1])} rows) resolve gaps of "
+          f"{self.resolvable_gap:.3f} and more (95%). The multipliers and the selection then "
+          "follow sampling noise, which can leave the gap on new data larger than without "
+          "fairness: give it more held-out rows, merge small groups, or raise ε.")
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
