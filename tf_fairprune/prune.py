@@ -53,6 +53,10 @@ def _clone(model, layer_fn):
   k = flavours.of(model).keras
 
   def clone_fn(layer):
+    if not isinstance(layer, k.layers.Layer):
+      # A Keras 3 operation node (`x + 3.0`, `keras.ops.relu(x)` on Keras tensors): it
+      # has no weights or state, so the clone reuses it as it is.
+      return layer
     if isinstance(layer, k.Model):
       _check_graph_model(layer, "Nested model")
       return k.models.clone_model(layer, clone_function=clone_fn)

@@ -1,0 +1,46 @@
+"""Architectures users bring (issue 19): operation nodes, integer inputs, mixed
+precision, multi-output, custom layers, attention, depthwise policy, RNN export."""
+
+import numpy as np
+import pytest
+
+import tf_fairprune
+from conftest import KERAS3, compile_binary
+
+
+def _ops_model(k):
+  """A functional model with arithmetic on Keras tensors (hard-swish, layer scale)."""
+  inp = k.Input((8,))
+  h = k.layers.Dense(16, name="d1")(inp)
+  h = h * k.layers.ReLU(6.0)(h + 3.0) * (1.0 / 6.0)  # hard-swish
+  h = h * 0.5 + h  # layer scale, residual
+  return k.Model(inp, k.layers.Dense(1, name="d2")(h))
+
+
+def test_arithmetic_on_keras_tensors_passes_through_wrap_fit_strip(k):
+  model = _ops_model(k)
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+  assert len(pruned.fair_prune_wrappers) == 2
+  x = np.random.default_rng(0).standard_normal((16, 8)).astype("float32")
+  y = (x[:, 0] > 0).astype("float32")
+  compile_binary(pruned)
+  pruned.fit(x, y, batch_size=8, epochs=1, verbose=0)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-5)
+
+
+@pytest.mark.skipif(KERAS3 is None, reason="Keras 3 not installed")
+def test_keras3_mobilenet_v3_small_wraps_fits_and_strips():
+  k = KERAS3
+  model = k.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), alpha=0.75,
+                                          minimalistic=False, classes=4,
+                                          include_preprocessing=False)
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+  assert pruned.fair_prune_wrappers
+  pruned.compile(optimizer=k.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+  x = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+  pruned.fit(x, np.arange(4), batch_size=4, epochs=1, verbose=0)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-5)
