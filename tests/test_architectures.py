@@ -44,3 +44,17 @@ def test_keras3_mobilenet_v3_small_wraps_fits_and_strips():
   stripped = tf_fairprune.strip_fair_pruning(pruned)
   np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
                              atol=1e-5)
+
+
+def test_integer_token_inputs_export_with_their_dtype(k, tmp_path):
+  inp = k.Input((6,), dtype="int32")
+  h = k.layers.Embedding(20, 8, name="emb")(inp)
+  h = k.layers.GlobalAveragePooling1D()(h)
+  model = k.Model(inp, k.layers.Dense(2, name="out")(h))
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  ids = np.random.default_rng(0).integers(0, 20, (8, 6))
+  result = tf_fairprune.export_tflite(stripped, str(tmp_path / "m.tflite"), sample_inputs=ids)
+  assert result.max_abs_diff < 1e-4
+  with pytest.raises(ValueError, match="non-integer"):
+    tf_fairprune.export_tflite(stripped, str(tmp_path / "n.tflite"), sample_inputs=ids + 0.5)

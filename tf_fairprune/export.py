@@ -166,14 +166,25 @@ def _tolerance(quantize, expected_scale):
   return (1e-3 if quantize is None else 5e-2) * max(1.0, expected_scale)
 
 
+def _as_input_dtype(array, tensor):
+  """`array` in the dtype of the model input `tensor` (float32 if it has none)."""
+  dtype = tf.as_dtype(getattr(tensor, "dtype", None) or "float32")  # Keras 3: a string.
+  array = np.asarray(array)
+  if dtype.is_integer and array.dtype.kind == "f" and np.any(array != np.round(array)):
+    raise ValueError(f"Input '{tensor.name}' is {dtype.name} (e.g. token ids) but "
+                     "sample_inputs holds non-integer values for it.")
+  return array.astype(dtype.as_numpy_dtype)
+
+
 def _sample_inputs(model, sample_inputs, num_samples, seed):
-  """A list of per-input float32 arrays with a leading sample axis."""
+  """A list of per-input arrays (in each input's dtype) with a leading sample axis."""
   if sample_inputs is not None:
     arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
-    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     if len(arrays) != len(model.inputs):
       raise ValueError(f"sample_inputs has {len(arrays)} arrays but the model has "
                        f"{len(model.inputs)} inputs.")
+    # Each input keeps the model input's dtype (token ids stay integers).
+    arrays = [_as_input_dtype(a, t) for a, t in zip(arrays, model.inputs)]
     for a, t in zip(arrays, model.inputs):
       expected = tuple(t.shape[1:])
       if any(e is not None and e != s for e, s in zip(expected, a.shape[1:])) or \
