@@ -58,3 +58,34 @@ def test_integer_token_inputs_export_with_their_dtype(k, tmp_path):
   assert result.max_abs_diff < 1e-4
   with pytest.raises(ValueError, match="non-integer"):
     tf_fairprune.export_tflite(stripped, str(tmp_path / "n.tflite"), sample_inputs=ids + 0.5)
+
+
+@pytest.fixture
+def mixed_float16(k):
+  k.mixed_precision.set_global_policy("mixed_float16")
+  yield k
+  k.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("with_fairness", [False, True])
+def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with_fairness):
+  k = mixed_float16
+  from tf_fairprune.fairness import ExcessDegradation  # pylint: disable=g-import-not-at-top
+  model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu", name="hidden"),
+                        k.layers.Dense(1, name="logits")])
+  fairness = [ExcessDegradation(tolerance=0.0)] if with_fairness else []
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5, fairness=fairness)
+  for w in pruned.fair_prune_wrappers:
+    assert w.layer.compute_dtype == "float16"
+    assert all(v.dtype == "float32" for v in w.score_variables + w.mask_variables)
+  compile_binary(pruned, lr=0.1)
+  before = [v.numpy().copy() for v in pruned.trainable_variables]
+  x = np.random.default_rng(0).standard_normal((32, 8)).astype("float32")
+  y = (x[:, 0] > 0).astype("float32")
+  data = tf_fairprune.pack_group_data(x, (x[:, 1] > 0).astype("int32")) if with_fairness else x
+  history = pruned.fit(data, y, batch_size=16, epochs=1, verbose=0)
+  assert np.isfinite(history.history["loss"][-1])
+  assert not pruned.stopped_on_non_finite_loss
+  moved = [np.abs(v.numpy() - b).max() for v, b in zip(pruned.trainable_variables, before)]
+  assert max(moved) > 0
+  assert float(pruned.measured_sparsity()) == pytest.approx(0.5, abs=0.01)

@@ -29,6 +29,7 @@ from tf_fairprune import _private
 from tf_fairprune import bilevel
 from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
+from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
 from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
@@ -284,8 +285,11 @@ class BiLevelTrainingMixin:
 
   def _build_optimizers(self):
     weights, scores, _ = self._level_variables()
-    self.optimizer.build(weights)
-    self.mask_optimizer.build(scores)
+    # Once only: Keras 3's LossScaleOptimizer (mixed_float16) creates new variables on
+    # every build, which a traced step may not.
+    for optimizer, variables in ((self.optimizer, weights), (self.mask_optimizer, scores)):
+      if not getattr(optimizer, "built", False):
+        optimizer.build(variables)
 
   @property
   def metrics(self):
@@ -442,31 +446,45 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- the steps
   def _joint_update(self, batch, running, weights, scores, thetas):
     """Both levels' gradients from one forward pass; returns (forward, finite, ok)."""
+    factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape(persistent=True) as tape:
       out = self._forward(batch)
       lower, upper, shared = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-    g_w, g_s, g_theta = bilevel.joint_gradients(tape, lower, upper, out.reg, shared,
-                                                weights, scores, thetas)
+      scaled = [loss_scale.scale(t, factor) for t in (lower, upper, out.reg)]
+    g_w, g_s, g_theta = bilevel.joint_gradients(tape, *scaled, shared, weights, scores, thetas)
     del tape
-    g_s = self._score_gradients(g_s, g_theta)
-    finite = replicas.all_finite([lower, upper] + g_w + g_s)
-    ok = tf.logical_and(finite, running)
-    replicas.apply_if(ok, self.optimizer, g_w, weights)
+    g_s = self._score_gradients(*(loss_scale.unscale(g, factor) for g in (g_s, g_theta)))
+    g_w = loss_scale.weight_gradients(self.optimizer, g_w, factor)
+    if factor is None:
+      finite = replicas.all_finite([lower, upper] + g_w + g_s)
+      ok = tf.logical_and(finite, running)
+      ok_w = ok
+    else:  # An overflow of the scaled gradients is skipped by the LossScaleOptimizer.
+      finite = replicas.all_finite([lower, upper])
+      ok_w = tf.logical_and(finite, running)
+      ok = tf.logical_and(ok_w, replicas.all_finite(loss_scale.unscale(g_w, factor) + g_s))
+    replicas.apply_if(ok_w, self.optimizer, g_w, weights)
     replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok
 
   def _alternating_update(self, batch, running, weights, scores, thetas):
     """The weights' step, then the scores' at the updated weights (two passes)."""
+    factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape() as tape:
       out = self._forward(batch)
       lower, _, _ = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-    g_w = tape.gradient(lower, weights)
-    finite = replicas.all_finite([lower] + g_w)
+      scaled_lower = loss_scale.scale(lower, factor)
+    g_w = loss_scale.weight_gradients(self.optimizer, tape.gradient(scaled_lower, weights),
+                                      factor)
+    finite = replicas.all_finite([lower] + ([] if factor is not None else g_w))
     replicas.apply_if(tf.logical_and(finite, running), self.optimizer, g_w, weights)
+    if factor is not None:  # Skipped by the LossScaleOptimizer: skip the scores too.
+      finite = tf.logical_and(finite, replicas.all_finite(loss_scale.unscale(g_w, factor)))
     with tf.GradientTape() as tape:
       second = self._forward(batch, first_pass=False)
       _, upper, _ = bilevel.level_losses(second.task, None, second.fair_w, second.fair_m)
-    grads = tape.gradient(upper, scores + thetas)
+      scaled_upper = loss_scale.scale(upper, factor)
+    grads = loss_scale.unscale(tape.gradient(scaled_upper, scores + thetas), factor)
     g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
     finite = tf.logical_and(finite, replicas.all_finite([upper] + g_s))
     ok = tf.logical_and(finite, running)
