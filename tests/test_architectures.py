@@ -89,3 +89,46 @@ def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with
   moved = [np.abs(v.numpy() - b).max() for v, b in zip(pruned.trainable_variables, before)]
   assert max(moved) > 0
   assert float(pruned.measured_sparsity()) == pytest.approx(0.5, abs=0.01)
+
+
+def _two_output_model(k):
+  inp = k.Input((8,))
+  h = k.layers.Dense(16, activation="relu", name="hidden")(inp)
+  return k.Model(inp, [k.layers.Dense(3, name="cls")(h), k.layers.Dense(1, name="reg")(h)])
+
+
+def test_multi_output_fairness_judges_the_named_output(k, tmp_path):
+  from tf_fairprune.fairness import ExcessDegradation  # pylint: disable=g-import-not-at-top
+  model = _two_output_model(k)
+  with pytest.raises(ValueError, match="fairness_output"):
+    tf_fairprune.fair_prune_wrapper(model, 0.5, fairness=[ExcessDegradation()])
+  with pytest.raises(ValueError, match="not an output"):
+    tf_fairprune.fair_prune_wrapper(model, 0.5, fairness=[ExcessDegradation()],
+                                    fairness_output="nope")
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.5, fairness=[ExcessDegradation()],
+                                           fairness_output="cls")
+  assert list(pruned.output_names) == ["cls", "reg"]  # The original names, not fair_prune_*.
+  pruned.compile(optimizer=k.optimizers.SGD(0.05),
+                 loss={"cls": k.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       "reg": "mse"},
+                 metrics={"cls": [k.metrics.SparseCategoricalAccuracy(name="acc")]})
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 8)).astype("float32")
+  y = {"cls": (x[:, 0] > 0).astype("int32"), "reg": x[:, :1]}
+  data = tf_fairprune.pack_group_data(x, (x[:, 1] > 0).astype("int32"))
+  logs = pruned.fit(data, y, batch_size=16, epochs=1, verbose=0).history
+  assert {"cls_loss", "reg_loss", "accuracy_g0", "max_excess_gap"} <= set(logs)
+  assert all(np.isfinite(v[-1]) for v in logs.values())
+  # The same output judged by index; a per-group evaluation runs too.
+  by_index = tf_fairprune.fair_prune_wrapper(model, 0.5, fairness=[ExcessDegradation()],
+                                             fairness_output=0)
+  assert by_index.fairness_output == 0
+  pruned.evaluate(data, y, verbose=0)
+  path = str(tmp_path / "m.keras")
+  pruned.save(path)
+  loaded = k.models.load_model(path)
+  assert list(loaded.output_names) == ["cls", "reg"] and loaded.fairness_output == "cls"
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  assert list(stripped.output_names) == ["cls", "reg"]
+  for a, b in zip(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0)):
+    np.testing.assert_allclose(a, b, atol=1e-5)

@@ -77,7 +77,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
                        implicit_gradient_scale=1e-4, update_mode="joint",
                        mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
                        num_groups=2, block_size=(1, 1), sparsity_m_by_n=None,
-                       granularity="weight", rescale=True):
+                       granularity="weight", rescale=True, fairness_output=None):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -123,6 +123,10 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
       extreme sparsity an unrescaled network starts nearly silent and short runs
       ended as a constant predictor (see `FairPruneModel.rescale_to_masks`). False
       starts from the dense weights exactly (step 0 = magnitude pruning).
+    fairness_output: For a model with several outputs: the name (as in the original
+      model) or index of the output that the fairness constraints and the per-group
+      metrics judge. Default: the only output; with several outputs and fairness
+      constraints (or group ids in the data) it must be given.
 
   Returns:
     A `FairPruneModel` for a model; a `FairPruneWrapper` (or a list) for layers.
@@ -172,7 +176,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
   pruned = _construct(to_prune, policy, target_sparsity=target_sparsity,
                       mask_scope=mask_scope, implicit_gradient_scale=implicit_gradient_scale,
                       update_mode=update_mode, mask_update_frequency=mask_update_frequency,
-                      fairness=fairness, fairness_on=fairness_on, num_groups=num_groups)
+                      fairness=fairness, fairness_on=fairness_on, num_groups=num_groups,
+                      fairness_output=fairness_output)
   _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
   return pruned
 

@@ -83,7 +83,8 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
                          update_mode, mask_update_frequency=1, fairness=(),
-                         fairness_on=LEVELS, num_groups=2, source_class=None):
+                         fairness_on=LEVELS, num_groups=2, source_class=None,
+                         fairness_output=None):
     if mask_scope not in MASK_SCOPES:
       raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
     if update_mode not in UPDATE_MODES:
@@ -107,6 +108,13 @@ class BiLevelTrainingMixin:
     self.implicit_gradient_scale = scale
     self.update_mode = update_mode
     self._source_class = source_class
+    if fairness_output is not None and not isinstance(fairness_output, (int, str)) or \
+        isinstance(fairness_output, bool):
+      raise TypeError(f"fairness_output must be an output's name or index, got {fairness_output!r}.")
+    self.fairness_output = fairness_output
+    self._use_original_output_names()
+    if fairness or fairness_output is not None:
+      self._fairness_output_index()  # A clear error now if it is ambiguous or unknown.
     self.mask_optimizer = None
     self.stopped_on_non_finite_loss = False
     self._upper_loss = None
@@ -124,6 +132,55 @@ class BiLevelTrainingMixin:
   fairness_multipliers = property(
       lambda self: self._objective.multipliers,
       doc="One Lagrange multiplier variable per constraint (0 in penalty mode).")
+
+  # ---------------------------------------------------------------- multi-output models
+  def _use_original_output_names(self):
+    """Outputs keep the names of the layers the user wrote (not `fair_prune_<name>`),
+    so that losses and metrics keyed by the original output names keep working."""
+    names = getattr(self, "output_names", None)
+    outputs = getattr(self, "outputs", None)
+    if not names or not outputs or len(names) != len(outputs):
+      return
+    layers = [t._keras_history[0] for t in outputs]  # pylint: disable=protected-access
+    renamed = [l.layer.name if wrapper_lib.is_wrapper(l) and n == l.name else n
+               for n, l in zip(names, layers)]
+    if len(set(renamed)) == len(renamed):
+      object.__setattr__(self, "output_names", renamed)  # A plain list, as Keras sets it.
+
+  def _fairness_output_index(self):
+    """Index of the output that the fairness constraints and group metrics judge."""
+    outputs = getattr(self, "outputs", None)
+    count = len(outputs) if outputs else 1
+    choice = self.fairness_output
+    if choice is None:
+      if count > 1:
+        raise ValueError(
+            f"Model '{self.name}' has {count} outputs {list(self.output_names)}: say which "
+            "one the fairness constraints and group metrics judge with "
+            "fair_prune_wrapper(..., fairness_output=NAME_OR_INDEX).")
+      return 0
+    if isinstance(choice, str):
+      names = list(getattr(self, "output_names", None) or [])
+      if choice not in names:
+        raise ValueError(f"fairness_output={choice!r} is not an output of '{self.name}'; its "
+                         f"outputs are {names}.")
+      return names.index(choice)
+    if not -count <= choice < count:
+      raise ValueError(f"fairness_output={choice} is out of range: '{self.name}' has "
+                       f"{count} output(s).")
+    return choice % count
+
+  def _judged(self, value):
+    """The judged output's entry of a per-output structure (predictions, targets, sample
+    weights or losses); a single value is returned as it is."""
+    if isinstance(value, dict):
+      name = self.output_names[self._fairness_output_index()]
+      return value.get(name)
+    if isinstance(value, (list, tuple)):
+      if len(value) == 1:
+        return value[0]
+      return value[self._fairness_output_index()]
+    return value
 
   def set_reference_model(self, model):
     """Sets the dense model that degradation constraints compare against.
@@ -152,6 +209,7 @@ class BiLevelTrainingMixin:
         "fairness_on": list(self.fairness_on),
         "num_groups": self.num_groups,
         "source_class": self._source_class,
+        "fairness_output": self.fairness_output,
     }
 
   @classmethod
@@ -256,7 +314,10 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that a loader that builds
       # `optimizer` on all trainable variables finds it built.
       self._build_optimizers()
-    self._objective.resolve_from_logits(outcomes.from_logits_of(loss))
+    judged_loss = loss
+    if isinstance(loss, (dict, list, tuple)) and (self.fairness or self.fairness_output is not None):
+      judged_loss = self._judged(loss)  # The judged output's loss says if it takes logits.
+    self._objective.resolve_from_logits(outcomes.from_logits_of(judged_loss))
     with self.distribute_strategy.scope():
       # Untracked on purpose (see _Metrics).
       object.__setattr__(self, "_fair_metrics", _Metrics(self))
@@ -382,10 +443,12 @@ class BiLevelTrainingMixin:
     if not self._objective:
       return []
     dense = batch.dense
+    # Multi-output models: the statistics are formed on the judged output only.
+    y, y_pred, sample_weight = (self._judged(v) for v in (batch.y, y_pred, batch.sample_weight))
     if self._objective.needs_dense and dense is None and self._reference_model is not None:
-      outputs = tf.stop_gradient(self._reference_model(batch.x, training=False))
+      outputs = tf.stop_gradient(self._judged(self._reference_model(batch.x, training=False)))
       dense = fairness_objective.DenseReference(outputs=outputs)
-    return self._objective.statistics(batch.y, y_pred, batch.sample_weight, batch.groups, dense)
+    return self._objective.statistics(y, y_pred, sample_weight, batch.groups, dense)
 
   def _forward(self, batch, first_pass=True):
     """A `_Forward`: predictions, task loss, regularisers and the levels' fairness losses."""
@@ -418,8 +481,9 @@ class BiLevelTrainingMixin:
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
     own.sparsity.update_state(self.measured_sparsity())
     if batch.groups is not None:
-      weights = outcomes.example_weights(batch.sample_weight, batch.groups)
-      correct = outcomes.hard_correct(batch.y, y_pred, self._objective.metric_from_logits)
+      weights = outcomes.example_weights(self._judged(batch.sample_weight), batch.groups)
+      correct = outcomes.hard_correct(self._judged(batch.y), self._judged(y_pred),
+                                      self._objective.metric_from_logits)
       own.group_accuracy.update_state(
           outcomes.group_sums(correct, batch.groups, weights, self.num_groups)[None],
           outcomes.group_sums(tf.ones_like(weights), batch.groups, weights,
@@ -549,6 +613,8 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
     fairness_on: Where the fairness terms enter: `("weights", "mask")` (BiFP,
       default), `("mask",)`, `("weights",)` or `()` — the paper's ablations.
     num_groups: Number of sensitive groups K (ids in [0, K)).
+    fairness_output: Name or index of the output the fairness constraints and group
+      metrics judge, for a model with several outputs (default: the only output).
     **kwargs: Arguments of `keras.Model`.
 
   Example:
@@ -581,11 +647,12 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
 
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
                implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
-               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None, **kwargs):
+               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None,
+               fairness_output=None, **kwargs):
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
                             update_mode, mask_update_frequency, fairness, fairness_on,
-                            num_groups, source_class)
+                            num_groups, source_class, fairness_output)
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
