@@ -132,3 +132,44 @@ def test_multi_output_fairness_judges_the_named_output(k, tmp_path):
   assert list(stripped.output_names) == ["cls", "reg"]
   for a, b in zip(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0)):
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _subclassed(k):
+  base = tf_fairprune.FairPruneModel
+  if k is KERAS3:
+    base = tf_fairprune.keras3.FairPruneModel
+
+  class Net(base):
+
+    def __init__(self):
+      super().__init__(target_sparsity=0.75)
+      self.hidden = tf_fairprune.FairPruneWrapper(k.layers.Dense(16, activation="relu"))
+      self.out = tf_fairprune.FairPruneWrapper(k.layers.Dense(1))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+  return Net()
+
+
+def test_subclassed_fair_prune_model_exports_and_strips_in_place(k, tmp_path):
+  model = _subclassed(k)
+  x = np.random.default_rng(0).standard_normal((32, 8)).astype("float32")
+  model(x[:1])
+  compile_binary(model)
+  model.fit(x, (x[:, 0] > 0).astype("float32"), epochs=1, verbose=0)
+  expected = model.predict(x, verbose=0)
+  before = [w.numpy().copy() for w in model.weights]
+  result = tf_fairprune.export_tflite(model, str(tmp_path / "m.tflite"), sample_inputs=x[:8])
+  assert result.max_abs_diff < 1e-4 and result.weight_sparsity == pytest.approx(0.75, abs=0.01)
+  for a, w in zip(before, model.weights):  # export_tflite gave θ back.
+    np.testing.assert_array_equal(a, w.numpy())
+  with pytest.raises(ValueError, match="shrink"):
+    tf_fairprune.strip_fair_pruning(model, shrink=True)
+  stripped = tf_fairprune.strip_fair_pruning(model)
+  assert stripped is model
+  np.testing.assert_allclose(stripped.predict(x, verbose=0), expected, atol=1e-6)
+  kernels = [w.layer.kernel.numpy() for w in model.fair_prune_wrappers]
+  assert sum(int((v == 0).sum()) for v in kernels) / sum(v.size for v in kernels) == \
+      pytest.approx(0.75, abs=0.01)
+  with pytest.raises(ValueError, match="sample_inputs"):
+    tf_fairprune.export_tflite(model, str(tmp_path / "n.tflite"))

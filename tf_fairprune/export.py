@@ -178,6 +178,13 @@ def _as_input_dtype(array, tensor):
 
 def _sample_inputs(model, sample_inputs, num_samples, seed):
   """A list of per-input arrays (in each input's dtype) with a leading sample axis."""
+  if getattr(model, "inputs", None) is None:  # A subclassed model: no symbolic inputs.
+    if sample_inputs is None:
+      raise ValueError(f"Model '{model.name}' is subclassed (it has no input shapes): pass "
+                       "`sample_inputs` to export_tflite.")
+    arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
+    arrays = [np.asarray(a) for a in arrays]
+    return [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
   if sample_inputs is not None:
     arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
     if len(arrays) != len(model.inputs):
@@ -230,7 +237,7 @@ def _run(flatbuffer, model, inputs):
   interpreter.allocate_tensors()
   runner = interpreter.get_signature_runner()
   signature = interpreter.get_signature_list()["serving_default"]
-  input_names = [t.name.split(":")[0] for t in model.inputs]
+  input_names = [t.name.split(":")[0] for t in getattr(model, "inputs", None) or []]
   feed_names = list(signature["inputs"])
   if sorted(input_names) == sorted(feed_names):
     feed_names = input_names
@@ -309,9 +316,22 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   if quantize == "int8" and representative_dataset is None:
     raise ValueError("quantize='int8' needs a representative_dataset (a callable that "
                      "yields lists of input arrays).")
+  from tf_fairprune import prune  # pylint: disable=g-import-not-at-top
+  if contains_wrappers(model) and not flavours.of(model).is_graph_model(model):
+    # A subclassed model cannot be copied: export it with its masks baked into its
+    # weights for the conversion, then give the weights back.
+    with prune.masks_baked_in(model):
+      return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+                     num_samples, seed, target)
   if contains_wrappers(model):
-    from tf_fairprune.prune import strip_fair_pruning  # pylint: disable=g-import-not-at-top
-    model = strip_fair_pruning(model)
+    model = prune.strip_fair_pruning(model)
+  return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+                 num_samples, seed, target)
+
+
+def _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+            num_samples, seed, target):
+  """`export_tflite` of a model whose masks are in its weights."""
   if quantize == "qat":
     weight_sparsity = quantization.check_sparsity_preserved(model)
   else:

@@ -1,5 +1,6 @@
 """Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -281,6 +282,30 @@ def _initialise(pruned, dense, rescale):
   pruned._warn_if_too_sparse()  # pylint: disable=protected-access
 
 
+def _bake_masks(model):
+  """Assigns m ⊙ θ to every masked variable of `model`'s wrappers; returns the old values."""
+  saved = []
+  for w in (l for l in model._flatten_layers(include_self=False) if is_wrapper(l)):  # pylint: disable=protected-access
+    masked = w.masked_variables()
+    for var in w.layer.weights:
+      if id(var) in masked:
+        saved.append((var, var.numpy()))
+        var.assign(masked[id(var)])
+  return saved
+
+
+@contextlib.contextmanager
+def masks_baked_in(model):
+  """Within the block, `model`'s masked weights hold m ⊙ θ (so its variables are what
+  inference computes with); afterwards θ is restored exactly."""
+  saved = _bake_masks(model)
+  try:
+    yield model
+  finally:
+    for var, value in saved:
+      var.assign(value)
+
+
 def strip_fair_pruning(model, shrink=False):
   """Returns a plain Keras model (of the model's flavour) with the masks baked in.
 
@@ -301,19 +326,34 @@ def strip_fair_pruning(model, shrink=False):
       model containing `FairPruneWrapper` layers).
     shrink: Remove the channels pruned with `granularity="channel"`.
 
+  A subclassed model (a subclass of `FairPruneModel` with `FairPruneWrapper` layers)
+  cannot be copied: it is stripped *in place* — every masked weight is set to m ⊙ θ
+  (pruned weights become exact zeros, the masks stay) — and returned. It computes the
+  same outputs as before, saves as `.keras` and goes to `export_tflite` (which itself
+  never changes a model: for a subclassed one it bakes the masks in only while it
+  converts).
+
   Returns:
-    A new Keras model of `model`'s flavour; `model` is not modified. With `shrink=True` the model's
+    A new Keras model of `model`'s flavour; `model` is not modified (a subclassed model
+    is stripped in place and returned). With `shrink=True` the model's
     `shrink_report` attribute holds a `ShrinkReport` (channels kept per layer).
 
   Raises:
     TypeError: If `model` is not a Keras model.
-    ValueError: If `model` is a subclassed model (strip its layers yourself with
-      `FairPruneWrapper.masked_weights()`); with `shrink=True`, if no layer was pruned
-      by channels, or the model has nested models or shared layers.
+    ValueError: If `model` is a subclassed model without wrappers; with `shrink=True`,
+      if the model is subclassed, no layer was pruned by channels, or the model has
+      nested models or shared layers.
   """
   k = flavours.of(model).keras
   if not isinstance(model, k.Model):
     raise _type_error(model)
+  if not flavours.of(model).is_graph_model(model) and contains_wrappers(model):
+    # A subclassed model (e.g. a subclass of FairPruneModel) cannot be cloned.
+    if shrink:
+      raise ValueError(f"shrink=True needs a Sequential or Functional model; '{model.name}' "
+                       "is subclassed.")
+    _bake_masks(model)
+    return model
   _check_graph_model(model, "Model")
   copies = []
 
