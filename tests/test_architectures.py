@@ -173,3 +173,41 @@ def test_subclassed_fair_prune_model_exports_and_strips_in_place(k, tmp_path):
       pytest.approx(0.75, abs=0.01)
   with pytest.raises(ValueError, match="sample_inputs"):
     tf_fairprune.export_tflite(model, str(tmp_path / "n.tflite"))
+
+
+def _custom_dense_class(k):
+  @k.saving.register_keras_serializable(package="test_architectures")
+  class CustomDense(k.layers.Layer):
+
+    def __init__(self, units, **kwargs):
+      super().__init__(**kwargs)
+      self.units = units
+
+    def build(self, input_shape):
+      self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units))
+      self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+      return x @ self.kernel + self.bias
+
+    def get_config(self):
+      return {**super().get_config(), "units": self.units}
+  return CustomDense
+
+
+def test_registered_custom_layer_saves_and_loads(k, tmp_path):
+  custom = _custom_dense_class(k)
+  tf_fairprune.register_prunable_layer(custom, ["kernel"])
+  model = k.Sequential([k.Input((8,)), custom(16, name="custom"), k.layers.Dense(1)])
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+  assert len(pruned.fair_prune_wrappers) == 2
+  compile_binary(pruned)
+  x = np.random.default_rng(0).standard_normal((16, 8)).astype("float32")
+  pruned.fit(x, (x[:, 0] > 0).astype("float32"), verbose=0)
+  path = str(tmp_path / "custom.keras")
+  pruned.save(path)
+  loaded = k.models.load_model(path)
+  np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-6)
+  for a, b in zip(loaded.get_weights(), pruned.get_weights()):
+    np.testing.assert_array_equal(a, b)

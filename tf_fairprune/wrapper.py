@@ -251,6 +251,19 @@ class FairPruneWrapper(FairPruneWrapperLogic, keras.layers.Wrapper):
 
   _flavour = flavours.TF_KERAS
 
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    # tf_keras' Wrapper reads the wrapped layer in the legacy format whenever the
+    # wrapper's own config has no "module", which loses registered custom layers
+    # (`Unknown layer`); the layer's config says which format it is in.
+    config = dict(config)
+    layer = config.pop("layer")
+    if isinstance(layer, dict) and ("module" in layer or "registered_name" in layer):
+      layer = keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
+    else:
+      layer = keras.layers.deserialize(layer, custom_objects=custom_objects)
+    return cls(layer, **config)
+
   def __new__(cls, layer=None, *args, **kwargs):
     if cls is FairPruneWrapper and layer is not None and flavours.of(layer) is not cls._flavour:
       # A Keras 3 layer gets the Keras 3 wrapper: the flavour follows the objects passed.
