@@ -211,3 +211,31 @@ def test_registered_custom_layer_saves_and_loads(k, tmp_path):
                              atol=1e-6)
   for a, b in zip(loaded.get_weights(), pruned.get_weights()):
     np.testing.assert_array_equal(a, b)
+
+
+def _transformer_block(k):
+  inp = k.Input((6, 8))
+  attention = k.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(inp, inp)
+  h = k.layers.LayerNormalization()(k.layers.Add()([inp, attention]))
+  f = k.layers.Dense(8, name="ffn_out")(k.layers.Dense(16, activation="relu", name="ffn_in")(h))
+  h = k.layers.LayerNormalization()(k.layers.Add()([h, f]))
+  return k.Model(inp, k.layers.Dense(1, name="head")(k.layers.GlobalAveragePooling1D()(h)))
+
+
+def test_transformer_block_wraps_fits_strips_exports_and_loads(k, tmp_path):
+  pruned = tf_fairprune.fair_prune_wrapper(_transformer_block(k), target_sparsity=0.5)
+  counts = {w.layer.name: len(w.score_variables) for w in pruned.fair_prune_wrappers}
+  assert counts == {"mha": 4, "ffn_in": 1, "ffn_out": 1, "head": 1}
+  x = np.random.default_rng(0).standard_normal((16, 6, 8)).astype("float32")
+  pruned.compile(optimizer=k.optimizers.SGD(0.05), loss="mse")
+  pruned.fit(x, x[:, 0, :1], batch_size=8, verbose=0)
+  stripped = tf_fairprune.strip_fair_pruning(pruned)
+  np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-5)
+  result = tf_fairprune.export_tflite(stripped, str(tmp_path / "t.tflite"), sample_inputs=x[:4])
+  assert result.max_abs_diff < 1e-4 and result.weight_sparsity == pytest.approx(0.5, abs=0.02)
+  path = str(tmp_path / "t.keras")
+  pruned.save(path)
+  loaded = k.models.load_model(path)
+  np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                             atol=1e-6)

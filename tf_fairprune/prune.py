@@ -14,6 +14,8 @@ from tf_fairprune._compat import PruningSchedule, keras
 from tf_fairprune.training import BiLevelTrainingMixin
 from tf_fairprune.training import FairPruneModel
 from tf_fairprune.training import FunctionalFairPruneModel
+from tf_fairprune.wrapper import build_like
+from tf_fairprune.wrapper import builds_sublayers_late
 from tf_fairprune.wrapper import contains_wrappers
 from tf_fairprune.wrapper import FairPruneWrapper
 from tf_fairprune.wrapper import is_wrapper
@@ -34,7 +36,10 @@ def classes(flavour):
 
 
 def _copy_layer(layer):
-  return layer.__class__.from_config(layer.get_config())
+  new = layer.__class__.from_config(layer.get_config())
+  if layer.built and not new.built and builds_sublayers_late(layer):
+    build_like(new, layer)
+  return new
 
 
 def _check_graph_model(model, what):

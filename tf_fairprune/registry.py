@@ -64,6 +64,8 @@ _KERAS3_LAYERS = {
     "SimpleRNN": ["cell.kernel", "cell.recurrent_kernel"],
     "LSTM": ["cell.kernel", "cell.recurrent_kernel"],
     "GRU": ["cell.kernel", "cell.recurrent_kernel"],
+    "MultiHeadAttention": ["_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
+                           "_output_dense.kernel"],
 }
 
 
