@@ -239,3 +239,30 @@ def test_transformer_block_wraps_fits_strips_exports_and_loads(k, tmp_path):
   loaded = k.models.load_model(path)
   np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0),
                              atol=1e-6)
+
+
+@pytest.mark.skipif(KERAS3 is None, reason="Keras 3 not installed")
+def test_both_flavours_wrap_the_same_mobilenet_v2_layers_without_depthwise():
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  wrapped = {}
+  for k in (tf_keras, KERAS3):
+    model = k.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                       classes=4)
+    pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+    wrapped[k.__name__] = [type(w.layer).__name__ for w in pruned.fair_prune_wrappers]
+  assert len(wrapped["tf_keras"]) == len(wrapped["keras"]) == 36
+  assert "DepthwiseConv2D" not in wrapped["keras"] + wrapped["tf_keras"]
+
+
+def test_depthwise_pruning_is_opt_in(k):
+  layer_cls = type("OptInDepthwise", (k.layers.DepthwiseConv2D,), {})
+  model = k.Sequential([k.Input((8, 8, 4)), k.layers.DepthwiseConv2D(3, name="dw"),
+                        k.layers.Conv2D(4, 1, name="pw")])
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.5)
+  assert [w.layer.name for w in pruned.fair_prune_wrappers] == ["pw"]
+  name = "kernel" if k is KERAS3 else "depthwise_kernel"
+  tf_fairprune.register_prunable_layer(layer_cls, [name])
+  model = k.Sequential([k.Input((8, 8, 4)), layer_cls(3, name="dw"),
+                        k.layers.Conv2D(4, 1, name="pw")])
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.5)
+  assert [w.layer.name for w in pruned.fair_prune_wrappers] == ["dw", "pw"]
