@@ -266,3 +266,20 @@ def test_depthwise_pruning_is_opt_in(k):
                         k.layers.Conv2D(4, 1, name="pw")])
   pruned = tf_fairprune.fair_prune_wrapper(model, 0.5)
   assert [w.layer.name for w in pruned.fair_prune_wrappers] == ["dw", "pw"]
+
+
+def test_rnn_export_names_the_ways_and_unrolls(k, tmp_path):
+  model = k.Sequential([k.Input((5, 4)), k.layers.LSTM(8, name="lstm"), k.layers.Dense(1)])
+  pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+  x = np.random.default_rng(0).standard_normal((8, 5, 4)).astype("float32")
+  with pytest.raises(ValueError, match="rnn='unroll'.*rnn='select_tf_ops'"):
+    tf_fairprune.export_tflite(pruned, str(tmp_path / "a.tflite"), sample_inputs=x)
+  result = tf_fairprune.export_tflite(pruned, str(tmp_path / "b.tflite"), sample_inputs=x,
+                                      rnn="unroll")
+  assert result.max_abs_diff < 1e-4 and result.weight_sparsity > 0.3  # Checked in LiteRT.
+  with pytest.warns(RuntimeWarning, match="WITHOUT the output check"):
+    flex = tf_fairprune.export_tflite(pruned, str(tmp_path / "c.tflite"), sample_inputs=x,
+                                      rnn="select_tf_ops")
+  assert flex.size_bytes > 0 and (tmp_path / "c.tflite").exists()
+  with pytest.raises(ValueError, match="rnn must be"):
+    tf_fairprune.export_tflite(pruned, str(tmp_path / "d.tflite"), sample_inputs=x, rnn="yes")
