@@ -283,3 +283,44 @@ def test_rnn_export_names_the_ways_and_unrolls(k, tmp_path):
   assert flex.size_bytes > 0 and (tmp_path / "c.tflite").exists()
   with pytest.raises(ValueError, match="rnn must be"):
     tf_fairprune.export_tflite(pruned, str(tmp_path / "d.tflite"), sample_inputs=x, rnn="yes")
+
+
+def _deep_uneven(k):
+  """Layers whose weights differ in scale by orders of magnitude (as fan-ins do)."""
+  layers = [k.Input((16,))]
+  for i, (width, scale) in enumerate([(256, 1.0), (256, 1e-3), (256, 1e-2), (64, 1e-4),
+                                      (2, 1.0)]):
+    layers.append(k.layers.Dense(width, name=f"d{i}", kernel_initializer=(
+        k.initializers.RandomUniform(-scale, scale, seed=i))))
+  return k.Sequential(layers)
+
+
+def test_global_ranking_keeps_every_layer_alive_at_99_percent(k):
+  model = _deep_uneven(k)
+  total = sum(int(np.prod(l.kernel.shape)) for l in model.layers)
+  kept = {}
+  for floor in (0.0, 0.1):
+    pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.99, layer_floor=floor,
+                                             rescale=False)
+    kept[floor] = {w.layer.name: int(w.mask_variables[0].numpy().sum())
+                   for w in pruned.fair_prune_wrappers}
+    assert sum(kept[floor].values()) == round(0.01 * total)  # Exact either way.
+  assert min(kept[0.0].values()) == 0  # Pure global ranking empties layers ...
+  assert min(kept[0.1].values()) >= 1  # ... the floor keeps every one.
+  assert kept[0.1]["d1"] >= int(np.ceil(0.1 * 0.01 * 256 * 256))
+  assert pruned.get_config()["fair_pruning"]["layer_floor"] == 0.1
+
+
+def test_layer_floor_holds_for_every_selection_method():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import masking  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  scores = [tf.constant(rng.random((64, 64)), tf.float32),
+            tf.constant(rng.random((32, 8)) * 1e-3, tf.float32)]
+  masks = {m: masking.topk_masks(scores, 0.95, method=m, floor=0.1)
+           for m in masking.METHODS}
+  for m in masking.METHODS:
+    for a, b in zip(masks[m], masks["sort"]):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert int(masks["sort"][1].numpy().sum()) == int(np.ceil(0.1 * 0.05 * 256))
+  assert int(sum(m.numpy().sum() for m in masks["sort"])) == round(0.05 * (4096 + 256))

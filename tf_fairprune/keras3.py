@@ -62,7 +62,7 @@ _PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
                    "implicit_gradient_scale": 1e-4, "update_mode": "joint",
                    "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
                    "num_groups": 2, "source_class": None,
-                   "fairness_output": None}
+                   "fairness_output": None, "layer_floor": 0.1}
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")

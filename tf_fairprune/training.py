@@ -31,6 +31,7 @@ from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
+from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
@@ -46,6 +47,13 @@ LEVELS = fairness_objective.LEVELS
 
 _Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids")
 _Forward = collections.namedtuple("_Forward", "y_pred task reg fair_w fair_m stats")
+
+
+def _check_floor(layer_floor):
+  value = float(layer_floor)
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"layer_floor must be in [0, 1], got {layer_floor!r}.")
+  return value
 
 
 def default_mask_optimizer(flavour=flavours.TF_KERAS):
@@ -84,7 +92,7 @@ class BiLevelTrainingMixin:
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
                          update_mode, mask_update_frequency=1, fairness=(),
                          fairness_on=LEVELS, num_groups=2, source_class=None,
-                         fairness_output=None):
+                         fairness_output=None, layer_floor=masking.LAYER_FLOOR):
     if mask_scope not in MASK_SCOPES:
       raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
     if update_mode not in UPDATE_MODES:
@@ -103,7 +111,8 @@ class BiLevelTrainingMixin:
     object.__setattr__(self, "_objective", fairness_objective.FairnessObjective(
         self, fairness, fairness_on, num_groups))
     object.__setattr__(self, "_mask_updater", mask_updater_lib.MaskUpdater(
-        pruning_schedule.validate(target_sparsity), mask_scope, mask_update_frequency))
+        pruning_schedule.validate(target_sparsity), mask_scope, mask_update_frequency,
+        _check_floor(layer_floor)))
     object.__setattr__(self, "_reference_model", None)  # Never saved or trained.
     self.implicit_gradient_scale = scale
     self.update_mode = update_mode
@@ -204,6 +213,7 @@ class BiLevelTrainingMixin:
         "implicit_gradient_scale": self.implicit_gradient_scale,
         "update_mode": self.update_mode,
         "mask_update_frequency": self.mask_update_frequency,
+        "layer_floor": self._mask_updater.layer_floor,
         "fairness": [self._flavour.keras.saving.serialize_keras_object(c)
                      for c in self.fairness],
         "fairness_on": list(self.fairness_on),
@@ -615,6 +625,10 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
     num_groups: Number of sensitive groups K (ids in [0, K)).
     fairness_output: Name or index of the output the fairness constraints and group
       metrics judge, for a model with several outputs (default: the only output).
+    layer_floor: Under global ranking every wrapped tensor keeps at least
+      max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1: a tenth of its share
+      at the average density), so no layer is emptied; the total stays exact. 0 ranks
+      purely globally (whole layers may then vanish).
     **kwargs: Arguments of `keras.Model`.
 
   Example:
@@ -648,11 +662,11 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
                implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
                fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None,
-               fairness_output=None, **kwargs):
+               fairness_output=None, layer_floor=masking.LAYER_FLOOR, **kwargs):
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
                             update_mode, mask_update_frequency, fairness, fairness_on,
-                            num_groups, source_class, fairness_output)
+                            num_groups, source_class, fairness_output, layer_floor)
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
