@@ -194,7 +194,7 @@ def main():
       flavour = "Keras 3" if k is keras3 else "tf_keras"
       cells = [row.get(c, "—") for c in columns]
       lines.append(f"| {name} | {flavour} | " + " | ".join(cells) +
-                   f" | {tfmot_cell if k is tf_keras else ''} |")
+                   f" | {tfmot_cell if k is tf_keras else 'n/a (Keras 2 only)'} |")
       print(lines[-1], f"({time.time() - start:.0f} s)", flush=True)
   table = "\n".join(lines)
   print(table)
