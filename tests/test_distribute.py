@@ -50,15 +50,19 @@ def _free_ports(n):
 
 
 @pytest.mark.slow
-def test_multi_worker_matches_single_process(tmp_path):
+@pytest.mark.parametrize("keras_version", ["2", "3"])
+def test_multi_worker_matches_single_process(tmp_path, keras_version):
+  if keras_version == "3":
+    pytest.importorskip("tf_fairprune.keras3")
+  env_all = dict(ENV, TF_FAIRPRUNE_TEST_KERAS=keras_version)
   single, multi = str(tmp_path / "single.npz"), str(tmp_path / "multi.npz")
-  subprocess.run([sys.executable, HELPER, "single", single, "joint"], env=ENV, check=True,
+  subprocess.run([sys.executable, HELPER, "single", single, "joint"], env=env_all, check=True,
                  timeout=600, capture_output=True)
   ports = _free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
   workers = []
   for index in range(2):
-    env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster,
+    env = dict(env_all, TF_CONFIG=json.dumps({"cluster": cluster,
                                           "task": {"type": "worker", "index": index}}))
     workers.append(subprocess.Popen([sys.executable, HELPER, "worker", multi, "joint"], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE))

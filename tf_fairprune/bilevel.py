@@ -16,6 +16,8 @@ def plus(*terms):
   terms = [t for t in terms if t is not None]
   if not terms:
     return None
+  if len({t.dtype for t in terms}) > 1:  # mixed_float16: a float16 task loss, float32 terms.
+    terms = [tf.cast(t, tf.float32) for t in terms]
   return tf.add_n(terms) if len(terms) > 1 else terms[0]
 
 

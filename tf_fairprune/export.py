@@ -25,6 +25,7 @@ from tf_fairprune import quantization
 from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
+RNN_MODES = (None, "unroll", "select_tf_ops")
 TARGETS = ("cpu", "gpu")
 # Ops into which the GPU delegate folds a DENSIFY at load (merge_densify.cc); it has
 # no DENSIFY kernel, so a sparse weight feeding any other op cannot run there.
@@ -258,14 +259,32 @@ def _tolerance(quantize, expected_scale):
   return (1e-3 if quantize is None else 5e-2) * max(1.0, expected_scale)
 
 
+def _as_input_dtype(array, tensor):
+  """`array` in the dtype of the model input `tensor` (float32 if it has none)."""
+  dtype = tf.as_dtype(getattr(tensor, "dtype", None) or "float32")  # Keras 3: a string.
+  array = np.asarray(array)
+  if dtype.is_integer and array.dtype.kind == "f" and np.any(array != np.round(array)):
+    raise ValueError(f"Input '{tensor.name}' is {dtype.name} (e.g. token ids) but "
+                     "sample_inputs holds non-integer values for it.")
+  return array.astype(dtype.as_numpy_dtype)
+
+
 def _sample_inputs(model, sample_inputs, num_samples, seed):
-  """A list of per-input float32 arrays with a leading sample axis."""
+  """A list of per-input arrays (in each input's dtype) with a leading sample axis."""
+  if getattr(model, "inputs", None) is None:  # A subclassed model: no symbolic inputs.
+    if sample_inputs is None:
+      raise ValueError(f"Model '{model.name}' is subclassed (it has no input shapes): pass "
+                       "`sample_inputs` to export_tflite.")
+    arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
+    arrays = [np.asarray(a) for a in arrays]
+    return [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
   if sample_inputs is not None:
     arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
-    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     if len(arrays) != len(model.inputs):
       raise ValueError(f"sample_inputs has {len(arrays)} arrays but the model has "
                        f"{len(model.inputs)} inputs.")
+    # Each input keeps the model input's dtype (token ids stay integers).
+    arrays = [_as_input_dtype(a, t) for a, t in zip(arrays, model.inputs)]
     for a, t in zip(arrays, model.inputs):
       expected = tuple(t.shape[1:])
       if any(e is not None and e != s for e, s in zip(expected, a.shape[1:])) or \
@@ -287,8 +306,42 @@ def _sample_inputs(model, sample_inputs, num_samples, seed):
   return arrays
 
 
-def _convert(model, sparse, quantize, representative_dataset):
+def _has_rnn(model):
+  k = flavours.of(model).keras
+  return any(isinstance(l, k.layers.RNN) for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+
+
+def _unrolled(model):
+  """A copy of `model` whose RNN layers are unrolled over their (static) time steps, so
+  that TFLite builtins run them (a dynamic loop needs TensorList ops, which only select
+  TF ops run)."""
+  from tf_fairprune import prune  # pylint: disable=g-import-not-at-top
+  if not flavours.of(model).is_graph_model(model):
+    raise ValueError("rnn='unroll' needs a Sequential or Functional model; use "
+                     "rnn='select_tf_ops' for a subclassed one.")
+  k = flavours.of(model).keras
+
+  def copy(layer):
+    config = layer.get_config()
+    if isinstance(layer, k.layers.RNN):
+      config["unroll"] = True
+    return layer.__class__.from_config(config)
+  for t in model.inputs:
+    if len(t.shape) >= 3 and t.shape[1] is None:
+      raise ValueError(f"rnn='unroll' needs a fixed number of time steps; input '{t.name}' "
+                       f"has shape {tuple(t.shape)}. Give the model's Input a fixed length, "
+                       "or use rnn='select_tf_ops'.")
+  clone = prune._clone(model, copy)  # pylint: disable=protected-access
+  clone.set_weights(model.get_weights())
+  return clone
+
+
+def _convert(model, sparse, quantize, representative_dataset, rnn=None):
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  if rnn == "select_tf_ops":
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    converter._experimental_lower_tensor_list_ops = False  # pylint: disable=protected-access
   optimizations = []
   if quantize is not None:
     optimizations.append(tf.lite.Optimize.DEFAULT)
@@ -301,7 +354,42 @@ def _convert(model, sparse, quantize, representative_dataset):
   # Keras 3's export prints the saved signature to stdout: keep the user's output clean.
   with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
     warnings.simplefilter("ignore", UserWarning)  # The converter's statistics notice.
-    return converter.convert()
+    try:
+      return converter.convert()
+    except Exception as err:  # pylint: disable=broad-except
+      if "TensorList" in str(err) and rnn is None:
+        raise ValueError(
+            "TFLite's builtin ops cannot run this model's recurrent layer as a loop "
+            "(TensorListReserve needs a static element shape). Pass rnn='unroll' to "
+            "export_tflite (the RNN unrolled over its fixed time steps: builtin ops, "
+            "checked in LiteRT) or rnn='select_tf_ops' (TensorFlow's ops inside the file: "
+            "the app must link the Flex delegate).") from err
+      raise
+
+
+def _runs_here(flatbuffer, model, inputs):
+  """False when this interpreter cannot run the file's select TF (Flex) ops."""
+  try:
+    _run(flatbuffer, model, [a[:1] for a in inputs])
+  except (RuntimeError, ValueError) as err:
+    if "Select TensorFlow op" in str(err) or "Flex" in str(err):
+      return False
+    raise
+  return True
+
+
+def _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target):
+  note = ("rnn='select_tf_ops': the file holds TensorFlow (Flex) ops, which the LiteRT "
+          "interpreter here cannot run, so it was written WITHOUT the output check. The "
+          "app must link the Flex delegate; rnn='unroll' gives a checked builtin-only file.")
+  warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning)
+  _write(flatbuffer, path)
+  ops, sparse_ops = _op_counts(flatbuffer)
+  return TFLiteExport(path=os.fspath(path), size_bytes=len(flatbuffer), sparse=sparse,
+                      quantize=quantize, max_abs_diff=float("nan"),
+                      interpreter=_interpreter_class()[1], num_samples=0, note=note, ops=ops,
+                      densified_ops=ops.get("DENSIFY", 0), sparse_ops=sparse_ops,
+                      weight_sparsity=weight_sparsity, target=target)
 
 
 def _run(flatbuffer, model, inputs):
@@ -311,7 +399,7 @@ def _run(flatbuffer, model, inputs):
   interpreter.allocate_tensors()
   runner = interpreter.get_signature_runner()
   signature = interpreter.get_signature_list()["serving_default"]
-  input_names = [t.name.split(":")[0] for t in model.inputs]
+  input_names = [t.name.split(":")[0] for t in getattr(model, "inputs", None) or []]
   feed_names = list(signature["inputs"])
   if sorted(input_names) == sorted(feed_names):
     feed_names = input_names
@@ -331,7 +419,7 @@ def _run(flatbuffer, model, inputs):
 
 
 def export_tflite(model, path, *, sparse=True, quantize=None, representative_dataset=None,
-                  sample_inputs=None, num_samples=16, seed=0, target="cpu"):
+                  sample_inputs=None, num_samples=16, seed=0, target="cpu", rnn=None):
   """Converts a (fair-pruned) model to TFLite, checks it in LiteRT, writes it.
 
   Args:
@@ -356,6 +444,14 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
       carries the
       verdict of TF's GPU compatibility check. On GPU, sparsity buys file size (sparse
       convolution weights), not speed.
+    rnn: How recurrent layers (LSTM, GRU, SimpleRNN) are converted, which TFLite's
+      builtins cannot run as a dynamic loop: `None` (default) raises an error naming
+      the two ways; `"unroll"` converts a copy whose RNN layers are unrolled over their
+      fixed time steps (builtin ops, checked in LiteRT like any model); `"select_tf_ops"`
+      keeps the loop as TensorFlow ops (TFLite's advice: SELECT_TF_OPS with
+      `_experimental_lower_tensor_list_ops=False`); the app must then link the Flex
+      delegate, and where the interpreter here has none the file is written unchecked
+      with a warning and a `note`.
 
   Returns:
     A `TFLiteExport` with the path, size, max abs difference to Keras and any fallback.
@@ -391,12 +487,29 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
   if quantize not in QUANTIZE_MODES:
     raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}.")
+  if rnn not in RNN_MODES:
+    raise ValueError(f"rnn must be one of {RNN_MODES}, got {rnn!r}.")
   if quantize == "int8" and representative_dataset is None:
     raise ValueError("quantize='int8' needs a representative_dataset (a callable that "
                      "yields lists of input arrays).")
+  from tf_fairprune import prune  # pylint: disable=g-import-not-at-top
+  if contains_wrappers(model) and not flavours.of(model).is_graph_model(model):
+    # A subclassed model cannot be copied: export it with its masks baked into its
+    # weights for the conversion, then give the weights back.
+    with prune.masks_baked_in(model):
+      return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+                     num_samples, seed, target, rnn)
   if contains_wrappers(model):
-    from tf_fairprune.prune import strip_fair_pruning  # pylint: disable=g-import-not-at-top
-    model = strip_fair_pruning(model)
+    model = prune.strip_fair_pruning(model)
+  if rnn == "unroll" and _has_rnn(model):
+    model = _unrolled(model)
+  return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+                 num_samples, seed, target, rnn)
+
+
+def _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
+            num_samples, seed, target, rnn):
+  """`export_tflite` of a model whose masks are in its weights."""
   if quantize == "qat":
     weight_sparsity = quantization.check_sparsity_preserved(model)
   else:
@@ -407,7 +520,9 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
 
   note = ""
   indices = []
-  flatbuffer = _convert(model, sparse, quantize, representative_dataset)
+  flatbuffer = _convert(model, sparse, quantize, representative_dataset, rnn)
+  if rnn == "select_tf_ops" and not _runs_here(flatbuffer, model, inputs):
+    return _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target)
   if sparse:
     # Tensors a sparse kernel would misread, or (for the GPU) that only CONV_2D /
     # DEPTHWISE_CONV_2D can fold: stored dense one by one, the rest stays sparse.
@@ -430,7 +545,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     if sparse and indices:
       note = "; ".join(reasons) + "; every other tensor stays sparse."
       flatbuffer = _store_dense(flatbuffer, sorted(set(indices)),
-                                _convert(model, False, quantize, representative_dataset))
+                                _convert(model, False, quantize, representative_dataset, rnn))
       sparse = _has_sparse_tensors(flatbuffer)
     if sparse and target == "gpu" and _gpu_unfoldable_ops(flatbuffer):
       raise _SparseMismatch("a weight the TFLite GPU delegate cannot fold is still sparse; "
@@ -455,7 +570,7 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
               f"Interpreter error: {str(err).strip()[:200]}")
     warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning, stacklevel=2)
     sparse = False
-    flatbuffer = _convert(model, sparse, quantize, representative_dataset)
+    flatbuffer = _convert(model, sparse, quantize, representative_dataset, rnn)
     try:
       diff, interpreter, scale = _run(flatbuffer, model, inputs)
     except RuntimeError as dense_err:
@@ -476,6 +591,18 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
               "faster; block_size=(4, 1) (float) or (16, 1) (int8) gives native sparse "
               "kernels.", densified)
   path = os.fspath(path)
+  _write(flatbuffer, path)
+  return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
+                      quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
+                      num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
+                      densified_ops=densified, sparse_ops=sparse_ops,
+                      weight_sparsity=weight_sparsity, target=target,
+                      gpu_compatibility=_gpu_verdict(flatbuffer) if target == "gpu" else None)
+
+
+def _write(flatbuffer, path):
+  """Writes the file atomically (a temporary file, then a rename)."""
+  path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tflite.tmp")
@@ -489,9 +616,3 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
-  return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
-                      quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
-                      num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
-                      densified_ops=densified, sparse_ops=sparse_ops,
-                      weight_sparsity=weight_sparsity, target=target,
-                      gpu_compatibility=_gpu_verdict(flatbuffer) if target == "gpu" else None)

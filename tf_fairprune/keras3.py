@@ -11,6 +11,8 @@ Raises ImportError on import when Keras 3 is not installed.
 
 import contextvars
 
+import tensorflow as tf
+
 from tf_fairprune import _private
 from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
@@ -43,11 +45,24 @@ class FairPruneWrapper(wrapper.FairPruneWrapperLogic, keras.layers.Wrapper):
   compute_output_shape = keras.layers.Layer.compute_output_shape
 
 
+def _for_multi_worker(model, logs):
+  if not _multi_worker(getattr(model, "_distribute_strategy", None)):
+    return logs
+  return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v
+          for k, v in logs.items()}
+
+
+def _multi_worker(strategy):
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and
+          strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+
+
 # The pruning arguments of FairPruneModel and their defaults (those of the tf_keras class).
 _PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
                    "implicit_gradient_scale": 1e-4, "update_mode": "joint",
                    "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
-                   "num_groups": 2, "source_class": None}
+                   "num_groups": 2, "source_class": None,
+                   "fairness_output": None, "layer_floor": 0.1}
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
@@ -67,6 +82,32 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
     prune_kwargs = {k: kwargs.pop(k, default) for k, default in _PRUNE_DEFAULTS.items()}
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(**prune_kwargs)
+
+  # Keras 3 (3.15) reduces a multi-worker step's logs with
+  # strategy.reduce("MEAN", v, axis=0), which fails on scalars: under
+  # MultiWorkerMirroredStrategy each log is returned as a [1] tensor, which that
+  # reduction averages over the workers back to a scalar.
+  def train_step(self, data):
+    return _for_multi_worker(self, super().train_step(data))
+
+  def test_step(self, data):
+    return _for_multi_worker(self, super().test_step(data))
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Under a strategy Keras 3 reduces the first distributed batch with
+    # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do for a dict of
+    # per-replica values (our packed group ids): take one replica's batch instead.
+    if getattr(self, "_distribute_strategy", None) is None or iterator is None:
+      return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    strategy = self.distribute_strategy
+    for _, _, it in iterator:
+      batch = next(it)
+      data_batch = tf.nest.map_structure(
+          lambda v: (strategy.experimental_local_results(v)[0]
+                     if isinstance(v, tf.distribute.DistributedValues) else v), batch)
+      break
+    with strategy.scope():
+      self._symbolic_build(data_batch=data_batch)
 
   def _symbolic_build(self, iterator=None, data_batch=None):
     # Keras 3 builds metrics and losses by tracing the model on one batch; give it the

@@ -20,12 +20,16 @@ class MaskUpdater:
     target_sparsity: A float or a TFMOT `PruningSchedule` (validated).
     scope: `"global"` or `"layer"` ranking.
     frequency: Re-rank every this many steps (1 = every step).
+    layer_floor: Under global ranking every tensor keeps at least
+      max(1, ⌈layer_floor·(1−s)·n⌉) weights (`masking.layer_floors`); 0 lets global
+      ranking empty whole layers.
   """
 
-  def __init__(self, target_sparsity, scope, frequency):
+  def __init__(self, target_sparsity, scope, frequency, layer_floor=masking.LAYER_FLOOR):
     self.target_sparsity = target_sparsity
     self.scope = scope
     self.frequency = frequency
+    self.layer_floor = layer_floor
 
   def sparsity_at(self, step):
     return pruning_schedule.sparsity_at(self.target_sparsity, step)
@@ -49,9 +53,10 @@ class MaskUpdater:
     if any(w.is_structured for w in wrappers):
       structures = [w.structure for w in wrappers for _ in w.score_variables]
       new = masking.structured_masks(scores, self.sparsity_at(step), structures,
-                                     scope=self.scope, method=method)
+                                     scope=self.scope, method=method, floor=self.layer_floor)
     else:
-      new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method)
+      new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method,
+                               floor=self.layer_floor)
     for var, value in zip(masks, new):
       var.assign(value if keep is None else tf.where(keep, var, value))
 

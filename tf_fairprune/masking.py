@@ -108,7 +108,23 @@ def _bisect_mask(flat_scores, k):
   return _keep_at_threshold(bits, threshold, k, at_least)
 
 
-def topk_masks(scores, sparsity, scope="global", method="histogram"):
+LAYER_FLOOR = 0.1
+
+
+def layer_floors(sizes, sparsity, floor):
+  """Entries each tensor keeps at least under global ranking: max(1, ⌈floor·(1−s)·n⌉),
+  a fraction `floor` of its share at the average density; none when `floor` is 0 or
+  the floors would not fit in the k kept entries."""
+  if not floor:
+    return None
+  density = 1.0 - tf.cast(sparsity, tf.float64)
+  floors = [tf.maximum(tf.cast(tf.math.ceil(float(floor) * density * float(n)), tf.int32), 1)
+            for n in sizes]
+  fits = tf.add_n(floors) <= keep_count(sparsity, sum(sizes))
+  return [tf.where(fits, f, 0) for f in floors]
+
+
+def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
   """Computes exact top-k masks of |scores|.
 
   Args:
@@ -118,6 +134,11 @@ def topk_masks(scores, sparsity, scope="global", method="histogram"):
       of every tensor.
     method: `"histogram"` (fast on CPU), `"bisect"` (for XLA) or `"sort"`; all
       give the same masks.
+    floor: For `"global"`: every tensor keeps at least its `layer_floors` entries
+      (its own largest), the rest is ranked globally, and exactly k entries are kept
+      in total. Global magnitude ranking alone empties whole layers of deep networks
+      (layers of large fan-in have small weights: "layer collapse", Tanaka et al.
+      2020); 0 ranks purely globally.
 
   Returns:
     A list of float32 masks with the shapes of `scores`.
@@ -135,6 +156,12 @@ def topk_masks(scores, sparsity, scope="global", method="histogram"):
     masks = [select(f, keep_count(sparsity, f.shape[0])) for f in flats]
   elif scope == "global":
     sizes = [f.shape[0] for f in flats]
+    floors = layer_floors(sizes, sparsity, floor)
+    if floors is not None:
+      # Each tensor's own largest `floor` entries rank above everything (+inf), so the
+      # one global top-k keeps them and fills the rest by magnitude: k stays exact.
+      flats = [tf.where(select(f, n) > 0, tf.constant(float("inf")), f)
+               for f, n in zip(flats, floors)]
     joined = select(tf.concat(flats, axis=0), keep_count(sparsity, sum(sizes)))
     masks = tf.split(joined, sizes)
   else:
@@ -227,7 +254,8 @@ def _m_by_n_mask(score, n, m):
   return tf.experimental.numpy.moveaxis(tf.reshape(keep, moved.shape), -1, -2) * tf.ones(shape)
 
 
-def structured_masks(scores, sparsity, structures, scope="global", method="histogram"):
+def structured_masks(scores, sparsity, structures, scope="global", method="histogram",
+                     floor=0.0):
   """Top-k masks whose units are weights, blocks, channels or N:M groups.
 
   Args:
@@ -250,7 +278,8 @@ def structured_masks(scores, sparsity, structures, scope="global", method="histo
       ranked.append(i)
       units.append(_unit_scores(score, tuple(block_size), granularity))
   if units:
-    for i, unit_mask in zip(ranked, topk_masks(units, sparsity, scope=scope, method=method)):
+    for i, unit_mask in zip(ranked, topk_masks(units, sparsity, scope=scope, method=method,
+                                               floor=floor)):
       block_size, _, granularity = structures[i]
       masks[i] = _expand_units(unit_mask, scores[i].shape, tuple(block_size), granularity)
   return masks

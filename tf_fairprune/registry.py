@@ -58,18 +58,31 @@ _KERAS3_LAYERS = {
     "Dense": ["kernel"], "EinsumDense": ["kernel"], "Embedding": ["embeddings"],
     "Conv1D": ["kernel"], "Conv2D": ["kernel"], "Conv3D": ["kernel"],
     "Conv1DTranspose": ["kernel"], "Conv2DTranspose": ["kernel"],
-    "Conv3DTranspose": ["kernel"], "DepthwiseConv1D": ["kernel"],
-    "DepthwiseConv2D": ["kernel"], "SeparableConv1D": ["pointwise_kernel"],
+    "Conv3DTranspose": ["kernel"], "DepthwiseConv1D": [],
+    "DepthwiseConv2D": [], "SeparableConv1D": ["pointwise_kernel"],
     "SeparableConv2D": ["pointwise_kernel"],
     "SimpleRNN": ["cell.kernel", "cell.recurrent_kernel"],
     "LSTM": ["cell.kernel", "cell.recurrent_kernel"],
     "GRU": ["cell.kernel", "cell.recurrent_kernel"],
+    "MultiHeadAttention": ["_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
+                           "_output_dense.kernel"],
 }
+
+
+# One policy on both flavours, TFMOT's: depthwise kernels are not pruned by default (a
+# 3x3xC depthwise kernel is a few percent of a MobileNet's weights, and each of its
+# channels is one input channel's only filter). Register the class to prune them:
+# `register_prunable_layer(keras.layers.DepthwiseConv2D, ["kernel"])` (tf_keras:
+# "depthwise_kernel").
+_NOT_PRUNED_BY_DEFAULT = ("DepthwiseConv1D", "DepthwiseConv2D")
 
 
 def _keras3_names(cls):
   for klass in cls.__mro__:
-    if klass.__module__.startswith("keras.") and klass.__name__ in _KERAS3_LAYERS:
+    root = klass.__module__.split(".")[0]
+    if root in ("keras", "tf_keras") and klass.__name__ in _NOT_PRUNED_BY_DEFAULT:
+      return []
+    if root == "keras" and klass.__name__ in _KERAS3_LAYERS:
       return _KERAS3_LAYERS[klass.__name__]
   return None
 

@@ -29,7 +29,9 @@ from tf_fairprune import _private
 from tf_fairprune import bilevel
 from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
+from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
+from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
@@ -47,6 +49,13 @@ LEVELS = fairness_objective.LEVELS
 # `labels`: what the group statistics read (0/1 for a hinge loss's -1/1), `y` the loss's.
 _Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids labels")
 _Forward = collections.namedtuple("_Forward", "y_pred task reg fair_w fair_m stats")
+
+
+def _check_floor(layer_floor):
+  value = float(layer_floor)
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"layer_floor must be in [0, 1], got {layer_floor!r}.")
+  return value
 
 
 def default_mask_optimizer(flavour=flavours.TF_KERAS):
@@ -84,7 +93,8 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
                          update_mode, mask_update_frequency=1, fairness=(),
-                         fairness_on=LEVELS, num_groups=2, source_class=None):
+                         fairness_on=LEVELS, num_groups=2, source_class=None,
+                         fairness_output=None, layer_floor=masking.LAYER_FLOOR):
     if mask_scope not in MASK_SCOPES:
       raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
     if update_mode not in UPDATE_MODES:
@@ -103,11 +113,19 @@ class BiLevelTrainingMixin:
     object.__setattr__(self, "_objective", fairness_objective.FairnessObjective(
         self, fairness, fairness_on, num_groups))
     object.__setattr__(self, "_mask_updater", mask_updater_lib.MaskUpdater(
-        pruning_schedule.validate(target_sparsity), mask_scope, mask_update_frequency))
+        pruning_schedule.validate(target_sparsity), mask_scope, mask_update_frequency,
+        _check_floor(layer_floor)))
     object.__setattr__(self, "_reference_model", None)  # Never saved or trained.
     self.implicit_gradient_scale = scale
     self.update_mode = update_mode
     self._source_class = source_class
+    if fairness_output is not None and not isinstance(fairness_output, (int, str)) or \
+        isinstance(fairness_output, bool):
+      raise TypeError(f"fairness_output must be an output's name or index, got {fairness_output!r}.")
+    self.fairness_output = fairness_output
+    self._use_original_output_names()
+    if fairness or fairness_output is not None:
+      self._fairness_output_index()  # A clear error now if it is ambiguous or unknown.
     self.mask_optimizer = None
     self.stopped_on_non_finite_loss = False
     self._upper_loss = None
@@ -125,6 +143,55 @@ class BiLevelTrainingMixin:
   fairness_multipliers = property(
       lambda self: self._objective.multipliers,
       doc="One Lagrange multiplier variable per constraint (0 in penalty mode).")
+
+  # ---------------------------------------------------------------- multi-output models
+  def _use_original_output_names(self):
+    """Outputs keep the names of the layers the user wrote (not `fair_prune_<name>`),
+    so that losses and metrics keyed by the original output names keep working."""
+    names = getattr(self, "output_names", None)
+    outputs = getattr(self, "outputs", None)
+    if not names or not outputs or len(names) != len(outputs):
+      return
+    layers = [t._keras_history[0] for t in outputs]  # pylint: disable=protected-access
+    renamed = [l.layer.name if wrapper_lib.is_wrapper(l) and n == l.name else n
+               for n, l in zip(names, layers)]
+    if len(set(renamed)) == len(renamed):
+      object.__setattr__(self, "output_names", renamed)  # A plain list, as Keras sets it.
+
+  def _fairness_output_index(self):
+    """Index of the output that the fairness constraints and group metrics judge."""
+    outputs = getattr(self, "outputs", None)
+    count = len(outputs) if outputs else 1
+    choice = self.fairness_output
+    if choice is None:
+      if count > 1:
+        raise ValueError(
+            f"Model '{self.name}' has {count} outputs {list(self.output_names)}: say which "
+            "one the fairness constraints and group metrics judge with "
+            "fair_prune_wrapper(..., fairness_output=NAME_OR_INDEX).")
+      return 0
+    if isinstance(choice, str):
+      names = list(getattr(self, "output_names", None) or [])
+      if choice not in names:
+        raise ValueError(f"fairness_output={choice!r} is not an output of '{self.name}'; its "
+                         f"outputs are {names}.")
+      return names.index(choice)
+    if not -count <= choice < count:
+      raise ValueError(f"fairness_output={choice} is out of range: '{self.name}' has "
+                       f"{count} output(s).")
+    return choice % count
+
+  def _judged(self, value):
+    """The judged output's entry of a per-output structure (predictions, targets, sample
+    weights or losses); a single value is returned as it is."""
+    if isinstance(value, dict):
+      name = self.output_names[self._fairness_output_index()]
+      return value.get(name)
+    if isinstance(value, (list, tuple)):
+      if len(value) == 1:
+        return value[0]
+      return value[self._fairness_output_index()]
+    return value
 
   def set_reference_model(self, model):
     """Sets the dense model that degradation constraints compare against.
@@ -148,11 +215,13 @@ class BiLevelTrainingMixin:
         "implicit_gradient_scale": self.implicit_gradient_scale,
         "update_mode": self.update_mode,
         "mask_update_frequency": self.mask_update_frequency,
+        "layer_floor": self._mask_updater.layer_floor,
         "fairness": [self._flavour.keras.saving.serialize_keras_object(c)
                      for c in self.fairness],
         "fairness_on": list(self.fairness_on),
         "num_groups": self.num_groups,
         "source_class": self._source_class,
+        "fairness_output": self.fairness_output,
     }
 
   @classmethod
@@ -260,9 +329,13 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that a loader that builds
       # `optimizer` on all trainable variables finds it built.
       self._build_optimizers()
+    judged_loss = loss
+    if isinstance(loss, (dict, list, tuple)) and (self.fairness or self.fairness_output is not None):
+      judged_loss = self._judged(loss)  # The judged output's loss says if it takes logits.
     # A hinge loss: labels -1/1, decision at 0 (read as logits).
-    object.__setattr__(self, "_signed_labels", outcomes.is_hinge_loss(loss))
-    self._objective.resolve_from_logits(self._signed_labels or outcomes.from_logits_of(loss))
+    object.__setattr__(self, "_signed_labels", outcomes.is_hinge_loss(judged_loss))
+    self._objective.resolve_from_logits(self._signed_labels or
+                                        outcomes.from_logits_of(judged_loss))
     with self.distribute_strategy.scope():
       # Untracked on purpose (see _Metrics).
       object.__setattr__(self, "_fair_metrics", _Metrics(self))
@@ -291,8 +364,11 @@ class BiLevelTrainingMixin:
 
   def _build_optimizers(self):
     weights, scores, _ = self._level_variables()
-    self.optimizer.build(weights)
-    self.mask_optimizer.build(scores)
+    # Once only: Keras 3's LossScaleOptimizer (mixed_float16) creates new variables on
+    # every build, which a traced step may not.
+    for optimizer, variables in ((self.optimizer, weights), (self.mask_optimizer, scores)):
+      if not getattr(optimizer, "built", False):
+        optimizer.build(variables)
 
   @property
   def metrics(self):
@@ -307,7 +383,8 @@ class BiLevelTrainingMixin:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    self._check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+    self._check_labels(args[0] if args else kwargs.get("x"),
+                       args[1] if len(args) > 1 else kwargs.get("y"))
     self._use_held_out(kwargs.get("callbacks"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     self.stopped_on_non_finite_loss = False
@@ -340,7 +417,8 @@ class BiLevelTrainingMixin:
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    self._check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+    self._check_labels(args[0] if args else kwargs.get("x"),
+                       args[1] if len(args) > 1 else kwargs.get("y"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
     return super().evaluate(*args, callbacks=callbacks, **kwargs)
 
@@ -360,9 +438,13 @@ class BiLevelTrainingMixin:
                     "is nothing to compare, so every gap is 0 and fairness terms do nothing.",
                     UserWarning, stacklevel=3)
 
-  def _check_labels(self, y):
-    """Checks numpy labels at once against the model's output units, when known (the
-    in-graph check in `_update_metrics` covers every other input)."""
+  def _check_labels(self, x, y):
+    """Checks numpy labels at once against the model's output units, when known and group
+    ids are packed (only then are group statistics formed; the in-graph check in
+    `_update_metrics` covers every other input). A model without group data may be a
+    regression."""
+    if not isinstance(x, dict) or groups_lib.GROUP_KEY not in x:
+      return
     if y is None or not isinstance(y, (np.ndarray, list)):
       return
     outputs = getattr(self, "outputs", None) or []
@@ -412,7 +494,8 @@ class BiLevelTrainingMixin:
       raise ValueError(
           "The model has fairness constraints but the data carries no group ids. Pack "
           "them with x = tf_fairprune.pack_group_data(x, groups).")
-    labels = outcomes.decision_labels(y, getattr(self, "_signed_labels", False))
+    # The judged output's labels (multi-output models), as the group statistics read them.
+    labels = outcomes.decision_labels(self._judged(y), getattr(self, "_signed_labels", False))
     return _Batch(x, y, sample_weight, groups, dense, bad_ids, labels)
 
   def _fairness_statistics(self, batch, y_pred):
@@ -420,11 +503,12 @@ class BiLevelTrainingMixin:
     if not self._objective:
       return []
     dense = batch.dense
+    # Multi-output models: the statistics are formed on the judged output only.
+    y_pred, sample_weight = self._judged(y_pred), self._judged(batch.sample_weight)
     if self._objective.needs_dense and dense is None and self._reference_model is not None:
-      outputs = tf.stop_gradient(self._reference_model(batch.x, training=False))
+      outputs = tf.stop_gradient(self._judged(self._reference_model(batch.x, training=False)))
       dense = fairness_objective.DenseReference(outputs=outputs)
-    return self._objective.statistics(batch.labels, y_pred, batch.sample_weight, batch.groups,
-                                      dense)
+    return self._objective.statistics(batch.labels, y_pred, sample_weight, batch.groups, dense)
 
   def _forward(self, batch, first_pass=True):
     """A `_Forward`: predictions, task loss, regularisers and the levels' fairness losses."""
@@ -457,13 +541,15 @@ class BiLevelTrainingMixin:
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
     own.sparsity.update_state(self.measured_sparsity())
     if batch.groups is not None:
+      judged = self._judged(y_pred)
       # Labels the group statistics cannot read (e.g. {0, 2} for one output): counted
       # in graph (works under XLA), raised by the guard callback after the batch.
-      bad = outcomes.labels_outside(batch.y, y_pred, getattr(self, "_signed_labels", False))
+      bad = outcomes.labels_outside(self._judged(batch.y), judged,
+                                    getattr(self, "_signed_labels", False))
       self._step_guard.count_bad_labels(tf.logical_not(replicas.all_true(tf.logical_not(bad))),
                                         halt=training)
-      weights = outcomes.example_weights(batch.sample_weight, batch.groups)
-      correct = outcomes.hard_correct(batch.labels, y_pred, self._objective.metric_from_logits)
+      weights = outcomes.example_weights(self._judged(batch.sample_weight), batch.groups)
+      correct = outcomes.hard_correct(batch.labels, judged, self._objective.metric_from_logits)
       own.group_accuracy.update_state(
           outcomes.group_sums(correct, batch.groups, weights, self.num_groups)[None],
           outcomes.group_sums(tf.ones_like(weights), batch.groups, weights,
@@ -490,31 +576,45 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- the steps
   def _joint_update(self, batch, running, weights, scores, thetas):
     """Both levels' gradients from one forward pass; returns (forward, finite, ok)."""
+    factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape(persistent=True) as tape:
       out = self._forward(batch)
       lower, upper, shared = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-    g_w, g_s, g_theta = bilevel.joint_gradients(tape, lower, upper, out.reg, shared,
-                                                weights, scores, thetas)
+      scaled = [loss_scale.scale(t, factor) for t in (lower, upper, out.reg)]
+    g_w, g_s, g_theta = bilevel.joint_gradients(tape, *scaled, shared, weights, scores, thetas)
     del tape
-    g_s = self._score_gradients(g_s, g_theta)
-    finite = replicas.all_finite([lower, upper] + g_w + g_s)
-    ok = tf.logical_and(finite, running)
-    replicas.apply_if(ok, self.optimizer, g_w, weights)
+    g_s = self._score_gradients(*(loss_scale.unscale(g, factor) for g in (g_s, g_theta)))
+    g_w = loss_scale.weight_gradients(self.optimizer, g_w, factor)
+    if factor is None:
+      finite = replicas.all_finite([lower, upper] + g_w + g_s)
+      ok = tf.logical_and(finite, running)
+      ok_w = ok
+    else:  # An overflow of the scaled gradients is skipped by the LossScaleOptimizer.
+      finite = replicas.all_finite([lower, upper])
+      ok_w = tf.logical_and(finite, running)
+      ok = tf.logical_and(ok_w, replicas.all_finite(loss_scale.unscale(g_w, factor) + g_s))
+    replicas.apply_if(ok_w, self.optimizer, g_w, weights)
     replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok
 
   def _alternating_update(self, batch, running, weights, scores, thetas):
     """The weights' step, then the scores' at the updated weights (two passes)."""
+    factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape() as tape:
       out = self._forward(batch)
       lower, _, _ = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
-    g_w = tape.gradient(lower, weights)
-    finite = replicas.all_finite([lower] + g_w)
+      scaled_lower = loss_scale.scale(lower, factor)
+    g_w = loss_scale.weight_gradients(self.optimizer, tape.gradient(scaled_lower, weights),
+                                      factor)
+    finite = replicas.all_finite([lower] + ([] if factor is not None else g_w))
     replicas.apply_if(tf.logical_and(finite, running), self.optimizer, g_w, weights)
+    if factor is not None:  # Skipped by the LossScaleOptimizer: skip the scores too.
+      finite = tf.logical_and(finite, replicas.all_finite(loss_scale.unscale(g_w, factor)))
     with tf.GradientTape() as tape:
       second = self._forward(batch, first_pass=False)
       _, upper, _ = bilevel.level_losses(second.task, None, second.fair_w, second.fair_m)
-    grads = tape.gradient(upper, scores + thetas)
+      scaled_upper = loss_scale.scale(upper, factor)
+    grads = loss_scale.unscale(tape.gradient(scaled_upper, scores + thetas), factor)
     g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
     finite = tf.logical_and(finite, replicas.all_finite([upper] + g_s))
     ok = tf.logical_and(finite, running)
@@ -580,6 +680,12 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
     fairness_on: Where the fairness terms enter: `("weights", "mask")` (BiFP,
       default), `("mask",)`, `("weights",)` or `()` — the paper's ablations.
     num_groups: Number of sensitive groups K (ids in [0, K)).
+    fairness_output: Name or index of the output the fairness constraints and group
+      metrics judge, for a model with several outputs (default: the only output).
+    layer_floor: Under global ranking every wrapped tensor keeps at least
+      max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1: a tenth of its share
+      at the average density), so no layer is emptied; the total stays exact. 0 ranks
+      purely globally (whole layers may then vanish).
     **kwargs: Arguments of `keras.Model`.
 
   Example:
@@ -612,11 +718,12 @@ class FairPruneModel(BiLevelTrainingMixin, keras.Model):
 
   def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
                implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
-               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None, **kwargs):
+               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None,
+               fairness_output=None, layer_floor=masking.LAYER_FLOOR, **kwargs):
     super().__init__(*args, **kwargs)
     self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
                             update_mode, mask_update_frequency, fairness, fairness_on,
-                            num_groups, source_class)
+                            num_groups, source_class, fairness_output, layer_floor)
 
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")

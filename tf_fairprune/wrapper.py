@@ -33,6 +33,40 @@ def _find_owner(layer, var):
       "prunable weight must be stored as a plain attribute of the layer or a sublayer.")
 
 
+def builds_sublayers_late(layer):
+  """MultiHeadAttention: its projections (the prunable kernels) are sublayers built from
+  query, value and key together, which a copy made from the config has not seen."""
+  return any(c.__name__ == "MultiHeadAttention" for c in type(layer).__mro__)
+
+
+def build_like(new, layer):
+  """Builds `new` (a copy of `layer`, or `layer` itself) for the input shapes `layer`
+  was built with, as TFMOT does before it wraps MultiHeadAttention, so that the
+  sublayers' kernels exist. Returns False when the shapes are not known."""
+  if hasattr(layer, "get_build_config") and not hasattr(new, "_build_from_signature"):
+    config = layer.get_build_config()  # Keras 3: query, value (key) shapes.
+    if not config:
+      return False
+    new.build_from_config(config)
+    return True
+  config = layer.get_config()  # tf_keras: call it once on zeros of those shapes.
+  if config.get("query_shape") is None or config.get("value_shape") is None:
+    return False
+  def zeros(shape):
+    return None if shape is None else tf.zeros([1] + list(shape)[1:])
+  new(zeros(config["query_shape"]), zeros(config["value_shape"]),
+      key=zeros(config.get("key_shape")))
+  return True
+
+
+def _sublayers_built(layer):
+  """False for a MultiHeadAttention whose projection sublayers have no kernels yet."""
+  if not builds_sublayers_late(layer):
+    return True
+  query = getattr(layer, "_query_dense", None)
+  return query is not None and query.built
+
+
 def is_wrapper(obj):
   """True for a `FairPruneWrapper` of either Keras flavour."""
   return isinstance(obj, FairPruneWrapperLogic)
@@ -66,7 +100,9 @@ class FairPruneWrapperLogic:
       raise ValueError(
           f"FairPruneWrapper wraps layers, not models ('{layer.name}'); use "
           "tf_fairprune.fair_prune_wrapper(model) to prune a whole model.")
-    if layer.built and not registry.get_prunable_weights(layer):
+    if layer.built and not _sublayers_built(layer):
+      build_like(layer, layer)  # tf_keras' MultiHeadAttention from a config.
+    if layer.built and _sublayers_built(layer) and not registry.get_prunable_weights(layer):
       raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable weights.")
     if not layer.built and not registry.is_known(layer):
       raise ValueError(
@@ -94,6 +130,11 @@ class FairPruneWrapperLogic:
       # which only `call` sees: the scores are created on the first call.
       self.built = True
       return
+    if not _sublayers_built(self.layer):
+      # A MultiHeadAttention read from a file: build it for the shapes in its config.
+      if not build_like(self.layer, self.layer):
+        self.built = True  # Shapes unknown: the scores are created on the first call.
+        return
     super().build(input_shape)
     self._create_scores()
 
@@ -250,6 +291,19 @@ class FairPruneWrapper(FairPruneWrapperLogic, keras.layers.Wrapper):
   """
 
   _flavour = flavours.TF_KERAS
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    # tf_keras' Wrapper reads the wrapped layer in the legacy format whenever the
+    # wrapper's own config has no "module", which loses registered custom layers
+    # (`Unknown layer`); the layer's config says which format it is in.
+    config = dict(config)
+    layer = config.pop("layer")
+    if isinstance(layer, dict) and ("module" in layer or "registered_name" in layer):
+      layer = keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
+    else:
+      layer = keras.layers.deserialize(layer, custom_objects=custom_objects)
+    return cls(layer, **config)
 
   def __new__(cls, layer=None, *args, **kwargs):
     if cls is FairPruneWrapper and layer is not None and flavours.of(layer) is not cls._flavour:

@@ -103,15 +103,18 @@ def measurement_function(model):
   """A traced function: one batch → per-constraint (hard, counts), group accuracy sums,
   predicted / dense / label class counts, sample-weight total."""
   objective = model._objective  # pylint: disable=protected-access
+  judged = model._judged  # pylint: disable=protected-access
 
   @tf.function(reduce_retracing=True)
   def measure(data):
     batch = model._unpack(data)  # pylint: disable=protected-access
-    y_pred = model(batch.x, training=False)
-    stats = model._fairness_statistics(batch, y_pred)  # pylint: disable=protected-access
-    weights = outcomes.example_weights(batch.sample_weight, batch.groups)
+    outputs = model(batch.x, training=False)
+    stats = model._fairness_statistics(batch, outputs)  # pylint: disable=protected-access
+    # Multi-output models: the output the constraints judge; labels as they read them.
+    y_pred, labels = judged(outputs), batch.labels
+    weights = outcomes.example_weights(judged(batch.sample_weight), batch.groups)
     fl = objective.metric_from_logits
-    correct = outcomes.hard_correct(batch.y, y_pred, fl)
+    correct = outcomes.hard_correct(labels, y_pred, fl)
     group_correct = outcomes.group_sums(correct, batch.groups, weights, model.num_groups)
     group_counts = outcomes.group_sums(tf.ones_like(weights), batch.groups, weights,
                                        model.num_groups)
@@ -120,9 +123,9 @@ def measurement_function(model):
       dense_counts = _class_counts(batch.dense.outputs, fl)
     elif model._reference_model is not None:  # pylint: disable=protected-access
       dense_counts = _class_counts(
-          model._reference_model(batch.x, training=False), fl)  # pylint: disable=protected-access
+          judged(model._reference_model(batch.x, training=False)), fl)  # pylint: disable=protected-access
     return ([(hard, counts) for _, hard, counts in stats], group_correct, group_counts,
-            _class_counts(y_pred, fl), dense_counts, _label_counts(batch.y, y_pred))
+            _class_counts(y_pred, fl), dense_counts, _label_counts(labels, y_pred))
 
   return measure
 
