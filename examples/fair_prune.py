@@ -249,7 +249,10 @@ def fairness_verdict(data, dense, final, report, outcome, off, target_metric, ta
     warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
                      "test rows (the dense model did not): a constant predictor.")
   for c in constraints:
-    if not c["met_test"]:
+    if c["test"] is None:
+      warnings_.append(f"{c['gap']} is not defined for this task (multi-class outputs): ε "
+                       "cannot be checked on the test split.")
+    elif not c["met_test"]:
       warnings_.append(
           f"ε = {c['epsilon']:.4f} was NOT met on the test split: {c['gap']} "
           f"{c['test']:.4f} (validation {c['validation']:.4f}"

@@ -59,7 +59,19 @@ def test_main_job_on_a_csv(tmp_path, method, strategy, keras_flag, flavour):
   assert results["epsilon"] == 0.01
   assert set(results["group_size"]) == {"F", "M"}
   assert results["tflite_bytes"] < results["dense_tflite_bytes"]
-  assert "| F |" in open(os.path.join(out, "report.md")).read()
+  report = open(os.path.join(out, "report.md")).read()
+  assert "| F |" in report
+  # Was ε met: the stated constraint on validation and test, beside the dense model and
+  # the fairness-off run, with each group's interval and the test split's resolution.
+  (constraint,) = results["constraints"]
+  assert constraint["gap"] == "max_excess_gap" and constraint["epsilon"] == 0.01
+  assert constraint["met_test"] == (constraint["test"] <= 0.01 + 1e-12)
+  assert "## Was ε met?" in report and "smallest gap the test split can tell" in report
+  assert results["resolvable_gap"] > 0.05  # 600 rows: a coarse test split.
+  assert set(results["group_accuracy_ci95"]) == {"F", "M"}
+  assert results["fairness_off"]["method"] == {"bifp": "bip", "two_stage": "gmp"}[method]
+  assert results["time_to_target"] == {"metric": "max_excess_gap", "gap": 0.01}
+  assert results["held_out_selection"] is not None  # Steered on the validation split.
   if importlib.util.find_spec("matplotlib"):
     assert os.path.getsize(os.path.join(out, "tradeoff.png")) > 1000
 
