@@ -250,12 +250,12 @@ def fairness_verdict(data, dense, final, report, outcome, off, target_metric, ta
                      "test rows (the dense model did not): a constant predictor.")
   for c in constraints:
     if c["test"] is None:
-      warnings_.append(f"{c['gap']} is not defined for this task (multi-class outputs): ε "
-                       "cannot be checked on the test split.")
+      warnings_.append(f"{c['gap']} is not defined on the test split (multi-class outputs, "
+                       "or fewer than two groups with rows it counts): ε cannot be checked.")
     elif not c["met_test"]:
       warnings_.append(
           f"ε = {c['epsilon']:.4f} was NOT met on the test split: {c['gap']} "
-          f"{c['test']:.4f} (validation {c['validation']:.4f}"
+          f"{c['test']:.4f} (validation {_pts(c['validation'])} points"
           f"{', met there' if c['met_validation'] else ''}).")
   fairness_off = None
   if off is not None:
@@ -311,7 +311,9 @@ def write_report(results, report, output_dir):
   constraints = results.get("constraints") or []
   if constraints:
     steer = ("multipliers steered on the validation split, the iterate selected there"
-             if results.get("held_out") else "multipliers steered on the training batches")
+             if results.get("held_out_selection") is not None else
+             "penalty weights, nothing steered" if results["fairness_mode"] == "penalty" else
+             "multipliers steered on the training batches")
     lines += ["## Was ε met?", "",
               f"Constraint(s) {', '.join(c['constraint'] for c in constraints)} at ε = "
               f"{_pts(constraints[0]['epsilon'])} points ({results['fairness_mode']}; {steer}). "
@@ -320,7 +322,8 @@ def write_report(results, report, output_dir):
               "|---|---|---|---|---|---|"]
     for c in constraints:
       lines.append(f"| {c['gap']} | {_pts(c['epsilon'])} | {_pts(c['validation'])} | "
-                   f"{_pts(c['test'])} | {'yes' if c['met_test'] else '**no**'} | "
+                   f"{_pts(c['test'])} | "
+                   f"{'n/a' if c['test'] is None else 'yes' if c['met_test'] else '**no**'} | "
                    f"{_pts(c['dense_test'])} |")
     lines += ["", f"The smallest gap the test split can tell from zero (95%, its two smallest "
               f"groups): {_pts(results['resolvable_gap'])} points"

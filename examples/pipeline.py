@@ -230,7 +230,7 @@ class TargetTrackerLogic:
              "accuracy": report.accuracy}
     entry.update({k: report.gaps.get(k) for k in HISTORY_GAPS})
     self.history.append(entry)
-    if (self.seconds is None and epoch + 1 >= self.sparse_from_epoch and
+    if (self.seconds is None and epoch + 1 >= self.sparse_from_epoch and gap is not None and
         gap <= self.target_gap and report.accuracy >= self.dense_accuracy - self.tolerance):
       self.seconds, self.steps = elapsed, self._steps + self.offset_steps
       if self.stop:

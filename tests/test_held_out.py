@@ -236,3 +236,19 @@ def test_a_held_out_set_too_small_for_epsilon_is_named(k):
   n0, n1 = np.bincount(g)
   assert callback.resolvable_gap == pytest.approx(1.96 * np.sqrt(0.25 / n0 + 0.25 / n1))
   assert held_out_lib.resolvable_gap([5000, 5000]) < 0.02 < held_out_lib.resolvable_gap([64, 64])
+
+
+def test_held_out_ids_out_of_range_raise_and_one_group_warns(k):
+  x, y, g = _groups_data(n=128)
+  model = _model(k, tolerance=0.5)
+  train = tf_fairprune.pack_group_data(x, g)
+  bad = dict(train)
+  bad[next(key for key in bad if "group" in key)] = np.where(g == 1, 2, 0).astype("int32")
+  with pytest.raises(ValueError, match="outside"):
+    model.fit(train, y, epochs=1, verbose=0,
+              callbacks=[tf_fairprune.HeldOutFairness((bad, y), verbose=0)])
+  one = tf_fairprune.pack_group_data(x, np.zeros_like(g))
+  with pytest.warns(UserWarning, match="fewer than two groups"):
+    model.fit(train, y, epochs=1, verbose=0,
+              callbacks=[tf_fairprune.HeldOutFairness((one, y), verbose=0)])
+  assert not model._objective.held_out  # pylint: disable=protected-access  # Reset after fit.

@@ -125,7 +125,8 @@ def measurement_function(model):
       dense_counts = _class_counts(
           judged(model._reference_model(batch.x, training=False)), fl)  # pylint: disable=protected-access
     return ([(hard, counts) for _, hard, counts in stats], group_correct, group_counts,
-            _class_counts(y_pred, fl), dense_counts, _label_counts(labels, y_pred))
+            _class_counts(y_pred, fl), dense_counts, _label_counts(labels, y_pred),
+            tf.cast(batch.bad_ids, tf.float32))
 
   return measure
 
@@ -139,7 +140,11 @@ def measure(model, dataset, function=None):
     totals = out if totals is None else tf.nest.map_structure(np.add, totals, out)
   if totals is None:
     raise ValueError("HeldOutFairness data is empty.")
-  stats, group_correct, group_counts, classes, dense_classes, labels = totals
+  stats, group_correct, group_counts, classes, dense_classes, labels, bad_ids = totals
+  if bad_ids > 0:
+    raise ValueError(f"HeldOutFairness data holds group ids outside [0, num_groups="
+                     f"{model.num_groups}) in {int(bad_ids)} batch(es): they would be merged "
+                     "into a real group. Check the held-out ids.")
   gaps = {c.name: float(c.measure(tf.constant(h, tf.float32), tf.constant(n, tf.float32)))
           for c, (h, n) in zip(model.fairness, stats)}
   total = group_counts.sum()
@@ -283,8 +288,17 @@ class HeldOutFairness(keras.callbacks.Callback):
     return measure(self.model, self._dataset, self._function)
 
   def _at_target(self):
+    """The schedule is at its final sparsity and the masks are too (with a mask update
+    frequency > 1 they follow the schedule a few steps late)."""
     model = self.model
-    return abs(float(model.sparsity_at()) - float(model.sparsity_at(2**40))) < 1e-6
+    final = float(model.sparsity_at(2**40))
+    return (abs(float(model.sparsity_at()) - final) < 1e-6 and
+            abs(float(model.measured_sparsity()) - final) < 0.01)
+
+  def _iterations(self):
+    """Optimizer steps so far (one `on_train_batch_end` may cover several steps with
+    `steps_per_execution > 1`)."""
+    return int(self.model.optimizer.iterations.numpy())
 
   def _floor_hit(self, m):
     if m.collapsed:
@@ -317,10 +331,14 @@ class HeldOutFairness(keras.callbacks.Callback):
     def beats(a, b):
       return all(x >= y for x, y in zip(key(a), key(b))) and key(a) != key(b)
     new = len(self.candidates) - 1
-    if self.candidates[new]["collapsed"] or any(beats(i, new) for i in self._snapshots):
+    if (not self.restore or self.candidates[new]["collapsed"] or
+        any(beats(i, new) for i in self._snapshots)):
       return
-    for i in [i for i in self._snapshots if beats(new, i)]:
-      del self._snapshots[i]
+    best = max(c["accuracy"] for c in self.candidates if not c["collapsed"])
+    budget = math.inf if self.max_accuracy_loss is None else self.max_accuracy_loss
+    for i in [i for i in self._snapshots if beats(new, i) or
+              self.candidates[i]["accuracy"] < best - budget - 1e-12]:
+      del self._snapshots[i]  # Beaten, or below the budget for good (best only rises).
     self._snapshots[new] = [w.copy() for w in self.model.get_weights()]
 
   # ------------------------------------------------------------------ callback hooks
@@ -331,6 +349,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     steps = (self.params or {}).get("steps")
     self._every = self.update_every or (max(1, round(steps / 8)) if steps else 20)
     self._tolerances = {c.name: c.tolerance for c in model.fairness}
+    self._start = self._iterations()
     self._step = 0
     self._last_measured = 0
     self._epoch = 0
@@ -340,7 +359,10 @@ class HeldOutFairness(keras.callbacks.Callback):
     self.last = m
     self.resolvable_gap = resolvable_gap(m.group_counts)
     blind = [c.name for c in model.fairness if c.tolerance < self.resolvable_gap]
-    if blind:
+    if math.isinf(self.resolvable_gap):
+      self._warn("the held-out set holds fewer than two groups: every gap on it is 0, so "
+                 "it cannot steer or select. Give it rows of every group.")
+    elif blind:
       self._warn(
           f"the held-out set cannot tell a gap of ε from zero for {', '.join(blind)}: its two "
           f"smallest groups ({int(sorted(n for n in m.group_counts if n)[0])} and "
@@ -353,7 +375,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     self._epoch = epoch
 
   def on_train_batch_end(self, batch, logs=None):
-    self._step += 1
+    self._step = self._iterations() - self._start
     if self._step - self._last_measured >= self._every:
       self._record(self._measure(), self._step - self._last_measured, self._epoch)
       self._last_measured = self._step
@@ -368,6 +390,12 @@ class HeldOutFairness(keras.callbacks.Callback):
         logs[f"held_out_{name}"] = gap
 
   def on_train_end(self, logs=None):
+    # Back to training rates for whatever runs next (train_on_batch, a plain fit).
+    self.model._objective.held_out = False  # pylint: disable=protected-access
+    self.model.train_function = None
+    self._choose()
+
+  def _choose(self):
     if not self.candidates:
       self.selected = {"reason": "no measurement at the target sparsity: the final weights "
                                  "are kept"}
