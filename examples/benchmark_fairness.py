@@ -288,8 +288,7 @@ tensor density after pruning 6.7% / 7.6% at 90% and 0.29% / 0.68% at 99%, agains
     sizes = dr[0]["group_size"]
     seeds = sorted({r["seed"] for r in dr})
     label = " (SEMI-SYNTHETIC)" if dr[0]["semi_synthetic"] else ""
-    small = sorted(n for n in sizes if n)[:2]
-    resolvable = 1.96 * np.sqrt(0.25 / small[0] + 0.25 / small[1]) if len(small) == 2 else np.nan
+    resolvable = pipeline.resolvable_gap(sizes) or np.nan
     out.append(f"### {d}{label}\n\nTest group sizes (seed 0): "
                + ", ".join(f"{n} {s}" for n, s in zip(names, sizes))
                + f"; smallest resolvable gap {resolvable * 100:.1f} pts. Seeds: {len(seeds)}.\n")

@@ -328,7 +328,8 @@ def write_report(results, report, output_dir):
     lines += ["", f"The smallest gap the test split can tell from zero (95%, its two smallest "
               f"groups): {_pts(results['resolvable_gap'])} points"
               + (" — ε is below it: whether ε holds cannot be shown on this test split."
-                 if constraints[0]["epsilon"] < results["resolvable_gap"] else ".")]
+                 if results["resolvable_gap"] is not None and
+                 constraints[0]["epsilon"] < results["resolvable_gap"] else ".")]
     selected = results.get("held_out_selection")
     if selected and "epoch" in selected:
       lines += ["", f"Returned iterate: epoch {selected['epoch']}, step {selected['step']} — "

@@ -17,6 +17,7 @@ from tf_fairprune import models
 from tf_fairprune._compat import tfmot
 from tf_fairprune.fairness import constraints as constraints_lib
 from tf_fairprune.fairness import evaluate_fairness
+from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.quantization import kernel_sparsity
 
 from job_flags import DATASETS, DEFAULT_EPSILON, DEFAULT_FAIRNESS, DEFAULT_OPTIMIZER  # pylint: disable=g-bad-import-order,unused-import
@@ -319,14 +320,11 @@ def wilson_interval(rate, n, z=1.96):
   return float(centre - half), float(centre + half)
 
 
-def resolvable_gap(sizes, z=1.96):
-  """The smallest gap between two groups' rates a split can tell from zero (95%, rates
-  near 0.5 — the worst case — for its two smallest groups): below it, a measured gap is
-  mostly sampling noise."""
-  sizes = sorted(n for n in sizes if n)
-  if len(sizes) < 2:
-    return float("nan")
-  return float(z * np.sqrt(0.25 / sizes[0] + 0.25 / sizes[1]))
+def resolvable_gap(sizes):
+  """The smallest gap between two groups' rates a split can tell from zero (95%, its two
+  smallest groups; `HeldOutFairness`'s measure); None with fewer than two groups."""
+  value = held_out_lib.resolvable_gap(sizes)
+  return None if np.isinf(value) else value
 
 
 def predicted_share(model, split, batch_size=1024):
