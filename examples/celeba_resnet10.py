@@ -30,6 +30,9 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
 
+# The shared pipeline (data, the method zoo, the job flags) lives with the benchmarks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top

@@ -42,6 +42,9 @@ from absl import logging
 # only with --verbose: the job's phase messages are what a user reads.
 VERBOSE = any(a in ("--verbose", "--verbose=true", "--verbose=1") for a in sys.argv[1:])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
+# The shared pipeline (data, the method zoo, the job flags) lives with the benchmarks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 

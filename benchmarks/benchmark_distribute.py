@@ -9,7 +9,7 @@ r"""XLA and tf.distribute figures for the bi-level step (issue: scale out).
 
 Writes the `distribute` section of BENCHMARKS.md and benchmarks/results/distribute.json.
 
-  python examples/benchmark_distribute.py
+  python benchmarks/benchmark_distribute.py
 """
 
 import json
@@ -119,7 +119,7 @@ def main(argv):
            f"{r['xla'] / r['no_xla']:.2f}"] for n, r in results["xla"].items()]
   text = f"""## Scale out: XLA and tf.distribute
 
-Command: `python examples/benchmark_distribute.py` — machine: {results['machine']}.
+Command: `python benchmarks/benchmark_distribute.py` — machine: {results['machine']}.
 
 Epoch time of the BiFP step (90% sparsity, `PerformanceFairness` on both levels, models
 and data of the engine benchmark, random group ids) with `compile(jit_compile=True)` vs

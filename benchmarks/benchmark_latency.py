@@ -10,7 +10,7 @@ ops the converter inserted. Masks are the step-0 (magnitude) masks of
 
 Writes the `latency` section of BENCHMARKS.md and benchmarks/results/latency.json.
 
-  python examples/benchmark_latency.py
+  python benchmarks/benchmark_latency.py
 """
 
 import json
@@ -168,7 +168,7 @@ def main(argv):
   c1, c2 = (speedup_range(cnn_rows, "channel-shrunk", 0.5, k) for k in ("rounds_1", "rounds_2"))
   text = f"""## On-device latency by mask granularity (LiteRT)
 
-Command: `python examples/benchmark_latency.py` — machine: {results['machine']}.
+Command: `python benchmarks/benchmark_latency.py` — machine: {results['machine']}.
 Float32, batch 1, LiteRT interpreter with its default XNNPACK delegate; each latency is
 the median over {FLAGS.repeats} interleaved rounds of the median of {FLAGS.invokes} invokes
 after {FLAGS.warmup} warm-up, with 1 and 2 threads. Masks: the step-0

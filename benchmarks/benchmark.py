@@ -1,10 +1,10 @@
 r"""Every method × sparsity × seed × dataset, each baseline at its best honest setup.
 
-  python examples/benchmark.py                 # the full grid (hours on 2 cores; split it:)
-  python examples/benchmark.py --datasets=colored-fmnist & \
-  python examples/benchmark.py --datasets=adult-sex,compas-race,german-sex
-  python examples/benchmark.py --quick         # smoke run, a few minutes
-  python examples/benchmark.py --render_only   # re-render BENCHMARKS.md from the rows
+  python benchmarks/benchmark.py                 # the full grid (hours on 2 cores; split it:)
+  python benchmarks/benchmark.py --datasets=colored-fmnist & \
+  python benchmarks/benchmark.py --datasets=adult-sex,compas-race,german-sex
+  python benchmarks/benchmark.py --quick         # smoke run, a few minutes
+  python benchmarks/benchmark.py --render_only   # re-render BENCHMARKS.md from the rows
 
 Setup (the same for every method unless said):
 - Dense: trained to convergence, Adam(1e-3), early stopping on the validation loss
@@ -401,7 +401,7 @@ def _optimizers_table(tuning, dataset):
 def render(rows, tuning, quick):
   cells = _cells(rows)
   datasets = _datasets(rows)
-  command = "python examples/benchmark.py" + (" --quick" if quick else "")
+  command = "python benchmarks/benchmark.py" + (" --quick" if quick else "")
   epochs = sorted({r["epochs"] for r in rows})
   eps = sorted({r["epsilon"] for r in rows})
   out = [f"## Benchmark: baselines at their best, every sparsity and seed"
@@ -612,7 +612,7 @@ def readme_summary(rows, sparsities=(0.9, 0.98)):
     header += [f"accuracy {s:.0%}", f"degr. gap {s:.0%}"]
   seeds = sorted({len({r["seed"] for r in rows if r["dataset"] == d})
                   for d in {r["dataset"] for r in rows}})
-  return ("Produced by `python examples/benchmark.py` (every sparsity, the performance "
+  return ("Produced by `python benchmarks/benchmark.py` (every sparsity, the performance "
           "gaps, group sizes, intervals and the targets are in [BENCHMARKS.md](BENCHMARKS.md)). "
           f"Mean ± std over {'/'.join(map(str, seeds))} seeds, test split, in points; every "
           "method starts from the same converged dense model and has its optimizer tuned on "

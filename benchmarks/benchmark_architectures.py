@@ -1,6 +1,6 @@
 """Architecture sweep: which models go wrap → fit → strip → export → save/load, per flavour.
 
-  python examples/benchmark_architectures.py [--models=mlp,transformer,...] [--out=FILE.md]
+  python benchmarks/benchmark_architectures.py [--models=mlp,transformer,...] [--out=FILE.md]
 
 For every model and Keras flavour (Keras 3, tf_keras) it records: the wrapped layer count,
 one `fit` step, whether the stripped model's outputs equal the wrapped model's (max abs

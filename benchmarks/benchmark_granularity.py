@@ -1,7 +1,7 @@
 r"""Fairness of BiFP at each mask granularity: unstructured vs block vs 2:4 vs channel.
 
-  python examples/benchmark_granularity.py            # 3 seeds, about 20 minutes
-  python examples/benchmark_granularity.py --render_only
+  python benchmarks/benchmark_granularity.py            # 3 seeds, about 20 minutes
+  python benchmarks/benchmark_granularity.py --render_only
 
 For UCI Adult (sex; MLP) and colored Fashion-MNIST (SEMI-SYNTHETIC colour groups; CNN),
 trains the dense model once per seed, then BiFP (fairness on weights and mask) with
@@ -128,7 +128,7 @@ def render(rows):
     cells[(r["dataset"], r["target_sparsity"], r["granularity"])].append(r)
   datasets = list(dict.fromkeys(r["dataset"] for r in rows))
   out = ["## Fairness by mask granularity (BiFP)", "",
-         "Command: `python examples/benchmark_granularity.py` (rows in "
+         "Command: `python benchmarks/benchmark_granularity.py` (rows in "
          "`benchmarks/results/granularity.jsonl`). Machine: " + bench_utils.machine() + ". "
          "BiFP (its default constraint: excess degradation ψ ≤ 1 pt per group, Lagrangian, "
          "on weights and mask) from the same dense model per seed, "

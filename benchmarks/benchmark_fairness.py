@@ -22,9 +22,9 @@ Rows go to benchmarks/results/fairness_heldout/<dataset>.jsonl (an interrupted r
 resumes); the `fairness` section of BENCHMARKS.md and
 benchmarks/results/fairness_dose.png are rendered from all rows.
 
-  python examples/benchmark_fairness.py                       # all datasets
-  python examples/benchmark_fairness.py --datasets=colored-fmnist   # split across processes
-  python examples/benchmark_fairness.py --render_only
+  python benchmarks/benchmark_fairness.py                       # all datasets
+  python benchmarks/benchmark_fairness.py --datasets=colored-fmnist   # split across processes
+  python benchmarks/benchmark_fairness.py --render_only
 """
 
 import contextlib
@@ -259,7 +259,7 @@ def render(rows):
   fractions = [float(f) for f in FLAGS.fractions]
   out = [f"""## Fairness controls: the gap you state, on people the model never saw
 
-Command: `python examples/benchmark_fairness.py` (datasets can be split across processes with
+Command: `python benchmarks/benchmark_fairness.py` (datasets can be split across processes with
 `--datasets`; `--render_only` re-renders; rows in `benchmarks/results/fairness_heldout/`) —
 machine: {bench_utils.machine()}.
 Every run starts from the same dense model per seed (MLP 2×256 on tabular data, the small CNN on
