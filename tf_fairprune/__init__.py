@@ -19,24 +19,27 @@ tf_fairprune.export_tflite(final, "model.tflite")
 
 from tf_fairprune import fairness
 from tf_fairprune import flavours
+from tf_fairprune import keras2  # Registers the tf_keras flavour and its classes.
 from tf_fairprune import masking
+from tf_fairprune import training
 from tf_fairprune.callbacks import FairPruningSummaries
+from tf_fairprune.config import PruningConfig
 from tf_fairprune.export import export_tflite
 from tf_fairprune.export import TFLiteExport
 from tf_fairprune.fairness.held_out import HeldOutFairness
 from tf_fairprune.groups import intersectional_groups
 from tf_fairprune.groups import pack_group_data
+from tf_fairprune.keras2 import FairPruneModel
+from tf_fairprune.keras2 import FairPruneWrapper
+from tf_fairprune.keras2 import FunctionalFairPruneModel
 from tf_fairprune.prune import fair_prune_scope
 from tf_fairprune.prune import fair_prune_wrapper
-from tf_fairprune.prune import strip_fair_pruning
 from tf_fairprune.quantization import quantize_preserving_sparsity
 from tf_fairprune.registry import register_prunable_layer
-from tf_fairprune.training import FairPruneModel
-from tf_fairprune.training import FunctionalFairPruneModel
-from tf_fairprune.wrapper import FairPruneWrapper
+from tf_fairprune.strip import strip_fair_pruning
 
 if flavours.keras3() is not None:
-  # Registers the Keras 3 classes, so that Keras 3 .keras files load after
+  # Registers the Keras 3 flavour and classes, so that Keras 3 .keras files load after
   # `import tf_fairprune` alone (importing Keras 3 leaves tf.keras as it was).
   from tf_fairprune import keras3
 
@@ -47,6 +50,7 @@ __all__ = [
     "FairPruningSummaries",
     "FairPruneWrapper",
     "HeldOutFairness",
+    "PruningConfig",
     "FunctionalFairPruneModel",
     "TFLiteExport",
     "export_tflite",

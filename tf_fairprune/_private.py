@@ -1,11 +1,16 @@
-"""Every private name of tf_keras, TFMOT and TFLite that tf_fairprune uses, one adapter each.
+"""Every private name of tf_keras, Keras 3, TensorFlow, TFMOT and TFLite that
+tf_fairprune uses, one adapter each (Keras 3's compile internals are the Keras 3
+flavour table's, in `keras3.py`).
 
 These are not public APIs and may move in a new release. Each is resolved here, at
-import, and a move fails with an error naming what is missing instead of an
-AttributeError deep in a training step; `tests/test_private.py` checks them all.
+import where it can be, and a move fails with an error naming what is missing instead
+of an AttributeError deep in a training step; `tests/test_private.py` checks them all,
+on both flavours.
 """
 
 import importlib
+
+import tensorflow as tf
 
 from tf_fairprune import _compat  # Imports TFMOT without changing the user's Keras.
 
@@ -59,3 +64,38 @@ def interpreter_ops(interpreter):
   `_get_ops_details`, or None where the interpreter lacks it (then op reports are empty)."""
   get = getattr(interpreter, "_get_ops_details", None)
   return get() if get is not None else None
+
+
+# Both flavours: a layer's sublayers, recursively (what Keras' own weight tracking walks).
+def flatten_layers(layer, include_self=True, recursive=True):
+  """The layers of `layer` (itself first if `include_self`), nested ones if `recursive`."""
+  return list(layer._flatten_layers(  # pylint: disable=protected-access
+      include_self=include_self, recursive=recursive))
+
+
+def output_layer(tensor):
+  """The layer that produced a symbolic Keras tensor (of either flavour)."""
+  return tensor._keras_history[0]  # pylint: disable=protected-access
+
+
+def is_graph_network(model):
+  """True for a Functional model of either flavour."""
+  return bool(getattr(model, "_is_graph_network", False))
+
+
+def compile_config(model):
+  """The dict of compile arguments a saved tf_keras / Keras 3 model compiles again with."""
+  return model._compile_config.config  # pylint: disable=protected-access
+
+
+def tf_keras_inbound_nodes(model, layer):
+  """[(node, input tensors)] of the calls of `layer` in a tf_keras Functional `model`."""
+  # pylint: disable=protected-access
+  return [(n, list(n.keras_inputs)) for i, n in enumerate(layer.inbound_nodes)
+          if f"{layer.name}_ib-{i}" in model._network_nodes]
+
+
+# TensorFlow: a cond that runs its branch in a replica's cross-replica merge (the way
+# Keras' LossScaleOptimizers skip an update under a strategy).
+strategy_supports_no_merge_call = tf.__internal__.distribute.strategy_supports_no_merge_call
+smart_cond = tf.__internal__.smart_cond.smart_cond

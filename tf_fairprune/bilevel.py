@@ -21,21 +21,24 @@ def plus(*terms):
   return tf.add_n(terms) if len(terms) > 1 else terms[0]
 
 
-def level_losses(task, regularization, fairness_weights, fairness_mask):
+def level_losses(task, regularization, fairness_weights, fairness_mask, shared=None):
   """Routes the terms to the two levels.
 
   Args:
     task: The task loss.
     regularization: The regularisers (weights only), or None.
     fairness_weights: The fairness loss of the weight level, or None.
-    fairness_mask: The fairness loss of the mask level, or None (the same tensor as
-      `fairness_weights` when both levels get the terms).
+    fairness_mask: The fairness loss of the mask level, or None.
+    shared: Whether both levels get the same fairness term (the objective says so:
+      `FairnessObjective.level_losses`); None infers it from the two being the same
+      object.
 
   Returns:
     `(lower, upper, shared)`: L_w, L_m, and whether they differ only by the
     regularisers (then one backward pass of L_m serves both levels).
   """
-  shared = fairness_weights is fairness_mask
+  if shared is None:
+    shared = fairness_weights is fairness_mask
   upper = plus(task, fairness_mask)
   lower = plus(upper, regularization) if shared else plus(task, regularization, fairness_weights)
   return lower, upper, shared

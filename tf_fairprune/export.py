@@ -20,8 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fairprune import _private
+from tf_fairprune import cloning
 from tf_fairprune import flavours
 from tf_fairprune import quantization
+from tf_fairprune import strip as strip_lib
 from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
@@ -308,14 +310,14 @@ def _sample_inputs(model, sample_inputs, num_samples, seed):
 
 def _has_rnn(model):
   k = flavours.of(model).keras
-  return any(isinstance(l, k.layers.RNN) for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+  return any(isinstance(l, k.layers.RNN)
+             for l in _private.flatten_layers(model, include_self=False))
 
 
 def _unrolled(model):
   """A copy of `model` whose RNN layers are unrolled over their (static) time steps, so
   that TFLite builtins run them (a dynamic loop needs TensorList ops, which only select
   TF ops run)."""
-  from tf_fairprune import prune  # pylint: disable=g-import-not-at-top
   if not flavours.of(model).is_graph_model(model):
     raise ValueError("rnn='unroll' needs a Sequential or Functional model; use "
                      "rnn='select_tf_ops' for a subclassed one.")
@@ -331,7 +333,7 @@ def _unrolled(model):
       raise ValueError(f"rnn='unroll' needs a fixed number of time steps; input '{t.name}' "
                        f"has shape {tuple(t.shape)}. Give the model's Input a fixed length, "
                        "or use rnn='select_tf_ops'.")
-  clone = prune._clone(model, copy)  # pylint: disable=protected-access
+  clone = cloning.clone_graph(model, copy)
   clone.set_weights(model.get_weights())
   return clone
 
@@ -492,15 +494,14 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   if quantize == "int8" and representative_dataset is None:
     raise ValueError("quantize='int8' needs a representative_dataset (a callable that "
                      "yields lists of input arrays).")
-  from tf_fairprune import prune  # pylint: disable=g-import-not-at-top
   if contains_wrappers(model) and not flavours.of(model).is_graph_model(model):
     # A subclassed model cannot be copied: export it with its masks baked into its
     # weights for the conversion, then give the weights back.
-    with prune.masks_baked_in(model):
+    with strip_lib.masks_baked_in(model):
       return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
                      num_samples, seed, target, rnn)
   if contains_wrappers(model):
-    model = prune.strip_fair_pruning(model)
+    model = strip_lib.strip_fair_pruning(model)
   if rnn == "unroll" and _has_rnn(model):
     model = _unrolled(model)
   return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,

@@ -17,7 +17,27 @@ model.predict(x)                      # plain inputs
 import numpy as np
 import tensorflow as tf
 
-from tf_fairprune.fairness.objective import DenseReference
+
+class DenseReference:
+  """What is known of the dense model for a batch: its outputs, or only its correctness.
+
+  With outputs, degradation compares the same surrogate on both models (zero at
+  θ = θ_dense). With only the 0/1 correctness (`pack_group_data(dense_correct=...)`),
+  the hard degradation is exact but its smooth side compares the pruned surrogate with
+  0/1 values.
+  """
+
+  def __init__(self, outputs=None, correct=None):
+    self.outputs = outputs
+    self.correct_values = correct
+
+  def correct(self, constraint, y_true, from_logits):
+    """(smooth, hard) correctness of the dense model under `constraint`'s surrogate."""
+    if self.outputs is not None:
+      return constraint._correct(y_true, self.outputs, from_logits)  # pylint: disable=protected-access
+    values = tf.reshape(tf.cast(self.correct_values, tf.float32), [-1])
+    return values, values
+
 
 INPUTS_KEY = "tf_fairprune/inputs"
 GROUP_KEY = "tf_fairprune/group"

@@ -1,44 +1,109 @@
-"""tf_fairprune's classes on Keras 3 (`import keras`, TensorFlow backend).
+"""Keras 3 (`import keras`, TensorFlow backend): its `Flavour` table and its classes.
 
-The logic is the tf_keras classes' (`wrapper.FairPruneWrapperLogic`,
-`training.BiLevelTrainingMixin`); each class here adds only its Keras 3 base class and
-the Keras 3 `Flavour`. You rarely name them: `fair_prune_wrapper` and
-`FairPruneWrapper(layer)` pick them for Keras 3 objects. Subclass
-`tf_fairprune.keras3.FairPruneModel` for a subclassed Keras 3 model.
+Each class adds only its Keras 3 base class to the flavour-free logic
+(`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics' and
+guard's logic). You rarely name them: `fair_prune_wrapper` and `FairPruneWrapper(layer)`
+pick them for Keras 3 objects. Subclass `tf_fairprune.keras3.FairPruneModel` for a
+subclassed Keras 3 model.
 
 Raises ImportError on import when Keras 3 is not installed.
 """
 
-import contextvars
-
 import tensorflow as tf
 
 from tf_fairprune import _private
+from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
 from tf_fairprune import groups as groups_lib
+from tf_fairprune import replicas
+from tf_fairprune import step_guard
 from tf_fairprune import training
 from tf_fairprune import wrapper
 from tf_fairprune.fairness import constraints
+from tf_fairprune.fairness import metrics
 
-FLAVOUR = flavours.keras3_flavour()
-keras = FLAVOUR.keras
+keras = flavours.keras3()
+if keras is None:
+  raise ImportError("Keras 3 is not installed (pip install keras>=3).")
+
 # Keras 3's functional model class (private; its public face is `keras.Model(inputs, ...)`).
 _Functional = _private.resolve("keras.src.models.functional", "Functional",
                                "Keras 3's functional model class")
+
+
+class Keras3(flavours.Flavour):
+  """Keras 3 with the TensorFlow backend. Its private names are used here only."""
+
+  name = "keras3"
+  keras = keras
+  root = "keras"
+
+  def mask_weight_kwargs(self):
+    return dict(aggregation="only_first_replica")
+
+  def first_replica(self):
+    return "only_first_replica"
+
+  def add_state(self, metric, name, shape):
+    return metric.add_variable(name=name, shape=shape, initializer="zeros",
+                               aggregation=self.first_replica())
+
+  def is_compiled(self, model):
+    return bool(getattr(model, "compiled", False))
+
+  def jit_compile(self, model):
+    return bool(getattr(model, "jit_compile", False))
+
+  def task_loss(self, model, y, y_pred, sample_weight):
+    # Keras 3's compiled loss already divides by the replicas (scale_loss_for_distribution).
+    return model._compile_loss(y, y_pred, sample_weight)  # pylint: disable=protected-access
+
+  second_task_loss = task_loss  # Keras 3's compiled loss updates no metric.
+
+  def test_loss(self, model, x, y, y_pred, sample_weight):
+    loss = model._compute_loss(x=x, y=y, y_pred=y_pred,  # pylint: disable=protected-access
+                               sample_weight=sample_weight, training=False)
+    self.track_loss(model, x, loss)
+    return loss
+
+  def track_loss(self, model, x, loss):
+    # The compiled loss was divided by the replicas; the reported one is not (as in
+    # Keras 3's own train_step).
+    size = tf.shape(tf.nest.flatten(x)[0])[0]
+    model._loss_tracker.update_state(  # pylint: disable=protected-access
+        loss * replicas.num_replicas(), sample_weight=size)
+
+  def update_compiled_metrics(self, model, y, y_pred, sample_weight):
+    compiled = model._compile_metrics  # pylint: disable=protected-access
+    if compiled is not None:
+      compiled.update_state(y, y_pred, sample_weight)
+
+  def record_compile_argument(self, model, name, value):
+    model._compile_config.config[name] = value  # pylint: disable=protected-access
+
+  def is_graph_model(self, model):
+    return (isinstance(model, keras.Sequential) or isinstance(model, _Functional) or
+            _private.is_graph_network(model))
+
+  def inbound_nodes(self, model, layer):
+    # pylint: disable=protected-access
+    graph = model._functional if hasattr(model, "_functional") else model  # Sequential.
+    # Key format of Keras 3's Function (ops/function.py make_node_key).
+    return [(n, list(n.input_tensors)) for i, n in enumerate(layer._inbound_nodes)
+            if f"{id(layer)}_ib-{i}" in graph._nodes]
+
+
+FLAVOUR = flavours.register(Keras3())
 
 # The constraints are plain Python classes: registered with Keras 3 too, so that a
 # Keras 3 .keras file that holds them loads.
 for _constraint in constraints.CONSTRAINTS:
   keras.saving.register_keras_serializable(package="tf_fairprune")(_constraint)
 
-# The pruning arguments of a model being loaded: Keras 3 rebuilds a functional
-# subclass through `cls(inputs=..., outputs=..., name=...)` only.
-_LOADING = contextvars.ContextVar("tf_fairprune_keras3_loading", default=None)
-
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
 class FairPruneWrapper(wrapper.FairPruneWrapperLogic, keras.layers.Wrapper):
-  __doc__ = wrapper.FairPruneWrapper.__doc__
+  __doc__ = wrapper.FairPruneWrapperLogic.__doc__
   _flavour = FLAVOUR
   # Keras 3's default: trace `call` for the output shape, which works for custom layers
   # that define no compute_output_shape (delegating to theirs would raise).
@@ -57,17 +122,9 @@ def _multi_worker(strategy):
           strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
 
 
-# The pruning arguments of FairPruneModel and their defaults (those of the tf_keras class).
-_PRUNE_DEFAULTS = {"target_sparsity": 0.5, "mask_scope": "global",
-                   "implicit_gradient_scale": 1e-4, "update_mode": "joint",
-                   "mask_update_frequency": 1, "fairness": (), "fairness_on": training.LEVELS,
-                   "num_groups": 2, "source_class": None,
-                   "fairness_output": None, "layer_floor": 0.1}
-
-
 @keras.saving.register_keras_serializable(package="tf_fairprune")
 class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
-  __doc__ = training.FairPruneModel.__doc__
+  __doc__ = training.BiLevelTrainingMixin.__doc__
   _flavour = FLAVOUR
 
   def __new__(cls, *args, **kwargs):
@@ -78,10 +135,10 @@ class FairPruneModel(training.BiLevelTrainingMixin, keras.Model):
     return super().__new__(cls, *args, **kwargs)
 
   def __init__(self, *args, **kwargs):
-    # The pruning arguments (documented above) as keywords; the rest go to keras.Model.
-    prune_kwargs = {k: kwargs.pop(k, default) for k, default in _PRUNE_DEFAULTS.items()}
+    # The pruning arguments (see PruningConfig) as keywords; the rest go to keras.Model.
+    config = config_lib.PruningConfig.pop_from(kwargs)
     super().__init__(*args, **kwargs)
-    self._init_fair_pruning(**prune_kwargs)
+    self._init_fair_pruning(config)
 
   # Keras 3 (3.15) reduces a multi-worker step's logs with
   # strategy.reduce("MEAN", v, axis=0), which fails on scalars: under
@@ -131,13 +188,9 @@ class FunctionalFairPruneModel(FairPruneModel, _Functional):
   # Functional's positional signature exactly, so that Keras' clone_model rebuilds this
   # class (it checks the argument names); the pruning arguments come as keywords.
   def __init__(self, inputs, outputs, name=None, **kwargs):
-    prune_kwargs = {k: kwargs.pop(k, default) for k, default in _PRUNE_DEFAULTS.items()}
+    config = config_lib.PruningConfig.pop_from(kwargs)
     _Functional.__init__(self, inputs, outputs, name=name, **kwargs)
-    loading = _LOADING.get()
-    if loading is not None:
-      _LOADING.set(None)  # Only the outer model takes them.
-      prune_kwargs = loading
-    self._init_fair_pruning(**prune_kwargs)
+    self._init_fair_pruning(config)
 
   def get_config(self):
     config = _Functional.get_config(self)
@@ -147,8 +200,30 @@ class FunctionalFairPruneModel(FairPruneModel, _Functional):
   @classmethod
   def from_config(cls, config, custom_objects=None):
     config = dict(config)
-    token = _LOADING.set(cls._fair_pruning_kwargs(config.pop("fair_pruning", {}) or {}))
-    try:
-      return _Functional.from_config.__func__(cls, config, custom_objects)
-    finally:
-      _LOADING.reset(token)
+    pruning = cls._pruning_config_from(config.pop("fair_pruning", {}))
+    # Keras 3 rebuilds a functional subclass through `cls(inputs=, outputs=, name=)`
+    # only: the pruning arguments are set on the model it returns (before it is built
+    # into a training step, so nothing has read the defaults yet).
+    model = _Functional.from_config.__func__(cls, config, custom_objects)
+    model._init_fair_pruning(pruning)  # pylint: disable=protected-access
+    return model
+
+
+class GroupRates(metrics.GroupRatesLogic, keras.metrics.Metric):
+  __doc__ = metrics.GroupRatesLogic.__doc__
+  _flavour = FLAVOUR
+
+
+class LastValue(metrics.LastValueLogic, keras.metrics.Metric):
+  __doc__ = metrics.LastValueLogic.__doc__
+  _flavour = FLAVOUR
+
+
+class GuardCallback(step_guard.GuardLogic, keras.callbacks.Callback):
+  __doc__ = step_guard.GuardLogic.__doc__
+
+
+FLAVOUR.classes = flavours.Classes(
+    FairPruneWrapper=FairPruneWrapper, FairPruneModel=FairPruneModel,
+    FunctionalFairPruneModel=FunctionalFairPruneModel, GroupRates=GroupRates,
+    LastValue=LastValue, GuardCallback=GuardCallback)

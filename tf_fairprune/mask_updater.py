@@ -8,9 +8,11 @@ update frequency, and the method that suits the compiler (bisection under XLA).
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import _private
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
+from tf_fairprune import wrapper as wrapper_lib
 
 
 class MaskUpdater:
@@ -82,3 +84,44 @@ class MaskUpdater:
       return tf.constant(0.0)
     kept = tf.add_n([tf.reduce_sum(m) for m in masks])
     return 1.0 - kept / float(sum(int(np.prod(m.shape)) for m in masks))
+
+
+# ---------------------------------------------------------------- pruning-state queries
+# What a model's wrappers hold, read by the training step, the callbacks and the
+# export path. Functions of the model, not methods: they need only its layers.
+def wrappers_of(model):
+  """All `FairPruneWrapper` layers of `model`, nested models included, in order."""
+  return [l for l in _private.flatten_layers(model, include_self=False, recursive=True)
+          if wrapper_lib.is_wrapper(l)]
+
+
+def built_wrappers(model):
+  """The wrappers whose scores exist (built)."""
+  return [w for w in wrappers_of(model) if w.score_variables]
+
+
+def level_variables(model):
+  """(lower-level trainables, scores, the θ aligned with the scores) of `model`."""
+  wrappers = built_wrappers(model)
+  scores = [s for w in wrappers for s in w.score_variables]
+  thetas = [v for w in wrappers for v in w.prunable_weights]
+  score_ids = {id(s) for s in scores}
+  weights = [v for v in model.trainable_variables if id(v) not in score_ids]
+  return weights, scores, thetas
+
+
+def rescale_to_masks(wrappers):
+  """Multiplies each prunable tensor θ by ‖θ‖ / ‖m ⊙ θ‖ under its current mask
+  (see `FairPruneModel.rescale_to_masks`)."""
+  for w in wrappers:
+    for theta, mask in zip(w.prunable_weights, w.mask_variables):
+      kept = tf.norm(tf.cast(theta, tf.float32) * mask)
+      gain = tf.math.divide_no_nan(tf.norm(tf.cast(theta, tf.float32)), kept)
+      theta.assign(theta * tf.cast(tf.where(kept > 0, gain, 1.0), theta.dtype))
+
+
+def empty_tensors(wrappers):
+  """Names ('layer/weight') of the wrapped tensors whose mask keeps no weight."""
+  return [f"{w.layer.name}/{v.name.split('/')[-1].split(':')[0]}"
+          for w in wrappers for v, m in zip(w.prunable_weights, w.mask_variables)
+          if float(tf.reduce_sum(m)) == 0.0]

@@ -1,90 +1,33 @@
-"""Entry points: `fair_prune_wrapper`, `strip_fair_pruning`, `fair_prune_scope`."""
+"""Entry points: `fair_prune_wrapper` (TFMOT's `prune_low_magnitude`) and
+`fair_prune_scope`; `strip_fair_pruning` lives in `strip.py`."""
 
-import contextlib
 import warnings
 
-import numpy as np
-
+from tf_fairprune import _private
+from tf_fairprune import cloning
+from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
-from tf_fairprune import shrink as shrink_lib
-from tf_fairprune._compat import PruningSchedule, keras
+from tf_fairprune._compat import PruningSchedule
+from tf_fairprune.fairness import constraints
 from tf_fairprune.training import BiLevelTrainingMixin
-from tf_fairprune.training import FairPruneModel
-from tf_fairprune.training import FunctionalFairPruneModel
-from tf_fairprune.wrapper import build_like
-from tf_fairprune.wrapper import builds_sublayers_late
 from tf_fairprune.wrapper import contains_wrappers
-from tf_fairprune.wrapper import FairPruneWrapper
 from tf_fairprune.wrapper import is_wrapper
 
-
-def _type_error(obj):
-  kind = f"{type(obj).__module__}.{type(obj).__name__}"
-  return TypeError(f"Expected a Keras Model, Layer or list of Layers (tf_keras or Keras 3), "
-                   f"got {kind}.")
+_DEFAULTS = config_lib.PruningConfig  # Its field defaults are the arguments' defaults.
 
 
-def classes(flavour):
-  """(FairPruneWrapper, FairPruneModel) of a Keras flavour."""
-  if flavour is flavours.TF_KERAS:
-    return FairPruneWrapper, FairPruneModel
-  from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
-  return keras3.FairPruneWrapper, keras3.FairPruneModel
-
-
-def _copy_layer(layer):
-  new = layer.__class__.from_config(layer.get_config())
-  if layer.built and not new.built and builds_sublayers_late(layer):
-    build_like(new, layer)
-  return new
-
-
-def _check_graph_model(model, what):
-  if not flavours.of(model).is_graph_model(model):
-    raise ValueError(
-        f"{what} '{model.name}' is a subclassed model, which cannot be cloned. Subclass "
-        "`tf_fairprune.FairPruneModel` instead of `keras.Model` and wrap the layers to "
-        "prune with `tf_fairprune.FairPruneWrapper` inside it.")
-  if not model.built or model.inputs is None:
-    raise ValueError(
-        f"{what} '{model.name}' is not built. Give it an input shape (e.g. start a "
-        "Sequential model with `keras.Input(shape)`) before pruning it.")
-
-
-def _clone(model, layer_fn):
-  """Clones a graph model, calling `layer_fn` on every non-input layer (recursively)."""
-  k = flavours.of(model).keras
-
-  def clone_fn(layer):
-    if not isinstance(layer, k.layers.Layer):
-      # A Keras 3 operation node (`x + 3.0`, `keras.ops.relu(x)` on Keras tensors): it
-      # has no weights or state, so the clone reuses it as it is.
-      return layer
-    if isinstance(layer, k.Model):
-      _check_graph_model(layer, "Nested model")
-      return k.models.clone_model(layer, clone_function=clone_fn)
-    return layer_fn(layer)
-  return k.models.clone_model(model, clone_function=clone_fn)
-
-
-def _rebuild(clone, source, model_cls, **kwargs):
-  """A model of `model_cls` over the graph of `clone`; Sequential if the source was."""
-  k = flavours.of(source).keras
-  if model_cls is k.Sequential:
-    layers = [l for l in clone.layers if not isinstance(l, k.layers.InputLayer)]
-    return k.Sequential([k.Input(batch_shape=source.input_shape)] + layers, name=source.name)
-  return model_cls(inputs=clone.inputs, outputs=clone.outputs, name=source.name, **kwargs)
-
-
-def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
-                       implicit_gradient_scale=1e-4, update_mode="joint",
-                       mask_update_frequency=1, fairness=(), fairness_on=("weights", "mask"),
-                       num_groups=2, block_size=(1, 1), sparsity_m_by_n=None,
-                       granularity="weight", rescale=True, fairness_output=None,
-                       layer_floor=masking.LAYER_FLOOR):
+def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask_scope=None,
+                       implicit_gradient_scale=_DEFAULTS.implicit_gradient_scale,
+                       update_mode=_DEFAULTS.update_mode,
+                       mask_update_frequency=_DEFAULTS.mask_update_frequency,
+                       fairness=_DEFAULTS.fairness, fairness_on=_DEFAULTS.fairness_on,
+                       num_groups=_DEFAULTS.num_groups, block_size=(1, 1),
+                       sparsity_m_by_n=None, granularity="weight", rescale=True,
+                       fairness_output=_DEFAULTS.fairness_output,
+                       layer_floor=_DEFAULTS.layer_floor):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -176,19 +119,21 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     raise ValueError(f"Layer '{to_prune.name}' is already wrapped for fair pruning.")
   flavour = flavours.of(to_prune)
   if not isinstance(to_prune, flavour.keras.layers.Layer):
-    raise _type_error(to_prune)
-  wrapper_cls, _ = classes(flavour)
+    raise cloning.type_error(to_prune)
+  wrapper_cls = flavour.classes.FairPruneWrapper
   if not isinstance(to_prune, flavour.keras.Model):
     return wrapper_cls(to_prune, **structure)
-  _check_graph_model(to_prune, "Model")
+  cloning.check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
   policy = WrappingPolicy(to_prune, structure)
-  pruned = _construct(to_prune, policy, target_sparsity=target_sparsity,
-                      mask_scope=mask_scope, implicit_gradient_scale=implicit_gradient_scale,
-                      update_mode=update_mode, mask_update_frequency=mask_update_frequency,
-                      fairness=fairness, fairness_on=fairness_on, num_groups=num_groups,
-                      fairness_output=fairness_output, layer_floor=layer_floor)
+  config = config_lib.PruningConfig(
+      target_sparsity=target_sparsity, mask_scope=mask_scope,
+      implicit_gradient_scale=implicit_gradient_scale, update_mode=update_mode,
+      mask_update_frequency=mask_update_frequency, fairness=fairness,
+      fairness_on=fairness_on, num_groups=num_groups, fairness_output=fairness_output,
+      layer_floor=layer_floor)  # Validated before anything is copied.
+  pruned = _construct(to_prune, policy, **config.as_kwargs())
   _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
   return pruned
 
@@ -229,12 +174,13 @@ class WrappingPolicy:
   def __init__(self, model, structure):
     self.structure = structure
     self.flavour = flavours.of(model)
-    self.wrapper_cls, self.model_cls = classes(self.flavour)
+    self.wrapper_cls = self.flavour.classes.FairPruneWrapper
+    self.model_cls = self.flavour.classes.FairPruneModel
     self.selective = contains_wrappers(model)
     self.skip = set()
     if structure["granularity"] == "channel":
       k = self.flavour.keras
-      self.skip = {t._keras_history[0].name for t in model.outputs}  # pylint: disable=protected-access
+      self.skip = {_private.output_layer(t).name for t in model.outputs}
       self.skip |= {l.name for l in model.layers if isinstance(l, (
           k.layers.DepthwiseConv2D, k.layers.Conv1DTranspose,
           k.layers.Conv2DTranspose, k.layers.Conv3DTranspose))}
@@ -249,8 +195,8 @@ class WrappingPolicy:
     if is_wrapper(layer):
       return self.wrapper_cls.from_config(
           {**layer.get_config(),
-           "layer": self.flavour.keras.layers.serialize(_copy_layer(layer.layer))})
-    new = _copy_layer(layer)
+           "layer": self.flavour.keras.layers.serialize(cloning.copy_layer(layer.layer))})
+    new = cloning.copy_layer(layer)
     return self.wrapper_cls(new, **self.structure) if self.wraps(layer) else new
 
 
@@ -265,8 +211,9 @@ def _construct(model, policy, **model_kwargs):
 
   k = policy.flavour.keras
   source_class = "Sequential" if isinstance(model, k.Sequential) else "Functional"
-  pruned = _rebuild(_clone(model, copy), model, policy.model_cls, source_class=source_class,
-                    **model_kwargs)
+  model_kwargs["source_class"] = source_class
+  pruned = cloning.rebuild(cloning.clone_graph(model, copy), model, policy.model_cls,
+                           **model_kwargs)
   for source, new in copies:
     if is_wrapper(source):
       new.set_weights(source.get_weights())  # Weights, scores and masks as they were.
@@ -293,111 +240,6 @@ def _initialise(pruned, dense, rescale):
   pruned._warn_if_too_sparse()  # pylint: disable=protected-access
 
 
-def _bake_masks(model):
-  """Assigns m ⊙ θ to every masked variable of `model`'s wrappers; returns the old values."""
-  saved = []
-  for w in (l for l in model._flatten_layers(include_self=False) if is_wrapper(l)):  # pylint: disable=protected-access
-    masked = w.masked_variables()
-    for var in w.layer.weights:
-      if id(var) in masked:
-        saved.append((var, var.numpy()))
-        var.assign(masked[id(var)])
-  return saved
-
-
-@contextlib.contextmanager
-def masks_baked_in(model):
-  """Within the block, `model`'s masked weights hold m ⊙ θ (so its variables are what
-  inference computes with); afterwards θ is restored exactly."""
-  saved = _bake_masks(model)
-  try:
-    yield model
-  finally:
-    for var, value in saved:
-      var.assign(value)
-
-
-def strip_fair_pruning(model, shrink=False):
-  """Returns a plain Keras model (of the model's flavour) with the masks baked in.
-
-  The counterpart of TFMOT's `strip_pruning`: every `FairPruneWrapper` is replaced by
-  a copy of the layer it wraps, whose pruned weights are exact zeros. The result has
-  the architecture of the model originally passed to `fair_prune_wrapper` (Sequential
-  stays Sequential), computes the same outputs as the wrapped model in inference, and
-  can go on to TFMOT's quantization or to `export_tflite`.
-
-  With `shrink=True` (channel pruning) the pruned channels are removed: Dense / Conv
-  layers get fewer units / filters, and what consumes them (BatchNormalization,
-  depthwise convolutions, the next layer's inputs, residual adds) loses the same
-  channels, giving a smaller dense model with the same predictions. A channel stays
-  where removing it would change the outputs (see `tf_fairprune.shrink`).
-
-  Args:
-    model: A model returned by `fair_prune_wrapper` (or any Sequential or Functional
-      model containing `FairPruneWrapper` layers).
-    shrink: Remove the channels pruned with `granularity="channel"`.
-
-  A subclassed model (a subclass of `FairPruneModel` with `FairPruneWrapper` layers)
-  cannot be copied: it is stripped *in place* — every masked weight is set to m ⊙ θ
-  (pruned weights become exact zeros, the masks stay) — and returned. It computes the
-  same outputs as before, saves as `.keras` and goes to `export_tflite` (which itself
-  never changes a model: for a subclassed one it bakes the masks in only while it
-  converts).
-
-  Returns:
-    A new Keras model of `model`'s flavour; `model` is not modified (a subclassed model
-    is stripped in place and returned). With `shrink=True` the model's
-    `shrink_report` attribute holds a `ShrinkReport` (channels kept per layer).
-
-  Raises:
-    TypeError: If `model` is not a Keras model.
-    ValueError: If `model` is a subclassed model without wrappers; with `shrink=True`,
-      if the model is subclassed, no layer was pruned by channels, or the model has
-      nested models or shared layers.
-  """
-  k = flavours.of(model).keras
-  if not isinstance(model, k.Model):
-    raise _type_error(model)
-  if not flavours.of(model).is_graph_model(model) and contains_wrappers(model):
-    # A subclassed model (e.g. a subclass of FairPruneModel) cannot be cloned.
-    if shrink:
-      raise ValueError(f"shrink=True needs a Sequential or Functional model; '{model.name}' "
-                       "is subclassed.")
-    _bake_masks(model)
-    return model
-  _check_graph_model(model, "Model")
-  copies = []
-
-  def unwrap(layer):
-    source = layer.layer if is_wrapper(layer) else layer
-    new = _copy_layer(source)
-    copies.append((layer, new))
-    return new
-
-  clone = _clone(model, unwrap)
-  source_class = getattr(model, "_source_class", None)
-  if source_class is None:
-    source_class = "Sequential" if isinstance(model, k.Sequential) else "Functional"
-  stripped = _rebuild(clone, model, k.Sequential if source_class == "Sequential" else k.Model)
-  pruned_channels = {}
-  for source, new in copies:
-    if is_wrapper(source):
-      masked = source.masked_variables()
-      new.set_weights([np.asarray(masked.get(id(v), v)) for v in source.layer.weights])
-      if source.granularity == "channel":
-        pruned_channels[new.name] = source.channel_mask().numpy() == 0
-    else:
-      new.set_weights(source.get_weights())
-  if not shrink:
-    return stripped
-  if not pruned_channels:
-    raise ValueError("shrink=True removes channels pruned with granularity='channel'; "
-                     f"'{model.name}' has no such layers.")
-  shrunk, report = shrink_lib.shrink_model(stripped, pruned_channels)
-  shrunk.shrink_report = report
-  return shrunk
-
-
 def fair_prune_scope():
   """Scope in which fair-pruned models can be deserialized (like TFMOT's `prune_scope`).
 
@@ -412,11 +254,11 @@ def fair_prune_scope():
     model = keras.models.load_model("pruned.keras")
   ```
   """
-  from tf_fairprune.fairness import constraints  # pylint: disable=g-import-not-at-top
-  return keras.utils.custom_object_scope({
+  tf_keras = flavours.TF_KERAS
+  return tf_keras.keras.utils.custom_object_scope({
       **{c.__name__: c for c in constraints.CONSTRAINTS},
-      "FairPruneWrapper": FairPruneWrapper,
-      "FairPruneModel": FairPruneModel,
-      "FunctionalFairPruneModel": FunctionalFairPruneModel,
+      "FairPruneWrapper": tf_keras.classes.FairPruneWrapper,
+      "FairPruneModel": tf_keras.classes.FairPruneModel,
+      "FunctionalFairPruneModel": tf_keras.classes.FunctionalFairPruneModel,
       **pruning_schedule.SCHEDULES,
   })

@@ -9,6 +9,7 @@ converts the trained result to int8 and refuses it if any pruned weight came bac
 import numpy as np
 
 from tf_fairprune import flavours
+from tf_fairprune import strip as strip_lib
 from tf_fairprune._compat import keras
 from tf_fairprune._compat import tfmot
 from tf_fairprune.wrapper import contains_wrappers
@@ -56,7 +57,7 @@ def quantize_preserving_sparsity(model):
   tf_fairprune.export_tflite(qat, "model_int8.tflite", quantize="qat")
   ```
   """
-  if flavours.of(model) is not flavours.TF_KERAS:
+  if not flavours.of(model).tfmot_compatible:
     raise TypeError(
         "quantize_preserving_sparsity needs TFMOT's prune-preserving QAT, which works on "
         "tf_keras models only (TFMOT rejects Keras 3). For a Keras 3 model use post-training "
@@ -67,8 +68,7 @@ def quantize_preserving_sparsity(model):
     raise TypeError(f"quantize_preserving_sparsity expects a tf_keras model, got "
                     f"{type(model).__name__}.")
   if contains_wrappers(model):
-    from tf_fairprune.prune import strip_fair_pruning  # pylint: disable=g-import-not-at-top
-    model = strip_fair_pruning(model)
+    model = strip_lib.strip_fair_pruning(model)
   annotated = tfmot.quantization.keras.quantize_annotate_model(model)
   qat = tfmot.quantization.keras.quantize_apply(
       annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())

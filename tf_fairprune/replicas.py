@@ -8,7 +8,7 @@ without putting the strategy's merge call inside a cond (which raises).
 
 import tensorflow as tf
 
-from tf_fairprune.fairness import outcomes
+from tf_fairprune import _private
 
 
 def num_replicas():
@@ -24,8 +24,11 @@ def under_strategy():
 
 
 def replica_sum(value):
-  """Sum over replicas (identity on one device)."""
-  return outcomes.all_reduce_sum(value)
+  """Sum over replicas inside a distribution strategy (identity on one device)."""
+  ctx = tf.distribute.get_replica_context()
+  if ctx is not None and ctx.num_replicas_in_sync > 1:
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+  return value
 
 
 def all_true(local):
@@ -76,13 +79,13 @@ def apply_if(ok, optimizer, grads, variables):
   def apply_fn(grads=grads_only):
     optimizer.apply_gradients(list(zip(grads, wrapped.value)), **kwargs)
 
-  if tf.__internal__.distribute.strategy_supports_no_merge_call():
-    tf.__internal__.smart_cond.smart_cond(ok, apply_fn, lambda: None)
+  if _private.strategy_supports_no_merge_call():
+    _private.smart_cond(ok, apply_fn, lambda: None)
   else:
     def cross_replica(distribution, ok, grads):
       # `ok` was agreed on by all replicas; any replica's copy will do.
       ok = distribution.experimental_local_results(ok)[0]
-      tf.__internal__.smart_cond.smart_cond(
+      _private.smart_cond(
           ok, lambda: distribution.extended.call_for_each_replica(apply_fn, args=(grads,)),
           lambda: None)
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, grads_only))

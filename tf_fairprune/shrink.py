@@ -19,6 +19,7 @@ many channels each layer lost.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -44,14 +45,14 @@ class _Kinds:
     self.transposed = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 
 
-_KINDS = {}
+@functools.lru_cache(maxsize=None)
+def _kinds_of(layers):
+  return _Kinds(layers)
 
 
 def _kinds(layer_or_model):
-  flavour = flavours.of(layer_or_model)
-  if flavour.name not in _KINDS:
-    _KINDS[flavour.name] = _Kinds(flavour.keras.layers)
-  return _KINDS[flavour.name]
+  """The layer classes of `layer_or_model`'s Keras flavour."""
+  return _kinds_of(flavours.of(layer_or_model).keras.layers)
 
 
 @dataclasses.dataclass
@@ -98,16 +99,8 @@ def _spatial_ok(layer, const):
 
 
 def _nodes_in(model, layer):
-  """The nodes of `layer` that belong to `model`'s graph (private to each flavour)."""
-  # pylint: disable=protected-access
-  if flavours.of(model) is flavours.TF_KERAS:
-    # Key format of tf_keras' Functional.
-    return [(n, list(n.keras_inputs)) for i, n in enumerate(layer.inbound_nodes)
-            if f"{layer.name}_ib-{i}" in model._network_nodes]
-  graph = model._functional if hasattr(model, "_functional") else model  # Sequential.
-  # Key format of Keras 3's Function (ops/function.py make_node_key).
-  return [(n, list(n.input_tensors)) for i, n in enumerate(layer._inbound_nodes)
-          if f"{id(layer)}_ib-{i}" in graph._nodes]
+  """The nodes of `layer` that belong to `model`'s graph, with their input tensors."""
+  return flavours.of(model).inbound_nodes(model, layer)
 
 
 def _graph(model):

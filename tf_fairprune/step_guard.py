@@ -5,13 +5,11 @@ outside [0, num_groups). `StepGuard` decides per step (the same on every replica
 whether the updates may be applied, puts back the layer state the forward pass already
 changed (BatchNormalization's moving statistics), and once a step was bad, skips every
 later step of the same `fit` (with `steps_per_execution > 1` they run before `fit`
-can stop). `GuardCallback` turns the counters into a message naming the batch.
+can stop). `GuardLogic` (each flavour's `GuardCallback`) turns the counters into a message naming the batch.
 """
 
 import tensorflow as tf
 
-from tf_fairprune import flavours
-from tf_fairprune._compat import keras
 
 
 class StepGuard:
@@ -70,7 +68,7 @@ class StepGuard:
     self.first_bad_step.assign(-1)
 
 
-class _GuardLogic:
+class GuardLogic:
   """Stops `fit` after a bad step and says which batch it was; raises for bad ids.
 
   The step itself already changed nothing; this reports it. Added by the model's `fit`
@@ -141,22 +139,13 @@ class _GuardLogic:
       self._seen = count
 
 
-class GuardCallback(_GuardLogic, keras.callbacks.Callback):
-  __doc__ = _GuardLogic.__doc__
-
-
-def _guard_class(flavour):
-  if flavour is flavours.TF_KERAS:
-    return GuardCallback
-  return flavours.derive(_GuardLogic, flavour.keras.callbacks.Callback, "GuardCallback")
-
-
-def with_guard(callbacks, flavour=flavours.TF_KERAS):
-  """`callbacks` plus a guard callback (of the model's Keras flavour) if it has none."""
+def with_guard(callbacks, guard_class):
+  """`callbacks` plus a `guard_class()` (the model's flavour's `GuardCallback`) if it
+  has no guard."""
   if callbacks is not None and not isinstance(callbacks, (list, tuple)):
     # A CallbackList: Keras 3's fit passes its own (guard included) to its validation.
     return callbacks
   callbacks = list(callbacks or [])
-  if not any(isinstance(c, _GuardLogic) for c in callbacks):
-    callbacks.append(_guard_class(flavour)())
+  if not any(isinstance(c, GuardLogic) for c in callbacks):
+    callbacks.append(guard_class())
   return callbacks

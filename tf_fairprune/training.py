@@ -1,4 +1,5 @@
-"""The models whose `train_step` runs the bi-level (BiP / BiFP) update.
+"""`BiLevelTrainingMixin`: the bi-level (BiP / BiFP) step recipe and the Keras overrides
+(compile, fit, evaluate, save) of `FairPruneModel`, for both flavours.
 
 How a batch flows through `train_step` (each step a named helper; the math lives in
 the modules named):
@@ -16,10 +17,12 @@ the modules named):
    changed otherwise, e.g. BatchNormalization's statistics, and reports it).
 5. `MaskUpdater.after_step`: the masks follow the new scores at the next step's
    sparsity (`mask_updater.py`, `masking.py`); the fairness multipliers take their dual
-   step (`FairnessObjective.update`); metrics accumulate group sums.
+   step (`FairnessObjective.update`); the progress-bar metrics accumulate group sums
+   (`fairness/metrics.py`).
 """
 
 import collections
+import dataclasses
 import warnings
 
 import numpy as np
@@ -27,104 +30,105 @@ import tensorflow as tf
 
 from tf_fairprune import _private
 from tf_fairprune import bilevel
-from tf_fairprune import flavours
+from tf_fairprune import config as config_lib
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
-from tf_fairprune import masking
-from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
-from tf_fairprune._compat import keras
+from tf_fairprune import wrapper as wrapper_lib
 from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
 from tf_fairprune.fairness import outcomes
-from tf_fairprune import wrapper as wrapper_lib
 
-UPDATE_MODES = ("joint", "alternating")
-MASK_SCOPES = ("global", "layer")
-LEVELS = fairness_objective.LEVELS
+LEVELS = config_lib.LEVELS
 
 # `labels`: what the group statistics read (0/1 for a hinge loss's -1/1), `y` the loss's.
 _Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids labels")
-_Forward = collections.namedtuple("_Forward", "y_pred task reg fair_w fair_m stats")
+# `fair`: the objective's LevelLosses (weights, mask, shared).
+_Forward = collections.namedtuple("_Forward", "y_pred task reg fair stats")
 
 
-def _check_floor(layer_floor):
-  value = float(layer_floor)
-  if not 0.0 <= value <= 1.0:
-    raise ValueError(f"layer_floor must be in [0, 1], got {layer_floor!r}.")
-  return value
-
-
-def default_mask_optimizer(flavour=flavours.TF_KERAS):
+def default_mask_optimizer(flavour):
   """The scores' optimizer when `compile` gets none: SGD(0.1, momentum 0.9) (BiP's β)."""
   return flavour.keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
 
 
-class _Metrics:
-  """The progress-bar metrics of one compile, kept out of Keras attribute tracking
-  (tracked, they would be model weights: in `get_weights()` and saved files)."""
-
-  def __init__(self, model):
-    k = model.num_groups
-    classes = fair_metrics.classes(model._flavour)  # pylint: disable=protected-access
-    self.sparsity = classes.LastValue(name="sparsity")
-    self.group_accuracy = classes.GroupRates(k, prefix="accuracy", name="group_accuracy")
-    self.gaps = [classes.GroupRates(k, num_terms=c.num_terms, report="gap", name=c.name,
-                                    measure=c.measure) for c in model.fairness]
-    self.multipliers = [classes.LastValue(name=f"{c.name}_multiplier")
-                        for c in model.fairness if c.mode == "lagrangian"]
-
-  def all(self):
-    return [self.sparsity, self.group_accuracy] + self.gaps + self.multipliers
-
-
 class BiLevelTrainingMixin:
-  """The bi-level `train_step` of `FairPruneModel`, for both Keras flavours.
+  """A Keras model trained by bi-level fair pruning (the logic of `FairPruneModel`).
 
-  The flavour's model class adds only its base (`keras.Model`) and `_flavour`, the
-  adapter of the few calls whose spelling differs (`flavours.py`).
+  The bi-level `train_step` for both Keras flavours: each flavour's model class
+  (`keras2.py`, `keras3.py`) adds only its base (`keras.Model`) and `_flavour`, the
+  table of the few calls whose spelling differs (`flavours.py`).
+
+  Subclass it like `keras.Model` and use `FairPruneWrapper` layers inside; or call it
+  with `inputs`/`outputs` like the functional API (that is what `fair_prune_wrapper`
+  returns for Sequential and Functional models).
+
+  Args:
+    target_sparsity: Fraction of prunable weights to remove, a float in [0, 1) or a
+      TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
+    mask_scope: `"global"` (default) ranks the scores of all wrapped layers together;
+      `"layer"` prunes every wrapped weight to the same sparsity.
+    implicit_gradient_scale: 1/γ of BiP's implicit-gradient term (default 1e-4);
+      0 turns the term off.
+    update_mode: `"joint"` (default, one forward pass per step) or `"alternating"`
+      (upper level evaluated after the weight update, two passes).
+    mask_update_frequency: Re-rank the masks from the scores every this many steps
+      (default 1, BiP's rule). The scores learn every step either way; a larger value
+      amortises the top-k on models whose step is cheap next to it.
+    fairness: List of `tf_fairprune.fairness` constraints (e.g.
+      `PerformanceFairness()`); empty for plain BiP.
+    fairness_on: Where the fairness terms enter: `("weights", "mask")` (BiFP,
+      default), `("mask",)`, `("weights",)` or `()` — the paper's ablations.
+    num_groups: Number of sensitive groups K (ids in [0, K)).
+    fairness_output: Name or index of the output the fairness constraints and group
+      metrics judge, for a model with several outputs (default: the only output).
+    layer_floor: Under global ranking every wrapped tensor keeps at least
+      max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1: a tenth of its share
+      at the average density), so no layer is emptied; the total stays exact. 0 ranks
+      purely globally (whole layers may then vanish).
+    **kwargs: Arguments of `keras.Model`.
+
+  Example:
+
+  ```python
+  class Net(tf_fairprune.FairPruneModel):
+    def __init__(self):
+      super().__init__(target_sparsity=0.8)
+      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(32, "relu"))
+      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(2))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+
+  model = Net()
+  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+  model.fit(x, y, epochs=2)
+  ```
   """
 
-  _flavour = flavours.TF_KERAS
+  _flavour = None
 
   # ---------------------------------------------------------------- configuration
-  def _init_fair_pruning(self, target_sparsity, mask_scope, implicit_gradient_scale,
-                         update_mode, mask_update_frequency=1, fairness=(),
-                         fairness_on=LEVELS, num_groups=2, source_class=None,
-                         fairness_output=None, layer_floor=masking.LAYER_FLOOR):
-    if mask_scope not in MASK_SCOPES:
-      raise ValueError(f"mask_scope must be one of {MASK_SCOPES}, got {mask_scope!r}.")
-    if update_mode not in UPDATE_MODES:
-      raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {update_mode!r}.")
-    scale = float(implicit_gradient_scale)
-    if not np.isfinite(scale) or scale < 0:
-      raise ValueError(f"implicit_gradient_scale (1/γ) must be >= 0, got {implicit_gradient_scale!r}.")
-    if (isinstance(mask_update_frequency, bool) or not isinstance(mask_update_frequency, int)
-        or mask_update_frequency < 1):
-      raise ValueError("mask_update_frequency must be a positive integer, got "
-                       f"{mask_update_frequency!r}.")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 2:
-      raise ValueError(f"num_groups must be an integer >= 2, got {num_groups!r}.")
-    self.num_groups = num_groups
+  def _init_fair_pruning(self, config):
+    """Sets the pruning arguments (a validated `config_lib.PruningConfig`)."""
+    object.__setattr__(self, "_pruning_config", config)
+    self.num_groups = config.num_groups
     # Untracked helpers: their variables are the model's (objective) or per compile.
     object.__setattr__(self, "_objective", fairness_objective.FairnessObjective(
-        self, fairness, fairness_on, num_groups))
+        self, config.fairness, config.fairness_on, config.num_groups))
     object.__setattr__(self, "_mask_updater", mask_updater_lib.MaskUpdater(
-        pruning_schedule.validate(target_sparsity), mask_scope, mask_update_frequency,
-        _check_floor(layer_floor)))
+        config.target_sparsity, config.mask_scope, config.mask_update_frequency,
+        config.layer_floor))
     object.__setattr__(self, "_reference_model", None)  # Never saved or trained.
-    self.implicit_gradient_scale = scale
-    self.update_mode = update_mode
-    self._source_class = source_class
-    if fairness_output is not None and not isinstance(fairness_output, (int, str)) or \
-        isinstance(fairness_output, bool):
-      raise TypeError(f"fairness_output must be an output's name or index, got {fairness_output!r}.")
-    self.fairness_output = fairness_output
+    self.implicit_gradient_scale = config.implicit_gradient_scale
+    self.update_mode = config.update_mode
+    self._source_class = config.source_class
+    self.fairness_output = config.fairness_output
     self._use_original_output_names()
-    if fairness or fairness_output is not None:
+    if config.fairness or config.fairness_output is not None:
       self._fairness_output_index()  # A clear error now if it is ambiguous or unknown.
     self.mask_optimizer = None
     self.stopped_on_non_finite_loss = False
@@ -144,6 +148,18 @@ class BiLevelTrainingMixin:
       lambda self: self._objective.multipliers,
       doc="One Lagrange multiplier variable per constraint (0 in penalty mode).")
 
+  def fair_pruning_config(self):
+    """The pruning arguments of this model, JSON-serializable."""
+    config = dataclasses.replace(self._pruning_config, fairness=self.fairness,
+                                 fairness_on=self.fairness_on)
+    return config.get_config(self._flavour.keras.saving.serialize_keras_object)
+
+  @classmethod
+  def _pruning_config_from(cls, config):
+    """The `PruningConfig` of a saved `fair_pruning_config()`."""
+    return config_lib.PruningConfig.from_config(
+        config, cls._flavour.keras.saving.deserialize_keras_object)
+
   # ---------------------------------------------------------------- multi-output models
   def _use_original_output_names(self):
     """Outputs keep the names of the layers the user wrote (not `fair_prune_<name>`),
@@ -152,7 +168,7 @@ class BiLevelTrainingMixin:
     outputs = getattr(self, "outputs", None)
     if not names or not outputs or len(names) != len(outputs):
       return
-    layers = [t._keras_history[0] for t in outputs]  # pylint: disable=protected-access
+    layers = [_private.output_layer(t) for t in outputs]
     renamed = [l.layer.name if wrapper_lib.is_wrapper(l) and n == l.name else n
                for n, l in zip(names, layers)]
     if len(set(renamed)) == len(renamed):
@@ -207,49 +223,18 @@ class BiLevelTrainingMixin:
     # The traced steps captured the previous reference: trace them again.
     self.train_function = self.test_function = None
 
-  def fair_pruning_config(self):
-    """The pruning arguments of this model, JSON-serializable."""
-    return {
-        "target_sparsity": pruning_schedule.serialize(self.target_sparsity),
-        "mask_scope": self.mask_scope,
-        "implicit_gradient_scale": self.implicit_gradient_scale,
-        "update_mode": self.update_mode,
-        "mask_update_frequency": self.mask_update_frequency,
-        "layer_floor": self._mask_updater.layer_floor,
-        "fairness": [self._flavour.keras.saving.serialize_keras_object(c)
-                     for c in self.fairness],
-        "fairness_on": list(self.fairness_on),
-        "num_groups": self.num_groups,
-        "source_class": self._source_class,
-        "fairness_output": self.fairness_output,
-    }
-
-  @classmethod
-  def _fair_pruning_kwargs(cls, config):
-    config = dict(config)
-    config["target_sparsity"] = pruning_schedule.deserialize(config["target_sparsity"])
-    config["fairness"] = [cls._flavour.keras.saving.deserialize_keras_object(c)
-                          for c in config.get("fairness", [])]
-    return config
-
   # ---------------------------------------------------------------- pruning state
+  # (the queries themselves live next to the mask updater, in mask_updater.py)
   @property
   def fair_prune_wrappers(self):
     """All `FairPruneWrapper` layers of the model, nested models included, in order."""
-    return [l for l in self._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
-            if wrapper_lib.is_wrapper(l)]
+    return mask_updater_lib.wrappers_of(self)
 
   def _built_wrappers(self):
-    return [w for w in self.fair_prune_wrappers if w.score_variables]
+    return mask_updater_lib.built_wrappers(self)
 
   def _level_variables(self):
-    """(lower-level trainables, scores, the θ aligned with the scores)."""
-    wrappers = self._built_wrappers()
-    scores = [s for w in wrappers for s in w.score_variables]
-    thetas = [v for w in wrappers for v in w.prunable_weights]
-    score_ids = {id(s) for s in scores}
-    weights = [v for v in self.trainable_variables if id(v) not in score_ids]
-    return weights, scores, thetas
+    return mask_updater_lib.level_variables(self)
 
   def _step(self):
     opt = getattr(self, "optimizer", None)
@@ -275,11 +260,7 @@ class BiLevelTrainingMixin:
     as small, and a short run ended as the constant majority predictor; with it the
     same run recovered the dense accuracy. Masks and scores are unchanged.
     """
-    for w in self._built_wrappers():
-      for theta, mask in zip(w.prunable_weights, w.mask_variables):
-        kept = tf.norm(tf.cast(theta, tf.float32) * mask)
-        gain = tf.math.divide_no_nan(tf.norm(tf.cast(theta, tf.float32)), kept)
-        theta.assign(theta * tf.cast(tf.where(kept > 0, gain, 1.0), theta.dtype))
+    mask_updater_lib.rescale_to_masks(self._built_wrappers())
 
   def measured_sparsity(self):
     """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
@@ -311,8 +292,8 @@ class BiLevelTrainingMixin:
       ValueError: If `mask_optimizer` is the same object as `optimizer`.
       TypeError: If an optimizer is of the other Keras flavour than the model.
     """
-    flavours.check_same_flavour(self._flavour, optimizer, "optimizer")
-    flavours.check_same_flavour(self._flavour, mask_optimizer, "mask_optimizer")
+    self._flavour.check_same_flavour(optimizer, "optimizer")
+    self._flavour.check_same_flavour(mask_optimizer, "mask_optimizer")
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
     if mask_optimizer is None:
       mask_optimizer = default_mask_optimizer(self._flavour)
@@ -337,8 +318,9 @@ class BiLevelTrainingMixin:
     self._objective.resolve_from_logits(self._signed_labels or
                                         outcomes.from_logits_of(judged_loss))
     with self.distribute_strategy.scope():
-      # Untracked on purpose (see _Metrics).
-      object.__setattr__(self, "_fair_metrics", _Metrics(self))
+      # Untracked on purpose (see ProgressMetrics).
+      object.__setattr__(self, "_fair_metrics", fair_metrics.ProgressMetrics(
+          self._flavour.classes, self.num_groups, self.fairness))
       object.__setattr__(self, "_step_guard", step_guard.StepGuard())
 
   def save(self, filepath, *args, **kwargs):  # pylint: disable=missing-function-docstring
@@ -356,8 +338,6 @@ class BiLevelTrainingMixin:
           "serving, strip it first (strip_fair_pruning) — a plain model saves in any "
           "format. Nothing was written.")
     return super().save(filepath, *args, **kwargs)
-
-  save.__doc__ = keras.Model.save.__doc__
 
   def compile_from_config(self, config):
     self.compile(**self._flavour.keras.saving.deserialize_keras_object(config))
@@ -386,15 +366,14 @@ class BiLevelTrainingMixin:
     self._check_labels(args[0] if args else kwargs.get("x"),
                        args[1] if len(args) > 1 else kwargs.get("y"))
     self._use_held_out(kwargs.get("callbacks"))
-    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None),
+                                     self._flavour.classes.GuardCallback)
     self.stopped_on_non_finite_loss = False
     if self.built:
       self.update_masks()
     history = super().fit(*args, callbacks=callbacks, **kwargs)
     self._warn_if_too_sparse()
     return history
-
-  fit.__doc__ = keras.Model.fit.__doc__
 
   def _use_held_out(self, callbacks):
     """Held-out mode while a `HeldOutFairness` callback is in `fit`'s callbacks (the
@@ -419,10 +398,9 @@ class BiLevelTrainingMixin:
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
     self._check_labels(args[0] if args else kwargs.get("x"),
                        args[1] if len(args) > 1 else kwargs.get("y"))
-    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None), self._flavour)
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None),
+                                     self._flavour.classes.GuardCallback)
     return super().evaluate(*args, callbacks=callbacks, **kwargs)
-
-  evaluate.__doc__ = keras.Model.evaluate.__doc__
 
   def _check_packed_groups(self, x):
     """Checks packed numpy ids at once (the in-graph check covers every other input)."""
@@ -457,9 +435,7 @@ class BiLevelTrainingMixin:
   def _warn_if_too_sparse(self):
     """Warns when a wrapped tensor keeps no weight or the sparsity misses the target."""
     wrappers = self._built_wrappers()
-    empty = [f"{w.layer.name}/{v.name.split('/')[-1].split(':')[0]}"
-             for w in wrappers for v, m in zip(w.prunable_weights, w.mask_variables)
-             if float(tf.reduce_sum(m)) == 0.0]
+    empty = mask_updater_lib.empty_tensors(wrappers)
     if empty:
       warnings.warn(f"tf_fairprune: {', '.join(empty)} kept no weight at all: the model's "
                     "output may no longer depend on its input (a constant predictor). "
@@ -499,16 +475,14 @@ class BiLevelTrainingMixin:
     return _Batch(x, y, sample_weight, groups, dense, bad_ids, labels)
 
   def _fairness_statistics(self, batch, y_pred):
-    """Per constraint: (smooth sums, hard sums, counts), all [T, K]."""
-    if not self._objective:
-      return []
-    dense = batch.dense
-    # Multi-output models: the statistics are formed on the judged output only.
-    y_pred, sample_weight = self._judged(y_pred), self._judged(batch.sample_weight)
-    if self._objective.needs_dense and dense is None and self._reference_model is not None:
-      outputs = tf.stop_gradient(self._judged(self._reference_model(batch.x, training=False)))
-      dense = fairness_objective.DenseReference(outputs=outputs)
-    return self._objective.statistics(batch.labels, y_pred, sample_weight, batch.groups, dense)
+    """Per constraint: (smooth sums, hard sums, counts), all [T, K], of the judged output
+    (multi-output models)."""
+    reference = None
+    if self._reference_model is not None:
+      reference = lambda: self._judged(self._reference_model(batch.x, training=False))
+    return self._objective.batch_statistics(
+        batch.labels, self._judged(y_pred), self._judged(batch.sample_weight), batch.groups,
+        batch.dense, reference)
 
   def _forward(self, batch, first_pass=True):
     """A `_Forward`: predictions, task loss, regularisers and the levels' fairness losses."""
@@ -518,60 +492,35 @@ class BiLevelTrainingMixin:
     else:  # Without touching the reported loss metric.
       task = self._flavour.second_task_loss(self, batch.y, y_pred, batch.sample_weight)
     # compiled_loss divides by the number of replicas (gradients are summed across
-    # them); terms added by hand must be scaled the same way. The fairness gap is
-    # formed from all-reduced group sums, and the all-reduce's gradient sums the
-    # replicas' upstream gradients, so 1/R gives exactly the one-device gradient.
+    # them); terms added by hand are scaled the same way (the objective scales its own).
     r = replicas.num_replicas()
     reg = tf.add_n(self.losses) / r if self.losses else None
     if first_pass:
       self._flavour.track_loss(self, batch.x, task)
     stats = self._fairness_statistics(batch, y_pred)
-    fair_w, fair_m = self._objective.level_losses(stats)
-    if r > 1:
-      scaled = {id(p): p / r for p in (fair_w, fair_m) if p is not None}
-      fair_w, fair_m = scaled.get(id(fair_w)), scaled.get(id(fair_m))  # Shared stays shared.
-    return _Forward(y_pred, task, reg, fair_w, fair_m, stats)
+    return _Forward(y_pred, task, reg, self._objective.level_losses(stats, r), stats)
 
   def _score_gradients(self, g_s, g_theta):
     return bilevel.score_gradients(g_s, g_theta, self.implicit_gradient_scale,
                                    replicas.num_replicas(), replicas.replica_sum)
 
   def _update_metrics(self, batch, y_pred, stats, training=True):
-    own = self._fair_metrics
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
-    own.sparsity.update_state(self.measured_sparsity())
+    judged = self._judged(y_pred)
     if batch.groups is not None:
-      judged = self._judged(y_pred)
       # Labels the group statistics cannot read (e.g. {0, 2} for one output): counted
       # in graph (works under XLA), raised by the guard callback after the batch.
       bad = outcomes.labels_outside(self._judged(batch.y), judged,
                                     getattr(self, "_signed_labels", False))
       self._step_guard.count_bad_labels(tf.logical_not(replicas.all_true(tf.logical_not(bad))),
                                         halt=training)
-      weights = outcomes.example_weights(self._judged(batch.sample_weight), batch.groups)
-      correct = outcomes.hard_correct(batch.labels, judged, self._objective.metric_from_logits)
-      own.group_accuracy.update_state(
-          outcomes.group_sums(correct, batch.groups, weights, self.num_groups)[None],
-          outcomes.group_sums(tf.ones_like(weights), batch.groups, weights,
-                              self.num_groups)[None])
-    for (_, hard, counts), metric in zip(stats, own.gaps):
-      metric.update_state(hard, counts)
-    lagrangian = [m for c, m in zip(self.fairness, self.fairness_multipliers)
-                  if c.mode == "lagrangian"]
-    for metric, multiplier in zip(own.multipliers, lagrangian):
-      metric.update_state(tf.reduce_max(multiplier))  # The largest, in the progress bar.
+    self._fair_metrics.update_state(
+        self.measured_sparsity(), stats, self.fairness_multipliers, labels=batch.labels,
+        y_pred=judged, groups=batch.groups, sample_weight=self._judged(batch.sample_weight),
+        from_logits=self._objective.metric_from_logits)
 
   def _logs(self, batch):
-    logs = {}
-    for m in self.metrics:
-      if m is self._fair_metrics.group_accuracy and batch.groups is None:
-        continue  # No group ids in this data: no per-group columns.
-      result = m.result()
-      if isinstance(result, dict):
-        logs.update(result)
-      else:
-        logs[m.name] = result
-    return logs
+    return self._fair_metrics.logs(self.metrics, has_groups=batch.groups is not None)
 
   # ---------------------------------------------------------------- the steps
   def _joint_update(self, batch, running, weights, scores, thetas):
@@ -579,7 +528,7 @@ class BiLevelTrainingMixin:
     factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape(persistent=True) as tape:
       out = self._forward(batch)
-      lower, upper, shared = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
+      lower, upper, shared = bilevel.level_losses(out.task, out.reg, *out.fair)
       scaled = [loss_scale.scale(t, factor) for t in (lower, upper, out.reg)]
     g_w, g_s, g_theta = bilevel.joint_gradients(tape, *scaled, shared, weights, scores, thetas)
     del tape
@@ -602,7 +551,7 @@ class BiLevelTrainingMixin:
     factor = loss_scale.of(self.optimizer)  # mixed_float16: differentiate scaled losses.
     with tf.GradientTape() as tape:
       out = self._forward(batch)
-      lower, _, _ = bilevel.level_losses(out.task, out.reg, out.fair_w, out.fair_m)
+      lower, _, _ = bilevel.level_losses(out.task, out.reg, *out.fair)
       scaled_lower = loss_scale.scale(lower, factor)
     g_w = loss_scale.weight_gradients(self.optimizer, tape.gradient(scaled_lower, weights),
                                       factor)
@@ -612,7 +561,7 @@ class BiLevelTrainingMixin:
       finite = tf.logical_and(finite, replicas.all_finite(loss_scale.unscale(g_w, factor)))
     with tf.GradientTape() as tape:
       second = self._forward(batch, first_pass=False)
-      _, upper, _ = bilevel.level_losses(second.task, None, second.fair_w, second.fair_m)
+      _, upper, _ = bilevel.level_losses(second.task, None, *second.fair)
       scaled_upper = loss_scale.scale(upper, factor)
     grads = loss_scale.unscale(tape.gradient(scaled_upper, scores + thetas), factor)
     g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
@@ -653,98 +602,3 @@ class BiLevelTrainingMixin:
 def is_functional_init(args, kwargs):
   return (len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or
           ("inputs" in kwargs and "outputs" in kwargs))
-
-
-@keras.saving.register_keras_serializable(package="tf_fairprune")
-class FairPruneModel(BiLevelTrainingMixin, keras.Model):
-  """A Keras model trained by bi-level fair pruning.
-
-  Subclass it like `keras.Model` and use `FairPruneWrapper` layers inside; or call it
-  with `inputs`/`outputs` like the functional API (that is what `fair_prune_wrapper`
-  returns for Sequential and Functional models).
-
-  Args:
-    target_sparsity: Fraction of prunable weights to remove, a float in [0, 1) or a
-      TFMOT `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`).
-    mask_scope: `"global"` (default) ranks the scores of all wrapped layers together;
-      `"layer"` prunes every wrapped weight to the same sparsity.
-    implicit_gradient_scale: 1/γ of BiP's implicit-gradient term (default 1e-4);
-      0 turns the term off.
-    update_mode: `"joint"` (default, one forward pass per step) or `"alternating"`
-      (upper level evaluated after the weight update, two passes).
-    mask_update_frequency: Re-rank the masks from the scores every this many steps
-      (default 1, BiP's rule). The scores learn every step either way; a larger value
-      amortises the top-k on models whose step is cheap next to it.
-    fairness: List of `tf_fairprune.fairness` constraints (e.g.
-      `PerformanceFairness()`); empty for plain BiP.
-    fairness_on: Where the fairness terms enter: `("weights", "mask")` (BiFP,
-      default), `("mask",)`, `("weights",)` or `()` — the paper's ablations.
-    num_groups: Number of sensitive groups K (ids in [0, K)).
-    fairness_output: Name or index of the output the fairness constraints and group
-      metrics judge, for a model with several outputs (default: the only output).
-    layer_floor: Under global ranking every wrapped tensor keeps at least
-      max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1: a tenth of its share
-      at the average density), so no layer is emptied; the total stays exact. 0 ranks
-      purely globally (whole layers may then vanish).
-    **kwargs: Arguments of `keras.Model`.
-
-  Example:
-
-  ```python
-  class Net(tf_fairprune.FairPruneModel):
-    def __init__(self):
-      super().__init__(target_sparsity=0.8)
-      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(32, "relu"))
-      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(2))
-
-    def call(self, x):
-      return self.out(self.hidden(x))
-
-  model = Net()
-  model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-  model.fit(x, y, epochs=2)
-  ```
-  """
-
-  def __new__(cls, *args, **kwargs):
-    if cls is FairPruneModel and is_functional_init(args, kwargs):
-      inputs = kwargs.get("inputs", args[0] if args else None)
-      if flavours.of(tf.nest.flatten(inputs)[0]) is not flavours.TF_KERAS:
-        # Keras 3 tensors: the Keras 3 functional model (the flavour follows the objects).
-        from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
-        return keras3.FairPruneModel(*args, **kwargs)
-      return super().__new__(FunctionalFairPruneModel)
-    return super().__new__(cls, *args, **kwargs)
-
-  def __init__(self, *args, target_sparsity=0.5, mask_scope="global",
-               implicit_gradient_scale=1e-4, update_mode="joint", mask_update_frequency=1,
-               fairness=(), fairness_on=LEVELS, num_groups=2, source_class=None,
-               fairness_output=None, layer_floor=masking.LAYER_FLOOR, **kwargs):
-    super().__init__(*args, **kwargs)
-    self._init_fair_pruning(target_sparsity, mask_scope, implicit_gradient_scale,
-                            update_mode, mask_update_frequency, fairness, fairness_on,
-                            num_groups, source_class, fairness_output, layer_floor)
-
-
-@keras.saving.register_keras_serializable(package="tf_fairprune")
-class FunctionalFairPruneModel(FairPruneModel, _private.Functional):
-  """The functional form of `FairPruneModel` (a graph network: saves to .keras and .h5)."""
-
-  def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
-    super().__init__(inputs, outputs, name=name, trainable=trainable, **kwargs)
-
-  def get_config(self):
-    config = _private.Functional.get_config(self)
-    config["fair_pruning"] = self.fair_pruning_config()
-    return config
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    prune_kwargs = cls._fair_pruning_kwargs(config.pop("fair_pruning", {}) or {})
-    with _private.SharedObjectLoadingScope():
-      inputs, outputs, layers = _private.reconstruct_from_config(config, custom_objects)
-      model = cls(inputs=inputs, outputs=outputs, name=config.get("name"),
-                  trainable=config.get("trainable", True), **prune_kwargs)
-      _private.connect_ancillary_layers(model, layers)
-    return model

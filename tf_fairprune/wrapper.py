@@ -15,15 +15,14 @@ import inspect
 
 import tensorflow as tf
 
-from tf_fairprune import flavours
+from tf_fairprune import _private
 from tf_fairprune import masking
 from tf_fairprune import registry
-from tf_fairprune._compat import keras
 
 
 def _find_owner(layer, var):
   """Finds (object, attribute) through which `layer` reads the variable `var`."""
-  for obj in layer._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+  for obj in _private.flatten_layers(layer, include_self=True, recursive=True):
     for attr, value in vars(obj).items():
       if value is var:
         return obj, attr
@@ -74,14 +73,45 @@ def is_wrapper(obj):
 
 def contains_wrappers(model):
   """True if any layer of `model` (nested models included) is a FairPruneWrapper."""
-  return any(is_wrapper(l)
-             for l in model._flatten_layers(include_self=False))  # pylint: disable=protected-access
+  return any(is_wrapper(l) for l in _private.flatten_layers(model, include_self=False))
 
 
 class FairPruneWrapperLogic:
-  """Everything a `FairPruneWrapper` does, for both Keras flavours.
+  """Wraps a layer so that its prunable weights are masked by learned scores.
 
-  The flavour's class adds only its base (`keras.layers.Wrapper`) and `_flavour`.
+  Everything a `FairPruneWrapper` does, for both Keras flavours: each flavour's class
+  (`keras2.py`, `keras3.py`) adds only its base (`keras.layers.Wrapper`) and `_flavour`.
+
+  Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
+  base class); for Sequential and Functional models use `fair_prune_wrapper`, which
+  wraps every prunable layer for you.
+
+  Args:
+    layer: A layer with prunable weights (see `register_prunable_layer`): a `tf_keras`
+      layer, or a Keras 3 layer (then the wrapper is Keras 3's, see
+      `tf_fairprune.keras3`).
+    block_size: Prune blocks of this (rows, cols) shape of 2-D kernels in Keras layout
+      (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
+    sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
+    granularity: `"weight"` or `"channel"` (whole output channels / filters).
+    **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
+
+  Raises:
+    TypeError: If `layer` is not a Keras layer.
+    ValueError: If `layer` is a model, is already wrapped, or is not prunable.
+
+  Example:
+
+  ```python
+  class Net(tf_fairprune.FairPruneModel):
+    def __init__(self):
+      super().__init__(target_sparsity=0.9)
+      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(64, "relu"))
+      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(1))
+
+    def call(self, x):
+      return self.out(self.hidden(x))
+  ```
   """
 
   _flavour = None
@@ -252,62 +282,3 @@ class FairPruneWrapperLogic:
 
   def compute_mask(self, inputs, mask=None):
     return self.layer.compute_mask(inputs, mask)
-
-
-@keras.saving.register_keras_serializable(package="tf_fairprune")
-class FairPruneWrapper(FairPruneWrapperLogic, keras.layers.Wrapper):
-  """Wraps a layer so that its prunable weights are masked by learned scores.
-
-  Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
-  base class); for Sequential and Functional models use `fair_prune_wrapper`, which
-  wraps every prunable layer for you.
-
-  Args:
-    layer: A layer with prunable weights (see `register_prunable_layer`): a `tf_keras`
-      layer, or a Keras 3 layer (then the wrapper is Keras 3's, see
-      `tf_fairprune.keras3`).
-    block_size: Prune blocks of this (rows, cols) shape of 2-D kernels in Keras layout
-      (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
-    sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
-    granularity: `"weight"` or `"channel"` (whole output channels / filters).
-    **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
-
-  Raises:
-    TypeError: If `layer` is not a Keras layer.
-    ValueError: If `layer` is a model, is already wrapped, or is not prunable.
-
-  Example:
-
-  ```python
-  class Net(tf_fairprune.FairPruneModel):
-    def __init__(self):
-      super().__init__(target_sparsity=0.9)
-      self.hidden = tf_fairprune.FairPruneWrapper(keras.layers.Dense(64, "relu"))
-      self.out = tf_fairprune.FairPruneWrapper(keras.layers.Dense(1))
-
-    def call(self, x):
-      return self.out(self.hidden(x))
-  ```
-  """
-
-  _flavour = flavours.TF_KERAS
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    # tf_keras' Wrapper reads the wrapped layer in the legacy format whenever the
-    # wrapper's own config has no "module", which loses registered custom layers
-    # (`Unknown layer`); the layer's config says which format it is in.
-    config = dict(config)
-    layer = config.pop("layer")
-    if isinstance(layer, dict) and ("module" in layer or "registered_name" in layer):
-      layer = keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
-    else:
-      layer = keras.layers.deserialize(layer, custom_objects=custom_objects)
-    return cls(layer, **config)
-
-  def __new__(cls, layer=None, *args, **kwargs):
-    if cls is FairPruneWrapper and layer is not None and flavours.of(layer) is not cls._flavour:
-      # A Keras 3 layer gets the Keras 3 wrapper: the flavour follows the objects passed.
-      from tf_fairprune import keras3  # pylint: disable=g-import-not-at-top
-      return keras3.FairPruneWrapper(layer, *args, **kwargs)
-    return super().__new__(cls)

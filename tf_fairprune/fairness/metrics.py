@@ -1,29 +1,25 @@
-"""Keras metrics accumulated over an epoch from group sums and counts.
+"""The progress-bar metrics of a fair-pruned model, accumulated over an epoch.
 
 A gap reported for an epoch is the gap of the epoch's group rates, not an average of
-per-batch gaps (which would overweight small batches and absent groups).
+per-batch gaps (which would overweight small batches and absent groups). The metric
+classes are flavour-free logic; each flavour's module (`keras2.py`, `keras3.py`) adds
+its `keras.metrics.Metric` base and its `_flavour` table.
 """
-
-import types
 
 import tensorflow as tf
 
-from tf_fairprune import flavours
-from tf_fairprune._compat import keras
 from tf_fairprune.fairness import outcomes
 
 
 def _add_state(metric, name, shape):
   """A zero-initialised state variable of which one replica's copy is read."""
-  add = metric.add_weight if metric._flavour is flavours.TF_KERAS else metric.add_variable  # pylint: disable=protected-access
-  return add(name=name, shape=shape, initializer="zeros",
-             aggregation=metric._flavour.first_replica())  # pylint: disable=protected-access
+  return metric._flavour.add_state(metric, name, shape)  # pylint: disable=protected-access
 
 
-class _GroupRatesLogic:
+class GroupRatesLogic:
   """Accumulates [T, K] sums and counts; reports per-group rates or their gap."""
 
-  _flavour = flavours.TF_KERAS
+  _flavour = None
 
   def __init__(self, num_groups, num_terms=1, report="rates", prefix="accuracy", name=None,
                measure=None, **kwargs):
@@ -56,10 +52,10 @@ class _GroupRatesLogic:
     return {f"{self.prefix}_g{k}": rates[k] for k in range(self.num_groups)}
 
 
-class _LastValueLogic:
+class LastValueLogic:
   """Reports the last value it was given (the current sparsity, a multiplier)."""
 
-  _flavour = flavours.TF_KERAS
+  _flavour = None
 
   def __init__(self, name, **kwargs):
     super().__init__(name=name, **kwargs)
@@ -73,19 +69,59 @@ class _LastValueLogic:
     return tf.identity(self.value)
 
 
-class GroupRates(_GroupRatesLogic, keras.metrics.Metric):
-  __doc__ = _GroupRatesLogic.__doc__
+class ProgressMetrics:
+  """The progress-bar metrics of one compile: the sparsity, the accuracy of each group,
+  each constraint's gap and the largest multiplier of each Lagrangian constraint.
 
+  The model keeps this object out of Keras attribute tracking (tracked, the metrics'
+  state would be model weights: in `get_weights()` and saved files).
 
-class LastValue(_LastValueLogic, keras.metrics.Metric):
-  __doc__ = _LastValueLogic.__doc__
+  Args:
+    classes: The flavour's metric classes (its `Classes`).
+    num_groups: K.
+    constraints: The model's fairness constraints.
+  """
 
+  def __init__(self, classes, num_groups, constraints):
+    self.num_groups = num_groups
+    self.sparsity = classes.LastValue(name="sparsity")
+    self.group_accuracy = classes.GroupRates(num_groups, prefix="accuracy",
+                                             name="group_accuracy")
+    self.gaps = [classes.GroupRates(num_groups, num_terms=c.num_terms, report="gap",
+                                    name=c.name, measure=c.measure) for c in constraints]
+    self._lagrangian = [i for i, c in enumerate(constraints) if c.mode == "lagrangian"]
+    self.multipliers = [classes.LastValue(name=f"{constraints[i].name}_multiplier")
+                        for i in self._lagrangian]
 
-def classes(flavour):
-  """The metric classes of a Keras flavour (GroupRates, LastValue)."""
-  if flavour is flavours.TF_KERAS:
-    return types.SimpleNamespace(GroupRates=GroupRates, LastValue=LastValue)
-  base = flavour.keras.metrics.Metric
-  return types.SimpleNamespace(
-      GroupRates=flavours.derive(_GroupRatesLogic, base, "GroupRates"),
-      LastValue=flavours.derive(_LastValueLogic, base, "LastValue"))
+  def all(self):
+    return [self.sparsity, self.group_accuracy] + self.gaps + self.multipliers
+
+  def update_state(self, sparsity, stats, multipliers, labels=None, y_pred=None,
+                   groups=None, sample_weight=None, from_logits=False):
+    """One batch: `stats` are the constraints' (smooth, hard, counts); the per-group
+    accuracy is formed when the batch carries `groups`."""
+    self.sparsity.update_state(sparsity)
+    if groups is not None:
+      weights = outcomes.example_weights(sample_weight, groups)
+      correct = outcomes.hard_correct(labels, y_pred, from_logits)
+      self.group_accuracy.update_state(
+          outcomes.group_sums(correct, groups, weights, self.num_groups)[None],
+          outcomes.group_sums(tf.ones_like(weights), groups, weights, self.num_groups)[None])
+    for (_, hard, counts), metric in zip(stats, self.gaps):
+      metric.update_state(hard, counts)
+    for metric, i in zip(self.multipliers, self._lagrangian):
+      metric.update_state(tf.reduce_max(multipliers[i]))  # The largest, in the progress bar.
+
+  def logs(self, metrics, has_groups):
+    """The logs of `metrics` (the model's, these included); no per-group columns for
+    data without group ids."""
+    logs = {}
+    for m in metrics:
+      if m is self.group_accuracy and not has_groups:
+        continue
+      result = m.result()
+      if isinstance(result, dict):
+        logs.update(result)
+      else:
+        logs[m.name] = result
+    return logs

@@ -1,41 +1,32 @@
 """The fairness objective of a model: constraints → statistics → multipliers → losses.
 
 `training.py` asks this module for three things per step: the group statistics of a
-batch (`statistics`), the fairness loss of each level (`level_losses`), and, after a
+batch (`batch_statistics`, which also calls the reference model when a degradation
+constraint needs it), the fairness loss of each level, scaled per replica (`level_losses`), and, after a
 finite step, the update of the multipliers and running rates (`update`). With held-out
 data (`held_out.HeldOutFairness`) the multipliers read the held-out set's rates instead
 (`apply_held_out`), measured every few steps outside the step. Everything
 about how a gap is measured, oriented and enforced lives here and in `constraints.py`.
 """
 
+import collections
 import warnings
 
 import tensorflow as tf
 
+from tf_fairprune import config as config_lib
+from tf_fairprune import groups as groups_lib
 from tf_fairprune.fairness import constraints as constraints_lib
 
-LEVELS = ("weights", "mask")
+# Where the dense model's side of a degradation constraint comes from (packed with the
+# data, or the reference model's outputs); defined with the packing, in groups.py.
+DenseReference = groups_lib.DenseReference
 
+LEVELS = config_lib.LEVELS
 
-class DenseReference:
-  """What is known of the dense model for a batch: its outputs, or only its correctness.
-
-  With outputs, degradation compares the same surrogate on both models (zero at
-  θ = θ_dense). With only the 0/1 correctness (`pack_group_data(dense_correct=...)`),
-  the hard degradation is exact but its smooth side compares the pruned surrogate with
-  0/1 values.
-  """
-
-  def __init__(self, outputs=None, correct=None):
-    self.outputs = outputs
-    self.correct_values = correct
-
-  def correct(self, constraint, y_true, from_logits):
-    """(smooth, hard) correctness of the dense model under `constraint`'s surrogate."""
-    if self.outputs is not None:
-      return constraint._correct(y_true, self.outputs, from_logits)  # pylint: disable=protected-access
-    values = tf.reshape(tf.cast(self.correct_values, tf.float32), [-1])
-    return values, values
+# The fairness loss of each level (None: that level gets no fairness term), and whether
+# both get the same term.
+LevelLosses = collections.namedtuple("LevelLosses", "weights mask shared")
 
 
 def _check_constraints(fairness):
@@ -168,16 +159,38 @@ class FairnessObjective:
     return (c.rate_decay * self.running_hard[i] + hard,
             c.rate_decay * self.running_counts[i] + counts)
 
-  def level_losses(self, stats):
-    """(weight-level, mask-level) fairness losses; the same tensor when both get it."""
+  def batch_statistics(self, labels, y_pred, sample_weight, groups, dense, reference=None):
+    """`statistics` of a training or test batch. Without dense outputs packed with the
+    data, a degradation constraint reads the reference model's: `reference()` returns
+    them for this batch (called only when a constraint needs them; no gradient flows
+    into the reference model)."""
     if not self.constraints:
-      return None, None
+      return []
+    if self.needs_dense and dense is None and reference is not None:
+      dense = DenseReference(outputs=tf.stop_gradient(reference()))
+    return self.statistics(labels, y_pred, sample_weight, groups, dense)
+
+  def level_losses(self, stats, num_replicas=1):
+    """The fairness loss of each level: a `LevelLosses(weights, mask, shared)`.
+
+    `shared` says both levels get the same term (then one backward pass serves both,
+    `bilevel.joint_gradients`). Each term is divided by `num_replicas`, as Keras'
+    compiled loss is: the gap is formed from all-reduced group sums, and the
+    all-reduce's gradient sums the replicas' upstream gradients, so 1/R gives exactly
+    the one-device gradient.
+    """
+    both_or_neither = ("weights" in self.fairness_on) == ("mask" in self.fairness_on)
+    if not self.constraints or not self.fairness_on:
+      return LevelLosses(None, None, True)
     terms = [c.penalty(smooth, counts, *self._reference(i, hard, counts),
                        multipliers=self.multipliers[i], held_out=self.held_out)
              for i, (c, (smooth, hard, counts)) in enumerate(zip(self.constraints, stats))]
     total = tf.add_n(terms)
-    return (total if "weights" in self.fairness_on else None,
-            total if "mask" in self.fairness_on else None)
+    if num_replicas > 1:
+      total = total / num_replicas
+    return LevelLosses(total if "weights" in self.fairness_on else None,
+                       total if "mask" in self.fairness_on else None,
+                       both_or_neither)
 
   def update(self, stats, finite):
     """After a training step, if `finite`: running rates, then dual ascent (nothing in

@@ -9,6 +9,8 @@ the true class; of "predicted positive", the probability of the positive class.
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import replicas
+
 
 def loss_from_logits(loss):
   """A Keras loss object's `from_logits`, or None when it does not say (e.g. strings)."""
@@ -224,12 +226,7 @@ def soft_step(margin, temperature):
   return tf.sigmoid(margin / (temperature * scale))
 
 
-def all_reduce_sum(value):
-  """Sums over replicas inside a distribution strategy; identity on one device."""
-  ctx = tf.distribute.get_replica_context()
-  if ctx is not None and ctx.num_replicas_in_sync > 1:
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
-  return value
+all_reduce_sum = replicas.replica_sum  # Sums over replicas; identity on one device.
 
 
 def group_sums(values, groups, weights, num_groups):
