@@ -21,6 +21,18 @@ and reported as ratios; absolute times depend on the machine (named in each sect
 """
 
 
+_CALLBACK_CLASSES = {}
+
+
+def callback_class(logic, k, name):
+  """The class `name` with `logic` mixed into the Keras module `k`'s Callback, made
+  once per pair (how a harness callback runs under either flavour's fit)."""
+  key = (logic, k)
+  if key not in _CALLBACK_CLASSES:
+    _CALLBACK_CLASSES[key] = type(name, (logic, k.callbacks.Callback), {})
+  return _CALLBACK_CLASSES[key]
+
+
 class EpochTimerLogic:
   """Records the wall time of every epoch."""
 

@@ -74,8 +74,7 @@ def engine_timer(k):
   """bench_utils.EpochTimer as a callback of the Keras module `k`."""
   if k is tf_keras:
     return bench_utils.EpochTimer()
-  return tf_fairprune.flavours.derive(bench_utils.EpochTimerLogic, k.callbacks.Callback,
-                                      "EpochTimer")()
+  return bench_utils.callback_class(bench_utils.EpochTimerLogic, k, "EpochTimer")()
 
 
 def adult_runs():

@@ -22,6 +22,7 @@ from tf_fairprune.quantization import kernel_sparsity
 
 from job_flags import DATASETS, DEFAULT_EPSILON, DEFAULT_FAIRNESS, DEFAULT_OPTIMIZER  # pylint: disable=g-bad-import-order,unused-import
 from job_flags import define_fairness_flags, FAIRNESS_FLAGS, METHODS, TF_KERAS_ONLY  # pylint: disable=unused-import
+import bench_utils  # pylint: disable=g-bad-import-order
 import job_flags  # pylint: disable=g-bad-import-order
 
 # Levels that get the fairness terms in each bi-level method (the paper's ablations).
@@ -249,7 +250,7 @@ def target_tracker(k, *args, **kwargs):
   """A `TargetTracker` that is a callback of the Keras module `k`."""
   if k is keras:
     return TargetTracker(*args, **kwargs)
-  cls = tf_fairprune.flavours.derive(TargetTrackerLogic, k.callbacks.Callback, "TargetTracker")
+  cls = bench_utils.callback_class(TargetTrackerLogic, k, "TargetTracker")
   return cls(*args, **kwargs)
 
 

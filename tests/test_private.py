@@ -1,6 +1,7 @@
 """Each private name tf_fairprune uses still exists: fails loudly when one moves."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras as keras
 
@@ -28,3 +29,72 @@ def test_interpreter_ops_lists_operators():
   ops = _private.interpreter_ops(tf.lite.Interpreter(model_content=flat))
   assert ops is not None and [o["op_name"] for o in ops] == ["FULLY_CONNECTED"]
   assert np.all([isinstance(o["inputs"], np.ndarray) or o["inputs"] is not None for o in ops])
+
+
+# ---------------------------------------------------------------- both flavours
+# The private names behind `_private` and the flavour tables (keras2.py, keras3.py),
+# exercised on a compiled model of each flavour: a move fails here, not in a step.
+from conftest import make_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import tf_fairprune  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_fairprune import flavours  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _compiled(k):
+  model = make_mlp(k=k)
+  model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+  return model
+
+
+def test_layer_graph_private_names_resolve_on_both_flavours(k):
+  model = _compiled(k)
+  hidden = model.get_layer("hidden")
+  names = [l.name for l in _private.flatten_layers(model, include_self=False)]
+  assert names[-2:] == ["hidden", "logits"] and model.name not in names
+  assert _private.flatten_layers(hidden)[0] is hidden
+  functional = k.Model(model.inputs, model.outputs)
+  assert _private.output_layer(functional.outputs[0]).name == "logits"
+  assert _private.is_graph_network(functional) or k is not keras  # tf_keras' flag.
+  assert flavours.of(model).is_graph_model(model) and flavours.of(model).is_graph_model(functional)
+  nodes = flavours.of(model).inbound_nodes(functional, functional.get_layer("logits"))
+  assert len(nodes) == 1 and len(nodes[0][1]) == 1
+  _private.compile_config(model)["mask_optimizer"] = "sgd"  # What record_compile_argument writes.
+  flavours.of(model).record_compile_argument(model, "mask_optimizer", "sgd")
+
+
+def test_compile_private_calls_of_each_flavour_table(k):
+  model = tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.5)
+  model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+  flavour = flavours.of(model)
+  assert flavour.is_compiled(model) and not flavour.jit_compile(model)
+  x = tf.ones((4, 8))
+  y = tf.ones((4, 1))
+  y_pred = model(x)
+  for loss in (flavour.task_loss(model, y, y_pred, None),
+               flavour.second_task_loss(model, y, y_pred, None),
+               flavour.test_loss(model, x, y, y_pred, None)):
+    assert np.isfinite(float(loss))
+  flavour.track_loss(model, x, flavour.task_loss(model, y, y_pred, None))
+  flavour.update_compiled_metrics(model, y, y_pred, None)
+
+
+def test_replica_private_names_resolve():
+  assert callable(_private.strategy_supports_no_merge_call)
+  hit = []
+  _private.smart_cond(tf.constant(True), lambda: hit.append(1), lambda: None)
+  assert hit == [1]
+
+
+def test_keras3_private_names_resolve():
+  keras3 = pytest.importorskip("tf_fairprune.keras3")
+  assert issubclass(keras3._Functional, keras3.keras.Model)  # pylint: disable=protected-access
+  for name in ("_symbolic_build", "_maybe_symbolic_build"):
+    assert hasattr(keras3.keras.Model, name), name
+
+
+def test_every_flavour_table_is_complete():
+  for flavour in flavours.registered():
+    assert flavour.classes is not None and all(flavour.classes), flavour.name
+    assert flavours.of(flavour.classes.FairPruneWrapper) is flavour
+    wrapped = tf_fairprune.fair_prune_wrapper(make_mlp(k=flavour.keras), 0.5)
+    assert isinstance(wrapped, flavour.classes.FairPruneModel)
