@@ -32,6 +32,7 @@ Everything else in BUILD (comments, `data`, `size`, order) is left as it is.
 
 import argparse
 import ast
+import glob
 import os
 import re
 import sys
@@ -72,11 +73,26 @@ class Target:
     if node is None:
       return []
     try:
-      value = ast.literal_eval(node)
-    except ValueError:  # glob(...) or another call: not used in this BUILD.
-      raise SystemExit(f"BUILD: {self.rule}({self.name!r}): {key} is not a literal list; "
-                       "this checker reads literal lists only.") from None
+      value = _evaluate(node)
+    except ValueError as err:
+      raise SystemExit(f"BUILD: {self.rule}({self.name!r}): {key}: {err}") from None
     return [value] if isinstance(value, str) else list(value)
+
+
+def _evaluate(node, root=ROOT):
+  """A literal string list, `a + b` of them, or `glob([patterns])` (files under root)."""
+  if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+    return _evaluate(node.left, root) + _evaluate(node.right, root)
+  if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+      and node.func.id == "glob" and len(node.args) == 1 and not node.keywords):
+    return sorted(os.path.relpath(p, root).replace(os.sep, "/")
+                  for pattern in ast.literal_eval(node.args[0])
+                  for p in glob.glob(os.path.join(root, pattern)) if os.path.isfile(p))
+  try:
+    value = ast.literal_eval(node)
+  except ValueError:
+    raise ValueError("only literal lists, `+` and glob([...]) are read here") from None
+  return [value] if isinstance(value, str) else list(value)
 
 
 def _offset(lines, lineno, col):
