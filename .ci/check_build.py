@@ -4,8 +4,9 @@
   python .ci/check_build.py            # report every mismatch; exit 1 if there is one
   python .ci/check_build.py --write    # rewrite BUILD's deps (and add / drop targets) from the imports
 
-BUILD is Starlark, whose call syntax is Python's, so it is read with `ast` (nothing is
-evaluated, TensorFlow is not imported; runs in well under a second). The rules:
+BUILD is Starlark, whose call syntax is Python's, so it is read with `ast` (literal
+lists, `+` and `glob([...])` only; the code's imports are read the same way, nothing is
+imported, TensorFlow neither; it runs in about a second). The rules:
 
 * every file in a target's `srcs` and `data` exists;
 * every .py file under tf_fairprune/ is in the `srcs` of exactly one `py_library`, and
