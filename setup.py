@@ -27,12 +27,16 @@ setuptools.setup(
         "fairness": ["fairlearn"],
         "plots": ["matplotlib"],
         "datasets": ["tensorflow-datasets"],
-        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "ai-edge-litert>=2.0",
-                 "tensorboard", "matplotlib", "tensorflow-datasets"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "fairlearn", "scikit-learn",
+                 "ai-edge-litert>=2.0", "tensorboard", "matplotlib", "tensorflow-datasets"],
     },
     classifiers=[
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Software Development :: Libraries :: Python Modules",
     ],
 )

@@ -70,15 +70,44 @@ def machine():
 
 
 README_MD = os.path.join(ROOT, "README.md")
+# The detailed results table that README's summary links to (section "results").
+RESULTS_MD = os.path.join(ROOT, "docs", "results.md")
 
 
-def write_section(name, body, path=BENCHMARKS_MD):
-  """Replaces (or appends) the section `name` of BENCHMARKS.md (or of `path`)."""
-  text = open(path, encoding="utf-8").read() if os.path.exists(path) else _HEADER
+def anchor(heading):
+  """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces '-'."""
+  kept = "".join(c for c in heading.strip().lower() if c.isalnum() or c in "_- ")
+  return kept.replace(" ", "-")
+
+
+def toc(text):
+  """The table of contents of a Markdown text: one line per `## ` heading, in order."""
+  lines, seen = [], {}
+  for heading in re.findall(r"^## (.+?)\s*$", text, re.M):
+    slug = anchor(heading)
+    suffix = f"-{seen[slug]}" if slug in seen else ""
+    seen[slug] = seen.get(slug, 0) + 1
+    lines.append(f"- [{heading}](#{slug}{suffix})")
+  return "\n".join(lines)
+
+
+def _replace_section(text, name, body):
   begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
   block = f"{begin}\n{body.strip()}\n{end}"
   pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-  text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+  if pattern.search(text):
+    return pattern.sub(lambda _: block, text)
+  return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_section(name, body, path=BENCHMARKS_MD):
+  """Replaces (or appends) the section `name` of BENCHMARKS.md (or of `path`); then
+  rewrites the file's table of contents (section "toc"), if it has one."""
+  text = open(path, encoding="utf-8").read() if os.path.exists(path) else _HEADER
+  text = _replace_section(text, name, body)
+  if "<!-- BEGIN toc -->" in text:
+    text = _replace_section(text, "toc", toc(text))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
     f.write(text)
 

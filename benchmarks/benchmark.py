@@ -32,7 +32,7 @@ Setup (the same for every method unless said):
 
 Rows go to --output_dir/results.jsonl (tuning runs to tuning.jsonl); runs already there
 are skipped, so an interrupted benchmark resumes, and processes may share the files.
-Renders the section "benchmark" of BENCHMARKS.md, the README's results table and the
+Renders the section "benchmark" of BENCHMARKS.md, the results table of docs/results.md and the
 plots benchmarks/results/benchmark_tradeoff_<dataset>.png and benchmark_time_to_fair.png.
 """
 
@@ -439,7 +439,7 @@ def render(rows, tuning, quick):
          "file over the dense one; 1.000 means `export_tflite` wrote it dense. In the case "
          "traced (Adult, BiFP, 99%) the converter had encoded the 107-input first layer "
          "block-sparse, which TFLite's block-sparse kernel misreads when the width is not "
-         "a multiple of the block; the export's check caught it (README, 'Export "
+         "a multiple of the block; the export's check caught it (docs/export.md, 'Export "
          "targets'). Rows now record the export's note (`tflite_note`). "
          f"{_steering_note(rows)}", ""]
   targets = []
@@ -591,7 +591,7 @@ def _targets(cells, dataset, sparsities):
 
 
 def readme_summary(rows, sparsities=(0.9, 0.98)):
-  """The README's results table: accuracy and gaps per method and dataset at two sparsities."""
+  """docs/results.md's table: accuracy and gaps per method and dataset at two sparsities."""
   cells = _cells(rows)
   body = []
   for dataset in _datasets(rows):
@@ -613,7 +613,7 @@ def readme_summary(rows, sparsities=(0.9, 0.98)):
   seeds = sorted({len({r["seed"] for r in rows if r["dataset"] == d})
                   for d in {r["dataset"] for r in rows}})
   return ("Produced by `python benchmarks/benchmark.py` (every sparsity, the performance "
-          "gaps, group sizes, intervals and the targets are in [BENCHMARKS.md](BENCHMARKS.md)). "
+          "gaps, group sizes, intervals and the targets are in [BENCHMARKS.md](../BENCHMARKS.md)). "
           f"Mean ± std over {'/'.join(map(str, seeds))} seeds, test split, in points; every "
           "method starts from the same converged dense model and has its optimizer tuned on "
           "validation (setup in BENCHMARKS.md).\n\n" + bench_utils.table(header, body))
@@ -718,7 +718,7 @@ def main(argv):
   plots = plot(rows, FLAGS.quick)
   if FLAGS.write_docs and not FLAGS.quick:
     bench_utils.write_section("benchmark", text)
-    bench_utils.write_section("results", readme_summary(rows), bench_utils.README_MD)
+    bench_utils.write_section("results", readme_summary(rows), bench_utils.RESULTS_MD)
   print(text)
   logging.info("Rows: %s; plots: %s", path, ", ".join(plots))
 

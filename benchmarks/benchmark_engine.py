@@ -171,11 +171,11 @@ def file_sizes():
       model = tf_fairprune.strip_fair_pruning(
           tf_fairprune.fair_prune_wrapper(dense, max(sparsity, 0.0)))
       for quant in (None, "int8"):
-        flat = export_lib._convert(model, sparsity > 0, quant,  # pylint: disable=protected-access
-                                   representative if quant else None)
+        flat = export_lib.convert(model, sparsity > 0, quant,
+                                  representative if quant else None)
         runs = True
         try:
-          export_lib._run(flat, model, [x[:2]])  # pylint: disable=protected-access
+          export_lib.run_tflite(flat, model, [x[:2]])
         except RuntimeError:
           runs = False
         sizes[f"{name}/{sparsity}/{quant or 'float'}"] = {"bytes": len(flat), "runs": runs}

@@ -79,7 +79,7 @@ def candidate(dense, name, sparsity, kwargs):
 
 
 def latency_ms(flatbuffer, threads, x):
-  interpreter_cls, _ = export_lib._interpreter_class()  # pylint: disable=protected-access
+  interpreter_cls, _ = export_lib.interpreter_class()
   interpreter = interpreter_cls(model_content=flatbuffer, num_threads=threads)
   interpreter.allocate_tensors()
   inp = interpreter.get_input_details()[0]["index"]

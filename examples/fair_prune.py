@@ -88,13 +88,14 @@ def _import_libraries():
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
-                    "adult-sex, adult-race, compas-race, compas-sex, colored-fmnist "
-                    "(semi-synthetic), or csv:PATH.")
+                    f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
+                    "groups), or csv:PATH with --label and --group.")
 flags.DEFINE_string("label", None, "CSV: the label column (binary).")
 flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
-flags.DEFINE_enum("method", "bifp", job_flags.METHODS, "Pruning method.")
+flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
+                  "Pruning method (each is described at the top of --help).")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
-flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs (see the methods above).")
+flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs: E in the --method list.")
 flags.DEFINE_enum("keras", None, ["3", "2"],
                   "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: 3 "
                   "where the method runs on it (all but gmp and two_stage, which use TFMOT).")

@@ -1,7 +1,10 @@
-"""The README's Keras 3 quick start and subclassed-model example run as written."""
+"""The README's Keras 3 quick start and subclassed-model example run as written; its flag
+table, BENCHMARKS.md's table of contents and the docs' links are up to date."""
 
 import os
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -48,3 +51,51 @@ def test_setup_describes_both_keras_flavours():
   text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
   description = re.search(r'description="(.*?)",\n', text, re.S).group(1)
   assert "Keras 3" in description and "tf_keras" in description
+
+
+def test_flag_table_matches_the_main_job():
+  run = subprocess.run([sys.executable, os.path.join(ROOT, ".ci", "flag_table.py")],
+                       capture_output=True, text=True, timeout=120, check=False)
+  assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _bench_utils():
+  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+  try:
+    import bench_utils  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  return bench_utils
+
+
+def test_benchmarks_table_of_contents_lists_every_section():
+  bench_utils = _bench_utils()
+  text = open(os.path.join(ROOT, "BENCHMARKS.md"), encoding="utf-8").read()
+  toc = re.search(r"<!-- BEGIN toc -->\n(.*?)\n<!-- END toc -->", text, re.S).group(1)
+  assert toc == bench_utils.toc(text), "run a benchmark's --render_only, or copy bench_utils.toc()"
+  # The headline benchmark comes first.
+  assert re.search(r"^## (.+)$", text, re.M).group(1).startswith("Benchmark: ")
+
+
+def test_relative_links_in_the_docs_resolve():
+  bench_utils = _bench_utils()
+  pages = ["README.md", "BENCHMARKS.md"] + [os.path.join("docs", p) for p in
+                                            sorted(os.listdir(os.path.join(ROOT, "docs")))]
+  anchors, texts = {}, {}
+  for page in pages:
+    texts[page] = open(os.path.join(ROOT, page), encoding="utf-8").read()
+    anchors[os.path.normpath(page)] = {bench_utils.anchor(h) for h in
+                                       re.findall(r"^#+ (.+?)\s*$", texts[page], re.M)}
+  broken = []
+  for page, text in texts.items():
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+      if re.match(r"[a-z]+:", target):
+        continue
+      path, _, anchor = target.partition("#")
+      resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+      if not os.path.exists(os.path.join(ROOT, resolved)):
+        broken.append(f"{page}: {target} (no file)")
+      elif anchor and resolved.endswith(".md") and anchor not in anchors.get(
+          os.path.normpath(resolved), ()):
+        broken.append(f"{page}: {target} (no heading)")
+  assert not broken, broken

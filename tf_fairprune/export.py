@@ -6,6 +6,10 @@ inputs and only then writes the file. What TFLite cannot run is never written:
 quantized + unstructured-sparse models fail to prepare under the default XNNPACK
 delegate (checked on TF 2.21), so such an export falls back to a dense quantized
 file with a warning, and any other failure raises.
+
+The steps are public for measuring files without writing them (the benchmarks do):
+`convert` (Keras model -> flatbuffer, unchecked), `run_tflite` (flatbuffer vs Keras on
+samples) and `interpreter_class` (LiteRT's interpreter, or tf.lite's).
 """
 
 import contextlib
@@ -85,7 +89,14 @@ class TFLiteExport:
   gpu_compatibility: str = None
 
 
-def _interpreter_class():
+def interpreter_class():
+  """The TFLite interpreter that `export_tflite` checks files in.
+
+  Returns:
+    `(cls, name)`: LiteRT's `ai_edge_litert.interpreter.Interpreter` and
+    `"ai_edge_litert"` when it is installed (`pip install -e ".[litert]"`), else
+    `tf.lite.Interpreter` and `"tf.lite"`. `cls(model_content=flatbuffer)` builds one.
+  """
   try:
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
     return Interpreter, "ai_edge_litert"
@@ -96,7 +107,7 @@ def _interpreter_class():
 def _ops_and_tensors(flatbuffer):
   """(ops, {index: tensor details}) of a flatbuffer; (None, tensors) where the
   interpreter does not list its ops, (None, None) where it cannot read the file."""
-  interpreter_cls, _ = _interpreter_class()
+  interpreter_cls, _ = interpreter_class()
   try:
     interpreter = interpreter_cls(model_content=flatbuffer)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
@@ -338,7 +349,31 @@ def _unrolled(model):
   return clone
 
 
-def _convert(model, sparse, quantize, representative_dataset, rnn=None):
+def convert(model, sparse=True, quantize=None, representative_dataset=None, rnn=None):
+  """Converts a Keras model to a TFLite flatbuffer, without `export_tflite`'s check.
+
+  The conversion `export_tflite` uses, for measuring files (e.g. their size at each
+  sparsity) without running or writing them. Strip a fair-pruned model first
+  (`strip_fair_pruning`); nothing here checks the outputs or falls back to dense.
+
+  Args:
+    model: A plain Keras model (Keras 3 or tf_keras).
+    sparse: Store sparse tensors (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`).
+    quantize: One of `QUANTIZE_MODES`: None (float), "dynamic" (dynamic range), "int8"
+      (needs `representative_dataset`) or "qat" (a model from
+      `quantize_preserving_sparsity`).
+    representative_dataset: For "int8": a callable yielding lists of input arrays.
+    rnn: One of `RNN_MODES`; "select_tf_ops" keeps TensorFlow ops (Flex) for recurrent
+      layers. ("unroll" is applied by `export_tflite` before it converts.)
+
+  Returns:
+    The flatbuffer, as bytes.
+
+  Raises:
+    ValueError: If TFLite's builtin ops cannot run a recurrent layer as a loop and
+      `rnn` is None (the message names both `rnn` options).
+    Exception: Whatever else the TFLite converter raises.
+  """
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   if rnn == "select_tf_ops":
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
@@ -389,14 +424,31 @@ def _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target
   ops, sparse_ops = _op_counts(flatbuffer)
   return TFLiteExport(path=os.fspath(path), size_bytes=len(flatbuffer), sparse=sparse,
                       quantize=quantize, max_abs_diff=float("nan"),
-                      interpreter=_interpreter_class()[1], num_samples=0, note=note, ops=ops,
+                      interpreter=interpreter_class()[1], num_samples=0, note=note, ops=ops,
                       densified_ops=ops.get("DENSIFY", 0), sparse_ops=sparse_ops,
                       weight_sparsity=weight_sparsity, target=target)
 
 
-def _run(flatbuffer, model, inputs):
-  """Runs every sample through the interpreter; returns (max abs diff, interpreter name)."""
-  interpreter_cls, name = _interpreter_class()
+def run_tflite(flatbuffer, model, inputs):
+  """Runs a flatbuffer on sample inputs and compares it with the Keras model.
+
+  Args:
+    flatbuffer: A TFLite model (bytes), e.g. from `convert`.
+    model: The Keras model it was converted from.
+    inputs: A list with one array per model input, the samples along axis 0; each
+      sample is run through the interpreter on its own (batch 1).
+
+  Returns:
+    `(max_abs_diff, interpreter_name, output_scale)`: max |TFLite − Keras| over every
+    sample and output, the interpreter used (see `interpreter_class`), and
+    max |Keras output| (what `export_tflite` scales its tolerance by).
+
+  Raises:
+    RuntimeError: If the interpreter cannot prepare or run the file (e.g. int8 with
+      unstructured sparsity under XNNPACK).
+    ValueError: If the interpreter rejects the file or the inputs.
+  """
+  interpreter_cls, name = interpreter_class()
   interpreter = interpreter_cls(model_content=flatbuffer)
   interpreter.allocate_tensors()
   runner = interpreter.get_signature_runner()
@@ -418,6 +470,10 @@ def _run(flatbuffer, model, inputs):
     for name_, ref in zip(output_names, expected):
       diff = max(diff, float(np.max(np.abs(out[name_].astype(np.float64) - ref[i:i + 1]))))
   return diff, name, scale
+
+
+# `export_tflite` calls the check through this name, so that a test can replace it.
+_run = run_tflite
 
 
 def export_tflite(model, path, *, sparse=True, quantize=None, representative_dataset=None,
@@ -521,7 +577,7 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
 
   note = ""
   indices = []
-  flatbuffer = _convert(model, sparse, quantize, representative_dataset, rnn)
+  flatbuffer = convert(model, sparse, quantize, representative_dataset, rnn)
   if rnn == "select_tf_ops" and not _runs_here(flatbuffer, model, inputs):
     return _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target)
   if sparse:
@@ -546,7 +602,7 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
     if sparse and indices:
       note = "; ".join(reasons) + "; every other tensor stays sparse."
       flatbuffer = _store_dense(flatbuffer, sorted(set(indices)),
-                                _convert(model, False, quantize, representative_dataset, rnn))
+                                convert(model, False, quantize, representative_dataset, rnn))
       sparse = _has_sparse_tensors(flatbuffer)
     if sparse and target == "gpu" and _gpu_unfoldable_ops(flatbuffer):
       raise _SparseMismatch("a weight the TFLite GPU delegate cannot fold is still sparse; "
@@ -571,7 +627,7 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
               f"Interpreter error: {str(err).strip()[:200]}")
     warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning, stacklevel=2)
     sparse = False
-    flatbuffer = _convert(model, sparse, quantize, representative_dataset, rnn)
+    flatbuffer = convert(model, sparse, quantize, representative_dataset, rnn)
     try:
       diff, interpreter, scale = _run(flatbuffer, model, inputs)
     except RuntimeError as dense_err:
