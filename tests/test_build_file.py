@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(ROOT, ".ci", "check_build.py")
 
@@ -16,15 +14,7 @@ def _check(*args):
                         cwd=ROOT, timeout=120, check=False)
 
 
-def test_build_matches_the_imports():
-  run = _check("--allow_cycles")
-  assert run.returncode == 0, run.stdout + run.stderr
-
-
-@pytest.mark.xfail(strict=True, reason="keras3 <-> training <-> wrapper import each other "
-                   "lazily until issue 21's module graph lands; then drop this mark and "
-                   "--allow_cycles in .ci/run and above.")
-def test_build_has_no_dependency_cycle():
+def test_build_matches_the_imports_and_has_no_dependency_cycle():
   run = _check()
   assert run.returncode == 0, run.stdout + run.stderr
 
@@ -35,9 +25,9 @@ def test_check_reports_a_wrong_dep_and_write_fixes_it(tmp_path):
   assert masking in build
   path = tmp_path / "BUILD"
   path.write_text(build.replace(masking, masking + '        ":groups",\n', 1), encoding="utf-8")
-  run = _check("--allow_cycles", f"--build={path}")
+  run = _check(f"--build={path}")
   assert run.returncode == 1
   assert "BUILD: masking: extra dep :groups" in run.stdout
-  run = _check("--allow_cycles", "--write", f"--build={path}")
+  run = _check("--write", f"--build={path}")
   assert run.returncode == 0, run.stdout + run.stderr
   assert path.read_text(encoding="utf-8") == build

@@ -99,3 +99,16 @@ def test_relative_links_in_the_docs_resolve():
           os.path.normpath(resolved), ()):
         broken.append(f"{page}: {target} (no heading)")
   assert not broken, broken
+
+
+def test_code_map_names_every_module_of_the_package():
+  readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+  code_map = readme[readme.index("## Code map"):readme.index("### Where things live")]
+  package = os.path.join(ROOT, "tf_fairprune")
+  modules = sorted(f for f in os.listdir(package) if f.endswith(".py"))
+  missing = [m for m in modules if f"`{m}`" not in code_map]
+  assert not missing, f"README's code map does not name {missing}"
+  named = set(re.findall(r"`([a-z_0-9]+\.py)`", code_map.split("Outside the package")[0]))
+  gone = [m for m in named - set(modules)
+          if not os.path.exists(os.path.join(package, "fairness", m))]
+  assert not gone, f"README's code map names modules that do not exist: {gone}"

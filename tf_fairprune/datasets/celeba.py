@@ -10,6 +10,7 @@ target; the sensitive attribute is `Male` by default, as in the paper.
 import dataclasses
 import os
 
+from tf_fairprune import groups as groups_lib
 from tf_fairprune._compat import tf
 
 MANUAL_FILES = ("img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt",
@@ -38,7 +39,6 @@ class ImageDataset:
       batch_size: Batch size.
       shuffle_seed: Shuffle (buffer 10,000) with this seed; None keeps the order.
     """
-    from tf_fairprune import groups as groups_lib  # pylint: disable=g-import-not-at-top
     dataset = getattr(self, split)
     if shuffle_seed is not None:
       dataset = dataset.shuffle(10_000, seed=shuffle_seed)
