@@ -28,15 +28,14 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tf_fairprune import _private
 from tf_fairprune import bilevel
 from tf_fairprune import config as config_lib
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
+from tf_fairprune import outputs as outputs_lib
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
-from tf_fairprune import wrapper as wrapper_lib
 from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
@@ -161,53 +160,20 @@ class BiLevelTrainingMixin:
         config, cls._flavour.keras.saving.deserialize_keras_object)
 
   # ---------------------------------------------------------------- multi-output models
+  # (the rules live in outputs.py)
   def _use_original_output_names(self):
-    """Outputs keep the names of the layers the user wrote (not `fair_prune_<name>`),
-    so that losses and metrics keyed by the original output names keep working."""
-    names = getattr(self, "output_names", None)
-    outputs = getattr(self, "outputs", None)
-    if not names or not outputs or len(names) != len(outputs):
-      return
-    layers = [_private.output_layer(t) for t in outputs]
-    renamed = [l.layer.name if wrapper_lib.is_wrapper(l) and n == l.name else n
-               for n, l in zip(names, layers)]
-    if len(set(renamed)) == len(renamed):
-      object.__setattr__(self, "output_names", renamed)  # A plain list, as Keras sets it.
+    names = outputs_lib.original_output_names(self)
+    if names is not None:
+      object.__setattr__(self, "output_names", names)  # A plain list, as Keras sets it.
 
   def _fairness_output_index(self):
     """Index of the output that the fairness constraints and group metrics judge."""
-    outputs = getattr(self, "outputs", None)
-    count = len(outputs) if outputs else 1
-    choice = self.fairness_output
-    if choice is None:
-      if count > 1:
-        raise ValueError(
-            f"Model '{self.name}' has {count} outputs {list(self.output_names)}: say which "
-            "one the fairness constraints and group metrics judge with "
-            "fair_prune_wrapper(..., fairness_output=NAME_OR_INDEX).")
-      return 0
-    if isinstance(choice, str):
-      names = list(getattr(self, "output_names", None) or [])
-      if choice not in names:
-        raise ValueError(f"fairness_output={choice!r} is not an output of '{self.name}'; its "
-                         f"outputs are {names}.")
-      return names.index(choice)
-    if not -count <= choice < count:
-      raise ValueError(f"fairness_output={choice} is out of range: '{self.name}' has "
-                       f"{count} output(s).")
-    return choice % count
+    return outputs_lib.judged_index(self, self.fairness_output)
 
   def _judged(self, value):
     """The judged output's entry of a per-output structure (predictions, targets, sample
     weights or losses); a single value is returned as it is."""
-    if isinstance(value, dict):
-      name = self.output_names[self._fairness_output_index()]
-      return value.get(name)
-    if isinstance(value, (list, tuple)):
-      if len(value) == 1:
-        return value[0]
-      return value[self._fairness_output_index()]
-    return value
+    return outputs_lib.judged(self, self.fairness_output, value)
 
   def set_reference_model(self, model):
     """Sets the dense model that degradation constraints compare against.
