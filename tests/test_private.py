@@ -98,3 +98,11 @@ def test_every_flavour_table_is_complete():
     assert flavours.of(flavour.classes.FairPruneWrapper) is flavour
     wrapped = tf_fairprune.fair_prune_wrapper(make_mlp(k=flavour.keras), 0.5)
     assert isinstance(wrapped, flavour.classes.FairPruneModel)
+
+
+def test_tflite_converter_private_flag_exists():
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  assert hasattr(converter, "_experimental_lower_tensor_list_ops")
+  _private.keep_tensor_list_ops(converter)
+  assert converter._experimental_lower_tensor_list_ops is False  # pylint: disable=protected-access

@@ -59,6 +59,12 @@ class TfmotRegistry:
   rnn_cells_weights = _cls._RNN_CELLS_WEIGHTS_MAP  # pylint: disable=protected-access
 
 
+def keep_tensor_list_ops(converter):
+  """Asks the TFLite converter to keep TensorList ops (an RNN's dynamic loop) as select
+  TF ops instead of lowering them (the converter's own advice for LSTM/GRU)."""
+  converter._experimental_lower_tensor_list_ops = False  # pylint: disable=protected-access
+
+
 def interpreter_ops(interpreter):
   """The ops of a TFLite interpreter (name, inputs, outputs): its private
   `_get_ops_details`, or None where the interpreter lacks it (then op reports are empty)."""

@@ -378,7 +378,7 @@ def convert(model, sparse=True, quantize=None, representative_dataset=None, rnn=
   if rnn == "select_tf_ops":
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
                                            tf.lite.OpsSet.SELECT_TF_OPS]
-    converter._experimental_lower_tensor_list_ops = False  # pylint: disable=protected-access
+    _private.keep_tensor_list_ops(converter)
   optimizations = []
   if quantize is not None:
     optimizations.append(tf.lite.Optimize.DEFAULT)
