@@ -342,3 +342,24 @@ def test_fair_model_saves_constraints_and_multipliers(tmp_path, k):
   assert float(model.fairness_multipliers[0].numpy().max()) > 0
   logs = restored.evaluate(tf_fairprune.pack_group_data(x, g), y, verbose=0, return_dict=True)
   assert "equalized_odds_gap" in logs
+
+
+# tf_keras: test_degradation_needs_dense_outputs_or_a_reference. Keras 3 deserialises the
+# model through its own from_config; the reference must be asked for after loading there too.
+@pytest.mark.parametrize("k", [f for f in FLAVOURS if f != "tf_keras"], indirect=True)
+def test_degradation_model_loaded_from_a_keras_file_asks_for_its_reference(k, tmp_path):
+  x, y, g = _unfair_data(64)
+  dense = make_mlp(k=k)
+  dense_weights = [w.copy() for w in dense.get_weights()]
+  model = compile_binary(tf_fairprune.fair_prune_wrapper(
+      dense, 0.5, fairness=[C.DegradationFairness(from_logits=True)]))
+  model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  path = str(tmp_path / "degr.keras")
+  model.save(path)
+  restored = k.models.load_model(path)
+  assert [repr(c) for c in restored.fairness] == [repr(c) for c in model.fairness]
+  with pytest.raises(ValueError, match="after `load_model`"):
+    restored.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  restored.set_reference_model(dense)
+  restored.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
+  assert dense.trainable and _same(dense_weights, dense.get_weights())
