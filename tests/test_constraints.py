@@ -233,7 +233,7 @@ def test_lagrangian_mode_in_training(k, tolerance, rises):
   x, y, g = _unfair_data()
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
       make_mlp(k=k), 0.5, fairness=[C.PerformanceFairness(mode="lagrangian", tolerance=tolerance,
-                                                       multiplier_lr=0.1)]))
+                                                           multiplier_lr=0.1)]))
   history = model.fit(tf_fairprune.pack_group_data(x, g), y, batch_size=64, epochs=2, verbose=0)
   multiplier = float(model.fairness_multipliers[0].numpy().max())
   assert history.history["performance_gap_multiplier"][-1] == pytest.approx(multiplier)
