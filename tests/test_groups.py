@@ -8,12 +8,22 @@ import tf_keras as keras
 import tf_fairprune
 from tf_fairprune import groups as groups_lib
 from tf_fairprune.fairness import PerformanceFairness
-from conftest import compile_binary, make_data, make_mlp
+from conftest import FLAVOURS, compile_binary, make_data, make_mlp
 
 
-def _fair_model(**kwargs):
+def _on_both(names, values, keras3_values):
+  """Parameters for the `k` fixture plus `names`: every value on tf_keras, on Keras 3 only
+  `keras3_values` (the cases that go through its own fit/evaluate path; the rest would
+  repeat flavour-independent checks at the cost of another trace)."""
+  cases = [(flavour,) + (v if isinstance(v, tuple) else (v,))
+           for flavour in FLAVOURS
+           for v in (values if flavour == "tf_keras" else keras3_values)]
+  return pytest.mark.parametrize(("k",) + tuple(names), cases, indirect=["k"])
+
+
+def _fair_model(k=keras, **kwargs):
   return compile_binary(tf_fairprune.fair_prune_wrapper(
-      make_mlp(), 0.5, fairness=[PerformanceFairness()], **kwargs))
+      make_mlp(k=k), 0.5, fairness=[PerformanceFairness()], **kwargs))
 
 
 def test_pack_and_unpack_arrays_and_dicts():
@@ -55,10 +65,10 @@ def test_packing_twice_is_an_error():
     tf_fairprune.pack_group_data(packed, [0, 1])
 
 
-def test_fit_evaluate_with_sample_weights_and_validation_split():
+def test_fit_evaluate_with_sample_weights_and_validation_split(k):
   x, y = make_data()
   g = (x[:, 2] > 0).astype(int)
-  model = _fair_model()
+  model = _fair_model(k)
   history = model.fit(tf_fairprune.pack_group_data(x, g), y, sample_weight=np.ones(len(x)),
                       batch_size=32, epochs=1, validation_split=0.25, verbose=0)
   for key in ("accuracy_g0", "accuracy_g1", "performance_gap", "val_performance_gap"):
@@ -70,11 +80,11 @@ def test_fit_evaluate_with_sample_weights_and_validation_split():
   assert model.predict(x, verbose=0).shape == (len(x), 1)
 
 
-def test_group_accuracy_is_accumulated_over_the_epoch_not_averaged_per_batch():
+def test_group_accuracy_is_accumulated_over_the_epoch_not_averaged_per_batch(k):
   x, y = make_data(n=96)
   g = np.zeros(96, int)
   g[:4] = 1  # Group 1 only in the first batch.
-  model = _fair_model()
+  model = _fair_model(k)
   logs = model.evaluate(tf_fairprune.pack_group_data(x, g), y, batch_size=32, verbose=0,
                         return_dict=True)
   logits = model.predict(x, verbose=0).reshape(-1)
@@ -85,21 +95,21 @@ def test_group_accuracy_is_accumulated_over_the_epoch_not_averaged_per_batch():
       abs(correct[g == 0].mean() - correct[g == 1].mean()), abs=1e-6)
 
 
-@pytest.mark.parametrize("how", ["dataset", "callable", "feature"])
-def test_tf_data_pipelines(how):
+@_on_both(["how"], ["dataset", "callable", "feature"], ["dataset", "feature"])
+def test_tf_data_pipelines(k, how):
   x, y = make_data(n=128)
   g = (x[:, 2] > 0).astype("int32")
   if how == "feature":
     inp = {"features": x, "group": g}
-    model_in = keras.Input((8,), name="features")
-    out = keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(model_in))
+    model_in = k.Input((8,), name="features")
+    out = k.layers.Dense(1)(k.layers.Dense(16, activation="relu")(model_in))
     model = compile_binary(tf_fairprune.fair_prune_wrapper(
-        keras.Model({"features": model_in}, out), 0.5, fairness=[PerformanceFairness()]))
+        k.Model({"features": model_in}, out), 0.5, fairness=[PerformanceFairness()]))
     ds = tf.data.Dataset.from_tensor_slices((inp, y)).batch(32)
     ds = tf_fairprune.pack_group_data(ds, "group").map(
-        lambda x, y: ({k: v for k, v in x.items() if k != "group"}, y))
+        lambda x, y: ({n: v for n, v in x.items() if n != "group"}, y))
   else:
-    model = _fair_model()
+    model = _fair_model(k)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     groups = (tf.data.Dataset.from_tensor_slices(g).batch(32) if how == "dataset"
               else (lambda x, y: tf.cast(x[:, 2] > 0, tf.int32)))
@@ -109,16 +119,16 @@ def test_tf_data_pipelines(how):
   assert "accuracy_g1" in model.evaluate(ds, verbose=0, return_dict=True)
 
 
-@pytest.mark.parametrize("bad_id", [7, -1, 2**31 + 1])
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_out_of_range_ids_in_a_pipeline_fail_the_same_way_on_every_path(bad_id, jit_compile):
+@_on_both(["jit_compile", "bad_id"], [(j, b) for j in (False, True) for b in (7, -1, 2**31 + 1)],
+          [(False, 7), (True, 7)])
+def test_out_of_range_ids_in_a_pipeline_fail_the_same_way_on_every_path(k, jit_compile, bad_id):
   x, y = make_data(n=64)
   ids = np.zeros(64, np.int64)
   ids[40] = bad_id  # In the second batch.
   ds = tf_fairprune.pack_group_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(32),
                                     tf.data.Dataset.from_tensor_slices(ids).batch(32))
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
-      make_mlp(), 0.5, fairness=[PerformanceFairness()]), jit_compile=jit_compile)
+      make_mlp(k=k), 0.5, fairness=[PerformanceFairness()]), jit_compile=jit_compile)
   with pytest.raises(ValueError, match=r"outside \[0, num_groups=2\) at batch 1 of epoch 0"):
     model.fit(ds, epochs=1, verbose=0)
   assert int(model.optimizer.iterations) == 1  # The bad batch changed nothing.
@@ -126,20 +136,21 @@ def test_out_of_range_ids_in_a_pipeline_fail_the_same_way_on_every_path(bad_id, 
     model.evaluate(ds, verbose=0)
 
 
-@pytest.mark.parametrize("ids,match", [([0.0, 0.5], "non-integer"), ([0.0, np.nan], "NaN")])
-def test_float_ids_in_a_pipeline_are_never_truncated(ids, match):
+@_on_both(["ids", "match"], [([0.0, 0.5], "non-integer"), ([0.0, np.nan], "NaN")],
+          [([0.0, 0.5], "non-integer")])
+def test_float_ids_in_a_pipeline_are_never_truncated(k, ids, match):
   x, y = make_data(n=2)
   ds = tf_fairprune.pack_group_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(2),
                                     tf.data.Dataset.from_tensor_slices(np.array(ids)).batch(2))
   with pytest.raises(tf.errors.InvalidArgumentError, match=match):
-    _fair_model().fit(ds, epochs=1, verbose=0)
+    _fair_model(k).fit(ds, epochs=1, verbose=0)
 
 
-def test_numpy_ids_are_checked_before_training_and_one_group_warns():
+def test_numpy_ids_are_checked_before_training_and_one_group_warns(k):
   x, y = make_data(n=64)
   with pytest.raises(ValueError, match="2147483649"):
     tf_fairprune.pack_group_data(x, np.full(64, 2**31 + 1, np.int64))
-  model = _fair_model()
+  model = _fair_model(k)
   with pytest.raises(ValueError, match="num_groups=2"):
     model.fit(tf_fairprune.pack_group_data(x, np.full(64, 3)), y, epochs=1, verbose=0)
   assert int(model.optimizer.iterations) == 0
@@ -147,15 +158,15 @@ def test_numpy_ids_are_checked_before_training_and_one_group_warns():
     model.fit(tf_fairprune.pack_group_data(x, np.zeros(64, int)), y, epochs=1, verbose=0)
 
 
-def test_fairness_without_group_ids_is_an_error():
+def test_fairness_without_group_ids_is_an_error(k):
   x, y = make_data(n=64)
   with pytest.raises(ValueError, match="pack_group_data"):
-    _fair_model().fit(x, y, epochs=1, verbose=0)
+    _fair_model(k).fit(x, y, epochs=1, verbose=0)
 
 
-def test_batch_without_a_group_gives_no_nan():
+def test_batch_without_a_group_gives_no_nan(k):
   x, y = make_data(n=64)
-  model = _fair_model()
+  model = _fair_model(k)
   history = model.fit(tf_fairprune.pack_group_data(x, np.zeros(64, int)), y, batch_size=32,
                       epochs=2, verbose=0)
   assert np.all(np.isfinite(history.history["loss"]))
