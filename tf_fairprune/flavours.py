@@ -13,6 +13,7 @@ flavour's table.
 """
 
 import collections
+import contextlib
 import importlib
 
 _REGISTERED = {}  # name -> Flavour, in registration order (tf_keras first).
@@ -78,6 +79,11 @@ class Flavour:
   def add_state(self, metric, name, shape):
     """A zero-initialised metric state variable of which one replica's copy is read."""
     raise NotImplementedError
+
+  def state_unlocked(self, layer):
+    """A context in which a built `layer` may still create variables (a wrapper whose
+    wrapped layer creates its sublayers on its first call: MultiHeadAttention)."""
+    return contextlib.nullcontext()
 
   # Compile and the step.
   def is_compiled(self, model):

@@ -9,6 +9,8 @@ subclassed Keras 3 model.
 Raises ImportError on import when Keras 3 is not installed.
 """
 
+import contextlib
+
 import tensorflow as tf
 
 from tf_fairprune import _private
@@ -47,6 +49,19 @@ class Keras3(flavours.Flavour):
   def add_state(self, metric, name, shape):
     return metric.add_variable(name=name, shape=shape, initializer="zeros",
                                aggregation=self.first_replica())
+
+  @contextlib.contextmanager
+  def state_unlocked(self, layer):
+    # Keras 3 locks a built layer's state: variables made later are refused.
+    tracker = getattr(layer, "_tracker", None)
+    locked = tracker is not None and tracker.locked
+    if locked:
+      tracker.unlock()
+    try:
+      yield
+    finally:
+      if locked:
+        tracker.lock()
 
   def is_compiled(self, model):
     return bool(getattr(model, "compiled", False))

@@ -259,7 +259,8 @@ class FairPruneWrapperLogic:
       kwargs.pop("mask")
     if not self._targets:
       self.layer(inputs, *args, **kwargs)  # Builds all sublayers (first call only).
-      self._create_scores()
+      with self._flavour.state_unlocked(self):
+        self._create_scores()
     for (owner, attr, var), score, mask in zip(
         self._targets, self.score_variables, self.mask_variables):
       m = masking.straight_through(tf.convert_to_tensor(score), tf.convert_to_tensor(mask))
