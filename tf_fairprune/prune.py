@@ -42,6 +42,18 @@ def _copy_layer(layer):
   return new
 
 
+def _dtype_policy(layer):
+  """The dtype policy a wrapper of `layer` gets: the layer's own.
+
+  Keras convention (and TFMOT's): a layer keeps the policy it was built with, and a
+  copy from its config keeps it too. So a model built under float32 stays float32
+  when `mixed_float16` is set afterwards; its wrappers must compute in float32 as well
+  (under the global policy they would cast every input to float16 around a float32
+  layer: a float32 model computing through float16 roundings).
+  """
+  return getattr(layer, "dtype_policy", None) or layer._dtype_policy  # pylint: disable=protected-access
+
+
 def _check_graph_model(model, what):
   if not flavours.of(model).is_graph_model(model):
     raise ValueError(
@@ -179,7 +191,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=0.5, mask_scope=None,
     raise _type_error(to_prune)
   wrapper_cls, _ = classes(flavour)
   if not isinstance(to_prune, flavour.keras.Model):
-    return wrapper_cls(to_prune, **structure)
+    return wrapper_cls(to_prune, **structure, dtype=_dtype_policy(to_prune))
   _check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
@@ -251,7 +263,9 @@ class WrappingPolicy:
           {**layer.get_config(),
            "layer": self.flavour.keras.layers.serialize(_copy_layer(layer.layer))})
     new = _copy_layer(layer)
-    return self.wrapper_cls(new, **self.structure) if self.wraps(layer) else new
+    if not self.wraps(layer):
+      return new
+    return self.wrapper_cls(new, **self.structure, dtype=_dtype_policy(new))
 
 
 def _construct(model, policy, **model_kwargs):
