@@ -225,7 +225,8 @@ def render(rows, command="python benchmarks/benchmark_layer_floor.py"):
          "split), the mask at the target from the first step, SGD 0.01 on the weights. "
          f"Seeds {seeds}; {'tf_keras' if first['keras'] == '2' else 'Keras 3'}. Test "
          "split, points, mean ± std over seeds. *emptied*: wrapped layers whose mask is "
-         "all zero (mean over seeds; of *wrapped*); *collapsed*: runs whose most frequent "
+         "all zero (mean over seeds; of *wrapped*); *sparsest layer kept*: the smallest "
+         "fraction of its weights any wrapped layer keeps (mean over seeds); *collapsed*: runs whose most frequent "
          f"prediction covers ≥ {COLLAPSE_SHARE:.0%} of the test rows. Scopes: "
          "*global, floor 0* = pure global ranking (the behaviour before `layer_floor`); "
          "*floor 0.1* = the default; *layer* = every tensor at the target sparsity.", ""]
@@ -254,11 +255,14 @@ def render(rows, command="python benchmarks/benchmark_layer_floor.py"):
           _pts([r["performance_gap"] for r in cell]),
           _pts([r["degradation_gap"] for r in cell]),
           _pts([r["max_excess_gap"] for r in cell]),
+          (f"{100 * np.mean([r['min_layer_density'] for r in cell]):.2f}%"
+           if all("min_layer_density" in r for r in cell) else "n/a"),
           f"{np.mean([len(r['emptied_layers']) for r in cell]):.1f} / "
           f"{cell[0]['wrapped_layers']}",
           f"{sum(r['collapsed'] for r in cell)}/{len(cell)}"])
     out += [bench_utils.table(["method", "sparsity", "scope", "accuracy", "perf. gap",
-                               "degr. gap", "max excess", "emptied / wrapped", "collapsed"],
+                               "degr. gap", "max excess", "sparsest layer kept",
+                               "emptied / wrapped", "collapsed"],
                               body), ""]
   return "\n".join(out).rstrip()
 

@@ -89,5 +89,5 @@ def test_layer_floor_benchmark_counts_emptied_layers_and_renders():
   text = lf.render(rows)
   assert "colored Fashion-MNIST (semi-synthetic)" in text and "Test group sizes: a 950, b 50" in text
   assert "| BiP | 99% | global, floor 0 (pure) | 20.0 ± 14.1 |" in text
-  assert "| 1.5 / 13 | 1/2 |" in text
+  assert "| n/a | 1.5 / 13 | 1/2 |" in text
   assert "| BiP | 99% | global, floor 0.1 (default) | 70.0 ± 0.0 |" in text
