@@ -49,7 +49,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet10", "mobilenet_v2"], "Architectures.")
 flags.DEFINE_list("sparsities", ["0.9", "0.95", "0.99"], "Target sparsities.")
 flags.DEFINE_list("scopes", ["floor0", "floor0.1"],
-                  "Mask scopes: floorF (global ranking with layer_floor=F) or layer.")
+                  "Mask scopes: floorF (global ranking with layer_floor=F), floorF-norescale "
+                  "(the same with rescale=False) or layer.")
 flags.DEFINE_list("methods", ["bip"], "bip (no fairness) and/or bifp.")
 flags.DEFINE_integer("seeds", 2, "Seeds first_seed..N-1 (one dense model per model and seed).")
 flags.DEFINE_integer("first_seed", 0, "The first seed (to run seeds in separate processes).")
@@ -68,6 +69,8 @@ flags.DEFINE_float("mobilenet_width", 0.35, "MobileNetV2 width multiplier.")
 flags.DEFINE_enum("keras", "2", ["2", "3"], "Keras flavour: 2 (tf_keras) or 3.")
 flags.DEFINE_bool("quick", False, "A seconds-scale smoke run (tiny data, one cell each); "
                   "writes to a temporary file and not into BENCHMARKS.md.")
+flags.DEFINE_string("note", "", "A paragraph appended to the BENCHMARKS.md section (how the "
+                    "run was split, what it left out).")
 flags.DEFINE_bool("render_only", False, "Only re-render BENCHMARKS.md from the rows.")
 flags.DEFINE_bool("write_docs", True, "Render into BENCHMARKS.md.")
 flags.DEFINE_string("layer_floor_output",
@@ -76,7 +79,8 @@ flags.DEFINE_string("layer_floor_output",
 
 COLLAPSE_SHARE = 0.99
 SCOPE_LABELS = {"floor0": "global, floor 0 (pure)", "floor0.1": "global, floor 0.1 (default)",
-                "layer": "layer"}
+                "floor0-norescale": "global, floor 0, rescale=False",
+                "floor0.1-norescale": "global, floor 0.1, rescale=False", "layer": "layer"}
 
 
 def scope_args(scope):
@@ -88,7 +92,10 @@ def scope_args(scope):
   if scope == "layer":
     return "_layer", {}
   if scope.startswith("floor"):
-    return "", {"layer_floor": float(scope[len("floor"):])}
+    value, _, option = scope[len("floor"):].partition("-")
+    if option not in ("", "norescale"):
+      raise ValueError(f"Unknown scope {scope!r}: floorF or floorF-norescale.")
+    return "", dict({"layer_floor": float(value)}, **({"rescale": False} if option else {}))
   raise ValueError(f"Unknown scope {scope!r}: layer or floorF (e.g. floor0.1).")
 
 
@@ -283,6 +290,8 @@ def main(argv):
     run(path)
   rows = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
   text = render(rows)
+  if FLAGS.note:
+    text += "\n\n" + FLAGS.note.strip()
   if FLAGS.write_docs:
     bench_utils.write_section("layer_floor", text)
   print(text)

@@ -64,6 +64,7 @@ def test_layer_floor_benchmark_counts_emptied_layers_and_renders():
   import benchmark_layer_floor as lf  # pylint: disable=g-import-not-at-top
   assert lf.scope_args("layer") == ("_layer", {})
   assert lf.scope_args("floor0.1") == ("", {"layer_floor": 0.1})
+  assert lf.scope_args("floor0-norescale") == ("", {"layer_floor": 0.0, "rescale": False})
   with pytest.raises(ValueError, match="scope"):
     lf.scope_args("global")
   model = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(32, name="hidden"),
