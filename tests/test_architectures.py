@@ -1,6 +1,9 @@
 """Architectures users bring (issue 19): operation nodes, integer inputs, mixed
 precision, multi-output, custom layers, attention, depthwise policy, RNN export."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -68,7 +71,8 @@ def mixed_float16(k):
 
 
 @pytest.mark.parametrize("with_fairness", [False, True])
-def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with_fairness):
+def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with_fairness,
+                                                             tmp_path):
   k = mixed_float16
   from tf_fairprune.fairness import ExcessDegradation  # pylint: disable=g-import-not-at-top
   model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu", name="hidden"),
@@ -89,6 +93,54 @@ def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with
   moved = [np.abs(v.numpy() - b).max() for v, b in zip(pruned.trainable_variables, before)]
   assert max(moved) > 0
   assert float(pruned.measured_sparsity()) == pytest.approx(0.5, abs=0.01)
+  if not with_fairness:  # Strip, then export a float32 copy as the README says.
+    stripped = tf_fairprune.strip_fair_pruning(pruned)
+    assert stripped.layers[-1].compute_dtype == "float16"
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                               atol=1e-2)
+    namespace = {"keras": k, "tf_fairprune": tf_fairprune, "pruned": pruned, "x": x}
+    block = _readme_blocks("### Mixed precision")[0]
+    exec(block.replace("/tmp/model.tflite", str(tmp_path / "m.tflite")), namespace)  # pylint: disable=exec-used
+    copy = namespace["float32_copy"](stripped)
+    assert all(l.compute_dtype == "float32" for l in copy.layers)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), stripped.predict(x, verbose=0),
+                               atol=1e-2)
+    result = namespace["result"]
+    assert result.max_abs_diff < 1e-4
+    assert result.weight_sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def _readme_blocks(title):
+  """The python code blocks of the README section `title`."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+  section = text.split(f"\n{title}\n", 1)[1].split("\n##", 1)[0]
+  return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_policy_set_after_build_is_not_followed(k, tmp_path):
+  """Keras' convention (and TFMOT's): layers keep the dtype policy they were built with.
+  A model built under float32 stays float32 when `mixed_float16` is set afterwards —
+  its copies, the wrappers around them and the stripped model too (README)."""
+  model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu", name="hidden"),
+                        k.layers.Dense(1, name="logits")])
+  k.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    pruned = tf_fairprune.fair_prune_wrapper(model, target_sparsity=0.5)
+    for w in pruned.fair_prune_wrappers:
+      assert w.compute_dtype == w.layer.compute_dtype == "float32"
+    compile_binary(pruned, lr=0.1)
+    x = np.random.default_rng(0).standard_normal((32, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    history = pruned.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert pruned(x[:4]).dtype == "float32"
+    stripped = tf_fairprune.strip_fair_pruning(pruned)
+    assert all(l.compute_dtype == "float32" for l in stripped.layers)
+    # No float16 rounding anywhere: the stripped model computes exactly as the wrapped one.
+    np.testing.assert_array_equal(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0))
+  finally:
+    k.mixed_precision.set_global_policy("float32")
 
 
 def _two_output_model(k):

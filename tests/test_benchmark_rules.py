@@ -56,3 +56,39 @@ def test_make_optimizer():
   assert float(pipeline.make_optimizer("adam:0.001").learning_rate) == pytest.approx(0.001)
   sgd = pipeline.make_optimizer("sgd:0.03")
   assert float(sgd.learning_rate) == pytest.approx(0.03) and sgd.momentum == 0.9
+
+
+def test_layer_floor_benchmark_counts_emptied_layers_and_renders():
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  import tf_fairprune  # pylint: disable=g-import-not-at-top
+  import benchmark_layer_floor as lf  # pylint: disable=g-import-not-at-top
+  assert lf.scope_args("layer") == ("_layer", {})
+  assert lf.scope_args("floor0.1") == ("", {"layer_floor": 0.1})
+  assert lf.scope_args("floor0-norescale") == ("", {"layer_floor": 0.0, "rescale": False})
+  with pytest.raises(ValueError, match="scope"):
+    lf.scope_args("global")
+  model = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(32, name="hidden"),
+                               tf_keras.layers.Dense(4, name="out")])
+  model.get_layer("out").set_weights([w * 1e-6 for w in model.get_layer("out").get_weights()])
+  pure = tf_fairprune.fair_prune_wrapper(model, 0.9, layer_floor=0.0)
+  floored = tf_fairprune.fair_prune_wrapper(model, 0.9)
+  assert lf.emptied_layers(pure)[0] == ["out"]  # Global ranking empties the small layer.
+  empty, density = lf.emptied_layers(floored)
+  assert empty == [] and 0 < density["out"] < density["hidden"]
+
+  def row(seed, scope, accuracy, emptied, share):
+    return {"model": "resnet10", "width": 8, "seed": seed, "method": "bip", "scope": scope,
+            "target_sparsity": 0.99, "accuracy": accuracy, "performance_gap": 0.05,
+            "degradation_gap": 0.02, "max_excess_gap": 0.01, "emptied_layers": emptied,
+            "wrapped_layers": 13, "collapsed": share >= lf.COLLAPSE_SHARE,
+            "group_size": {"a": 950, "b": 50}, "train_rows": 3000, "epochs": 2,
+            "dense_epochs": 4, "keras": "2"}
+  dense = dict(row(0, "dense", 0.8, [], 0.1), method="dense", target_sparsity=0.0)
+  rows = [dense, row(0, "floor0", 0.1, ["a", "b"], 1.0), row(1, "floor0", 0.3, ["a"], 0.5),
+          row(1, "floor0", 0.9, [], 0.1),  # The same run twice: the first one counts.
+          row(0, "floor0.1", 0.7, [], 0.2)]
+  text = lf.render(rows)
+  assert "colored Fashion-MNIST (semi-synthetic)" in text and "Test group sizes: a 950, b 50" in text
+  assert "| BiP | 99% | global, floor 0 (pure) | 20.0 ± 14.1 |" in text
+  assert "| n/a | 1.5 / 13 | 1/2 |" in text
+  assert "| BiP | 99% | global, floor 0.1 (default) | 70.0 ± 0.0 |" in text

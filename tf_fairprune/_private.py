@@ -89,6 +89,12 @@ def is_graph_network(model):
   return bool(getattr(model, "_is_graph_network", False))
 
 
+def dtype_policy(layer):
+  """The dtype policy `layer` was built with (Keras 3's public property; tf_keras keeps
+  it private on some layers)."""
+  return getattr(layer, "dtype_policy", None) or layer._dtype_policy  # pylint: disable=protected-access
+
+
 def compile_config(model):
   """The dict of compile arguments a saved tf_keras / Keras 3 model compiles again with."""
   return model._compile_config.config  # pylint: disable=protected-access

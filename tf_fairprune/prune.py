@@ -122,7 +122,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
     raise cloning.type_error(to_prune)
   wrapper_cls = flavour.classes.FairPruneWrapper
   if not isinstance(to_prune, flavour.keras.Model):
-    return wrapper_cls(to_prune, **structure)
+    return wrapper_cls(to_prune, **structure, dtype=_private.dtype_policy(to_prune))
   cloning.check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
@@ -197,7 +197,12 @@ class WrappingPolicy:
           {**layer.get_config(),
            "layer": self.flavour.keras.layers.serialize(cloning.copy_layer(layer.layer))})
     new = cloning.copy_layer(layer)
-    return self.wrapper_cls(new, **self.structure) if self.wraps(layer) else new
+    if not self.wraps(layer):
+      return new
+    # A wrapper computes in its layer's dtype policy, not the global one: a layer keeps
+    # the policy it was built with (Keras' and TFMOT's convention), so a float32 model
+    # stays float32 when mixed_float16 is set afterwards, wrappers included.
+    return self.wrapper_cls(new, **self.structure, dtype=_private.dtype_policy(new))
 
 
 def _construct(model, policy, **model_kwargs):
