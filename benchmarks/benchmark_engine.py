@@ -168,12 +168,26 @@ def build(name, method, sparsity, k=keras, x=None, y=None, jit_compile=False):
   return pruned, callbacks, packed
 
 
+class EpochTimerLogic(bench_utils.EpochTimerLogic):
+  """Wall time and process CPU time (all threads) of every epoch. On a shared machine
+  the CPU time moves less with other processes' load than the wall time."""
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self.cpu_times = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    super().on_epoch_begin(epoch, logs)
+    self._cpu_start = time.process_time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    super().on_epoch_end(epoch, logs)
+    self.cpu_times.append(time.process_time() - self._cpu_start)
+
+
 def epoch_timer(k):
-  """bench_utils.EpochTimer as a callback of the Keras module `k`."""
-  if k is keras:
-    return bench_utils.EpochTimer()
-  return tf_fairprune.flavours.derive(bench_utils.EpochTimerLogic, k.callbacks.Callback,
-                                      "EpochTimer")()
+  """EpochTimerLogic as a callback of the Keras module `k`."""
+  return tf_fairprune.flavours.derive(EpochTimerLogic, k.callbacks.Callback, "EpochTimer")()
 
 
 def selected_configs():
@@ -184,7 +198,8 @@ def selected_configs():
 
 
 def time_interleaved(name, configs, x, y, batch, rounds, log=print):
-  """{label: [seconds of each timed epoch]}, round r's epochs all adjacent.
+  """({label: [wall seconds of each timed epoch]}, {label: [CPU seconds]}), round r's
+  epochs all adjacent.
 
   Each configuration is built and its step traced (one warm-up epoch) first; then each
   round fits one epoch of every configuration, in an order rotated every round so that
@@ -200,6 +215,7 @@ def time_interleaved(name, configs, x, y, batch, rounds, log=print):
     model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks + [timer])
     built[label(config)] = (model, callbacks, inputs, timer)
   times = {lab: [] for lab in built}
+  cpu = {lab: [] for lab in built}
   labels = list(built)
   for r in range(rounds):
     order = labels[r % len(labels):] + labels[:r % len(labels)]
@@ -207,9 +223,10 @@ def time_interleaved(name, configs, x, y, batch, rounds, log=print):
       model, callbacks, inputs, timer = built[lab]
       model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks + [timer])
       times[lab].append(timer.times[-1])
+      cpu[lab].append(timer.cpu_times[-1])
     log(f"{name} round {r}: " + ", ".join(f"{lab} {times[lab][-1] * 1000:.0f}" for lab in labels)
         + " ms", flush=True)
-  return times
+  return times, cpu
 
 
 def summarize(times, reference="tfmot/2"):
@@ -340,8 +357,9 @@ def main(argv):
     entry = {"rows": len(x), "batch": batch, "steps_per_epoch": -(-len(x) // batch),
              "params": make_model(name).count_params()}
     if "time" in FLAGS.parts:
-      times = time_interleaved(name, configs, x, y, batch, FLAGS.runs)
-      entry.update(epoch_seconds=times, summary=summarize(times))
+      times, cpu = time_interleaved(name, configs, x, y, batch, FLAGS.runs)
+      entry.update(epoch_seconds=times, epoch_cpu_seconds=cpu, summary=summarize(times),
+                   cpu_summary=summarize(cpu))
     if "memory" in FLAGS.parts:
       entry["memory"] = {label(c): measure_memory(name, c) for c in MEMORY_CONFIGS
                          if c in configs}
@@ -383,6 +401,7 @@ def render(results):
   met = []
   for name, r in results["models"].items():
     summary = r.get("summary", {})
+    cpu = r.get("cpu_summary", {})
     mem = r.get("memory", {})
     tfmot_mem = mem.get("tfmot/2", {}).get("peak_rss_mb")
     for lab, st in summary.items():
@@ -392,6 +411,7 @@ def render(results):
                    f"{st['fastest'] * 1000:.0f}",
                    f"{st['median'] * 1000:.0f} [{st['q1'] * 1000:.0f}–{st['q3'] * 1000:.0f}]",
                    _ratio_cell(st),
+                   f"{cpu[lab]['paired_median']:.2f}" if "paired_median" in cpu.get(lab, {}) else "n/a",
                    f"{m['peak_rss_mb']:.0f} ({m['peak_rss_mb'] / tfmot_mem:.2f}×)" if m and tfmot_mem
                    else ""])
     for version in ("2", "3"):
@@ -435,11 +455,12 @@ rounds each fit one epoch of every configuration, interleaved in one process (or
 rotated each round). Columns: the fastest epoch; the median epoch [quartiles]; the
 ratios to TFMOT: fastest / fastest, median / median, and the median [quartiles] of the
 per-round ratios (each epoch over TFMOT's epoch of the same round — the figure least
-moved by other load on the machine). Memory: one fresh process per configuration, RSS
+moved by other load on the machine); and the per-round ratio of the process's CPU time
+per epoch (all threads), which other processes' load moves less than the wall time. Memory: one fresh process per configuration, RSS
 sampled every millisecond during `fit` (peak, and its ratio to TFMOT's).
 Load average before / after: {' / '.join(f'{a:.1f}' for a in results.get('load_average_before', [0])[:1] + results.get('load_average_after', [0])[:1])}.
 
-{bench_utils.table(["model", "configuration", "Keras", "fastest ms/epoch", "median ms/epoch", "× TFMOT: fastest / median / per-round", "peak RSS MB (× TFMOT)"], rows)}
+{bench_utils.table(["model", "configuration", "Keras", "fastest ms/epoch", "median ms/epoch", "× TFMOT: fastest / median / per-round", "CPU time × TFMOT (per-round median)", "peak RSS MB (× TFMOT)"], rows)}
 
 Targets (issue 20: BiP ≤ 1.1×, BiFP default ≤ 1.3× TFMOT's epoch):
 {chr(10).join(met)}

@@ -60,6 +60,22 @@ flags.DEFINE_integer("timing_epochs", 5, "Unprofiled epochs timed per configurat
                      "(fastest reported).")
 flags.DEFINE_integer("top_ops", 0, "Also list this many most expensive op names.")
 flags.DEFINE_string("profile_output", None, "Also write the results as JSON here.")
+flags.DEFINE_bool("profile_markdown", False, "Write the summary table into BENCHMARKS.md "
+                  "(section engine_profile).")
+
+# The table of BENCHMARKS.md groups the parts.
+GROUPS = collections.OrderedDict([
+    ("model forward + backward (incl. task loss)",
+     ("model_forward", "tfmot_forward", "task_loss", "gradients")),
+    ("mask re-rank (top-k, in a cond)", ("mask_update",)),
+    ("optimizers (weights; scores)", ("apply_weights", "apply_scores", "optimizer (other)")),
+    ("implicit-gradient term", ("implicit_grad",)),
+    ("finite check", ("finite_check",)),
+    ("fairness: group statistics, penalty, multipliers",
+     ("fair_stats", "fair_penalty", "multiplier_update")),
+    ("metrics and logs", ("metrics", "logs")),
+    ("step guard, unpack, other", ("guard_snapshot", "guard_finish", "unpack", "other")),
+])
 
 # The parts of the step, as (scope name, what it is). Innermost scope wins.
 PARTS = collections.OrderedDict([
@@ -81,6 +97,23 @@ PARTS = collections.OrderedDict([
     ("logs", "logs (metric results)"),
 ])
 _OPTIMIZER_SCOPES = {}
+
+
+PROFILE_TEXT = """### Where the step's time goes
+
+Command: `python benchmarks/profile_step.py --profile_markdown` — machine: {machine},
+shared with other engineers' benchmarks (load average {load:.1f} at the end). The
+{model} of the engine benchmark, one profiled epoch per configuration after a traced
+warm-up: TensorFlow's profiler (`tf.profiler.experimental`), every op of the step read
+from the trace and attributed to the part of the step whose `tf.name_scope` (added at
+trace time by the script) it carries. ms/step = summed op time per step (two executor
+threads, so it can exceed the wall time; the profiler adds a roughly fixed cost to
+every op, so small ops weigh more than unprofiled) and its share of all op time. On
+Keras 3 the backward ops carry the forward scope (no `gradient_tape/` prefix), so the
+model's forward and backward are one row either way.
+
+{table}
+"""
 
 
 def _scoped(scope, fn):
@@ -248,12 +281,53 @@ def render(results):
   return "\n".join(lines)
 
 
+def group_of(part):
+  base = part.replace(" (backward)", "")
+  for group, parts in GROUPS.items():
+    if base in parts:
+      return group
+  return "step guard, unpack, other"
+
+
+def markdown(results):
+  """One table: op group × configuration, ms/step of op time and share."""
+  header = ["part of the step"] + [r["config"].replace("/2", " tf_keras").replace("/3", " Keras 3")
+                                   for r in results]
+  rows = []
+  for group in GROUPS:
+    row = [group]
+    for r in results:
+      ms = sum(p["ms_per_step"] for name, p in r["parts"].items() if group_of(name) == group)
+      row.append(f"{ms:.2f} ({ms / r['op_ms_per_step']:.0%})" if ms else "–")
+    rows.append(row)
+  rows.append(["**all ops** (summed over the 2 threads)"] +
+              [f"{r['op_ms_per_step']:.2f}" for r in results])
+  rows.append(["ops per step"] + [f"{r['ops_per_step']:.0f}" for r in results])
+  rows.append(["executor time outside ops"] +
+              [f"{r['executor_overhead_ms_per_step']:.2f}" for r in results])
+  rows.append(["step function wall (profiled)"] +
+              [f"{r['function_ms_per_step']:.2f}" for r in results])
+  rows.append(["epoch wall / steps (profiled)"] +
+              [f"{r['profiled_ms_per_step']:.2f}" for r in results])
+  rows.append(["epoch wall / steps, unprofiled (fastest of "
+               f"{FLAGS.timing_epochs})"] +
+              [f"{r['unprofiled_ms_per_step_fastest']:.2f}" for r in results])
+  import bench_utils  # pylint: disable=g-import-not-at-top
+  return bench_utils.table(header, rows)
+
+
 def main(argv):
   del argv
   instrument()
   x, y, batch = engine.make_data(FLAGS.model, False)
   results = [run_config(c, x, y, batch) for c in FLAGS.configs or DEFAULT_CONFIGS]
   print(render(results))
+  print(markdown(results))
+  if FLAGS.profile_markdown:
+    import bench_utils  # pylint: disable=g-import-not-at-top
+    bench_utils.write_section("engine_profile", PROFILE_TEXT.format(
+        model=FLAGS.model, machine=bench_utils.machine(), table=markdown(results),
+        load=os.getloadavg()[0]))
   if FLAGS.profile_output:
     with open(FLAGS.profile_output, "w") as f:
       json.dump(results, f, indent=1)
