@@ -458,7 +458,7 @@ per-round ratios (each epoch over TFMOT's epoch of the same round — the figure
 moved by other load on the machine); and the per-round ratio of the process's CPU time
 per epoch (all threads), which other processes' load moves less than the wall time. Memory: one fresh process per configuration, RSS
 sampled every millisecond during `fit` (peak, and its ratio to TFMOT's).
-Load average before / after: {' / '.join(f'{a:.1f}' for a in results.get('load_average_before', [0])[:1] + results.get('load_average_after', [0])[:1])}.
+Load average before / after (1-minute; above the core count the machine was shared): {' / '.join(f'{a:.1f}' for a in results.get('load_average_before', [0])[:1] + results.get('load_average_after', [0])[:1])}.
 
 {bench_utils.table(["model", "configuration", "Keras", "fastest ms/epoch", "median ms/epoch", "× TFMOT: fastest / median / per-round", "CPU time × TFMOT (per-round median)", "peak RSS MB (× TFMOT)"], rows)}
 

@@ -60,6 +60,8 @@ flags.DEFINE_integer("timing_epochs", 5, "Unprofiled epochs timed per configurat
                      "(fastest reported).")
 flags.DEFINE_integer("top_ops", 0, "Also list this many most expensive op names.")
 flags.DEFINE_string("profile_output", None, "Also write the results as JSON here.")
+flags.DEFINE_string("profile_input", None, "Render the results of an earlier run "
+                    "(its --profile_output JSON) instead of profiling.")
 flags.DEFINE_bool("profile_markdown", False, "Write the summary table into BENCHMARKS.md "
                   "(section engine_profile).")
 
@@ -320,7 +322,11 @@ def main(argv):
   del argv
   instrument()
   x, y, batch = engine.make_data(FLAGS.model, False)
-  results = [run_config(c, x, y, batch) for c in FLAGS.configs or DEFAULT_CONFIGS]
+  if FLAGS.profile_input:
+    with open(FLAGS.profile_input) as f:
+      results = json.load(f)
+  else:
+    results = [run_config(c, x, y, batch) for c in FLAGS.configs or DEFAULT_CONFIGS]
   print(render(results))
   print(markdown(results))
   if FLAGS.profile_markdown:
