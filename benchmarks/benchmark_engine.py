@@ -3,9 +3,15 @@ r"""Cost of the bi-level step and size of the exported files (issue: pruning eng
 Measures, for an MLP and a small CNN on random data (the content of the data does not
 change the cost of a step):
 
-* epoch time of plain `fit` on the dense model, TFMOT `prune_low_magnitude`, and our
-  bi-level step (fairness off) in `joint` and `alternating` mode — all in one process,
-  interleaved, median over runs, reported as ratios;
+* epoch time of plain `fit` on the dense model, TFMOT `prune_low_magnitude`, our
+  bi-level step with fairness off (BiP: `joint`, `alternating`, masks re-ranked every 10
+  steps) and "BiFP default" (what `examples/fair_prune.py --method=bifp` builds:
+  `ExcessDegradation` ε = 0.01, Lagrangian, both levels, the dense model's outputs and
+  the group ids packed with the data; `+held-out` adds the `HeldOutFairness` callback on
+  a validation set of 10% of the rows, as the job does), on tf_keras and on Keras 3.
+  Every configuration is built and traced once, then timed one epoch at a time, all
+  configurations interleaved in one process (rotating order), many rounds: fastest,
+  median and spread, and the per-round ratio to TFMOT's epoch of the same round;
 * peak resident memory of each, each in a fresh subprocess (peak RSS, and the growth
   of RSS during `fit` over the RSS just before it);
 * TFLite file size at 50/80/90/95% unstructured sparsity, float and int8, relative to
@@ -42,15 +48,39 @@ from tf_fairprune._compat import tfmot  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small sizes and one timed epoch, for a smoke run.")
-flags.DEFINE_integer("runs", 3, "Timed runs per configuration (median reported).")
-flags.DEFINE_integer("epochs", 3, "Epochs per run; the first is warm-up and not timed.")
+flags.DEFINE_integer("runs", 12, "Rounds: timed epochs per configuration, interleaved.")
+flags.DEFINE_integer("epochs", 3, "Epochs per run of benchmark_keras3.py's engine timing "
+                     "(the first is warm-up); this script times `runs` single epochs.")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity for the training-cost runs.")
-flags.DEFINE_string("child", None, "Internal: run one memory measurement 'model:method'.")
+flags.DEFINE_string("child", None, "Internal: run one memory measurement "
+                    "'model:method:flavour'.")
 flags.DEFINE_string("output", os.path.join(bench_utils.ROOT, "benchmarks", "results",
                                            "engine.json"), "Where to write raw results.")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
-METHODS = ("dense", "tfmot", "bifp_joint", "bifp_alternating", "bifp_joint_f10")
+# (name, Keras flavour "2" = tf_keras / "3" = Keras 3): every timed configuration.
+CONFIGS = (("dense", "2"), ("tfmot", "2"), ("bip", "2"), ("bip_alternating", "2"),
+           ("bip_f10", "2"), ("bifp", "2"), ("bifp_held_out", "2"),
+           ("dense", "3"), ("bip", "3"), ("bip_alternating", "3"), ("bifp", "3"),
+           ("bifp_held_out", "3"))
+# Configurations whose peak memory is measured (a fresh process each).
+MEMORY_CONFIGS = (("dense", "2"), ("tfmot", "2"), ("bip", "2"), ("bifp", "2"),
+                  ("bip", "3"), ("bifp", "3"))
+flags.DEFINE_list("configs", None, "Only these configurations (labels such as bip/2, "
+                  "bifp/3); default all.")
+flags.DEFINE_list("models", ["mlp", "cnn"], "Models to time.")
+flags.DEFINE_bool("jit_compile", False, "Compile the bi-level steps with XLA.")
+flags.DEFINE_list("parts", ["time", "memory", "tflite", "topk"], "What to measure.")
+
+
+def label(config):
+  return f"{config[0]}/{config[1]}"
+
+
+def keras_of(version):
+  if str(version) == "2":
+    return keras
+  return tf_fairprune.flavours.keras3()
 
 
 def make_model(name, k=keras):
@@ -87,32 +117,137 @@ def _loss(name, k=keras):
   return k.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def build(name, method, sparsity, k=keras):
-  """Returns (compiled model, extra callbacks), built with the Keras module `k`."""
+def _groups(n):
+  """Group ids of the benchmark's rows: 30% in group 1 (a minority), the rest group 0."""
+  return (np.random.default_rng(1).random(n) < 0.3).astype("int32")
+
+
+def build(name, method, sparsity, k=keras, x=None, y=None, jit_compile=False):
+  """Returns (compiled model, extra callbacks, fit inputs), built with the Keras module `k`.
+
+  `method`: dense, tfmot, bip (BiP, `joint`), bip_alternating, bip_f10 (masks re-ranked
+  every 10 steps), bifp (BiFP default) or bifp_held_out (plus `HeldOutFairness` on the
+  last 10% of the rows `x`, `y`). The earlier names bifp_joint / bifp_alternating /
+  bifp_joint_f10 (fairness off) are the bip ones.
+  """
+  method = {"bifp_joint": "bip", "bifp_alternating": "bip_alternating",
+            "bifp_joint_f10": "bip_f10"}.get(method, method)
   model = make_model(name, k)
   opt = k.optimizers.SGD(0.01, momentum=0.9)
   if method == "dense":
     model.compile(opt, _loss(name, k))
-    return model, []
+    return model, [], x
   if method == "tfmot":
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
         model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, 0))
     pruned.compile(opt, _loss(name))
-    return pruned, [tfmot.sparsity.keras.UpdatePruningStep()]
-  parts = method.split("_")
+    return pruned, [tfmot.sparsity.keras.UpdatePruningStep()], x
+  if method.startswith("bip"):
+    pruned = tf_fairprune.fair_prune_wrapper(
+        model, sparsity, update_mode="alternating" if method == "bip_alternating" else "joint",
+        mask_update_frequency=10 if method == "bip_f10" else 1)
+    pruned.compile(optimizer=opt, mask_optimizer=k.optimizers.SGD(0.1, momentum=0.9),
+                   loss=_loss(name, k), jit_compile=jit_compile)
+    return pruned, [], x
+  # BiFP default, as benchmarks/pipeline.py's prune("bifp", ...) builds it.
+  outputs = model.predict(x, batch_size=1024, verbose=0) if x is not None else None
   pruned = tf_fairprune.fair_prune_wrapper(
-      model, sparsity, update_mode=parts[1],
-      mask_update_frequency=int(parts[2][1:]) if len(parts) > 2 else 1)
-  pruned.compile(optimizer=opt, loss=_loss(name, k))
-  return pruned, []
+      model, sparsity, fairness=[tf_fairprune.fairness.ExcessDegradation(tolerance=0.01)],
+      fairness_on=("weights", "mask"), num_groups=2)
+  pruned.set_reference_model(None)  # The dense outputs travel with the data.
+  pruned.compile(optimizer=opt, mask_optimizer=k.optimizers.SGD(0.1, momentum=0.9),
+                 loss=_loss(name, k), jit_compile=jit_compile)
+  packed = None
+  if x is not None:
+    packed = tf_fairprune.pack_group_data(x, _groups(len(x)), dense_outputs=outputs)
+  callbacks = []
+  if method == "bifp_held_out":
+    n_val = len(x) // 10
+    val = ({key: v[-n_val:] for key, v in packed.items()}, y[-n_val:])
+    callbacks = [tf_fairprune.HeldOutFairness(val, verbose=0)]
+  return pruned, callbacks, packed
 
 
-def time_epochs(name, method, x, y, batch):
-  model, callbacks = build(name, method, FLAGS.sparsity)
-  timer = bench_utils.EpochTimer()
-  model.fit(x, y, batch_size=batch, epochs=FLAGS.epochs, verbose=0,
-            callbacks=callbacks + [timer])
-  return timer.times[1:]  # Epoch 0 traces the step.
+class EpochTimerLogic(bench_utils.EpochTimerLogic):
+  """Wall time and process CPU time (all threads) of every epoch. On a shared machine
+  the CPU time moves less with other processes' load than the wall time."""
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self.cpu_times = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    super().on_epoch_begin(epoch, logs)
+    self._cpu_start = time.process_time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    super().on_epoch_end(epoch, logs)
+    self.cpu_times.append(time.process_time() - self._cpu_start)
+
+
+def epoch_timer(k):
+  """EpochTimerLogic as a callback of the Keras module `k`."""
+  return tf_fairprune.flavours.derive(EpochTimerLogic, k.callbacks.Callback, "EpochTimer")()
+
+
+def selected_configs():
+  chosen = CONFIGS
+  if FLAGS.configs:
+    chosen = [c for c in CONFIGS if label(c) in FLAGS.configs]
+  return [c for c in chosen if c[1] == "2" or tf_fairprune.flavours.keras3() is not None]
+
+
+def time_interleaved(name, configs, x, y, batch, rounds, log=print):
+  """({label: [wall seconds of each timed epoch]}, {label: [CPU seconds]}), round r's
+  epochs all adjacent.
+
+  Each configuration is built and its step traced (one warm-up epoch) first; then each
+  round fits one epoch of every configuration, in an order rotated every round so that
+  no configuration always follows the same one.
+  """
+  built = {}
+  for config in configs:
+    k = keras_of(config[1])
+    k.utils.set_random_seed(0)
+    model, callbacks, inputs = build(name, config[0], FLAGS.sparsity, k, x, y,
+                                     jit_compile=FLAGS.jit_compile and config[0] != "tfmot")
+    timer = epoch_timer(k)
+    model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks + [timer])
+    built[label(config)] = (model, callbacks, inputs, timer)
+  times = {lab: [] for lab in built}
+  cpu = {lab: [] for lab in built}
+  labels = list(built)
+  for r in range(rounds):
+    order = labels[r % len(labels):] + labels[:r % len(labels)]
+    for lab in order:
+      model, callbacks, inputs, timer = built[lab]
+      model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks + [timer])
+      times[lab].append(timer.times[-1])
+      cpu[lab].append(timer.cpu_times[-1])
+    log(f"{name} round {r}: " + ", ".join(f"{lab} {times[lab][-1] * 1000:.0f}" for lab in labels)
+        + " ms", flush=True)
+  return times, cpu
+
+
+def summarize(times, reference="tfmot/2"):
+  """Per configuration: fastest, median, quartiles (s/epoch) and the ratios to
+  `reference`: of the fastest epochs, of the medians, and the median (quartiles) of
+  the per-round ratios (each epoch over the reference's epoch of the same round)."""
+  out = {}
+  ref = np.asarray(times.get(reference, []), dtype=float)
+  for lab, t in times.items():
+    t = np.asarray(t, dtype=float)
+    entry = {"fastest": float(t.min()), "median": float(np.median(t)),
+             "q1": float(np.percentile(t, 25)), "q3": float(np.percentile(t, 75))}
+    if len(ref) == len(t) and len(t):
+      paired = t / ref
+      entry.update({"fastest_ratio": float(t.min() / ref.min()),
+                    "median_ratio": float(np.median(t) / np.median(ref)),
+                    "paired_median": float(np.median(paired)),
+                    "paired_q1": float(np.percentile(paired, 25)),
+                    "paired_q3": float(np.percentile(paired, 75))})
+    out[lab] = entry
+  return out
 
 
 def _rss_mb():
@@ -140,19 +275,19 @@ class _RssSampler(threading.Thread):
 
 
 def child(spec):
-  name, method = spec.split(":")
+  name, method, version = spec.split(":")
   x, y, batch = make_data(name, FLAGS.quick)
-  model, callbacks = build(name, method, FLAGS.sparsity)
+  model, callbacks, inputs = build(name, method, FLAGS.sparsity, keras_of(version), x, y)
   before = _rss_mb()
   sampler = _RssSampler()
   sampler.start()
-  model.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=callbacks)
+  model.fit(inputs, y, batch_size=batch, epochs=2, verbose=0, callbacks=callbacks)
   peak = sampler.stop()
   print(json.dumps({"peak_rss_mb": peak, "fit_growth_mb": peak - before}))
 
 
-def measure_memory(name, method):
-  args = [sys.executable, os.path.abspath(__file__), f"--child={name}:{method}",
+def measure_memory(name, config):
+  args = [sys.executable, os.path.abspath(__file__), f"--child={name}:{config[0]}:{config[1]}",
           f"--sparsity={FLAGS.sparsity}"] + (["--quick"] if FLAGS.quick else [])
   out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=1200)
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -208,53 +343,90 @@ def main(argv):
     child(FLAGS.child)
     return
   if FLAGS.quick:
-    FLAGS.runs, FLAGS.epochs = 1, 2
+    FLAGS.runs = 2
+  previous = {}
+  if os.path.exists(FLAGS.output):
+    with open(FLAGS.output) as f:
+      previous = json.load(f)
   results = {"machine": bench_utils.machine(), "sparsity": FLAGS.sparsity, "runs": FLAGS.runs,
-             "timed_epochs_per_run": FLAGS.epochs - 1, "models": {}}
-  for name in ("mlp", "cnn"):
+             "jit_compile": FLAGS.jit_compile, "load_average_before": os.getloadavg(),
+             "models": {}}
+  configs = selected_configs()
+  for name in FLAGS.models:
     x, y, batch = make_data(name, FLAGS.quick)
-    times = {m: [] for m in METHODS}
-    for run in range(FLAGS.runs):  # Interleaved, so drifts hit every method alike.
-      for method in METHODS:
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(run)
-        times[method] += time_epochs(name, method, x, y, batch)
-        print(f"{name} run {run} {method}: {times[method][-1]:.3f}s/epoch", flush=True)
-    memory = {m: measure_memory(name, m) for m in METHODS}
-    results["models"][name] = {
-        "rows": len(x), "batch": batch, "steps_per_epoch": -(-len(x) // batch),
-        "params": make_model(name).count_params(),
-        "epoch_seconds": times, "median_epoch_seconds": {m: bench_utils.median(t) for m, t in times.items()},
-        "memory": memory}
-  results["tflite"] = file_sizes()
-  mlp = make_model("mlp")
-  results["topk_ms"] = time_topk([tuple(w.shape) for w in mlp.weights if "kernel" in w.name])
+    entry = {"rows": len(x), "batch": batch, "steps_per_epoch": -(-len(x) // batch),
+             "params": make_model(name).count_params()}
+    if "time" in FLAGS.parts:
+      times, cpu = time_interleaved(name, configs, x, y, batch, FLAGS.runs)
+      entry.update(epoch_seconds=times, epoch_cpu_seconds=cpu, summary=summarize(times),
+                   cpu_summary=summarize(cpu))
+    if "memory" in FLAGS.parts:
+      entry["memory"] = {label(c): measure_memory(name, c) for c in MEMORY_CONFIGS
+                         if c in configs}
+    results["models"][name] = entry
+  results["load_average_after"] = os.getloadavg()
+  if "tflite" in FLAGS.parts:
+    results["tflite"] = file_sizes()
+  elif "tflite" in previous:
+    results["tflite"] = previous["tflite"]
+  if "topk" in FLAGS.parts:
+    mlp = make_model("mlp")
+    results["topk_ms"] = time_topk([tuple(w.shape) for w in mlp.weights if "kernel" in w.name])
+  elif "topk_ms" in previous:
+    results["topk_ms"] = previous["topk_ms"]
   os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
   with open(FLAGS.output, "w") as f:
     json.dump(results, f, indent=1)
+  text = render(results)
   if FLAGS.write_markdown and not FLAGS.quick:
-    bench_utils.write_section("engine", render(results))
-  print(render(results))
+    bench_utils.write_section("engine", text)
+  print(text)
+
+
+NAMES = {"dense": "dense `fit`", "tfmot": "TFMOT `prune_low_magnitude`", "bip": "BiP (`joint`)",
+         "bip_alternating": "BiP `alternating`", "bip_f10": "BiP, re-rank every 10 steps",
+         "bifp": "**BiFP default**", "bifp_held_out": "BiFP default + `HeldOutFairness`"}
+FLAVOURS = {"2": "tf_keras", "3": "Keras 3"}
+
+
+def _ratio_cell(s):
+  if "fastest_ratio" not in s:
+    return "n/a"
+  return (f"{s['fastest_ratio']:.2f} / {s['median_ratio']:.2f} / {s['paired_median']:.2f} "
+          f"[{s['paired_q1']:.2f}–{s['paired_q3']:.2f}]")
 
 
 def render(results):
   rows = []
   met = []
   for name, r in results["models"].items():
-    med = r["median_epoch_seconds"]
-    mem = r["memory"]
-    for method in METHODS:
-      rows.append([name, method, f"{med[method] * 1000:.0f}",
-                   f"{med[method] / med['dense']:.2f}", f"{med[method] / med['tfmot']:.2f}",
-                   f"{mem[method]['peak_rss_mb']:.0f}", f"{mem[method]['fit_growth_mb']:.0f}",
-                   f"{mem[method]['peak_rss_mb'] / mem['tfmot']['peak_rss_mb']:.2f}"])
-    ratio = med["bifp_joint"] / med["tfmot"]
-    mratio = mem["bifp_joint"]["peak_rss_mb"] / mem["tfmot"]["peak_rss_mb"]
-    met.append(f"- {name}: time of `joint` = {ratio:.2f}× TFMOT (target ≤ 1.5×: "
-               f"{'met' if ratio <= 1.5 else 'missed'}); peak memory {mratio:.2f}× TFMOT "
-               f"(target ≤ 1.5×: {'met' if mratio <= 1.5 else 'missed'}); `alternating` = "
-               f"{med['bifp_alternating'] / med['tfmot']:.2f}× TFMOT; `joint` with masks "
-               f"re-ranked every 10 steps = {med['bifp_joint_f10'] / med['tfmot']:.2f}× TFMOT.")
+    summary = r.get("summary", {})
+    cpu = r.get("cpu_summary", {})
+    mem = r.get("memory", {})
+    tfmot_mem = mem.get("tfmot/2", {}).get("peak_rss_mb")
+    for lab, st in summary.items():
+      method, version = lab.split("/")
+      m = mem.get(lab)
+      rows.append([name, NAMES.get(method, method), FLAVOURS[version],
+                   f"{st['fastest'] * 1000:.0f}",
+                   f"{st['median'] * 1000:.0f} [{st['q1'] * 1000:.0f}–{st['q3'] * 1000:.0f}]",
+                   _ratio_cell(st),
+                   f"{cpu[lab]['paired_median']:.2f}" if "paired_median" in cpu.get(lab, {}) else "n/a",
+                   f"{m['peak_rss_mb']:.0f} ({m['peak_rss_mb'] / tfmot_mem:.2f}×)" if m and tfmot_mem
+                   else ""])
+    for version in ("2", "3"):
+      for method, target in (("bip", 1.1), ("bifp", 1.3)):
+        st = summary.get(f"{method}/{version}")
+        if not st or "fastest_ratio" not in st:
+          continue
+        worst = max(st["fastest_ratio"], st["paired_median"])
+        met.append(f"- {name}, {FLAVOURS[version]}, {NAMES[method].strip('*')}: "
+                   f"{st['fastest_ratio']:.2f}× TFMOT (fastest epochs), "
+                   f"{st['paired_median']:.2f}× (median of per-round ratios) — target ≤ "
+                   f"{target}×: {'met' if worst <= target else 'missed'}.")
+    if "bip_alternating/2" in summary and "fastest_ratio" in summary["bip_alternating/2"]:
+      met.append(f"- {name}: `alternating` (two passes) = "
+                 f"{summary['bip_alternating/2']['paired_median']:.2f}× TFMOT on tf_keras.")
   size_rows = []
   sizes = results["tflite"]
   for name in ("mlp", "cnn"):
@@ -269,21 +441,28 @@ def render(results):
                      for n, r in results["models"].items())
   return f"""## Pruning engine: training cost, memory, TFLite size
 
-Command: `python benchmarks/benchmark_engine.py` — machine: {results['machine']}.
-Models ({models}) on random data; sparsity {results['sparsity']:.0%}; fairness off (this is
-the BiP step); SGD(0.01, momentum 0.9) for the weights, SGD(0.1, momentum 0.9) for the
-scores; TFMOT: `prune_low_magnitude` with `ConstantSparsity` and `UpdatePruningStep`.
-Epoch time: median over {results['runs']} runs × {results['timed_epochs_per_run']} timed epochs
-(first epoch of each run is warm-up), all methods interleaved in one process. Memory: one
-fresh process per method, RSS sampled every millisecond during `fit` (peak, and growth
-over the RSS just before `fit`).
+Command: `python benchmarks/benchmark_engine.py` — machine: {results['machine']}{', steps compiled with XLA' if results.get('jit_compile') else ''}.
+Models ({models}) on random data; sparsity {results['sparsity']:.0%}; SGD(0.01, momentum
+0.9) for the weights, SGD(0.1, momentum 0.9) for the scores; TFMOT: `prune_low_magnitude`
+with `ConstantSparsity` and `UpdatePruningStep` (tf_keras only). BiP: fairness off.
+**BiFP default**: what `examples/fair_prune.py --method=bifp` builds (`ExcessDegradation`,
+ε = 0.01, Lagrangian, on both levels; the dense model's outputs and the group ids — 30% in
+the minority group — packed with the data, no reference model call in the step);
+`+ HeldOutFairness`: the same with the job's held-out steering on 10% of the rows.
 
-{bench_utils.table(["model", "method", "ms/epoch", "× dense", "× TFMOT", "peak RSS in fit MB", "RSS growth in fit MB", "peak × TFMOT"], rows)}
+Every configuration is built and traced once (one warm-up epoch), then {results['runs']}
+rounds each fit one epoch of every configuration, interleaved in one process (order
+rotated each round). Columns: the fastest epoch; the median epoch [quartiles]; the
+ratios to TFMOT: fastest / fastest, median / median, and the median [quartiles] of the
+per-round ratios (each epoch over TFMOT's epoch of the same round — the figure least
+moved by other load on the machine); and the per-round ratio of the process's CPU time
+per epoch (all threads), which other processes' load moves less than the wall time. Memory: one fresh process per configuration, RSS
+sampled every millisecond during `fit` (peak, and its ratio to TFMOT's).
+Load average before / after (1-minute; above the core count the machine was shared): {' / '.join(f'{a:.1f}' for a in results.get('load_average_before', [0])[:1] + results.get('load_average_after', [0])[:1])}.
 
-`bifp_joint_f10` re-ranks the masks every 10 steps (`mask_update_frequency=10`; the
-scores still learn every step). TFMOT's default schedule re-ranks every 100 steps.
+{bench_utils.table(["model", "configuration", "Keras", "fastest ms/epoch", "median ms/epoch", "× TFMOT: fastest / median / per-round", "CPU time × TFMOT (per-round median)", "peak RSS MB (× TFMOT)"], rows)}
 
-Targets:
+Targets (issue 20: BiP ≤ 1.1×, BiFP default ≤ 1.3× TFMOT's epoch):
 {chr(10).join(met)}
 
 TFLite file size relative to the dense float32 file (magnitude masks, `export_tflite`'s

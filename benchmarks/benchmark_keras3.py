@@ -61,7 +61,7 @@ def engine_times():
       for label, method, version in CONFIGS:
         k = pipeline.keras_module(version)
         k.utils.set_random_seed(0)
-        model, callbacks = engine.build(name, method, FLAGS.sparsity, k)
+        model, callbacks, _ = engine.build(name, method, FLAGS.sparsity, k)
         timer = engine_timer(k)
         model.fit(x, y, batch_size=batch, epochs=FLAGS.epochs, verbose=0,
                   callbacks=callbacks + [timer])

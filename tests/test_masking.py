@@ -91,3 +91,34 @@ def test_topk_compiles_under_xla_with_a_dynamic_sparsity():
   for sparsity in (0.3, 0.8):
     np.testing.assert_array_equal(fn(tf.constant(sparsity)).numpy(),
                                   masking.topk_masks(scores, sparsity)[0].numpy())
+
+
+def _always_floored(scores, sparsity, floor):
+  """The floored global ranking computed in full (the definition the shortcut keeps)."""
+  flats = [tf.reshape(tf.abs(s), [-1]) for s in scores]
+  sizes = [int(f.shape[0]) for f in flats]
+  floors = masking.layer_floors(sizes, sparsity, floor)
+  raised = [tf.where(masking._sort_mask(f, n) > 0, float("inf"), f)  # pylint: disable=protected-access
+            for f, n in zip(flats, floors)]
+  joined = masking._sort_mask(tf.concat(raised, 0), masking.keep_count(sparsity, sum(sizes)))  # pylint: disable=protected-access
+  return [tf.reshape(m, s.shape) for m, s in zip(tf.split(joined, sizes), scores)]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])  # 1e-3: the floor binds on the small tensor.
+@pytest.mark.parametrize("ties", [False, True])
+def test_floor_shortcut_gives_the_floored_ranking(scale, ties):
+  rng = np.random.default_rng(3)
+  raw = [rng.random((40, 30)), rng.random((30, 7)) * scale, rng.random((7,))]
+  if ties:  # Few distinct values: ties at the threshold, inside and across tensors.
+    raw = [np.round(r * 8) / 8 * (scale if i == 1 else 1.0) for i, r in enumerate(raw)]
+  scores = [tf.constant(r, tf.float32) for r in raw]
+  for sparsity in (0.5, 0.9, 0.97):
+    expected = _always_floored(scores, sparsity, 0.1)
+    for method in masking.METHODS:
+      got = masking.topk_masks(scores, sparsity, method=method, floor=0.1)
+      for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{method} {sparsity}")
+    fn = tf.function(lambda s: masking.topk_masks(scores, s, method="bisect", floor=0.1),
+                     jit_compile=True)
+    for a, b in zip(fn(tf.constant(sparsity, tf.float64)), expected):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -124,6 +124,28 @@ def layer_floors(sizes, sparsity, floor):
   return [tf.where(fits, f, 0) for f in floors]
 
 
+def _with_floors(joined, flats, sizes, floors, k, select):
+  """The global top-k mask with every tensor keeping at least its floor.
+
+  Each tensor's own largest `floor` entries rank above everything (+inf), so the one
+  global top-k keeps them and fills the rest by magnitude: k stays exact. When the
+  plain global mask `joined` already keeps at least its floor in every tensor, that is
+  the answer (and the floored ranking is not computed): a tensor's entries in the
+  global top-k are its own top entries (the same order: magnitude, then position), so
+  its floor entries are among them, and raising entries that are already kept to +inf
+  changes no selection.
+  """
+  kept = [tf.reduce_sum(tf.cast(part, tf.int32)) for part in tf.split(joined, sizes)]
+  met = tf.reduce_all(tf.stack([c >= f for c, f in zip(kept, floors)]))
+
+  def floored():
+    raised = [tf.where(select(f, n) > 0, tf.constant(float("inf")), f)
+              for f, n in zip(flats, floors)]
+    return select(tf.concat(raised, axis=0), k)
+
+  return tf.cond(met, lambda: joined, floored)
+
+
 def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
   """Computes exact top-k masks of |scores|.
 
@@ -156,13 +178,11 @@ def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
     masks = [select(f, keep_count(sparsity, f.shape[0])) for f in flats]
   elif scope == "global":
     sizes = [f.shape[0] for f in flats]
+    k = keep_count(sparsity, sum(sizes))
+    joined = select(tf.concat(flats, axis=0), k)
     floors = layer_floors(sizes, sparsity, floor)
     if floors is not None:
-      # Each tensor's own largest `floor` entries rank above everything (+inf), so the
-      # one global top-k keeps them and fills the rest by magnitude: k stays exact.
-      flats = [tf.where(select(f, n) > 0, tf.constant(float("inf")), f)
-               for f, n in zip(flats, floors)]
-    joined = select(tf.concat(flats, axis=0), keep_count(sparsity, sum(sizes)))
+      joined = _with_floors(joined, flats, sizes, floors, k, select)
     masks = tf.split(joined, sizes)
   else:
     raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}.")

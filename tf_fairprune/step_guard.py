@@ -75,6 +75,10 @@ class GuardLogic:
   and `evaluate`.
   """
 
+  # tf_keras: the guard reads none of the logs, so batch hooks need not turn them into
+  # numpy values on its account (a host copy of every metric after every batch).
+  _supports_tf_logs = True
+
   def _guard(self):
     return self.model._step_guard  # pylint: disable=protected-access
 
@@ -122,6 +126,11 @@ class GuardLogic:
 
   def on_train_batch_end(self, batch, logs=None):
     guard = self._guard()
+    # Every bad training step sets `halted` (bad ids, non-finite values, unreadable
+    # labels), and nothing else moves the counters while it is 0: one read per batch
+    # when all is well, instead of four.
+    if not int(guard.halted.numpy()):
+      return
     where = int(guard.first_bad_step.numpy()) - self._epoch_start
     self._check_ids(f"at batch {where} of epoch {self._epoch} (counting from 0)")
     self._check_labels(f"by batch {batch} of epoch {self._epoch} (counting from 0)")
