@@ -16,6 +16,7 @@ from tf_fairprune import step_guard
 from tf_fairprune import training
 from tf_fairprune import wrapper
 from tf_fairprune._compat import keras
+from tf_fairprune.fairness import constraints
 from tf_fairprune.fairness import metrics
 
 
@@ -71,6 +72,10 @@ class TfKeras(flavours.Flavour):
 
 
 FLAVOUR = flavours.register(TfKeras())
+
+# The constraints are plain Python classes: registered so that .keras files hold them.
+for _constraint in constraints.CONSTRAINTS:
+  keras.saving.register_keras_serializable(package="tf_fairprune")(_constraint)
 
 @keras.saving.register_keras_serializable(package="tf_fairprune")
 class FairPruneWrapper(wrapper.FairPruneWrapperLogic, keras.layers.Wrapper):

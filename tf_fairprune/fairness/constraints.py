@@ -31,7 +31,6 @@ term is exactly zero at θ = θ_dense.
 
 import tensorflow as tf
 
-from tf_fairprune._compat import keras
 from tf_fairprune.fairness import enforcement as enforcement_lib
 from tf_fairprune.fairness import outcomes
 
@@ -248,7 +247,6 @@ def _all(values):
   return tf.ones_like(values)
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class PerformanceFairness(FairnessConstraint):
   """Accuracy gap between groups, max_g A_g − min_g A_g (paper Def. 1).
 
@@ -281,7 +279,6 @@ class _DegradationBase(FairnessConstraint):
     return [(dense_smooth - smooth, dense_hard - hard, _all(hard))]
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class DegradationFairness(_DegradationBase):
   """Gap in accuracy lost against the dense model, max_g R_g − min_g R_g (paper Defs. 2–3).
 
@@ -297,7 +294,6 @@ class DegradationFairness(_DegradationBase):
   default_name = "degradation_gap"
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class ExcessDegradation(_DegradationBase):
   """"Do no harm": no group loses more than ε beyond the average loss (Balancing Act).
 
@@ -326,7 +322,6 @@ class ExcessDegradation(_DegradationBase):
     return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class DemographicParity(FairnessConstraint):
   """Gap in selection rate P(ŷ = positive) between groups (fairlearn's name)."""
 
@@ -337,7 +332,6 @@ class DemographicParity(FairnessConstraint):
     return [(smooth, hard, _all(hard))]
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class EqualOpportunity(FairnessConstraint):
   """Gap in true-positive rate between groups."""
 
@@ -348,7 +342,6 @@ class EqualOpportunity(FairnessConstraint):
     return [(smooth, hard, outcomes.label_positive(y_true, y_pred, self.positive_class))]
 
 
-@keras.saving.register_keras_serializable(package="tf_fairprune")
 class EqualizedOdds(FairnessConstraint):
   """The larger of the TPR gap and the FPR gap between groups (fairlearn's definition)."""
 
@@ -361,5 +354,6 @@ class EqualizedOdds(FairnessConstraint):
     return [(smooth, hard, positive), (smooth, hard, 1.0 - positive)]
 
 
+# Registered with each flavour's Keras (keras2.py, keras3.py), so .keras files hold them.
 CONSTRAINTS = (PerformanceFairness, DegradationFairness, ExcessDegradation,
                DemographicParity, EqualOpportunity, EqualizedOdds)
