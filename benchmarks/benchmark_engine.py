@@ -187,7 +187,7 @@ class EpochTimerLogic(bench_utils.EpochTimerLogic):
 
 def epoch_timer(k):
   """EpochTimerLogic as a callback of the Keras module `k`."""
-  return tf_fairprune.flavours.derive(EpochTimerLogic, k.callbacks.Callback, "EpochTimer")()
+  return bench_utils.callback_class(EpochTimerLogic, k, "EpochTimer")()
 
 
 def selected_configs():

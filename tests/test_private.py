@@ -106,3 +106,13 @@ def test_tflite_converter_private_flag_exists():
   assert hasattr(converter, "_experimental_lower_tensor_list_ops")
   _private.keep_tensor_list_ops(converter)
   assert converter._experimental_lower_tensor_list_ops is False  # pylint: disable=protected-access
+
+
+def test_dtype_policy_and_state_unlocking_on_both_flavours(k):
+  layer = k.layers.Dense(2)
+  layer.build((None, 3))
+  assert _private.dtype_policy(layer).name == "float32"
+  flavour = flavours.of(layer)
+  with flavour.state_unlocked(layer):  # A built layer may still create a variable.
+    extra = layer.add_weight(name="extra", shape=(1,), initializer="zeros")
+  assert extra is not None

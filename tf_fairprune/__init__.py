@@ -23,7 +23,6 @@ from tf_fairprune import keras2  # Registers the tf_keras flavour and its classe
 from tf_fairprune import masking
 from tf_fairprune import training
 from tf_fairprune.callbacks import FairPruningSummaries
-from tf_fairprune.config import PruningConfig
 from tf_fairprune.export import export_tflite
 from tf_fairprune.export import TFLiteExport
 from tf_fairprune.fairness.held_out import HeldOutFairness
@@ -50,7 +49,6 @@ __all__ = [
     "FairPruningSummaries",
     "FairPruneWrapper",
     "HeldOutFairness",
-    "PruningConfig",
     "FunctionalFairPruneModel",
     "TFLiteExport",
     "export_tflite",

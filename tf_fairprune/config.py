@@ -1,12 +1,13 @@
 """`PruningConfig`: the pruning arguments of a model, in one place.
 
-Their defaults, their validation and their `get_config`/`from_config` live here and
-nowhere else: `fair_prune_wrapper`, both flavours' `FairPruneModel` classes and Keras 3's
+Their defaults, their validation (the constraints and levels excepted: the model's
+fairness objective checks those) and their `get_config`/`from_config` live here: `fair_prune_wrapper`, both flavours' `FairPruneModel` classes and Keras 3's
 deserialisation all build one. Keras (de)serialisation of the constraints is the
 flavour's (`serialize`/`deserialize` arguments), so this module imports no Keras.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -61,6 +62,10 @@ class PruningConfig:
     if not 0.0 <= floor <= 1.0:
       raise ValueError(f"layer_floor must be in [0, 1], got {self.layer_floor!r}.")
     self.layer_floor = floor
+    if isinstance(self.fairness_on, str):
+      self.fairness_on = (self.fairness_on,)  # One level; validated by the objective.
+    if hasattr(self.fairness, "penalty"):
+      self.fairness = [self.fairness]  # One constraint; validated by the objective.
     output = self.fairness_output
     if isinstance(output, bool) or (output is not None and not isinstance(output, (int, str))):
       raise TypeError(f"fairness_output must be an output's name or index, got {output!r}.")
@@ -91,7 +96,13 @@ class PruningConfig:
   def from_config(cls, config, deserialize):
     """The inverse of `get_config`; `deserialize` is the flavour's
     `deserialize_keras_object`. Keys this version does not know are ignored."""
-    config = {k: v for k, v in (config or {}).items() if k in cls.field_names()}
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(cls.field_names()))
+    if unknown:
+      warnings.warn(f"tf_fairprune: the saved pruning arguments {unknown} are unknown to this "
+                    "version and were ignored (saved by a newer version?).", UserWarning,
+                    stacklevel=2)
+    config = {k: v for k, v in config.items() if k in cls.field_names()}
     if "target_sparsity" in config:
       config["target_sparsity"] = pruning_schedule.deserialize(config["target_sparsity"])
     config["fairness"] = [deserialize(c) for c in config.get("fairness", [])]

@@ -144,11 +144,18 @@ def of(obj):
   for flavour in _REGISTERED.values():
     if flavour.owns(obj):
       return flavour
+  return _tf_keras()
+
+
+def _tf_keras():
+  if "tf_keras" not in _REGISTERED:
+    raise ImportError("tf_fairprune's tf_keras flavour is not registered yet: import "
+                      "tf_fairprune (not one of its modules alone) first.")
   return _REGISTERED["tf_keras"]
 
 
 def __getattr__(name):
   # `flavours.TF_KERAS`: the tf_keras table, registered by `keras2.py` on import.
   if name == "TF_KERAS":
-    return _REGISTERED["tf_keras"]
+    return _tf_keras()
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -178,7 +178,7 @@ def _pack_dataset(dataset, groups, num_groups):
 def unpack_group_data(x):
   """Splits packed inputs into (model inputs, group ids or None, dense reference or None).
 
-  The dense reference is a `fairness.objective.DenseReference` built from the packed
+  The dense reference is a `DenseReference` built from the packed
   dense outputs (or dense correctness), None if neither was packed.
   """
   if not isinstance(x, dict) or GROUP_KEY not in x:

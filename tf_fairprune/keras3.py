@@ -216,10 +216,12 @@ class FunctionalFairPruneModel(FairPruneModel, _Functional):
   def from_config(cls, config, custom_objects=None):
     config = dict(config)
     pruning = cls._pruning_config_from(config.pop("fair_pruning", {}))
-    # Keras 3 rebuilds a functional subclass through `cls(inputs=, outputs=, name=)`
-    # only: the pruning arguments are set on the model it returns (before it is built
-    # into a training step, so nothing has read the defaults yet).
+    # Keras 3 rebuilds a functional subclass through `cls(inputs=, outputs=, name=,
+    # trainable=, ...)` with no way to pass the pruning arguments: they are set on the
+    # model it returns, before anything has read the defaults. The defaults' objective
+    # has no constraints, hence no variables: nothing is created twice or reordered.
     model = _Functional.from_config.__func__(cls, config, custom_objects)
+    assert not model._objective.variables  # pylint: disable=protected-access
     model._init_fair_pruning(pruning)  # pylint: disable=protected-access
     return model
 

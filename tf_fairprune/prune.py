@@ -132,7 +132,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       implicit_gradient_scale=implicit_gradient_scale, update_mode=update_mode,
       mask_update_frequency=mask_update_frequency, fairness=fairness,
       fairness_on=fairness_on, num_groups=num_groups, fairness_output=fairness_output,
-      layer_floor=layer_floor)  # Validated before anything is copied.
+      layer_floor=layer_floor)  # Validated (constraints and levels by the model's objective).
   pruned = _construct(to_prune, policy, **config.as_kwargs())
   _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
   return pruned

@@ -75,9 +75,12 @@ class GuardLogic:
   and `evaluate`.
   """
 
-  # tf_keras: the guard reads none of the logs, so batch hooks need not turn them into
-  # numpy values on its account (a host copy of every metric after every batch).
-  _supports_tf_logs = True
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    # tf_keras: the guard reads none of the logs, so batch hooks need not turn them into
+    # numpy values on its account (a host copy of every metric after every batch). Set on
+    # the instance: tf_keras' Callback.__init__ sets it False there, hiding a class value.
+    self._supports_tf_logs = True
 
   def _guard(self):
     return self.model._step_guard  # pylint: disable=protected-access

@@ -41,8 +41,6 @@ from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
 from tf_fairprune.fairness import outcomes
 
-LEVELS = config_lib.LEVELS
-
 # `labels`: what the group statistics read (0/1 for a hinge loss's -1/1), `y` the loss's.
 _Batch = collections.namedtuple("_Batch", "x y sample_weight groups dense bad_ids labels")
 # `fair`: the objective's LevelLosses (weights, mask, shared).
@@ -149,8 +147,12 @@ class BiLevelTrainingMixin:
 
   def fair_pruning_config(self):
     """The pruning arguments of this model, JSON-serializable."""
-    config = dataclasses.replace(self._pruning_config, fairness=self.fairness,
-                                 fairness_on=self.fairness_on)
+    # The live values: the public attributes may have been set after construction.
+    config = dataclasses.replace(
+        self._pruning_config, fairness=self.fairness, fairness_on=self.fairness_on,
+        implicit_gradient_scale=self.implicit_gradient_scale, update_mode=self.update_mode,
+        num_groups=self.num_groups, fairness_output=self.fairness_output,
+        source_class=self._source_class)
     return config.get_config(self._flavour.keras.saving.serialize_keras_object)
 
   @classmethod

@@ -148,6 +148,9 @@ class FairPruneWrapperLogic:
                        f"last axis; {type(layer).__name__} '{layer.name}' stores them second "
                        "to last.")
     kwargs.setdefault("name", f"fair_prune_{layer.name}")
+    # The layer's dtype policy, not the global one (Keras' convention: a layer keeps the
+    # policy it was built with; see README "Mixed precision").
+    kwargs.setdefault("dtype", _private.dtype_policy(layer))
     super().__init__(layer, **kwargs)
     self._call_arg_names = set(inspect.signature(layer.call).parameters)
     self._targets = []
