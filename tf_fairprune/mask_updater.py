@@ -8,7 +8,6 @@ update frequency, and the method that suits the compiler (bisection under XLA).
 import numpy as np
 import tensorflow as tf
 
-from tf_fairprune import _private
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import replicas
@@ -89,15 +88,9 @@ class MaskUpdater:
 # ---------------------------------------------------------------- pruning-state queries
 # What a model's wrappers hold, read by the training step, the callbacks and the
 # export path. Functions of the model, not methods: they need only its layers.
-def wrappers_of(model):
-  """All `FairPruneWrapper` layers of `model`, nested models included, in order."""
-  return [l for l in _private.flatten_layers(model, include_self=False, recursive=True)
-          if wrapper_lib.is_wrapper(l)]
-
-
 def built_wrappers(model):
   """The wrappers whose scores exist (built)."""
-  return [w for w in wrappers_of(model) if w.score_variables]
+  return [w for w in wrapper_lib.wrappers_of(model) if w.score_variables]
 
 
 def level_variables(model):

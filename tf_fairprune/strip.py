@@ -4,18 +4,18 @@ import contextlib
 
 import numpy as np
 
-from tf_fairprune import _private
 from tf_fairprune import cloning
 from tf_fairprune import flavours
 from tf_fairprune import shrink as shrink_lib
 from tf_fairprune.wrapper import contains_wrappers
 from tf_fairprune.wrapper import is_wrapper
+from tf_fairprune.wrapper import wrappers_of
 
 
 def bake_masks(model):
   """Assigns m ⊙ θ to every masked variable of `model`'s wrappers; returns the old values."""
   saved = []
-  for w in (l for l in _private.flatten_layers(model, include_self=False) if is_wrapper(l)):
+  for w in wrappers_of(model):
     masked = w.masked_variables()
     for var in w.layer.weights:
       if id(var) in masked:

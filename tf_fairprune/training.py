@@ -36,6 +36,7 @@ from tf_fairprune import mask_updater as mask_updater_lib
 from tf_fairprune import outputs as outputs_lib
 from tf_fairprune import replicas
 from tf_fairprune import step_guard
+from tf_fairprune import wrapper as wrapper_lib
 from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.fairness import metrics as fair_metrics
 from tf_fairprune.fairness import objective as fairness_objective
@@ -196,7 +197,7 @@ class BiLevelTrainingMixin:
   @property
   def fair_prune_wrappers(self):
     """All `FairPruneWrapper` layers of the model, nested models included, in order."""
-    return mask_updater_lib.wrappers_of(self)
+    return wrapper_lib.wrappers_of(self)
 
   def _built_wrappers(self):
     return mask_updater_lib.built_wrappers(self)

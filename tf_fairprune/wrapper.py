@@ -71,9 +71,14 @@ def is_wrapper(obj):
   return isinstance(obj, FairPruneWrapperLogic)
 
 
+def wrappers_of(model):
+  """All `FairPruneWrapper` layers of `model`, nested models included, in order."""
+  return [l for l in _private.flatten_layers(model, include_self=False) if is_wrapper(l)]
+
+
 def contains_wrappers(model):
   """True if any layer of `model` (nested models included) is a FairPruneWrapper."""
-  return any(is_wrapper(l) for l in _private.flatten_layers(model, include_self=False))
+  return bool(wrappers_of(model))
 
 
 class FairPruneWrapperLogic:
