@@ -396,10 +396,7 @@ def main(argv):
           existing = [json.loads(line) for line in f if line.strip()]
       done = {(r["seed"], r["run"], r["sparsity"]): r for r in existing}
       with open(path, "a", encoding="utf-8") as out:
-        seeds = FLAGS.seeds
-        if seeds is None:
-          seeds = 5 if len(pipeline.load_dataset(
-              name, 0, image_train_size=FLAGS.image_train_size).test) < 10000 else 3
+        seeds = FLAGS.seeds or pipeline.default_seeds(name, FLAGS.image_train_size)
         for seed in range(seeds):
           run_seed(name, seed, done, out)
   rows = load_rows()

@@ -321,6 +321,11 @@ def wilson_interval(rate, n, z=1.96):
   return float(centre - half), float(centre + half)
 
 
+def default_seeds(name, image_train_size=None):
+  """The benchmarks' seed count for a dataset: 5 below 10,000 test rows, else 3."""
+  return 5 if len(load_dataset(name, 0, image_train_size=image_train_size).test) < 10000 else 3
+
+
 def resolvable_gap(sizes):
   """The smallest gap between two groups' rates a split can tell from zero (95%, its two
   smallest groups; `HeldOutFairness`'s measure); None with fewer than two groups."""
@@ -349,7 +354,7 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
           target_metric="degradation_gap", target_gap=0.01, tolerance=0.01,
           jit_compile=False, verbose=2, structure=None, prepare=None,
           optimizer=DEFAULT_OPTIMIZER, ramp_epochs=None, held_out=True,
-          max_accuracy_loss=None):
+          max_accuracy_loss=None, mask_update_frequency=None):
   """Prunes `dense` with `method` and returns a result dict.
 
   Budgets (E = `epochs`, R = `ramp_epochs`, default max(1, E // 2)):
@@ -373,6 +378,8 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
       False: on the training batches (the earlier behaviour). The test split is
       never read.
     max_accuracy_loss: `HeldOutFairness`'s accuracy budget (None: no budget).
+    mask_update_frequency: Steps between mask re-rankings of the bi-level methods
+      (None: the library's default); fixed-mask methods never re-rank.
     structure: e.g. {"block_size": (4, 1)} or {"granularity": "channel"}, passed to
       `fair_prune_wrapper` for the bi-level methods; `prepare(dense)` may return a
       copy with `FairPruneWrapper`s on the layers to prune (selective pruning).
@@ -404,7 +411,8 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
         # A frozen mask never re-ranks (the cond skips the top-k), so these baselines
         # pay little for running on the bi-level engine.
         **(dict(implicit_gradient_scale=0.0, mask_update_frequency=2**30) if frozen_mask
-           else {}), **kwargs)
+           else {} if mask_update_frequency is None
+           else dict(mask_update_frequency=mask_update_frequency)), **kwargs)
     pruned.set_reference_model(None)  # The dense outputs travel with the data.
     pruned.compile(optimizer=make_optimizer(optimizer, k),
                    mask_optimizer=(_frozen_mask_optimizer(k) if frozen_mask else
