@@ -12,7 +12,8 @@
 
 TF_FAIRPRUNE_TEST_KERAS=3 runs it on Keras 3 (default 2: tf_keras). A kind ending in
 `_held_out` (e.g. `mirrored_held_out`) steers the multipliers with `HeldOutFairness` on a
-second dataset, measured every 2 steps.
+second dataset, measured every 2 steps; a kind ending in `_every3` (e.g.
+`mirrored_every3`) re-ranks the masks every 3 steps instead of every step.
 """
 
 import json
@@ -35,6 +36,7 @@ from tf_fairprune.fairness import DegradationFairness, PerformanceFairness  # py
 GLOBAL_BATCH = 32
 STEPS = 6
 HELD_OUT = False
+MASK_UPDATE_FREQUENCY = 1
 
 
 def data(seed=0):
@@ -54,6 +56,7 @@ def build(mode):
       keras.layers.Dense(1)])
   model = tf_fairprune.fair_prune_wrapper(
       dense, 0.6, implicit_gradient_scale=0.5, update_mode=mode,
+      mask_update_frequency=MASK_UPDATE_FREQUENCY,
       fairness=[PerformanceFairness(mode="lagrangian", multiplier_lr=0.5, tolerance=0.0),
                 DegradationFairness(mode="penalty", weight=2.0)])
   model.set_reference_model(None)
@@ -108,8 +111,10 @@ def train(strategy, mode, resume_from=None):
 
 
 def main(argv):
-  global HELD_OUT
+  global HELD_OUT, MASK_UPDATE_FREQUENCY
   kind, out, mode = argv[1], argv[2], argv[3]
+  if kind.endswith("_every3"):
+    kind, MASK_UPDATE_FREQUENCY = kind[:-len("_every3")], 3
   if kind.endswith("_held_out"):
     kind, HELD_OUT = kind[:-len("_held_out")], True
   if kind in ("mirrored", "mirrored_resume"):

@@ -22,7 +22,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     pytest.param("mirrored", "joint"),
     pytest.param("mirrored", "alternating", marks=pytest.mark.slow),
     pytest.param("mirrored_resume", "joint", marks=pytest.mark.slow),
-    pytest.param("mirrored_held_out", "joint", marks=pytest.mark.slow)])
+    pytest.param("mirrored_held_out", "joint", marks=pytest.mark.slow),
+    # The top-k only on re-rank steps: chosen by a cond, assigned outside it.
+    pytest.param("mirrored_every3", "joint", marks=pytest.mark.slow)])
 def test_two_replicas_match_one_device(tmp_path, kind, mode, keras_version):
   if keras_version == "3":
     pytest.importorskip("tf_fairprune.keras3")

@@ -35,40 +35,48 @@ class MaskUpdater:
   def sparsity_at(self, step):
     return pruning_schedule.sparsity_at(self.target_sparsity, step)
 
-  def assign(self, wrappers, step, keep=None, jit_compile=False):
-    """Sets the masks to the top-k of the scores at `step`'s sparsity.
+  def ranked(self, wrappers, step, jit_compile=False):
+    """The top-k masks of the scores at `step`'s sparsity, one tensor per mask variable.
 
     Args:
       wrappers: The built `FairPruneWrapper` layers, in model order.
       step: The training step whose sparsity applies.
-      keep: Optional boolean: where True, the masks keep their current values (a
-        skipped update that needs no cond, as mirrored variables require).
       jit_compile: Rank by bisection (XLA compiles the histogram's scatters poorly;
         both give the same mask).
     """
     scores = [s for w in wrappers for s in w.score_variables]
-    masks = [m for w in wrappers for m in w.mask_variables]
-    if not scores:
-      return
     method = "bisect" if jit_compile else "histogram"
     if any(w.is_structured for w in wrappers):
       structures = [w.structure for w in wrappers for _ in w.score_variables]
-      new = masking.structured_masks(scores, self.sparsity_at(step), structures,
-                                     scope=self.scope, method=method, floor=self.layer_floor)
-    else:
-      new = masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method,
-                               floor=self.layer_floor)
-    for var, value in zip(masks, new):
-      var.assign(value if keep is None else tf.where(keep, var, value))
+      return masking.structured_masks(scores, self.sparsity_at(step), structures,
+                                      scope=self.scope, method=method, floor=self.layer_floor)
+    return masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method,
+                              floor=self.layer_floor)
+
+  def assign(self, wrappers, step, jit_compile=False):
+    """Sets the masks to the top-k of the scores at `step`'s sparsity (`ranked`)."""
+    masks = [m for w in wrappers for m in w.mask_variables]
+    if not masks:
+      return
+    for var, value in zip(masks, self.ranked(wrappers, step, jit_compile)):
+      var.assign(value)
 
   def after_step(self, wrappers, step, ok, jit_compile=False):
-    """After a training step: re-rank if it was applied (`ok`) and the frequency is due."""
+    """After a training step: re-rank if it was applied (`ok`) and the frequency is due.
+    The top-k runs only on those steps, with or without a distribution strategy."""
     refresh = ok
     if self.frequency > 1:
       refresh = tf.logical_and(ok, tf.equal(step % self.frequency, 0))
+    masks = [m for w in wrappers for m in w.mask_variables]
+    if not masks:
+      return
     if replicas.under_strategy():
-      # A mirrored assign may not sit inside a cond: compute, then keep or replace.
-      self.assign(wrappers, step, keep=tf.logical_not(refresh), jit_compile=jit_compile)
+      # A mirrored assign may not sit inside a cond: the cond picks the values (the
+      # new ranking or the masks as they are), the assign follows outside it.
+      values = tf.cond(refresh, lambda: self.ranked(wrappers, step, jit_compile),
+                       lambda: [tf.identity(m) for m in masks])
+      for var, value in zip(masks, values):
+        var.assign(value)
     else:
       def update():
         self.assign(wrappers, step, jit_compile=jit_compile)
