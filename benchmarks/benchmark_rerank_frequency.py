@@ -143,6 +143,7 @@ seed-paired difference, mean ± 95% t half-width; *time* is the median ratio of 
 to the frequency-{ref} run of the same seed (one process, interleaved; the whole fit including
 `HeldOutFairness`).
 """]
+  costs = []  # (dataset, run, frequency, what): a cost the paired interval excludes 0 for.
   for d in dict.fromkeys(r["dataset"] for r in rows):
     dr = [r for r in rows if r["dataset"] == d]
     seeds = sorted({r["seed"] for r in dr})
@@ -171,11 +172,22 @@ to the frequency-{ref} run of the same seed (one process, interleaved; the whole
                              for s in paired])
           cells += [f"{da[0]:+.1f} ± {da[1]:.1f}", f"{dg[0]:+.1f} ± {dg[1]:.1f}",
                     f"{ratio:.2f}"]
+          label = f"{d} {run} @{sparsity:.0%}, every {f}"
+          if da[0] + da[1] < 0:
+            costs.append(f"{label}: accuracy {da[0]:+.1f} ± {da[1]:.1f} pts")
+          if dg[0] - dg[1] > 0:
+            costs.append(f"{label}: gap {dg[0]:+.1f} ± {dg[1]:.1f} pts")
+          more = sum(r["collapsed"] for r in rs) - sum(by[ref][s]["collapsed"] for s in paired)
+          if more > 0:
+            costs.append(f"{label}: {more} more collapsed run(s) of {len(paired)}")
         cells.append(f"{sum(r['collapsed'] for r in rs)}/{len(rs)}")
         table.append(cells)
     out.append(bench_utils.table(
         ["run", "every k steps", "accuracy", "gap", f"Δ accuracy vs every {ref}",
          f"Δ gap vs every {ref}", "time", "collapsed"], table))
+  out.append(f"Costs against every {ref} whose seed-paired 95% interval excludes zero, and "
+             "added collapses (computed from the rows):\n\n" +
+             ("\n".join(f"- {c}" for c in costs) if costs else "- none"))
   return "\n\n".join(out)
 
 

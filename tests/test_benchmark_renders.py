@@ -35,6 +35,8 @@ def test_rerank_frequency_pairs_seeds_against_the_first_frequency(tmp_path):
   assert "| bip @90% | 1 | 75.0 ± 5.0 | 13.3 ± 5.8 | – | – | 1 | 0/3 |" in text
   # Paired over seeds 0-2: every Δ is exactly -2 / +2 points (half-width 0); time 0.5.
   assert "| -2.0 ± 0.0 | +2.0 ± 0.0 | 0.50 | 0/4 |" in text
+  assert "- toy bip @90%, every 10: accuracy -2.0 ± 0.0 pts" in text
+  assert "- toy bip @90%, every 10: gap +2.0 ± 0.0 pts" in text
 
 
 def test_time_to_fair_reports_seconds_and_the_target(tmp_path):
