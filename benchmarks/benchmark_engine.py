@@ -344,11 +344,14 @@ def main(argv):
     return
   if FLAGS.quick:
     FLAGS.runs = 2
+  if FLAGS.jit_compile and not FLAGS["output"].present:
+    FLAGS.output = FLAGS.output.replace("engine.json", "engine_xla.json")
   previous = {}
   if os.path.exists(FLAGS.output):
     with open(FLAGS.output) as f:
       previous = json.load(f)
-  results = {"machine": bench_utils.machine(), "sparsity": FLAGS.sparsity, "runs": FLAGS.runs,
+  results = {"command": " ".join(["python benchmarks/benchmark_engine.py"] + sys.argv[1:]),
+             "machine": bench_utils.machine(), "sparsity": FLAGS.sparsity, "runs": FLAGS.runs,
              "jit_compile": FLAGS.jit_compile, "load_average_before": os.getloadavg(),
              "models": {}}
   configs = selected_configs()
@@ -379,7 +382,7 @@ def main(argv):
     json.dump(results, f, indent=1)
   text = render(results)
   if FLAGS.write_markdown and not FLAGS.quick:
-    bench_utils.write_section("engine", text)
+    bench_utils.write_section("engine_xla" if FLAGS.jit_compile else "engine", text)
   print(text)
 
 
@@ -427,21 +430,19 @@ def render(results):
     if "bip_alternating/2" in summary and "fastest_ratio" in summary["bip_alternating/2"]:
       met.append(f"- {name}: `alternating` (two passes) = "
                  f"{summary['bip_alternating/2']['paired_median']:.2f}× TFMOT on tf_keras.")
-  size_rows = []
-  sizes = results["tflite"]
-  for name in ("mlp", "cnn"):
-    base = sizes[f"{name}/0.0/float"]["bytes"]
-    for sparsity in (0.5, 0.8, 0.9, 0.95):
-      f32, i8 = sizes[f"{name}/{sparsity}/float"], sizes[f"{name}/{sparsity}/int8"]
-      size_rows.append([name, f"{sparsity:.0%}", f"{f32['bytes'] / base:.3f}",
-                        f"{i8['bytes'] / base:.3f}" + ("" if i8["runs"] else " (does not run*)"),
-                        f"{sizes[f'{name}/0.0/int8']['bytes'] / base:.3f}"])
-  mlp90 = sizes["mlp/0.9/float"]["bytes"] / sizes["mlp/0.0/float"]["bytes"]
+  timing = _render_timing(results, rows, met)
+  if results.get("jit_compile") or "tflite" not in results:
+    return timing  # The XLA run times the steps only (its own section).
+  return timing + _render_sizes(results)
+
+
+def _render_timing(results, rows, met):
   models = ", ".join(f"{n}: {r['params']:,} parameters, {r['rows']} rows, batch {r['batch']}"
                      for n, r in results["models"].items())
-  return f"""## Pruning engine: training cost, memory, TFLite size
+  xla = results.get("jit_compile")
+  return f"""## Pruning engine{' under XLA' if xla else ''}: training cost{'' if xla else ', memory, TFLite size'}
 
-Command: `python benchmarks/benchmark_engine.py` — machine: {results['machine']}{', steps compiled with XLA' if results.get('jit_compile') else ''}.
+Command: `{results.get('command', 'python benchmarks/benchmark_engine.py')}`{' (the TFLite sizes and top-k times below are from the last run that measured them)' if not xla and 'tflite' not in results.get('command', 'tflite') else ''} — machine: {results['machine']}{', the bi-level steps compiled with XLA (`jit_compile=True`; TFMOT as it runs by default)' if xla else ''}.
 Models ({models}) on random data; sparsity {results['sparsity']:.0%}; SGD(0.01, momentum
 0.9) for the weights, SGD(0.1, momentum 0.9) for the scores; TFMOT: `prune_low_magnitude`
 with `ConstantSparsity` and `UpdatePruningStep` (tf_keras only). BiP: fairness off.
@@ -464,7 +465,21 @@ Load average before / after (1-minute; above the core count the machine was shar
 
 Targets (issue 20: BiP ≤ 1.1×, BiFP default ≤ 1.3× TFMOT's epoch):
 {chr(10).join(met)}
+"""
 
+
+def _render_sizes(results):
+  size_rows = []
+  sizes = results["tflite"]
+  for name in ("mlp", "cnn"):
+    base = sizes[f"{name}/0.0/float"]["bytes"]
+    for sparsity in (0.5, 0.8, 0.9, 0.95):
+      f32, i8 = sizes[f"{name}/{sparsity}/float"], sizes[f"{name}/{sparsity}/int8"]
+      size_rows.append([name, f"{sparsity:.0%}", f"{f32['bytes'] / base:.3f}",
+                        f"{i8['bytes'] / base:.3f}" + ("" if i8["runs"] else " (does not run*)"),
+                        f"{sizes[f'{name}/0.0/int8']['bytes'] / base:.3f}"])
+  mlp90 = sizes["mlp/0.9/float"]["bytes"] / sizes["mlp/0.0/float"]["bytes"]
+  return f"""
 TFLite file size relative to the dense float32 file (magnitude masks, `export_tflite`'s
 converter settings; int8 = full-integer quantization):
 
