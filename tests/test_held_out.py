@@ -110,6 +110,68 @@ def test_the_returned_model_is_the_selected_iterate(k):
   assert final.accuracy == pytest.approx(keep.candidates[-1]["accuracy"], abs=1e-6)
 
 
+def test_measurement_is_the_numpy_computation_over_the_whole_held_out_set(k):
+  # The held-out pass runs as one traced reduction: it must add up every batch (the
+  # last one partial here) exactly as a plain numpy computation over all rows does.
+  x, y, g = _groups_data(n=300, flip=0.2)
+  model = _model(k, tolerance=0.05)
+  w = np.random.default_rng(2).uniform(0.5, 2.0, len(y)).astype("float32")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model.fit(tf_fairprune.pack_group_data(x, g), y, batch_size=64, epochs=1, verbose=0)
+  m = held_out_lib.measure(model, held_out_lib._batches(  # pylint: disable=protected-access
+      (tf_fairprune.pack_group_data(x, g), y, w), 128))
+  logits = np.asarray(model(x, training=False)).reshape(-1)
+  pred = (logits > 0).astype("float32")
+  correct = (pred == y).astype("float64")
+  sums = np.array([np.sum(w * correct * (g == j)) for j in (0, 1)])
+  counts = np.array([np.sum(w * (g == j)) for j in (0, 1)])
+  np.testing.assert_allclose(m.stats[0][0].reshape(-1), sums, rtol=1e-6)
+  np.testing.assert_allclose(m.stats[0][1].reshape(-1), counts, rtol=1e-6)
+  np.testing.assert_allclose(m.group_counts, counts, rtol=1e-6)
+  np.testing.assert_allclose(m.group_accuracy, sums / counts, rtol=1e-6)
+  assert m.accuracy == pytest.approx(sums.sum() / counts.sum(), rel=1e-6)
+  assert m.gaps["performance_gap"] == pytest.approx(np.ptp(sums / counts), abs=1e-6)
+  np.testing.assert_allclose(m.class_shares, np.bincount(pred.astype(int), minlength=2) / 300)
+  np.testing.assert_allclose(m.label_shares, np.bincount(y.astype(int), minlength=2) / 300)
+  assert m.dense_class_shares is None
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_measurements_fall_on_the_steps_the_rule_names(k, steps_per_execution):
+  # The callback reads the optimizer's step counter only when a measurement may be
+  # due: it must still measure exactly where reading it after every batch would.
+  x, y, g = _groups_data(n=320)
+  model = _model(k, tolerance=0.5)
+  model.compile(optimizer=k.optimizers.SGD(0.05), steps_per_execution=steps_per_execution,
+                loss=k.losses.BinaryCrossentropy(from_logits=True))
+  data = (tf_fairprune.pack_group_data(x, g), y)
+  seen = []  # Per epoch: the optimizer's step after every batch callback.
+
+  class Steps(k.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+      seen.append([])
+
+    def on_train_batch_end(self, batch, logs=None):
+      seen[-1].append(int(model.optimizer.iterations.numpy()))
+
+  callback = tf_fairprune.HeldOutFairness(data, update_every=2, verbose=0, restore=False)
+  for _ in range(2):  # A second fit keeps counting from its own start.
+    seen.clear()
+    start = int(model.optimizer.iterations.numpy())
+    model.fit(*data, batch_size=64, epochs=2, verbose=0, callbacks=[callback, Steps()])
+    expected, last = [], 0
+    for epoch in seen:
+      for step in epoch:
+        if step - start - last >= 2:
+          expected.append(step - start)
+          last = step - start
+      if epoch and epoch[-1] - start > last:
+        expected.append(epoch[-1] - start)
+        last = epoch[-1] - start
+    assert [c["step"] for c in callback.candidates] == expected
+
+
 def test_a_collapsing_run_is_flagged_backs_off_and_is_not_returned():
   # A model that predicts one class for every held-out row, where the labels are
   # balanced: collapsed. Every candidate collapses -> nothing is selected, a warning.

@@ -344,15 +344,46 @@ class BiLevelTrainingMixin:
     self._warn_if_too_sparse()
     return history
 
+  # The traced training step. A property so that the step traced for the other
+  # held-out mode is kept (`_set_held_out_mode`) only while nothing else replaces the
+  # step: Keras (`compile`, tf_keras' `jit_compile` setter), `set_reference_model` and
+  # saving all reset it by assigning None, which drops the kept step too and counts as a
+  # new trace generation (what `HeldOutFairness` keys its own traced functions on).
+  @property
+  def train_function(self):
+    return self.__dict__.get("_fair_train_function")
+
+  @train_function.setter
+  def train_function(self, function):
+    object.__setattr__(self, "_fair_train_function", function)
+    if function is None:
+      object.__setattr__(self, "_other_mode_step", None)
+      object.__setattr__(self, "_trace_generation",
+                         self.__dict__.get("_trace_generation", 0) + 1)
+
+  def _set_held_out_mode(self, held_out):
+    """Switches the step between the training batches' rates and held-out rates.
+
+    The step reads the mode when it is traced: the step of the mode left is kept and
+    given back when the mode returns (unless the step was reset in between), so that
+    a `fit` with `HeldOutFairness` after another does not trace the step again."""
+    if held_out == self._objective.held_out:
+      return
+    kept = self.__dict__.get("_other_mode_step")
+    current = self.__dict__.get("_fair_train_function")
+    self._objective.held_out = held_out
+    object.__setattr__(self, "_fair_train_function",
+                       kept[1] if kept is not None and kept[0] == held_out else None)
+    object.__setattr__(self, "_other_mode_step",
+                       None if current is None else (not held_out, current))
+
   def _use_held_out(self, callbacks):
     """Held-out mode while a `HeldOutFairness` callback is in `fit`'s callbacks (the
-    step is traced again when the mode changes); else warns once that multipliers
-    steered by training rates do not make a gap hold on new data."""
+    step is traced once per mode, `_set_held_out_mode`); else warns once that
+    multipliers steered by training rates do not make a gap hold on new data."""
     listed = callbacks if isinstance(callbacks, (list, tuple)) else []
     held_out = any(isinstance(c, held_out_lib.HeldOutFairness) for c in listed)
-    if held_out != self._objective.held_out:
-      self._objective.held_out = held_out
-      self.train_function = None
+    self._set_held_out_mode(held_out)
     lagrangian = [c.name for c in self.fairness if c.mode == "lagrangian"]
     if lagrangian and not held_out and not getattr(self, "_warned_training_rates", False):
       object.__setattr__(self, "_warned_training_rates", True)

@@ -131,14 +131,51 @@ def measurement_function(model):
   return measure
 
 
-def measure(model, dataset, function=None):
-  """One pass of `model` (inference mode) over `dataset`: a `Measurement`."""
+def reduction_function(model, dataset, function=None):
+  """A traced function: the per-batch outputs of `function` (`measurement_function`)
+  summed over every batch of `dataset`, in float64, in order — what a numpy loop over
+  the batches adds up — and the number of batches. One call, one transfer to the host.
+
+  The loop runs inside the function (an iterator, not a `tf.data` function, so the
+  model's variables are read as in any other traced call, mirrored ones included).
+
+  Raises:
+    ValueError: If `dataset` is empty.
+  """
   function = function or measurement_function(model)
-  totals = None
-  for data in dataset:
-    out = tf.nest.map_structure(lambda t: t.numpy().astype(np.float64), function(data))
-    totals = out if totals is None else tf.nest.map_structure(np.add, totals, out)
-  if totals is None:
+  first = next(iter(dataset), None)
+  if first is None:
+    raise ValueError("HeldOutFairness data is empty.")
+  # Static shapes of the outputs (bincount's length is dynamic when traced).
+  shapes = tf.nest.map_structure(lambda t: t.shape, function(first))
+
+  @tf.function
+  def reduce_dataset():
+    totals = tf.nest.map_structure(lambda shape: tf.zeros(shape, tf.float64), shapes)
+    batches = tf.constant(0.0, tf.float64)
+    for data in iter(dataset):
+      out = function(data)
+      totals = tf.nest.map_structure(
+          lambda total, value, shape: total + tf.reshape(tf.cast(value, tf.float64), shape),
+          totals, out, shapes)
+      batches += 1.0
+    return totals, batches
+
+  return reduce_dataset
+
+
+def measure(model, dataset, reduction=None):
+  """One pass of `model` (inference mode) over `dataset`: a `Measurement`.
+
+  Args:
+    model: The fair-pruned model.
+    dataset: A `tf.data.Dataset` of held-out batches.
+    reduction: Its `reduction_function` (made here when None; pass it to measure
+      again without tracing again).
+  """
+  reduction = reduction or reduction_function(model, dataset)
+  totals, batches = tf.nest.map_structure(lambda t: t.numpy(), reduction())
+  if batches == 0:
     raise ValueError("HeldOutFairness data is empty.")
   stats, group_correct, group_counts, classes, dense_classes, labels, bad_ids = totals
   if bad_ids > 0:
@@ -267,6 +304,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     self.last = None
     self.resolvable_gap = None
     self._snapshots = {}
+    self._traced_key = self._traced_functions = None
 
   # ------------------------------------------------------------------ measuring
   def _check_model(self):
@@ -284,16 +322,32 @@ class HeldOutFairness(keras.callbacks.Callback):
             "set. Pack them: pack_group_data(x_val, g_val, dense_outputs="
             "dense.predict(x_val)), or call model.set_reference_model(dense).")
 
+  def _traced(self):
+    """The traced functions this model needs: made on the first `fit`, kept while the
+    model's traced steps stay valid (a `compile` or `set_reference_model` makes them
+    anew), so that a `fit` after another traces nothing here.
+
+    Returns (reduction over the held-out set, (schedule sparsity now, measured
+    sparsity), final sparsity of the schedule)."""
+    model = self.model
+    key = (id(model), model.__dict__.get("_trace_generation", 0))
+    if self._traced_key != key:
+      self._traced_functions = (
+          reduction_function(model, self._dataset),
+          tf.function(lambda: (model.sparsity_at(), model.measured_sparsity())),
+          float(model.sparsity_at(2**40)))
+      self._traced_key = key
+    return self._traced_functions
+
   def _measure(self):
-    return measure(self.model, self._dataset, self._function)
+    return measure(self.model, self._dataset, self._traced()[0])
 
   def _at_target(self):
     """The schedule is at its final sparsity and the masks are too (with a mask update
     frequency > 1 they follow the schedule a few steps late)."""
-    model = self.model
-    final = float(model.sparsity_at(2**40))
-    return (abs(float(model.sparsity_at()) - final) < 1e-6 and
-            abs(float(model.measured_sparsity()) - final) < 0.01)
+    _, sparsities, final = self._traced()
+    now, measured = (float(t) for t in sparsities())
+    return abs(now - final) < 1e-6 and abs(measured - final) < 0.01
 
   def _iterations(self):
     """Optimizer steps so far (one `on_train_batch_end` may cover several steps with
@@ -345,12 +399,13 @@ class HeldOutFairness(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     self._check_model()
     model = self.model
-    self._function = measurement_function(model)
     steps = (self.params or {}).get("steps")
     self._every = self.update_every or (max(1, round(steps / 8)) if steps else 20)
     self._tolerances = {c.name: c.tolerance for c in model.fairness}
     self._start = self._iterations()
     self._step = 0
+    self._unread = 0  # Steps possibly run since `_step` was read (an upper bound).
+    self._epoch_steps = 0  # Steps run this epoch, as the batch indices say.
     self._last_measured = 0
     self._epoch = 0
     self.candidates, self.selected, self._snapshots = [], None, {}
@@ -373,14 +428,27 @@ class HeldOutFairness(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
+    self._epoch_steps = 0
 
   def on_train_batch_end(self, batch, logs=None):
+    # `batch` is the index of the last step this call covers (several with
+    # steps_per_execution > 1): the optimizer has taken at most that many steps more
+    # (fewer when the guard skipped one). Reading its counter syncs with the device,
+    # so it is read only once that bound reaches the next measurement.
+    self._unread += max(batch + 1 - self._epoch_steps, 1)
+    self._epoch_steps = batch + 1
+    if self._step + self._unread - self._last_measured < self._every:
+      return
     self._step = self._iterations() - self._start
+    self._unread = 0
     if self._step - self._last_measured >= self._every:
       self._record(self._measure(), self._step - self._last_measured, self._epoch)
       self._last_measured = self._step
 
   def on_epoch_end(self, epoch, logs=None):
+    if self._unread:
+      self._step = self._iterations() - self._start
+      self._unread = 0
     if self._step > self._last_measured:  # The epoch's last iterate is a candidate too.
       self._record(self._measure(), self._step - self._last_measured, epoch)
       self._last_measured = self._step
@@ -391,8 +459,7 @@ class HeldOutFairness(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     # Back to training rates for whatever runs next (train_on_batch, a plain fit).
-    self.model._objective.held_out = False  # pylint: disable=protected-access
-    self.model.train_function = None
+    self.model._set_held_out_mode(False)  # pylint: disable=protected-access
     self._choose()
 
   def _choose(self):

@@ -12,6 +12,7 @@ about how a gap is measured, oriented and enforced lives here and in `constraint
 import collections
 import warnings
 
+import numpy as np
 import tensorflow as tf
 
 from tf_fairprune import config as config_lib
@@ -113,8 +114,10 @@ class FairnessObjective:
     self.loss_from_logits = False
     # True while `fit` runs with a HeldOutFairness callback: the running rates then
     # hold the held-out set's rates and only that callback moves them and the
-    # multipliers. Read when the step is traced (`fit` retraces when it changes).
+    # multipliers. Read when the step is traced (the model keeps one traced step per
+    # value: `BiLevelTrainingMixin._set_held_out_mode`).
     self.held_out = False
+    self._apply_held_out_traced = None  # apply_held_out's tf.function, made on first use.
 
   @property
   def variables(self):
@@ -215,9 +218,19 @@ class FairnessObjective:
       back_off: The accuracy floor was hit: halve the multipliers instead of raising
         them, and drop the proportional push until the next measurement.
     """
+    measured = [(np.asarray(hard, np.float32), np.asarray(counts, np.float32))
+                for hard, counts in measured]
+    # One traced call instead of ~10 eager ops per constraint. `steps` and `back_off`
+    # stay Python values (as in the eager form, where lr · steps is a Python product):
+    # one trace per value met, a handful per run. The constraints' configuration is an
+    # argument too, so a changed tolerance or rule traces again instead of being missed.
+    if self._apply_held_out_traced is None:
+      self._apply_held_out_traced = tf.function(self._apply_held_out)
+    self._apply_held_out_traced(measured, float(steps), bool(back_off),
+                                tuple(repr(c) for c in self.constraints))
+
+  def _apply_held_out(self, measured, steps, back_off, unused_config=None):
     for i, (c, (hard, counts)) in enumerate(zip(self.constraints, measured)):
-      hard = tf.constant(hard, tf.float32)
-      counts = tf.constant(counts, tf.float32)
       if back_off:
         self.running_hard[i].assign(tf.zeros_like(hard))
         self.running_counts[i].assign(tf.zeros_like(counts))
