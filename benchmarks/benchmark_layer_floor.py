@@ -18,8 +18,9 @@ Lagrangian, steered on the validation split) at each sparsity under three mask s
   - "layer"             : every wrapped tensor at the target sparsity (reference),
 
 and variants of the first mask's rescale (floorF-norescale, -uncapped, -capmodel,
--captarget, -capfloor: `mask_updater.RESCALE_CAPS`; the default leaves tensors held at
-their floor unrescaled).
+-captarget, -capfloor, -capboth: `mask_updater.RESCALE_CAPS`; the default leaves tensors
+held at their floor unrescaled and caps every other gain at the tensor's gain at the target
+sparsity).
 
 Reports on the TEST split: accuracy, the per-group accuracy gap (performance gap), the
 degradation gap and max excess degradation vs the dense model, the number of wrapped
@@ -56,7 +57,8 @@ flags.DEFINE_list("sparsities", ["0.9", "0.95", "0.99"], "Target sparsities.")
 flags.DEFINE_list("scopes", ["floor0", "floor0.1"],
                   "Mask scopes: floorF (global ranking with layer_floor=F), floorF-norescale "
                   "(the same with rescale=False), floorF-CAP (the rescale's gain bounded "
-                  "by CAP instead of the default: uncapped, capmodel, captarget, capfloor; "
+                  "by CAP instead of the default: uncapped, capmodel, captarget, capfloor, "
+                  "capboth; "
                   "see mask_updater.RESCALE_CAPS) or layer.")
 flags.DEFINE_list("methods", ["bip"], "bip (no fairness) and/or bifp.")
 flags.DEFINE_integer("seeds", 2, "Seeds first_seed..N-1 (one dense model per model and seed).")
@@ -92,12 +94,13 @@ SCOPE_LABELS = {"floor0": "global, floor 0 (pure)",
                 "floor0.1-uncapped": "global, floor 0.1, gain uncapped (before)",
                 "floor0.1-captarget": "global, floor 0.1, gain ≤ at target",
                 "floor0.1-capmodel": "global, floor 0.1, gain ≤ model-wide",
-                "floor0.1-capfloor": "global, floor 0.1, floor-held gain 1",
+                "floor0.1-capfloor": "global, floor 0.1, floor-held gain 1, others uncapped",
+                "floor0.1-capboth": "global, floor 0.1, floor-held gain 1, others ≤ at target",
                 "floor0-norescale": "global, floor 0, rescale=False",
                 "floor0.1-norescale": "global, floor 0.1, rescale=False", "layer": "layer"}
 # Scope option -> mask_updater.RESCALE_CAPS entry (None: the library's default).
 CAP_OPTIONS = {"": None, "norescale": None, "uncapped": "none", "capmodel": "model",
-               "captarget": "target", "capfloor": "floor"}
+               "captarget": "target", "capfloor": "floor", "capboth": "both"}
 
 
 def scope_args(scope):
@@ -266,13 +269,17 @@ def render(rows, command="python benchmarks/benchmark_layer_floor.py"):
          "all zero (mean over seeds; of *wrapped*); *sparsest layer kept*: the smallest "
          "fraction of its weights any wrapped layer keeps (mean over seeds); *collapsed*: runs whose most frequent "
          f"prediction covers ≥ {COLLAPSE_SHARE:.0%} of the test rows. Scopes: "
-         "*global, floor 0* = pure global ranking (the behaviour before `layer_floor`); "
+         "*global, floor 0* = pure global ranking (with the default rescale, which "
+         "without a floor is the target cap; *floor 0, gain uncapped* = the behaviour "
+         "before `layer_floor`); "
          "*floor 0.1* = the default; *layer* = every tensor at the target sparsity. "
          "Rescale variants (the first mask's gain ‖θ‖/‖m⊙θ‖ per tensor): the default "
-         "leaves a tensor held at its floor unrescaled (gain 1), the rest as before; "
-         "*gain uncapped* = every tensor rescaled (the behaviour before); *gain ≤ at "
-         "target* = at most the gain of the tensor's own magnitude mask at the target "
-         "sparsity; *gain ≤ model-wide* = at most ‖Θ‖/‖M⊙Θ‖ over all wrapped tensors; "
+         "leaves a tensor held at its floor unrescaled (gain 1) and gives every other "
+         "tensor at most the gain of its own magnitude mask at the target sparsity (with "
+         "floor 0: that cap alone); *gain uncapped* = every tensor rescaled (the "
+         "behaviour before); *floor-held gain 1, others uncapped* = the default without "
+         "the cap; *gain ≤ at target* = the cap on every tensor, floor-held ones too; "
+         "*gain ≤ model-wide* = at most ‖Θ‖/‖M⊙Θ‖ over all wrapped tensors; "
          "*rescale=False* = no rescale.", ""]
   for model in dict.fromkeys(r["model"] for r in rows):
     d = dense.get(model, [])

@@ -111,28 +111,88 @@ def test_rescale_skips_a_tensor_held_at_the_floor(k):
       np.linalg.norm([np.linalg.norm(dense["big"] * mask["big"]),
                       np.linalg.norm(dense["tiny"] * mask["tiny"])])
   np.testing.assert_allclose(gains("model"), [min(big_gain, model_gain), model_gain], rtol=1e-5)
-  np.testing.assert_allclose(gains(None), gains("floor"), rtol=1e-6)  # The default.
+  np.testing.assert_allclose(gains(None), gains("both"), rtol=1e-6)  # The default.
+  np.testing.assert_allclose(gains("both"), gains("floor"), rtol=1e-6)  # big: not capped.
   np.testing.assert_allclose(gains("target", scope="layer"), gains("none"), rtol=1e-6)
   np.testing.assert_allclose(gains("floor", scope="layer"), gains("none"), rtol=1e-6)
   with pytest.raises(ValueError, match="cap must be one of"):
     gains("huge")
 
 
-def test_rescale_cap_leaves_tensors_above_their_floor_as_before(k):
+def test_rescale_cap_both_holds_floor_tensors_and_caps_the_rest_at_target(k):
+  """The "both" cap: `tiny` (held at its floor) gets gain 1 as under "floor"; `mid`
+  (weights ~0.5 of big's) keeps fewer than its 10% under global ranking but more than
+  its floor, so its gain is capped at its gain at the target as under "target"; `big`
+  (denser than the target) is rescaled as without a cap."""
+  model = k.Sequential([k.Input((16,)), k.layers.Dense(32, use_bias=False, name="big"),
+                        k.layers.Dense(32, use_bias=False, name="mid"),
+                        k.layers.Dense(8, use_bias=False, name="tiny")])
+  rng = np.random.default_rng(0)
+  for name, shape, scale in (("big", (16, 32), 1.0), ("mid", (32, 32), 0.5),
+                             ("tiny", (32, 8), 1e-3)):
+    model.get_layer(name).set_weights([scale * rng.standard_normal(shape).astype("float32")])
+  names = ("big", "mid", "tiny")
+  dense = {n: model.get_layer(n).kernel.numpy() for n in names}
+  default = mask_updater.RESCALE_CAP
+  mask_updater.RESCALE_CAP = "both"
+  try:
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.9)
+  finally:
+    mask_updater.RESCALE_CAP = default
+  by_name = {w.layer.name: w for w in pruned.fair_prune_wrappers}
+  theta = {n: by_name[n].prunable_weights[0].numpy() for n in names}
+  mask = {n: by_name[n].mask_variables[0].numpy() for n in names}
+  assert mask["tiny"].sum() == 3  # Floor held: max(1, ⌈0.1·0.1·256⌉).
+  assert mask["big"].sum() > 51  # Denser than its 10% (of 512).
+  assert 11 < mask["mid"].sum() < 102  # Above its floor (⌈10.24⌉), below its 10%.
+  gain = {n: np.linalg.norm(dense[n]) / np.linalg.norm(dense[n] * mask[n]) for n in names}
+  at_target = {n: np.linalg.norm(dense[n]) / _top_norm(dense[n], round(0.1 * dense[n].size))
+               for n in names}
+  assert gain["mid"] > 1.2 * at_target["mid"] and gain["big"] < at_target["big"]
+  expected = {"big": gain["big"], "mid": at_target["mid"], "tiny": 1.0}
+  for n in names:  # Applied by fair_prune_wrapper's first-mask rescale.
+    np.testing.assert_allclose(theta[n], expected[n] * dense[n], rtol=1e-5, atol=1e-9)
+  thetas = [tf.constant(dense[n]) for n in names]
+  masks = [tf.constant(mask[n]) for n in names]
+  def gains(cap, scope="global", layer_floor=0.1):
+    return [float(g) for g in mask_updater.rescale_gains(thetas, masks, 0.9, scope,
+                                                          layer_floor, cap)]
+  np.testing.assert_allclose(gains("both"), [expected[n] for n in names], rtol=1e-5)
+  np.testing.assert_allclose(gains(None), gains("both"), rtol=1e-6)  # The default.
+  # "both" = "floor" on the floor-held tensor and "target" on the others.
+  floor, target = gains("floor"), gains("target")
+  np.testing.assert_allclose(gains("both"), [target[0], target[1], floor[2]], rtol=1e-6)
+  assert gains("none")[2] > target[2] > 1.2  # "target" alone would rescale tiny.
+  assert floor[1] == pytest.approx(gain["mid"], rel=1e-5)  # "floor" alone: mid uncapped.
+  # Without a floor, no tensor is floor-held: "both" is "target"; layer ranking: uncapped.
+  np.testing.assert_allclose(gains("both", layer_floor=0.0), target, rtol=1e-6)
+  np.testing.assert_allclose(gains("both", scope="layer"), gains("none"), rtol=1e-6)
+
+
+def test_rescale_above_the_floor_is_capped_at_the_target_gain(k):
   """Layer ranking puts every tensor at the target and global ranking here keeps both
   tensors above their floors (hidden near the target density): none is floor-held, so
-  each keeps its dense norm, as without the cap."""
+  each gets ‖θ‖ / ‖m ⊙ θ‖ capped at its gain at the target sparsity. Under layer
+  ranking the cap never binds (each keeps its dense norm); under global ranking a
+  tensor kept sparser than the target ends below its dense norm."""
   model = make_mlp(k=k)
   dense = {n: model.get_layer(n).kernel.numpy() for n in ("hidden", "logits")}
   for scope in ("layer", "global"):
     pruned = tf_fairprune.fair_prune_wrapper(model, 0.8, mask_scope=scope)
+    kept = {w.layer.name: w.mask_variables[0].numpy().sum() for w in pruned.fair_prune_wrappers}
+    if scope == "global":  # hidden below its 20% (the cap binds), logits above.
+      assert kept["hidden"] < round(0.2 * 128) and kept["logits"] >= round(0.2 * 16)
     for w in pruned.fair_prune_wrappers:
       theta, mask = w.prunable_weights[0].numpy(), w.mask_variables[0].numpy()
+      d = dense[w.layer.name]
       assert mask.sum() > max(1, np.ceil(0.1 * 0.2 * mask.size))  # Above its floor.
       if w.layer.name == "hidden":
         assert abs(mask.mean() - 0.2) < 0.05  # Near the target density.
-      np.testing.assert_allclose(np.linalg.norm(theta * mask),
-                                 np.linalg.norm(dense[w.layer.name]), rtol=1e-5)
+      gain = min(np.linalg.norm(d) / np.linalg.norm(d * mask),
+                 np.linalg.norm(d) / _top_norm(d, round(0.2 * d.size)))
+      np.testing.assert_allclose(theta, gain * d, rtol=1e-5, atol=1e-7)
+      if scope == "layer" or mask.sum() >= round(0.2 * d.size):
+        np.testing.assert_allclose(np.linalg.norm(theta * mask), np.linalg.norm(d), rtol=1e-5)
 
 
 def test_no_constant_predictor_at_99_percent_on_few_features():
