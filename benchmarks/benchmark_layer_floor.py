@@ -19,8 +19,7 @@ Lagrangian, steered on the validation split) at each sparsity under three mask s
 
 and variants of the first mask's rescale (floorF-norescale, -uncapped, -capmodel,
 -captarget, -capfloor, -capboth: `mask_updater.RESCALE_CAPS`; the default leaves tensors
-held at their floor unrescaled and caps every other gain at the tensor's gain at the target
-sparsity).
+held at their floor unrescaled and rescales every other tensor as before).
 
 Reports on the TEST split: accuracy, the per-group accuracy gap (performance gap), the
 degradation gap and max excess degradation vs the dense model, the number of wrapped
@@ -269,16 +268,15 @@ def render(rows, command="python benchmarks/benchmark_layer_floor.py"):
          "all zero (mean over seeds; of *wrapped*); *sparsest layer kept*: the smallest "
          "fraction of its weights any wrapped layer keeps (mean over seeds); *collapsed*: runs whose most frequent "
          f"prediction covers ≥ {COLLAPSE_SHARE:.0%} of the test rows. Scopes: "
-         "*global, floor 0* = pure global ranking (with the default rescale, which "
-         "without a floor is the target cap; *floor 0, gain uncapped* = the behaviour "
-         "before `layer_floor`); "
+         "*global, floor 0* = pure global ranking (the behaviour before `layer_floor`; "
+         "the default rescale is then every tensor's ‖θ‖/‖m⊙θ‖, as before); "
          "*floor 0.1* = the default; *layer* = every tensor at the target sparsity. "
          "Rescale variants (the first mask's gain ‖θ‖/‖m⊙θ‖ per tensor): the default "
-         "leaves a tensor held at its floor unrescaled (gain 1) and gives every other "
-         "tensor at most the gain of its own magnitude mask at the target sparsity (with "
-         "floor 0: that cap alone); *gain uncapped* = every tensor rescaled (the "
-         "behaviour before); *floor-held gain 1, others uncapped* = the default without "
-         "the cap; *gain ≤ at target* = the cap on every tensor, floor-held ones too; "
+         "leaves a tensor held at its floor unrescaled (gain 1) and every other tensor "
+         "as before; *gain uncapped* = every tensor rescaled (the behaviour before); "
+         "*floor-held gain 1, others ≤ at target* = the default plus a cap on the "
+         "others at the gain of their own magnitude mask at the target sparsity; "
+         "*gain ≤ at target* = that cap on every tensor, floor-held ones too; "
          "*gain ≤ model-wide* = at most ‖Θ‖/‖M⊙Θ‖ over all wrapped tensors; "
          "*rescale=False* = no rescale.", ""]
   for model in dict.fromkeys(r["model"] for r in rows):
