@@ -15,7 +15,11 @@ Lagrangian, steered on the validation split) at each sparsity under three mask s
 
   - "global, floor 0"   : pure global ranking (the behaviour before the floor),
   - "global, floor 0.1" : the default,
-  - "layer"             : every wrapped tensor at the target sparsity (reference).
+  - "layer"             : every wrapped tensor at the target sparsity (reference),
+
+and variants of the first mask's rescale (floorF-norescale, -uncapped, -capmodel,
+-captarget, -capfloor, -capboth: `mask_updater.RESCALE_CAPS`; the default leaves tensors
+held at their floor unrescaled and rescales every other tensor as before).
 
 Reports on the TEST split: accuracy, the per-group accuracy gap (performance gap), the
 degradation gap and max excess degradation vs the dense model, the number of wrapped
@@ -44,13 +48,17 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
+from tf_fairprune import mask_updater  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet10", "mobilenet_v2"], "Architectures.")
 flags.DEFINE_list("sparsities", ["0.9", "0.95", "0.99"], "Target sparsities.")
 flags.DEFINE_list("scopes", ["floor0", "floor0.1"],
                   "Mask scopes: floorF (global ranking with layer_floor=F), floorF-norescale "
-                  "(the same with rescale=False) or layer.")
+                  "(the same with rescale=False), floorF-CAP (the rescale's gain bounded "
+                  "by CAP instead of the default: uncapped, capmodel, captarget, capfloor, "
+                  "capboth; "
+                  "see mask_updater.RESCALE_CAPS) or layer.")
 flags.DEFINE_list("methods", ["bip"], "bip (no fairness) and/or bifp.")
 flags.DEFINE_integer("seeds", 2, "Seeds first_seed..N-1 (one dense model per model and seed).")
 flags.DEFINE_integer("first_seed", 0, "The first seed (to run seeds in separate processes).")
@@ -78,9 +86,20 @@ flags.DEFINE_string("layer_floor_output",
                     "Rows (JSON lines).")
 
 COLLAPSE_SHARE = 0.99
-SCOPE_LABELS = {"floor0": "global, floor 0 (pure)", "floor0.1": "global, floor 0.1 (default)",
+SCOPE_LABELS = {"floor0": "global, floor 0 (pure)",
+                "floor0-captarget": "global, floor 0, gain ≤ at target",
+                "floor0-uncapped": "global, floor 0, gain uncapped (before)",
+                "floor0.1": "global, floor 0.1 (default)",
+                "floor0.1-uncapped": "global, floor 0.1, gain uncapped (before)",
+                "floor0.1-captarget": "global, floor 0.1, gain ≤ at target",
+                "floor0.1-capmodel": "global, floor 0.1, gain ≤ model-wide",
+                "floor0.1-capfloor": "global, floor 0.1, floor-held gain 1, others uncapped",
+                "floor0.1-capboth": "global, floor 0.1, floor-held gain 1, others ≤ at target",
                 "floor0-norescale": "global, floor 0, rescale=False",
                 "floor0.1-norescale": "global, floor 0.1, rescale=False", "layer": "layer"}
+# Scope option -> mask_updater.RESCALE_CAPS entry (None: the library's default).
+CAP_OPTIONS = {"": None, "norescale": None, "uncapped": "none", "capmodel": "model",
+               "captarget": "target", "capfloor": "floor", "capboth": "both"}
 
 
 def scope_args(scope):
@@ -93,10 +112,18 @@ def scope_args(scope):
     return "_layer", {}
   if scope.startswith("floor"):
     value, _, option = scope[len("floor"):].partition("-")
-    if option not in ("", "norescale"):
-      raise ValueError(f"Unknown scope {scope!r}: floorF or floorF-norescale.")
-    return "", dict({"layer_floor": float(value)}, **({"rescale": False} if option else {}))
+    if option not in CAP_OPTIONS:
+      raise ValueError(f"Unknown scope {scope!r}: floorF or floorF-OPTION, OPTION one of "
+                       f"{sorted(o for o in CAP_OPTIONS if o)}.")
+    return "", dict({"layer_floor": float(value)},
+                    **({"rescale": False} if option == "norescale" else {}))
   raise ValueError(f"Unknown scope {scope!r}: layer or floorF (e.g. floor0.1).")
+
+
+def scope_cap(scope):
+  """The `mask_updater.RESCALE_CAPS` entry a scope prunes with (the default for most)."""
+  option = scope.partition("-")[2] if scope.startswith("floor") else ""
+  return CAP_OPTIONS[option] or mask_updater.RESCALE_CAP
 
 
 def emptied_layers(pruned):
@@ -171,14 +198,20 @@ def run(path):
       for method, scope, sparsity in todo:
         suffix, kwargs = scope_args(scope)
         k.utils.set_random_seed(seed)
-        outcome = pipeline.prune(method + suffix, dense, data, sparsity, FLAGS.epochs,
-                                 FLAGS.batch_size, verbose=0, structure=kwargs)
+        cap, default_cap = scope_cap(scope), mask_updater.RESCALE_CAP
+        mask_updater.RESCALE_CAP = cap  # The rescale in fair_prune_wrapper reads it.
+        try:
+          outcome = pipeline.prune(method + suffix, dense, data, sparsity, FLAGS.epochs,
+                                   FLAGS.batch_size, verbose=0, structure=kwargs)
+        finally:
+          mask_updater.RESCALE_CAP = default_cap
         report = pipeline.audit(outcome["model"], dense, data.test, data)
         row = pipeline.result_row(data, method, seed, sparsity, outcome, report)
         empty, density = emptied_layers(outcome["pruned"])
         share = pipeline.predicted_share(outcome["model"], data.test)
         row.update(_common(data, model_name, seed), scope=scope,
-                   layer_floor=kwargs.get("layer_floor"), emptied_layers=empty,
+                   layer_floor=kwargs.get("layer_floor"),
+                   rescale_cap=None if kwargs.get("rescale") is False else cap, emptied_layers=empty,
                    wrapped_layers=len(density), min_layer_density=min(density.values()),
                    layer_density=density, top_prediction_share=share,
                    collapsed=share >= COLLAPSE_SHARE)
@@ -235,8 +268,17 @@ def render(rows, command="python benchmarks/benchmark_layer_floor.py"):
          "all zero (mean over seeds; of *wrapped*); *sparsest layer kept*: the smallest "
          "fraction of its weights any wrapped layer keeps (mean over seeds); *collapsed*: runs whose most frequent "
          f"prediction covers ≥ {COLLAPSE_SHARE:.0%} of the test rows. Scopes: "
-         "*global, floor 0* = pure global ranking (the behaviour before `layer_floor`); "
-         "*floor 0.1* = the default; *layer* = every tensor at the target sparsity.", ""]
+         "*global, floor 0* = pure global ranking (the behaviour before `layer_floor`; "
+         "the default rescale is then every tensor's ‖θ‖/‖m⊙θ‖, as before); "
+         "*floor 0.1* = the default; *layer* = every tensor at the target sparsity. "
+         "Rescale variants (the first mask's gain ‖θ‖/‖m⊙θ‖ per tensor): the default "
+         "leaves a tensor held at its floor unrescaled (gain 1) and every other tensor "
+         "as before; *gain uncapped* = every tensor rescaled (the behaviour before); "
+         "*floor-held gain 1, others ≤ at target* = the default plus a cap on the "
+         "others at the gain of their own magnitude mask at the target sparsity; "
+         "*gain ≤ at target* = that cap on every tensor, floor-held ones too; "
+         "*gain ≤ model-wide* = at most ‖Θ‖/‖M⊙Θ‖ over all wrapped tensors; "
+         "*rescale=False* = no rescale.", ""]
   for model in dict.fromkeys(r["model"] for r in rows):
     d = dense.get(model, [])
     mrows = [r for r in rows if r["model"] == model]

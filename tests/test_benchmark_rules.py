@@ -62,11 +62,21 @@ def test_layer_floor_benchmark_counts_emptied_layers_and_renders():
   import tf_keras  # pylint: disable=g-import-not-at-top
   import tf_fairprune  # pylint: disable=g-import-not-at-top
   import benchmark_layer_floor as lf  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import mask_updater  # pylint: disable=g-import-not-at-top
   assert lf.scope_args("layer") == ("_layer", {})
   assert lf.scope_args("floor0.1") == ("", {"layer_floor": 0.1})
   assert lf.scope_args("floor0-norescale") == ("", {"layer_floor": 0.0, "rescale": False})
+  assert lf.scope_args("floor0.1-uncapped") == ("", {"layer_floor": 0.1})
+  assert [lf.scope_cap(s) for s in ("floor0.1", "layer", "floor0.1-uncapped",
+                                    "floor0.1-capmodel", "floor0.1-capfloor",
+                                    "floor0.1-captarget", "floor0.1-capboth")] == [
+                                        mask_updater.RESCALE_CAP,
+                                        mask_updater.RESCALE_CAP,
+                                        "none", "model", "floor", "target", "both"]
   with pytest.raises(ValueError, match="scope"):
     lf.scope_args("global")
+  with pytest.raises(ValueError, match="scope"):
+    lf.scope_args("floor0.1-capped")
   model = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(32, name="hidden"),
                                tf_keras.layers.Dense(4, name="out")])
   model.get_layer("out").set_weights([w * 1e-6 for w in model.get_layer("out").get_weights()])

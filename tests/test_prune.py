@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import tf_fairprune
+from tf_fairprune import mask_updater
 from tf_fairprune import models
 from conftest import make_mlp
 
@@ -56,7 +57,7 @@ def test_rescale_keeps_each_tensors_norm_and_can_be_turned_off():
   model = make_mlp()
   dense = {n: model.get_layer(n).kernel.numpy() for n in ("hidden", "logits")}
   for rescale in (True, False):
-    pruned = tf_fairprune.fair_prune_wrapper(model, 0.8, rescale=rescale)
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.8, mask_scope="layer", rescale=rescale)
     for w in pruned.fair_prune_wrappers:
       theta, mask = w.prunable_weights[0].numpy(), w.mask_variables[0].numpy()
       if rescale:
@@ -64,6 +65,125 @@ def test_rescale_keeps_each_tensors_norm_and_can_be_turned_off():
                                    rtol=1e-5)
       else:
         np.testing.assert_array_equal(theta, dense[w.layer.name])
+
+
+def _floor_held_model(k):
+  """Global ranking at 90% keeps `big` denser than the target and holds `tiny` (weights
+  ~1e-3 of big's) at its layer floor: max(1, ⌈0.1·0.1·n⌉) = 3 of its 256 weights."""
+  model = k.Sequential([k.Input((16,)), k.layers.Dense(32, use_bias=False, name="big"),
+                        k.layers.Dense(8, use_bias=False, name="tiny")])
+  rng = np.random.default_rng(0)
+  model.get_layer("big").set_weights([rng.standard_normal((16, 32)).astype("float32")])
+  model.get_layer("tiny").set_weights([1e-3 * rng.standard_normal((32, 8)).astype("float32")])
+  return model
+
+
+def _top_norm(theta, count):
+  return np.linalg.norm(np.sort(np.abs(theta).ravel())[::-1][:count])
+
+
+def test_rescale_skips_a_tensor_held_at_the_floor(k):
+  model = _floor_held_model(k)
+  dense = {n: model.get_layer(n).kernel.numpy() for n in ("big", "tiny")}
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.9)
+  by_name = {w.layer.name: w for w in pruned.fair_prune_wrappers}
+  theta = {n: by_name[n].prunable_weights[0].numpy() for n in by_name}
+  mask = {n: by_name[n].mask_variables[0].numpy() for n in by_name}
+  assert mask["tiny"].sum() == 3 and mask["big"].sum() == round(0.1 * 768) - 3  # Floor held.
+  # big (denser than the target) keeps its dense norm, as without the cap.
+  np.testing.assert_allclose(np.linalg.norm(theta["big"] * mask["big"]),
+                             np.linalg.norm(dense["big"]), rtol=1e-5)
+  # tiny, held at its floor, is not rescaled (uncapped: ‖θ‖ / ‖its 3 largest‖ ≈ 3.7).
+  np.testing.assert_array_equal(theta["tiny"], dense["tiny"])
+  capped = np.linalg.norm(dense["tiny"]) / _top_norm(dense["tiny"], 26)  # Its top 10%.
+  uncapped = np.linalg.norm(dense["tiny"]) / _top_norm(dense["tiny"], 3)
+  assert uncapped > 2 * capped > 2
+  # The uncapped rule (the behaviour before the cap) and the alternatives, on the same masks.
+  thetas = [tf.constant(dense[n]) for n in ("big", "tiny")]
+  masks = [tf.constant(mask[n]) for n in ("big", "tiny")]
+  def gains(cap, scope="global"):
+    return [float(g) for g in mask_updater.rescale_gains(thetas, masks, 0.9, scope, 0.1, cap)]
+  big_gain = np.linalg.norm(dense["big"]) / np.linalg.norm(dense["big"] * mask["big"])
+  np.testing.assert_allclose(gains("none"), [big_gain, uncapped], rtol=1e-5)
+  np.testing.assert_allclose(gains("target"), [big_gain, capped], rtol=1e-5)
+  np.testing.assert_allclose(gains("floor"), [big_gain, 1.0], rtol=1e-5)
+  model_gain = np.linalg.norm([np.linalg.norm(dense["big"]), np.linalg.norm(dense["tiny"])]) / \
+      np.linalg.norm([np.linalg.norm(dense["big"] * mask["big"]),
+                      np.linalg.norm(dense["tiny"] * mask["tiny"])])
+  np.testing.assert_allclose(gains("model"), [min(big_gain, model_gain), model_gain], rtol=1e-5)
+  np.testing.assert_allclose(gains(None), gains("floor"), rtol=1e-6)  # The default.
+  np.testing.assert_allclose(gains("both"), gains("floor"), rtol=1e-6)  # big: not capped.
+  np.testing.assert_allclose(gains("target", scope="layer"), gains("none"), rtol=1e-6)
+  np.testing.assert_allclose(gains("floor", scope="layer"), gains("none"), rtol=1e-6)
+  with pytest.raises(ValueError, match="cap must be one of"):
+    gains("huge")
+
+
+def test_rescale_cap_both_holds_floor_tensors_and_caps_the_rest_at_target(k):
+  """The "both" cap: `tiny` (held at its floor) gets gain 1 as under "floor"; `mid`
+  (weights ~0.5 of big's) keeps fewer than its 10% under global ranking but more than
+  its floor, so its gain is capped at its gain at the target as under "target"; `big`
+  (denser than the target) is rescaled as without a cap."""
+  model = k.Sequential([k.Input((16,)), k.layers.Dense(32, use_bias=False, name="big"),
+                        k.layers.Dense(32, use_bias=False, name="mid"),
+                        k.layers.Dense(8, use_bias=False, name="tiny")])
+  rng = np.random.default_rng(0)
+  for name, shape, scale in (("big", (16, 32), 1.0), ("mid", (32, 32), 0.5),
+                             ("tiny", (32, 8), 1e-3)):
+    model.get_layer(name).set_weights([scale * rng.standard_normal(shape).astype("float32")])
+  names = ("big", "mid", "tiny")
+  dense = {n: model.get_layer(n).kernel.numpy() for n in names}
+  default = mask_updater.RESCALE_CAP
+  mask_updater.RESCALE_CAP = "both"
+  try:
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.9)
+  finally:
+    mask_updater.RESCALE_CAP = default
+  by_name = {w.layer.name: w for w in pruned.fair_prune_wrappers}
+  theta = {n: by_name[n].prunable_weights[0].numpy() for n in names}
+  mask = {n: by_name[n].mask_variables[0].numpy() for n in names}
+  assert mask["tiny"].sum() == 3  # Floor held: max(1, ⌈0.1·0.1·256⌉).
+  assert mask["big"].sum() > 51  # Denser than its 10% (of 512).
+  assert 11 < mask["mid"].sum() < 102  # Above its floor (⌈10.24⌉), below its 10%.
+  gain = {n: np.linalg.norm(dense[n]) / np.linalg.norm(dense[n] * mask[n]) for n in names}
+  at_target = {n: np.linalg.norm(dense[n]) / _top_norm(dense[n], round(0.1 * dense[n].size))
+               for n in names}
+  assert gain["mid"] > 1.2 * at_target["mid"] and gain["big"] < at_target["big"]
+  expected = {"big": gain["big"], "mid": at_target["mid"], "tiny": 1.0}
+  for n in names:  # Applied by fair_prune_wrapper's first-mask rescale.
+    np.testing.assert_allclose(theta[n], expected[n] * dense[n], rtol=1e-5, atol=1e-9)
+  thetas = [tf.constant(dense[n]) for n in names]
+  masks = [tf.constant(mask[n]) for n in names]
+  def gains(cap, scope="global", layer_floor=0.1):
+    return [float(g) for g in mask_updater.rescale_gains(thetas, masks, 0.9, scope,
+                                                          layer_floor, cap)]
+  np.testing.assert_allclose(gains("both"), [expected[n] for n in names], rtol=1e-5)
+  # "both" = "floor" on the floor-held tensor and "target" on the others.
+  floor, target = gains("floor"), gains("target")
+  np.testing.assert_allclose(gains("both"), [target[0], target[1], floor[2]], rtol=1e-6)
+  assert gains("none")[2] > target[2] > 1.2  # "target" alone would rescale tiny.
+  assert floor[1] == pytest.approx(gain["mid"], rel=1e-5)  # "floor" alone: mid uncapped.
+  np.testing.assert_allclose(gains(None), floor, rtol=1e-6)  # The default is "floor".
+  # Without a floor, no tensor is floor-held: "both" is "target"; layer ranking: uncapped.
+  np.testing.assert_allclose(gains("both", layer_floor=0.0), target, rtol=1e-6)
+  np.testing.assert_allclose(gains("both", scope="layer"), gains("none"), rtol=1e-6)
+
+
+def test_rescale_leaves_tensors_above_their_floor_as_before(k):
+  """Layer ranking puts every tensor at the target and global ranking here keeps both
+  tensors above their floors (hidden near the target density): none is floor-held, so
+  under the default rule each keeps its dense norm, as without a bound."""
+  model = make_mlp(k=k)
+  dense = {n: model.get_layer(n).kernel.numpy() for n in ("hidden", "logits")}
+  for scope in ("layer", "global"):
+    pruned = tf_fairprune.fair_prune_wrapper(model, 0.8, mask_scope=scope)
+    for w in pruned.fair_prune_wrappers:
+      theta, mask = w.prunable_weights[0].numpy(), w.mask_variables[0].numpy()
+      assert mask.sum() > max(1, np.ceil(0.1 * 0.2 * mask.size))  # Above its floor.
+      if w.layer.name == "hidden":
+        assert abs(mask.mean() - 0.2) < 0.05  # Near the target density.
+      np.testing.assert_allclose(np.linalg.norm(theta * mask),
+                                 np.linalg.norm(dense[w.layer.name]), rtol=1e-5)
 
 
 def test_no_constant_predictor_at_99_percent_on_few_features():
