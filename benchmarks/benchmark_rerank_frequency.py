@@ -177,7 +177,7 @@ to the frequency-{ref} run of the same seed (one process, interleaved; the whole
             costs.append(f"{label}: accuracy {da[0]:+.1f} ± {da[1]:.1f} pts")
           if dg[0] - dg[1] > 0:
             costs.append(f"{label}: gap {dg[0]:+.1f} ± {dg[1]:.1f} pts")
-          more = sum(r["collapsed"] for r in rs) - sum(by[ref][s]["collapsed"] for s in paired)
+          more = sum(by[f][s]["collapsed"] - by[ref][s]["collapsed"] for s in paired)
           if more > 0:
             costs.append(f"{label}: {more} more collapsed run(s) of {len(paired)}")
         cells.append(f"{sum(r['collapsed'] for r in rs)}/{len(rs)}")

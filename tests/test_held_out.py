@@ -172,6 +172,27 @@ def test_measurements_fall_on_the_steps_the_rule_names(k, steps_per_execution):
     assert [c["step"] for c in callback.candidates] == expected
 
 
+def test_the_held_out_step_is_kept_across_fits_until_compile_or_a_new_reference(k):
+  x, y, g = _groups_data(n=128)
+  model = _model(k, tolerance=0.5)
+  data = (tf_fairprune.pack_group_data(x, g), y)
+  fit = lambda: model.fit(*data, batch_size=64, epochs=1, verbose=0, callbacks=[
+      tf_fairprune.HeldOutFairness(data, verbose=0, restore=False)])
+  fit()
+  held = model.__dict__["_other_mode_step"][1]  # Kept while the mode is training rates.
+  fit()
+  assert model.__dict__["_other_mode_step"][1] is held  # Reused, not traced again.
+  # A new optimizer (and loss) must be used: Keras 3 skips `train_function = None`
+  # when it is None already, which once left the old step (and optimizer) in place.
+  sgd = k.optimizers.SGD(0.05)
+  model.compile(optimizer=sgd, loss=k.losses.BinaryCrossentropy(from_logits=True))
+  assert model.__dict__["_other_mode_step"] is None
+  fit()
+  assert int(sgd.iterations.numpy()) == 2
+  model.set_reference_model(None)
+  assert model.__dict__["_other_mode_step"] is None and model.train_function is None
+
+
 def test_a_collapsing_run_is_flagged_backs_off_and_is_not_returned():
   # A model that predicts one class for every held-out row, where the labels are
   # balanced: collapsed. Every candidate collapses -> nothing is selected, a warning.

@@ -190,7 +190,8 @@ class BiLevelTrainingMixin:
     """
     object.__setattr__(self, "_reference_model", model)
     # The traced steps captured the previous reference: trace them again.
-    self.train_function = self.test_function = None
+    self._reset_train_function()
+    self.test_function = None
 
   # ---------------------------------------------------------------- pruning state
   # (the queries themselves live next to the mask updater, in mask_updater.py)
@@ -280,6 +281,7 @@ class BiLevelTrainingMixin:
     self._flavour.check_same_flavour(optimizer, "optimizer")
     self._flavour.check_same_flavour(mask_optimizer, "mask_optimizer")
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+    self._reset_train_function()  # Also the step kept for the other held-out mode.
     if mask_optimizer is None:
       mask_optimizer = default_mask_optimizer(self._flavour)
     with self.distribute_strategy.scope():
@@ -361,10 +363,10 @@ class BiLevelTrainingMixin:
     return history
 
   # The traced training step. A property so that the step traced for the other
-  # held-out mode is kept (`_set_held_out_mode`) only while nothing else replaces the
-  # step: Keras (`compile`, tf_keras' `jit_compile` setter), `set_reference_model` and
-  # saving all reset it by assigning None, which drops the kept step too and counts as a
-  # new trace generation (what `HeldOutFairness` keys its own traced functions on).
+  # held-out mode can be kept (`_set_held_out_mode`) only while nothing else replaces
+  # the step: whenever Keras sets it (a new trace; None from `compile`, tf_keras'
+  # `jit_compile` setter, saving) the kept step is dropped and a new trace generation
+  # starts (what `HeldOutFairness` keys its own traced functions on).
   @property
   def train_function(self):
     return self.__dict__.get("_fair_train_function")
@@ -372,10 +374,19 @@ class BiLevelTrainingMixin:
   @train_function.setter
   def train_function(self, function):
     object.__setattr__(self, "_fair_train_function", function)
-    if function is None:
-      object.__setattr__(self, "_other_mode_step", None)
-      object.__setattr__(self, "_trace_generation",
-                         self.__dict__.get("_trace_generation", 0) + 1)
+    self._drop_kept_step()
+
+  def _drop_kept_step(self):
+    object.__setattr__(self, "_other_mode_step", None)
+    object.__setattr__(self, "_trace_generation",
+                       self.__dict__.get("_trace_generation", 0) + 1)
+
+  def _reset_train_function(self):
+    """Drops every traced step. Not `self.train_function = None`: Keras 3 skips an
+    assignment of the value an attribute already holds, and after a `fit` with
+    `HeldOutFairness` the current step is None while the other mode's is kept."""
+    object.__setattr__(self, "_fair_train_function", None)
+    self._drop_kept_step()
 
   def _set_held_out_mode(self, held_out):
     """Switches the step between the training batches' rates and held-out rates.
