@@ -180,8 +180,10 @@ def test_the_held_out_step_is_kept_across_fits_until_compile_or_a_new_reference(
       tf_fairprune.HeldOutFairness(data, verbose=0, restore=False)])
   fit()
   held = model.__dict__["_other_mode_step"][1]  # Kept while the mode is training rates.
+  generation = model.__dict__["_trace_generation"]
   fit()
-  assert model.__dict__["_other_mode_step"][1] is held  # Reused, not traced again.
+  assert model.__dict__["_other_mode_step"][1] is held  # Reused, not traced again,
+  assert model.__dict__["_trace_generation"] == generation  # nor the callback's functions.
   # A new optimizer (and loss) must be used: Keras 3 skips `train_function = None`
   # when it is None already, which once left the old step (and optimizer) in place.
   sgd = k.optimizers.SGD(0.05)

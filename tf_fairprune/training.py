@@ -364,17 +364,19 @@ class BiLevelTrainingMixin:
 
   # The traced training step. A property so that the step traced for the other
   # held-out mode can be kept (`_set_held_out_mode`) only while nothing else replaces
-  # the step: whenever Keras sets it (a new trace; None from `compile`, tf_keras'
-  # `jit_compile` setter, saving) the kept step is dropped and a new trace generation
-  # starts (what `HeldOutFairness` keys its own traced functions on).
+  # the step: whenever Keras sets a new one (a new trace; None from `compile`,
+  # tf_keras' `jit_compile` setter, saving) the kept step is dropped and a new trace
+  # generation starts (what `HeldOutFairness` keys its own traced functions on).
   @property
   def train_function(self):
     return self.__dict__.get("_fair_train_function")
 
   @train_function.setter
   def train_function(self, function):
+    # tf_keras assigns the step it already holds at every `fit`: that changes nothing.
+    if function is None or function is not self.__dict__.get("_fair_train_function"):
+      self._drop_kept_step()
     object.__setattr__(self, "_fair_train_function", function)
-    self._drop_kept_step()
 
   def _drop_kept_step(self):
     object.__setattr__(self, "_other_mode_step", None)
