@@ -141,7 +141,7 @@ def _key(row):
 
 
 def _batch_size(data):
-  return FLAGS.batch_size or int(min(256, max(32, len(data.train) // 50)))
+  return FLAGS.batch_size or pipeline.default_batch_size(data)
 
 
 # ----------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def oracle(data, epsilon, seed):
 
 def run_seed(name, seed, done, out):
   data = pipeline.load_dataset(name, seed, image_train_size=FLAGS.image_train_size)
-  batch_size = min(FLAGS.batch_size, max(32, len(data.train) // 50))
+  batch_size = pipeline.default_batch_size(data, FLAGS.batch_size)
   keras.utils.set_random_seed(seed)
   with contextlib.redirect_stdout(io.StringIO()):
     dense = pipeline.train_dense(data, FLAGS.dense_epochs, batch_size)

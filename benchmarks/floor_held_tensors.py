@@ -30,7 +30,7 @@ from tf_fairprune import masking  # pylint: disable=g-import-not-at-top
 def main():
   for name in ("adult-sex", "compas-race", "german-sex"):
     data = pipeline.load_dataset(name, 0)
-    batch_size = min(256, max(32, len(data.train) // 50))
+    batch_size = pipeline.default_batch_size(data)
     keras.utils.set_random_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):
       dense = pipeline.train_dense(data, 5, batch_size)

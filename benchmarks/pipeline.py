@@ -321,6 +321,12 @@ def wilson_interval(rate, n, z=1.96):
   return float(centre - half), float(centre + half)
 
 
+def default_batch_size(data, largest=256):
+  """The benchmarks' batch size: min(largest, max(32, training rows / 50)), so that
+  small datasets still get at least 50 steps an epoch."""
+  return int(min(largest, max(32, len(data.train) // 50)))
+
+
 def default_seeds(name, image_train_size=None):
   """The benchmarks' seed count for a dataset: 5 below 10,000 test rows, else 3."""
   return 5 if len(load_dataset(name, 0, image_train_size=image_train_size).test) < 10000 else 3
