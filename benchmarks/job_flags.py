@@ -18,12 +18,13 @@ DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex"
             "colored-fmnist")
 # --fairness names (pipeline.CONSTRAINTS maps them to the classes) and the modes
 # (tf_fairprune.fairness.constraints.MODES).
-CONSTRAINT_NAMES = ("performance", "degradation", "excess", "demographic_parity",
-                    "equalized_odds", "equal_opportunity")
+CONSTRAINT_NAMES = ("performance", "degradation", "excess", "group_loss",
+                    "demographic_parity", "equalized_odds", "equal_opportunity")
 MODES = ("lagrangian", "penalty")
 # The audit's name of the gap each --fairness constraint bounds.
 AUDIT_GAP = {"performance": "performance_gap", "degradation": "degradation_gap",
-             "excess": "max_excess_gap", "demographic_parity": "demographic_parity_difference",
+             "excess": "max_excess_gap", "group_loss": "max_group_loss",
+             "demographic_parity": "demographic_parity_difference",
              "equalized_odds": "equalized_odds_difference",
              "equal_opportunity": "equal_opportunity_difference"}
 # BiFP's default: "do no harm" — no group loses more than 1 point beyond the average.
@@ -33,7 +34,7 @@ DEFAULT_OPTIMIZER = "sgd:0.01"
 
 
 FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
-                  "max_accuracy_loss")
+                  "max_accuracy_loss", "max_group_loss", "harm_tolerance")
 
 
 class FlagError(ValueError):
@@ -74,6 +75,15 @@ def define_fairness_flags(flags):
                     "the iterate that meets --epsilon there with the best validation "
                     "accuracy (HeldOutFairness); --noheld_out steers on the training "
                     "batches (a gap closed there often stays open on new data).")
+  flags.DEFINE_float("max_group_loss", None,
+                     "Also bound every group's accuracy loss against the dense model by this "
+                     "fraction (0.02 = 2 points; the group_loss constraint): a parity "
+                     "constraint then cannot be met by making a group worse off. Default: "
+                     "no bound.")
+  flags.DEFINE_float("harm_tolerance", 0.01,
+                     "The report names a gap closed while a group lost more than this "
+                     "fraction of accuracy against the dense model (beyond its interval) "
+                     "as 'met by levelling down' (0.01 = 1 point).")
   flags.DEFINE_float("max_accuracy_loss", None,
                      "Validation accuracy (a fraction) the fair model may give up against "
                      "the run's most accurate iterate; below it the multipliers back off "
@@ -102,6 +112,12 @@ def fairness_names(f):
   if not 0.0 <= f.fairness_weight < float("inf"):
     raise FlagError(f"--fairness_weight must be a finite number >= 0, got "
                     f"{f.fairness_weight}.")
+  if f.max_group_loss is not None and not 0.0 <= f.max_group_loss <= 1.0:
+    raise FlagError("--max_group_loss must be a fraction in [0, 1] (0.02 = 2 points), "
+                    f"got {f.max_group_loss}.")
+  if not 0.0 <= f.harm_tolerance <= 1.0:
+    raise FlagError("--harm_tolerance must be a fraction in [0, 1] (0.01 = 1 point), "
+                    f"got {f.harm_tolerance}.")
   if f.max_accuracy_loss is not None and not 0.0 <= f.max_accuracy_loss <= 1.0:
     raise FlagError("--max_accuracy_loss must be a fraction in [0, 1] (0.02 = 2 points), "
                     f"got {f.max_accuracy_loss}.")

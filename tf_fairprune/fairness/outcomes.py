@@ -71,6 +71,22 @@ def labels_outside(y_true, y_pred, signed=False):
   return tf.reduce_any((y < (-1.0 if signed else 0.0)) | (y > 1.0))
 
 
+def labels_outside_rows(y_true, y_pred, signed=False):
+  """[B] bools: the row's label cannot be read as a class of this output, or is NaN/inf
+  (the per-row form of `labels_outside`, for measurements outside training)."""
+  y = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
+  rows = tf.reshape(y, [tf.shape(y)[0], -1])
+  finite = tf.reduce_all(tf.math.is_finite(rows), axis=-1)
+  if is_multiclass(y_pred):
+    if y.shape.rank == 2 and y.shape[-1] == y_pred.shape[-1]:
+      return tf.logical_not(finite)  # One-hot.
+    classes = tf.cast(tf.shape(y_pred)[-1], tf.float32)
+    bad = (rows < 0) | (rows >= classes) | (rows != tf.round(rows))
+  else:
+    bad = (rows < (-1.0 if signed else 0.0)) | (rows > 1.0)
+  return tf.logical_or(tf.reduce_any(bad, axis=-1), tf.logical_not(finite))
+
+
 def check_label_array(y, units, signed=False):
   """The numpy side of `labels_outside`, with the values found: for arrays at `fit`.
 
