@@ -316,8 +316,11 @@ def fairness_verdict(data, dense, final, report, outcome, off):
   selected = (outcome.get("held_out") or {}).get("selected")
   multipliers = ([float(np.max(m.numpy())) for m in outcome["pruned"].fairness_multipliers]
                  if "pruned" in outcome else [])
+  off_verdicts = ([off_val.verdict(gap, eps, FLAGS.harm_tolerance).to_dict()
+                   for _, gap, eps in specs] if off_val is not None else [])
   did = job_report.what_fairness_did(selected, multipliers, identical,
-                                     off[0] if off else None, FLAGS.fairness_mode)
+                                     off[0] if off else None, FLAGS.fairness_mode,
+                                     off_verdicts)
   return {
       "constraints": constraints,
       "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),

@@ -44,7 +44,8 @@ def constraint_verdicts(constraints, val, test, harm_tolerance, off_val=None, of
   return out
 
 
-def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairness_mode):
+def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairness_mode,
+                      off_verdicts=()):
   """A paragraph (and a dict) on whether the constraints bound and why the returned
   model is what it is.
 
@@ -55,6 +56,7 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
       (None when there is no fairness-off run).
     off_method: The fairness-off method's name, or None.
     fairness_mode: "lagrangian" or "penalty".
+    off_verdicts: The fairness-off model's validation `Verdict` dicts, one per constraint.
   """
   largest = max(multipliers, default=0.0)
   if fairness_mode == "penalty":
@@ -68,13 +70,22 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
               "validation split can tell from noise, so the multipliers stayed 0 and "
               "training was that of fairness off; the returned model is the final iterate.")
     else:
-      text = (f"The constraints bound (largest multiplier at the end {largest:.3g}); the "
-              f"returned iterate: {selected.get('reason')}.")
+      steps = selected.get("bound_at") or []
+      shown = ", ".join(str(s) for s in steps[:8]) + (", …" if len(steps) > 8 else "")
+      text = (f"The constraints bound at {len(steps)} of {selected.get('measurements', '?')} "
+              f"validation measurements (steps {shown}; a violation beyond what the split "
+              "can tell from noise), so training differed from fairness off from the first "
+              f"of them; the largest multiplier reached {selected.get('largest_multiplier', largest):.3g} "
+              f"({largest:.3g} at the end). The returned iterate: {selected.get('reason')}.")
   else:
     bound = largest > 0
     text = ("The multipliers followed the training batches' rates (no held-out steering); "
             + (f"they reached {largest:.3g}." if bound else "they stayed 0: the constraints "
                "never bound on the training rows."))
+  for v in off_verdicts:
+    text += (f" Fairness off ({off_method}) on the validation split: {v['gap']} "
+             f"{points(v['value'])} points {interval_text(v['lower'], v['upper'])}, "
+             f"{v['verdict']} at ε = {points(v['epsilon'])}.")
   if identical_to_off is not None:
     if identical_to_off:
       text += f" Its weights are identical to {off_method}'s (fairness off)."

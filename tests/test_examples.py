@@ -335,3 +335,44 @@ def test_tradeoff_plot_labels_are_readable_and_every_gap_is_plotted():
   labels = [t for t in right.texts if abs(t.get_position()[1] - row) < 1e-9]
   assert len(labels) == 1 and labels[0].get_window_extent(renderer).x0 > tick_x + 2
   assert len(right.texts) == len(plotted)  # One value label per gap.
+
+
+def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
+  # The job's report from audits alone (no training): a gap closed by dropping women's
+  # accuracy is "met by levelling down", in points, with who lost what and the remedy.
+  sys.path.insert(0, os.path.join(ROOT, "examples"))
+  import job_report  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.fairness import fairness_report  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  groups = np.r_[np.zeros(6000, int), np.ones(3000, int)]
+  y = rng.integers(0, 2, 9000)
+  dense_ok = np.r_[rng.random(6000) < 0.80, rng.random(3000) < 0.93]
+  dense = np.where(dense_ok, y, 1 - y)
+  pruned = dense.copy()
+  flip = rng.choice(np.flatnonzero((groups == 1) & dense_ok), 300, replace=False)
+  pruned[flip] = 1 - pruned[flip]
+  names = ["Male", "Female"]
+  test = fairness_report(y, pruned, groups, dense_pred=dense, group_names=names)
+  off = fairness_report(y, dense, groups, dense_pred=dense, group_names=names)
+  constraints = job_report.constraint_verdicts(
+      [("performance", "performance_gap", 0.05)], test, test, 0.01, off, off)
+  (c,) = constraints
+  assert c["test"]["verdict"] == "met by levelling down"
+  warnings_ = job_report.verdict_warnings(constraints, off)
+  assert len(warnings_) == 1 and "Female (n=3000) lost 10.0 points" in warnings_[0]
+  assert "(fairness off: 0.0)" in warnings_[0] and "--max_group_loss" in warnings_[0]
+  did = job_report.what_fairness_did({"bound": False}, [0.0], True, "bip", "lagrangian")
+  assert not did["bound"] and "never bound" in did["text"] and "identical" in did["text"]
+  results = dict(method="bifp", dataset="toy", semi_synthetic=False, target_sparsity=0.995,
+                 sparsity=0.99499, seed=0, train_seconds=1.0, train_steps=10,
+                 constraints=constraints, fairness_mode="lagrangian", held_out_selection=None,
+                 fairness_did=did, accuracy=test.accuracy, dense_accuracy=test.dense_accuracy,
+                 fairness_off={"method": "bip", "accuracy": off.accuracy, "gaps": off.gaps},
+                 warnings=warnings_, tflite_bytes=10, dense_tflite_bytes=100,
+                 tflite_max_abs_diff=1e-7)
+  text = job_report.render(results, test, off)
+  assert "Target sparsity 99.5%, measured 99.50%" in text
+  assert "**met by levelling down**" in text and "| Female | 3000 |" in text
+  assert "yes" not in text
+  assert f"Accuracy {job_report.points(test.accuracy)} (dense" in text  # Points, not 0.8xxx.
+  assert job_report.percent(0.9) == "90%" and job_report.percent(0.9995) == "99.95%"

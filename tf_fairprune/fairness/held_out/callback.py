@@ -154,10 +154,12 @@ class HeldOutFairness(keras.callbacks.Callback):
     candidates: The `Candidate`s measured at the target sparsity.
     selected: A dict: the candidate returned (index, epoch, step, accuracy, gaps),
       `reason`, `verdicts` / `intervals` of each constraint measured on the returned
-      model, `met`, `restored`, `bound` (whether the constraints ever bound),
+      model, `met`, `restored`, `bound` (whether the constraints ever bound), `bound_at`
+      (the steps they bound at, of `measurements`), `largest_multiplier` (over the run),
       `levelled_down` (groups harmed, by constraint).
     final: The `Measurement` of the returned model on the whole set.
     resolution: Constraint name → the smallest ε the held-out set could show met.
+    bound_at: The steps (of this `fit`) of the measurements whose violations bound.
     messages: Every warning this callback gave (also issued as `UserWarning`s).
 
   Raises:
@@ -242,6 +244,11 @@ class HeldOutFairness(keras.callbacks.Callback):
     bound = not back_off and m.violation() > 0.0
     self.model.apply_held_out(m.stats, steps, back_off=back_off, tolerances=m.tolerances())
     self._bound = self._bound or bound
+    self._measured += 1
+    if bound:
+      self.bound_at.append(self._schedule.step)
+    self._largest = max([self._largest] + [float(np.max(v.numpy()))
+                                           for v in self.model.fairness_multipliers])
     return bound
 
   def _record(self, m, steps, epoch):
@@ -279,6 +286,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     self.messages = []
     # A run resumed with multipliers already up has bound before.
     self._bound = any(float(np.max(v.numpy())) > 0 for v in model.fairness_multipliers)
+    self.bound_at, self._measured, self._largest = [], 0, 0.0
     m = self._measure()  # The starting rates: the first steps already read held-out data.
     self._apply(m, 0)
     self.last = m
@@ -361,7 +369,8 @@ class HeldOutFairness(keras.callbacks.Callback):
     chosen.update(index=i, reason=reason, restored=bool(i is not None and self.restore),
                   accuracy=m.accuracy, gaps=m.gaps, verdicts=m.verdicts(),
                   intervals={n: [v.lower, v.upper] for n, v in m.intervals.items()},
-                  met=m.violation() <= 0.0, bound=self._bound,
+                  met=m.violation() <= 0.0, bound=self._bound, bound_at=list(self.bound_at),
+                  measurements=self._measured, largest_multiplier=self._largest,
                   tolerances={c.name: c.tolerance for c in self.model.fairness},
                   resolution=dict(self.resolution), collapsed=m.collapsed,
                   levelled_down=self._levelled_down(m))
