@@ -197,6 +197,7 @@ class BiLevelTrainingMixin:
     object.__setattr__(self, "train_function", None)
     object.__setattr__(self, "test_function", None)
     object.__setattr__(self, "_held_out_passes", {})
+    object.__setattr__(self, "_sparsity_status", None)
 
   # ---------------------------------------------------------------- pruning state
   # (the queries themselves live next to the mask updater, in mask_updater.py)
@@ -422,6 +423,16 @@ class BiLevelTrainingMixin:
     if id(dataset) not in cache:
       cache[id(dataset)] = (dataset, held_out_lib.reduction_function(self, dataset))
     return cache[id(dataset)][1]
+
+  def sparsity_status(self):
+    """(schedule's sparsity now, final sparsity of the schedule, measured sparsity of the
+    masks) as floats, from one traced call (kept until `compile`)."""
+    function = self.__dict__.get("_sparsity_status")
+    if function is None:
+      function = tf.function(lambda: (self.sparsity_at(), self.sparsity_at(2**40),
+                                      self.measured_sparsity()))
+      object.__setattr__(self, "_sparsity_status", function)
+    return tuple(float(v) for v in function())
 
   def apply_held_out(self, rates, steps, back_off=False, tolerances=None):
     """Takes the multipliers' dual step on measured held-out rates (`FairnessObjective.

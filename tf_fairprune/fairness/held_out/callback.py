@@ -226,10 +226,8 @@ class HeldOutFairness(keras.callbacks.Callback):
   def _at_target(self):
     """The schedule is at its final sparsity and the masks are too (with a mask update
     frequency > 1 they follow the schedule a few steps late)."""
-    model = self.model
-    final = float(model.sparsity_at(2**40))
-    return (abs(float(model.sparsity_at()) - final) < 1e-6 and
-            abs(float(model.measured_sparsity()) - final) < 0.01)
+    now, final, measured = self.model.sparsity_status()
+    return abs(now - final) < 1e-6 and abs(measured - final) < 0.01
 
   def _floor_hit(self, m):
     if m.collapsed:
@@ -287,8 +285,11 @@ class HeldOutFairness(keras.callbacks.Callback):
     # A run resumed with multipliers already up has bound before.
     self._bound = any(float(np.max(v.numpy())) > 0 for v in model.fairness_multipliers)
     self.bound_at, self._measured, self._largest = [], 0, 0.0
-    m = self._measure()  # The starting rates: the first steps already read held-out data.
-    self._apply(m, 0)
+    m = self._measure()
+    # No held-out rates yet for the step: right after the masks are applied the model is
+    # in a transient that training repairs, and steering on it would make every run
+    # "bind" at step 0. The multipliers hold until the first scheduled measurement.
+    model.apply_held_out([(np.zeros_like(h), np.zeros_like(n)) for h, n in m.stats], 0)
     self.last = m
     self.resolution = m.resolution()
     self.resolvable_gap = measure_lib.resolvable_gap(m.group_rows)
