@@ -344,7 +344,7 @@ colored Fashion-MNIST, {FLAGS.dense_epochs} epochs of Adam) and prunes to {FLAGS
 (SGD 0.01 on weights, SGD 0.1 on scores; batch min(256, max(32, training rows / 50))).
 BiFP: `PerformanceFairness(tolerance=ε)` with the library's defaults (Lagrangian rule, PI-damped
 multipliers η = 0.2 per step, κ = 10, λ_max = 5, margin surrogate, fairness at both levels),
-**steered on the validation split** by `HeldOutFairness` (about 4 measurements an epoch; a
+**steered on the validation split** by `HeldOutFairness` (about 8 measurements an epoch; a
 violation counts only beyond what the validation split can tell from noise — each comparison
 held to ε, or to the half-width of its simultaneous 95% interval where that is larger; the
 final iterate when nothing bound, else the most accurate iterate meeting ε as far as the

@@ -40,7 +40,7 @@ from tf_fairprune.fairness.held_out import measure as measure_lib
 from tf_fairprune.fairness.held_out import schedule as schedule_lib
 from tf_fairprune.fairness.held_out import select as select_lib
 
-MEASUREMENTS_PER_EPOCH = 4  # Default measurement rate (`update_every`): see BENCHMARKS.md.
+MEASUREMENTS_PER_EPOCH = 8  # Default measurement rate (`update_every`): see BENCHMARKS.md.
 
 
 def _rows(structure):
@@ -135,7 +135,7 @@ class HeldOutFairness(keras.callbacks.Callback):
       outputs packed, or a reference model), or a `tf.data.Dataset` of such batches.
       Rows the weights never train on — a validation split. Keep a test split apart
       to report: this set both steers and selects.
-    update_every: Steps between measurements (default: about 4 per epoch, at least every
+    update_every: Steps between measurements (default: about 8 per epoch, at least every
       step).
     max_accuracy_loss: The held-out accuracy (a fraction, 0.02 = 2 points) you accept to
       lose for fairness, against the most accurate candidate of the run. Below it the
