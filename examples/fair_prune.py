@@ -92,8 +92,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
                     f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
                     "groups), or csv:PATH with --label and --group.")
-flags.DEFINE_string("label", None, "CSV: the label column (binary).")
-flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
+flags.DEFINE_string("label", None, "CSV: the label column (binary; the second of its two "
+                    "values, in numeric order if both are numbers, is the positive class).")
+flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column (missing cells are "
+                    "one group, 'missing').")
 flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
                   "Pruning method (each is described at the top of --help).")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity: the fraction of the weights pruned "

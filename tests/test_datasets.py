@@ -307,3 +307,9 @@ def test_csv_many_columns_with_gaps_give_one_note(tmp_path):
   assert len(data.feature_names) == 80
   assert [n for n in data.notes if "missing" in n] == [
       n for n in data.notes if n.startswith("40 numeric columns have missing values")]
+
+
+def test_csv_cells_keep_quoted_newlines_and_form_feeds(tmp_path):
+  rows = _edit("city", lambda i, v: "a\nb" if i % 3 == 0 else "c\x0cd" if i % 3 == 1 else v)
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+  assert sorted(data.feature_names) == ["age", "city=a\nb", "city=c", "city=c\x0cd"]

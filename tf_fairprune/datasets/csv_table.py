@@ -15,6 +15,7 @@ to check a CSV before it imports TensorFlow.
 import collections
 import csv
 import dataclasses
+import io
 
 import numpy as np
 
@@ -135,7 +136,9 @@ def read_table(path):
   if not text.strip():
     raise ValueError(f"{path} is empty (no header row).")
   delimiter = _delimiter(text)
-  reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+  # Lines end at \n, \r or \r\n only, as the csv module expects (str.splitlines would
+  # also split at \x0c, \u2028, ... inside a cell).
+  reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
   rows, lines = [], []
   try:
     header = next(reader)
@@ -165,10 +168,9 @@ def read_table(path):
 
 def _delimiter(text):
   """',' unless the header has no comma and another delimiter splits it."""
-  header = next(csv.reader(text.splitlines()[:1] or [""]), [])
-  if len(header) > 1:
+  line = io.StringIO(text, newline="").readline()
+  if len(next(csv.reader([line]), [])) > 1:
     return ","
-  line = text.splitlines()[0]
   counts = {d: line.count(d) for d in DELIMITERS[1:]}
   best = max(counts, key=counts.get)
   return best if counts[best] else ","
