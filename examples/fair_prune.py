@@ -9,7 +9,8 @@ r"""The main job: train (or load) a dense model, fair-prune it, strip, export, r
   python examples/fair_prune.py --strategy=mirrored   # all local GPUs (or CPUs)
 
 Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity, TFLite
-size, time), results.json and tradeoff.png.
+size, time), results.json (with every flag) and tradeoff.png, once the run has finished;
+an earlier run's output there made with other flags is kept unless --overwrite.
 
 Methods (E = --epochs):
   bifp                 bi-level fair pruning, E epochs: the --fairness constraints on weights
@@ -521,12 +522,10 @@ def _main(output_dir, staging, recorded, replacing):
   except (ValueError, OSError) as err:
     raise app.UsageError(str(err)) from err
   if FLAGS.min_group_size:
-    largest = max(data.train.group_sizes(data.num_groups))
-    data = datasets.merge_small_groups(data, FLAGS.min_group_size)
-    if data.num_groups < 2:
-      raise app.UsageError(
-          f"--min_group_size={FLAGS.min_group_size} merges every group into one (the largest "
-          f"has {largest} training rows): fairness needs two groups; use a smaller value.")
+    try:
+      data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+    except ValueError as err:
+      raise app.UsageError(f"--min_group_size={FLAGS.min_group_size}: {err}") from err
   for note in data.notes:
     say("Data: %s.", note)
   if data.semi_synthetic:

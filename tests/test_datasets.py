@@ -274,10 +274,12 @@ def test_csv_huge_numbers_are_standardised_not_zeroed(tmp_path):
     data = datasets.load_csv(_write(tmp_path, rows, "huge.csv"), "label", "sex")
     np.testing.assert_allclose(data.train.x[:, 0], np.sign(factor) * plain.train.x[:, 0],
                                atol=1e-4)
+    assert not any("float32" in n for n in data.notes)  # One scale: nothing to say.
   rows = _edit("age", lambda i, v: "1.7e308" if i == 0 else "-1.7e308" if i == 1 else v)
   data = datasets.load_csv(_write(tmp_path, rows, "mixed.csv"), "label", "sex")
   assert all(np.all(np.isfinite(s.x)) for s in (data.train, data.validation, data.test))
-  assert np.ptp(data.train.x[:, 0]) > 1
+  # Two sentinels beyond float32's range leave the other ages near 0: said.
+  assert "'age': 2 of 60 values lie beyond float32's range" in " ".join(data.notes)
 
 
 def test_csv_typos_in_a_numeric_column_and_identifier_columns_are_said(tmp_path):
@@ -313,3 +315,12 @@ def test_csv_cells_keep_quoted_newlines_and_form_feeds(tmp_path):
   rows = _edit("city", lambda i, v: "a\nb" if i % 3 == 0 else "c\x0cd" if i % 3 == 1 else v)
   data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
   assert sorted(data.feature_names) == ["age", "city=a\nb", "city=c", "city=c\x0cd"]
+
+
+def test_merging_every_group_into_one_is_refused(tmp_path):
+  # The job then crashed: fairness needs two groups.
+  data = datasets.load_csv(_write(tmp_path, _rows()), "label", "sex")
+  largest = max(data.train.group_sizes(data.num_groups))
+  assert datasets.merge_small_groups(data, largest).num_groups == 2  # One kept, one merged.
+  with pytest.raises(ValueError, match=f"every group has fewer than {largest + 1} training rows"):
+    datasets.merge_small_groups(data, largest + 1)

@@ -263,6 +263,7 @@ def _run_without_tensorflow(tmp_path, *flags):
      "--dense_model=missing.keras: the file does not exist."),
     (["--epochs=0"], "--epochs must be >= 1 for --method=bifp"),
     (["--sparsity=1.5"], "--sparsity must be in [0, 1)"),
+    (["--tolerance=5"], "--tolerance must be a fraction in [0, 1] (0.01 = 1 point), got 5.0"),
     (["--fairness=accuracy"], "--fairness: unknown constraint(s) ['accuracy']"),
 ])
 def test_bad_flags_fail_fast_with_one_line_last(tmp_path, flags, message):
@@ -391,7 +392,8 @@ def test_main_job_reads_a_probability_dense_model_and_keeps_other_runs(tmp_path)
   out = tmp_path / "out"
   flags = [f"--dataset=csv:{data_path}", "--label=label", "--group=sex",
            f"--dense_model={model}", "--fairness=degradation", "--epsilon=0.05",
-           f"--output_dir={out}", "--sparsity=0.5", "--batch_size=64", "--epochs=2"]
+           f"--output_dir={out}", "--sparsity=0.5", "--batch_size=64",
+           "--nocompare_fairness_off", "--epochs=2"]
   run = _run(*flags)
   assert run.returncode == 0, run.stderr[-3000:]
   assert "ends in a sigmoid (probabilities)" in run.stderr

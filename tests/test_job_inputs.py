@@ -66,6 +66,7 @@ def test_probabilities_are_read_as_the_logits_under_them(tmp_path, k, units, act
   assert isinstance(logits, k.Model)
 
 
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 def test_a_logits_model_is_returned_as_it_is(tmp_path, k):
   path = str(tmp_path / "dense.h5")
   _mlp(k).save(path)

@@ -25,6 +25,8 @@ DELIMITERS = (",", ";", "\t", "|")
 # A table whose encoded features (float32, every split) would need more is refused: the
 # one-hot encoding of a column of identifiers is rows x rows.
 MAX_ENCODED_BYTES = 4 * 2**30
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # Models compute in float32.
+OUTLIER_RATIO = 1e6
 # A categorical column with more distinct values than this and than half the training
 # rows gets a note: probably an identifier.
 IDENTIFIER_CATEGORIES = 100
@@ -256,6 +258,8 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   numeric = [c for c in features if all(is_number(r[c]) for r in rows)
              and any(np.isfinite(number(r[c])) for r in rows)]
   categorical = [c for c in features if c not in numeric]
+  for c in numeric:
+    notes += _outliers_note(c, rows, table.lines)
   typos = {}
   for c in categorical:
     typos[c] = _mostly_numeric_note(c, rows, table.lines)
@@ -307,6 +311,26 @@ def _absent_groups_note(group, group_names, splits):
   return [f"the group {group!r} has no rows in a split: {said}"
           f"{'; ...' if len(absent) > 5 else ''}; a group's accuracy cannot be measured where "
           "it has no rows (--min_group_size merges small groups)"]
+
+
+def _outliers_note(column, rows, lines):
+  """A note for a numeric column with values beyond float32's range and a million times
+  its median magnitude (sentinels for missing values, often): those few set its
+  standardisation and leave the other values near 0. A column of huge numbers on one
+  scale is standardised as any other."""
+  finite = [(line, number(r[column])) for line, r in zip(lines, rows)]
+  finite = [(line, v) for line, v in finite if np.isfinite(v)]
+  median = float(np.median([abs(v) for _, v in finite]))
+  big = [(line, v) for line, v in finite
+         if abs(v) > FLOAT32_MAX and abs(v) > OUTLIER_RATIO * median]
+  if not big:
+    return []
+  shown = ", ".join(f"{v:.3g} (line {line})" for line, v in big[:3])
+  return [f"{column!r}: {len(big)} of {len(finite)} values lie beyond float32's range, over "
+          f"{OUTLIER_RATIO:.0e} times the column's median ({shown}"
+          f"{', ...' if len(big) > 3 else ''}), and set its standardisation, which leaves the "
+          "other values near 0; if they stand for missing values, write them as empty, NA "
+          "or ?"]
 
 
 def _check_split_sizes(path, splits, label, labels, seed, fractions):

@@ -256,12 +256,20 @@ def merge_small_groups(dataset, min_size):
 
   Returns:
     A new `GroupDataset` (the input is unchanged); its `notes` say what was merged.
+
+  Raises:
+    ValueError: If every group has fewer than `min_size` rows: one group is left, and
+      fairness across groups needs two.
   """
   sizes = np.bincount(dataset.train.groups, minlength=dataset.num_groups)
   small = [g for g in range(dataset.num_groups) if sizes[g] < min_size]
   if not small:
     return dataset
   kept = [g for g in range(dataset.num_groups) if g not in small]
+  if not kept:
+    raise ValueError(f"every group has fewer than {min_size} training rows (the largest "
+                     f"{sizes.max()}): merged, they would be one group, and fairness needs "
+                     "two; use a smaller minimum.")
   remap = np.zeros(dataset.num_groups, np.int32)
   remap[kept] = np.arange(len(kept))
   remap[small] = len(kept)
