@@ -9,7 +9,8 @@ r"""The main job: train (or load) a dense model, fair-prune it, strip, export, r
   python examples/fair_prune.py --strategy=mirrored   # all local GPUs (or CPUs)
 
 Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity, TFLite
-size, time), results.json and tradeoff.png.
+size, time), results.json (with every flag) and tradeoff.png, once the run has finished;
+an earlier run's output there made with other flags is kept unless --overwrite.
 
 Methods (E = --epochs):
   bifp                 bi-level fair pruning, E epochs: the --fairness constraints on weights
@@ -68,7 +69,9 @@ def _import_tensorflow_quietly():
     os.close(devnull)
 
 
-import job_flags  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+import dense_model_file  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+import job_flags  # pylint: disable=g-import-not-at-top
+import job_output  # pylint: disable=g-import-not-at-top
 
 # Imported by `_import_libraries` once the flags are checked: a bad flag fails in a
 # second, not after the TensorFlow import.
@@ -98,19 +101,27 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
                     f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
                     "groups), or csv:PATH with --label and --group.")
-flags.DEFINE_string("label", None, "CSV: the label column (binary).")
-flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
+flags.DEFINE_string("label", None, "CSV: the label column (binary; the second of its two "
+                    "values, in numeric order if both are numbers, is the positive class).")
+flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column (missing cells are "
+                    "one group, 'missing').")
 flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
                   "Pruning method (each is described at the top of --help).")
-flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
+flags.DEFINE_float("sparsity", 0.9, "Target sparsity: the fraction of the weights pruned "
+                   "(0.9 = 90%).")
 flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs: E in the --method list.")
 flags.DEFINE_enum("keras", None, ["3", "2"],
-                  "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: 3 "
-                  "where the method runs on it (all but gmp and two_stage, which use TFMOT).")
+                  "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: the "
+                  "one that saved --dense_model, else 3 where the method runs on it (all but "
+                  "gmp and two_stage, which use TFMOT).")
 flags.DEFINE_string("optimizer", job_flags.DEFAULT_OPTIMIZER,
                     "The weights' optimizer while pruning: sgd:LR (momentum 0.9) or adam:LR.")
 flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (>= 1, unless --dense_model).")
-flags.DEFINE_string("dense_model", None, "Load the dense model from this .keras/.h5 file.")
+flags.DEFINE_string("dense_model", None,
+                    "Load the dense model from this .keras/.h5 file (model.save()) instead "
+                    "of training it: one input of the dataset's features, one output of 1 "
+                    "unit (binary) or one per class; logits, or sigmoid/softmax "
+                    "probabilities (pruned as the logits under them).")
 flags.DEFINE_enum("model", "auto", ["auto", "mlp", "cnn", "resnet10", "mobilenet_v2"],
                   "Architecture (auto: mlp for tabular data, cnn for images).")
 flags.DEFINE_float("width", None, "Width of the image model (filters or multiplier).")
@@ -126,21 +137,29 @@ flags.DEFINE_enum("target_metric", None, sorted(set(job_flags.AUDIT_GAP.values()
                   "Gap that defines a fair model for the time to target (default: the gap "
                   "of the first --fairness constraint).")
 flags.DEFINE_float("target_gap", None, "A model is fair when its validation gap is <= this "
-                   "and its accuracy within --tolerance of the dense model (default: "
-                   "--epsilon).")
-flags.DEFINE_float("tolerance", 0.01, "Accuracy the fair model may lose against dense.")
-flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour.")
+                   "and its accuracy within --tolerance of the dense model; a fraction "
+                   "(0.01 = 1 point). Default: --epsilon.")
+flags.DEFINE_float("tolerance", 0.01, "Accuracy the fair model may lose against dense, a "
+                   "fraction (0.01 = 1 point).")
+flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour, "
+                   "a fraction of the images (0.05 = 5%).")
 flags.DEFINE_float("correlation", 0.0, "colored-fmnist: colour-label correlation in [0, 1].")
 flags.DEFINE_integer("train_size", None, "colored-fmnist: use this many training images.")
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
-flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD).")
+flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD). "
+                    "An earlier run's output there is replaced only if it was made with the "
+                    "same flags, or with --overwrite.")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier run's output in --output_dir even "
+                  "if it was made with other flags.")
 flags.DEFINE_integer("min_group_size", 0, "Merge groups with fewer training rows than this "
                      "into one 'other' group (their gaps would be noise).")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's own log messages too.")
 
 SMALL_GROUP = 30  # Test rows below which a group's accuracy is mostly noise.
+WARNINGS = []  # Every warning the run gave: printed, and written to report.md and results.json.
+DENSE_NOTES = []  # What was done to a --dense_model file (e.g. a sigmoid taken off).
 
 
 def say(message, *args):
@@ -164,8 +183,15 @@ def run(data, strategy, output_dir, fairness):
   k.utils.set_random_seed(FLAGS.seed)
   with strategy.scope():
     if FLAGS.dense_model:
-      say("Loading the dense model from %s", FLAGS.dense_model)
-      dense = k.models.load_model(FLAGS.dense_model)
+      say("Loading the dense model from %s (%s)", FLAGS.dense_model,
+          dense_model_file.KERAS_NAME[FLAGS.keras])
+      try:
+        dense, notes = dense_model_file.load(FLAGS.dense_model, k, data)
+      except ValueError as err:
+        raise app.UsageError(str(err)) from err
+      for note in notes:
+        say("Dense model: %s.", note)
+      DENSE_NOTES.extend(notes)
     else:
       say("Phase 1/4: training the dense model (%d epochs, %s)", FLAGS.dense_epochs,
           "Keras 3" if FLAGS.keras == "3" else "tf_keras")
@@ -236,7 +262,7 @@ def run(data, strategy, output_dir, fairness):
       "validation_history": outcome["history"],
       **pipeline.fairness_settings(FLAGS),
       "gaps": dict(report.gaps), "gap_intervals": dict(report.intervals),
-      "data_notes": list(data.notes),
+      "data_notes": list(data.notes), "dense_model_notes": list(DENSE_NOTES),
   })
   results = strict_json(results)
   with open(os.path.join(output_dir, "results.json"), "w") as f:
@@ -245,9 +271,6 @@ def run(data, strategy, output_dir, fairness):
     f.write(job_report.render(results, report, off_report))
   plot(results, report, output_dir, off_report)
   return results
-
-
-WARNINGS = []  # Every warning the run gave: printed, and written to report.md and results.json.
 
 
 def warn(message):
@@ -372,9 +395,13 @@ def check_flags():
   if FLAGS.epochs < (0 if FLAGS.method == "dense" else 1):
     raise error(f"--epochs must be >= 1 for --method={FLAGS.method} (it trains nothing "
                 f"otherwise, and no report is written), got {FLAGS.epochs}.")
+  for name, top in (("tolerance", 1.0), ("target_gap", 1.0)):
+    value = FLAGS[name].value
+    if value is not None and not 0.0 <= value <= top:
+      raise error(f"--{name} must be a fraction in [0, 1] (0.01 = 1 point), got {value}.")
   if FLAGS.dense_model:
-    if not os.path.isfile(FLAGS.dense_model):
-      raise error(f"--dense_model={FLAGS.dense_model}: the file does not exist.")
+    # The file's own Keras (read from its metadata), or a one-line refusal.
+    FLAGS.keras = dense_model_file.keras_for(FLAGS.dense_model, FLAGS.keras, FLAGS.method)
   elif FLAGS.dense_epochs < 1:
     raise error(f"--dense_epochs must be >= 1, got {FLAGS.dense_epochs}: the report compares "
                 "against the dense model, which must be trained (or loaded with "
@@ -390,12 +417,15 @@ def check_flags():
                 "use --keras=2.")
   if FLAGS.keras == "3" and not job_flags.keras3_installed():
     raise error("--keras=3 needs Keras 3 (pip install 'keras>=3').")
+  if FLAGS.keras is None:  # Resolved here so that results.json records the flavour run.
+    FLAGS.keras = ("2" if FLAGS.method in job_flags.TF_KERAS_ONLY or
+                   not job_flags.keras3_installed() else "3")
   try:
     job_flags.parse_optimizer(FLAGS.optimizer)
   except ValueError as err:
     raise error(f"--optimizer: {err}") from err
   job_flags.fairness_names(FLAGS)
-  job_flags.check_dataset(FLAGS.dataset, FLAGS.label, FLAGS.group)
+  job_flags.check_dataset(FLAGS.dataset, FLAGS.label, FLAGS.group, FLAGS.seed)
   output_dir = FLAGS.output_dir or os.path.join(
       "runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
   job_flags.check_output_dir(output_dir)
@@ -405,7 +435,8 @@ def check_flags():
 def fail(message):
   """Ends the run with one line, last and alone: what is wrong."""
   sys.stderr.flush()
-  print(f"fair_prune.py: error: {message}", file=sys.stderr, flush=True)
+  line = " ".join(str(message).split())  # One line, whatever the message holds.
+  print(f"fair_prune.py: error: {line}", file=sys.stderr, flush=True)
   sys.exit(2)
 
 
@@ -414,17 +445,29 @@ def main(argv):
     fail(f"unexpected arguments {argv[1:]}: every option is a --flag (--help lists them).")
   try:
     output_dir = check_flags()
+    names = [f.name for f in FLAGS.get_key_flags_for_module(
+        FLAGS.find_module_defining_flag("dataset"))]
+    recorded = job_output.recorded_flags(FLAGS, names)
+    replacing = job_output.check_earlier_run(
+        output_dir, recorded, {n: FLAGS[n].default for n in names}, FLAGS.overwrite)
   except job_flags.FlagError as err:
     fail(err)
   existed = os.path.exists(output_dir)
+  staging = job_output.staging_dir(output_dir)  # Published whole at the end.
   try:
-    _main(output_dir)
+    _main(output_dir, staging, recorded, replacing)
   except app.UsageError as err:
-    _remove_if_empty(output_dir, existed)
+    _cleanup(staging, output_dir, existed)
     fail(err)
   except BaseException:
-    _remove_if_empty(output_dir, existed)
+    _cleanup(staging, output_dir, existed)
     raise
+  _cleanup(staging, output_dir, existed)  # A worker that wrote nothing.
+
+
+def _cleanup(staging, output_dir, existed):
+  job_output.discard(staging)
+  _remove_if_empty(output_dir, existed)
 
 
 def _remove_if_empty(path, existed):
@@ -433,7 +476,7 @@ def _remove_if_empty(path, existed):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _main(output_dir):
+def _main(output_dir, staging, recorded, replacing):
   _import_libraries()
   logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   tf.get_logger().setLevel("INFO" if FLAGS.verbose else "ERROR")
@@ -451,7 +494,10 @@ def _main(output_dir):
   except (ValueError, OSError) as err:
     raise app.UsageError(str(err)) from err
   if FLAGS.min_group_size:
-    data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+    try:
+      data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+    except ValueError as err:
+      raise app.UsageError(f"--min_group_size={FLAGS.min_group_size}: {err}") from err
   for note in data.notes:
     say("Data: %s.", note)
   if data.semi_synthetic:
@@ -465,8 +511,11 @@ def _main(output_dir):
   say("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))
-  results = run(data, make_strategy(), output_dir, fairness)
+  if replacing:
+    say("%s.", replacing[0].upper() + replacing[1:])
+  results = run(data, make_strategy(), staging, fairness)
   if results:
+    job_output.publish(staging, output_dir, recorded)
     say("Wrote %s: accuracy %s, performance gap %s, degradation gap %s points; "
         "sparsity %s", output_dir, job_report.points(results["accuracy"]),
         job_report.points(results["performance_gap"]),

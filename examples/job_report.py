@@ -161,6 +161,8 @@ def render(results, report, off_report=None):
            "Accuracies, gaps and ε are in points (1 point = 0.01 of accuracy). Intervals are "
            "95%, simultaneous over each gap's group comparisons. The test split was never "
            "used in training or selection.", ""]
+  for note in results.get("dense_model_notes") or []:
+    lines += [f"Dense model: {note}.", ""]
   constraints = results.get("constraints") or []
   off = results.get("fairness_off")
   if constraints:
