@@ -247,7 +247,10 @@ def test_measurements_fall_on_the_steps_the_rule_names(k, steps_per_execution):
     def on_train_batch_end(self, batch, logs=None):
       seen[-1].append(int(model.optimizer.iterations.numpy()))
 
-  callback = tf_fairprune.HeldOutFairness(data, update_every=2, verbose=0, restore=False)
+  class Steady(tf_fairprune.HeldOutFairness):  # Never relaxed: every 2 steps.
+    _far_from_binding = staticmethod(lambda m, multipliers: False)
+
+  callback = Steady(data, update_every=2, verbose=0, restore=False)
   for _ in range(2):  # A second fit keeps counting from its own start.
     seen.clear()
     start = int(model.optimizer.iterations.numpy())
@@ -262,6 +265,23 @@ def test_measurements_fall_on_the_steps_the_rule_names(k, steps_per_execution):
         expected.append(epoch[-1] - start)
         last = epoch[-1] - start
     assert [c["step"] for c in callback.candidates] == expected
+
+
+def test_the_schedule_measures_half_as_often_while_far_from_binding():
+  counter = {"steps": 0}
+  schedule = held_out_lib.Schedule(2, lambda: counter["steps"])
+  def run(batches):
+    due = []
+    for batch in range(batches):
+      counter["steps"] += 1
+      if schedule.batch_end(batch):
+        due.append(schedule.step)
+    return due
+  assert run(8) == [2, 4, 6, 8]
+  schedule.epoch_begin()
+  schedule.relaxed = True
+  assert run(8) == [12, 16]
+  assert schedule.epoch_end() == 0  # Measured at the epoch's last step already.
 
 
 def test_one_trace_serves_fits_with_and_without_held_out_steering(k):

@@ -136,7 +136,8 @@ class HeldOutFairness(keras.callbacks.Callback):
       Rows the weights never train on — a validation split. Keep a test split apart
       to report: this set both steers and selects.
     update_every: Steps between measurements (default: about 8 per epoch, at least every
-      step).
+      step); twice as many while no multiplier is up and every gap is below half its
+      tolerance (nothing to steer; a run that never binds returns its final iterate).
     max_accuracy_loss: The held-out accuracy (a fraction, 0.02 = 2 points) you accept to
       lose for fairness, against the most accurate candidate of the run. Below it the
       multipliers back off instead of pushing, and no candidate below it is selected.
@@ -245,9 +246,16 @@ class HeldOutFairness(keras.callbacks.Callback):
     self._measured += 1
     if bound:
       self.bound_at.append(self._schedule.step)
-    self._largest = max([self._largest] + [float(np.max(v.numpy()))
-                                           for v in self.model.fairness_multipliers])
+    multipliers = [float(np.max(v.numpy())) for v in self.model.fairness_multipliers]
+    self._largest = max([self._largest] + multipliers)
+    self._schedule.relaxed = self._far_from_binding(m, multipliers)
     return bound
+
+  @staticmethod
+  def _far_from_binding(m, multipliers):
+    """No multiplier is up and every one-sided gap is below half its tolerance: the
+    scheduler may measure half as often (`Schedule.relaxed`)."""
+    return max(multipliers, default=0.0) == 0.0 and m.violation(scale=0.5) < 0.0
 
   def _record(self, m, steps, epoch):
     back_off = self._floor_hit(m)
@@ -286,6 +294,8 @@ class HeldOutFairness(keras.callbacks.Callback):
     self._bound = any(float(np.max(v.numpy())) > 0 for v in model.fairness_multipliers)
     self.bound_at, self._measured, self._largest = [], 0, 0.0
     m = self._measure()
+    self._schedule.relaxed = self._far_from_binding(
+        m, [float(np.max(v.numpy())) for v in model.fairness_multipliers])
     # No held-out rates yet for the step: right after the masks are applied the model is
     # in a transient that training repairs, and steering on it would make every run
     # "bind" at step 0. The multipliers hold until the first scheduled measurement.

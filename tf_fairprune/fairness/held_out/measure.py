@@ -238,20 +238,21 @@ class Measurement:
       out.append(np.maximum(c.tolerance, widths).astype(np.float32))
     return out
 
-  def violations(self):
-    """Constraint name → its largest contrast minus that contrast's tolerance (≤ 0:
-    met as far as this set can tell; `tolerances`)."""
+  def violations(self, scale=1.0):
+    """Constraint name → its largest contrast minus `scale` × that contrast's tolerance
+    (≤ 0: met as far as this set can tell; `tolerances`)."""
     out = {}
     for c, tol in zip(self.constraints, self.tolerances()):
       interval = self.intervals[c.name]
-      excess = np.where(interval.valid, np.nan_to_num(interval.contrasts) - tol, -np.inf)
+      excess = np.where(interval.valid, np.nan_to_num(interval.contrasts) - scale * tol,
+                        -np.inf)
       out[c.name] = float(excess.max()) if excess.size and np.isfinite(excess.max()) else (
-          -float(c.tolerance))
+          -scale * float(c.tolerance))
     return out
 
-  def violation(self):
+  def violation(self, scale=1.0):
     """The largest of `violations` (≤ 0: every constraint met as far as the set tells)."""
-    return max(self.violations().values(), default=-math.inf)
+    return max(self.violations(scale).values(), default=-math.inf)
 
   def verdicts(self):
     """Constraint name → "met", "not met" or "cannot tell" (its interval against ε)."""

@@ -1,5 +1,9 @@
 """The scheduler: when `HeldOutFairness` measures — every `every` optimizer steps, and at
-the end of every epoch (the epoch's last iterate is a candidate too).
+the end of every epoch (the epoch's last iterate is a candidate too). While the
+constraints are far from binding (`relaxed`: no multiplier up, every gap below half its
+tolerance), every `2 · every` steps: steering then has nothing to do, and a run that
+never binds returns its final iterate anyway, so half the held-out passes are saved
+where they buy nothing.
 
 A batch callback may cover several steps (`steps_per_execution > 1`), and a guarded step
 that was skipped does not count: the optimizer's step counter is the truth. Reading it
@@ -24,6 +28,7 @@ class Schedule:
     self._unread = 0  # Steps possibly run since `step` was read (an upper bound).
     self._epoch_steps = 0  # Steps this epoch as the batch indices say.
     self._last = 0  # Step of the last measurement.
+    self.relaxed = False  # Measure every 2 · every steps.
 
   def epoch_begin(self):
     self._epoch_steps = 0
@@ -44,10 +49,11 @@ class Schedule:
     when none is due."""
     self._unread += max(batch + 1 - self._epoch_steps, 1)
     self._epoch_steps = batch + 1
-    if self.step + self._unread - self._last < self.every:
+    every = self.every * (2 if self.relaxed else 1)
+    if self.step + self._unread - self._last < every:
       return 0
     self._advance()
-    return self._due(self.every)
+    return self._due(every)
 
   def epoch_end(self):
     """At the end of an epoch: the steps since the last measurement (0: none ran)."""
