@@ -146,3 +146,14 @@ def test_max_group_loss_measures_what_the_audit_reports():
   lo, hi = report.intervals["max_group_loss"]
   assert lo > 0.05 and report.verdict("max_group_loss", 0.02).verdict == "not met"
   assert c.multiplier_shape(2) == (1, 2) and c.kind == "group"
+
+
+def test_strict_json_holds_no_nan_and_no_numpy_scalars():
+  from tf_fairprune.fairness.audit import strict_json  # pylint: disable=g-import-not-at-top
+  results = {"accuracy": np.float32(0.8), "gaps": {"tpr": float("nan"), "n": np.int64(3)},
+             "groups": [{"accuracy": np.nan, "ci": np.array([0.1, np.inf])}]}
+  with pytest.raises(ValueError):
+    json.dumps(results, allow_nan=False, default=float)  # What the job wrote before.
+  text = json.dumps(strict_json(results), allow_nan=False)
+  assert json.loads(text) == {"accuracy": pytest.approx(0.8), "gaps": {"tpr": None, "n": 3},
+                              "groups": [{"accuracy": None, "ci": [pytest.approx(0.1), None]}]}
