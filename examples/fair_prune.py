@@ -325,7 +325,7 @@ def fairness_verdict(data, dense, final, report, outcome, off):
   if collapsed:
     warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
                      "test rows (the dense model did not): a constant predictor.")
-  warnings_ += job_report.verdict_warnings(constraints, off_test)
+  warnings_ += job_report.verdict_warnings(constraints)
   if off is not None:
     for split, ours, theirs in (("validation", val, off_val), ("test", report, off_test)):
       worse = [c["gap"] for c in constraints

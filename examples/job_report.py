@@ -12,6 +12,12 @@ from tf_fairprune.fairness import verdict as verdict_lib
 
 points = verdict_lib.points
 interval_text = verdict_lib.interval_text
+# What the job's flags offer against levelling down (the library's text names the API).
+JOB_REMEDIES = ("to close a gap without making a group worse off, add a floor on every "
+                "group's loss against the dense model (--max_group_loss=δ, the group_loss "
+                "constraint), or cap the accuracy given up (--max_accuracy_loss); the "
+                "one-sided 'do no harm' constraint (--fairness=excess) bounds only the loss "
+                "beyond the average, which a loss for every group also meets")
 
 
 def percent(fraction):
@@ -37,7 +43,8 @@ def constraint_verdicts(constraints, val, test, harm_tolerance, off_val=None, of
   for name, gap, epsilon in constraints:
     entry = {"constraint": name, "gap": gap, "epsilon": epsilon}
     for split, report, off in (("validation", val, off_val), ("test", test, off_test)):
-      entry[split] = report.verdict(gap, epsilon, harm_tolerance).to_dict()
+      # Levelling down is judged against fairness off when it ran, else the dense model.
+      entry[split] = report.verdict(gap, epsilon, harm_tolerance, reference=off).to_dict()
       entry[split]["dense"] = report.dense_gaps.get(gap)
       entry[split]["fairness_off"] = None if off is None else off.gaps.get(gap)
     out.append(entry)
@@ -75,13 +82,13 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
       text = (f"The constraints bound at {len(steps)} of {selected.get('measurements', '?')} "
               f"validation measurements (steps {shown}; a violation beyond what the split "
               "can tell from noise), so training differed from fairness off from the first "
-              f"of them; the largest multiplier reached {selected.get('largest_multiplier', largest):.3g} "
-              f"({largest:.3g} at the end). The returned iterate: {selected.get('reason')}.")
-  else:
-    bound = largest > 0
-    text = ("The multipliers followed the training batches' rates (no held-out steering); "
-            + (f"they reached {largest:.3g}." if bound else "they stayed 0: the constraints "
-               "never bound on the training rows."))
+              "of them; the largest multiplier reached "
+              f"{selected.get('largest_multiplier', largest):.3g} ({largest:.3g} at the "
+              f"returned iterate). The returned iterate: {selected.get('reason')}.")
+      step, final = selected.get("step"), selected.get("final_step")
+      if step is not None and final is not None and step < final:
+        text += (f" It is an earlier iterate (step {step} of {final}), selected on the "
+                 "validation split.")
   for v in off_verdicts:
     text += (f" Fairness off ({off_method}) on the validation split: {v['gap']} "
              f"{points(v['value'])} points {interval_text(v['lower'], v['upper'])}, "
@@ -99,7 +106,7 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
           identical_to_off, "text": text}
 
 
-def verdict_warnings(constraints, off_test=None):
+def verdict_warnings(constraints):
   """Warnings (in points) for every test verdict other than a plain "met"."""
   out = []
   for c in constraints:
@@ -118,22 +125,19 @@ def verdict_warnings(constraints, off_test=None):
       out.append(f"whether ε = {eps} points holds cannot be told on the test split: {where}; "
                  f"this split shows gaps met down to about {points(t['resolution'])} points.")
     if t["levelled_down"]:
-      out.append(f"{c['gap']} closed on the test split by levelling down: "
-                 + "; ".join(_harm_text(g, off_test) for g in t["harmed"])
+      moved = "closed" if t["verdict"] == verdict_lib.LEVELLED_DOWN else "narrowed"
+      out.append(f"{c['gap']} {moved} on the test split by levelling down (against "
+                 f"{t['reference_name']}): "
+                 + "; ".join(_harm_text(g) for g in t["harmed"])
                  + "".join(f"; {name} rose {points(ref)} → {points(value)} points"
                            for name, value, ref in t["worse_gaps"])
-                 + f" (against the dense model) — {verdict_lib.REMEDIES}.")
+                 + f" — {JOB_REMEDIES}.")
   return out
 
 
-def _harm_text(group, off_test):
-  text = (f"{group['name']} (n={group['size']}) lost {points(group['loss'])} points "
+def _harm_text(group):
+  return (f"{group['name']} (n={group['size']}) lost {points(group['loss'])} points "
           f"{interval_text(group['lower'], group['upper'])}")
-  if off_test is not None:
-    off = next((g for g in off_test.groups if g["name"] == group["name"]), None)
-    if off is not None and off.get("degradation") is not None:
-      text += f" (fairness off: {points(off['degradation'])})"
-  return text
 
 
 def _steering(results):
@@ -247,5 +251,6 @@ def _verdict_text(v):
     text += (" — " + "; ".join(f"{g['name']} lost {points(g['loss'])} points "
                                f"{interval_text(g['lower'], g['upper'])}" for g in v["harmed"])
              + "".join(f"; {name} rose {points(ref)} → {points(value)}"
-                       for name, value, ref in v["worse_gaps"]) + " against the dense model")
+                       for name, value, ref in v["worse_gaps"])
+             + f", against {v['reference_name']}")
   return text + "."

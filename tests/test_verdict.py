@@ -157,3 +157,61 @@ def test_strict_json_holds_no_nan_and_no_numpy_scalars():
   text = json.dumps(strict_json(results), allow_nan=False)
   assert json.loads(text) == {"accuracy": pytest.approx(0.8), "gaps": {"tpr": None, "n": 3},
                               "groups": [{"accuracy": None, "ci": [pytest.approx(0.1), None]}]}
+
+
+def test_pruning_loss_spread_over_every_group_is_not_levelling_down():
+  # Every group loses ~5 points and the gap drifts 3.0 -> 2.9: plain pruning loss, not
+  # a gap closed at one group's expense.
+  rng = np.random.default_rng(3)
+  n = 5000
+  groups = np.r_[np.zeros(n, int), np.ones(n, int)]
+  y = rng.integers(0, 2, 2 * n)
+  dense_ok = np.r_[rng.random(n) < 0.90, rng.random(n) < 0.87]
+  dense = np.where(dense_ok, y, 1 - y)
+  pruned = dense.copy()
+  for g in (0, 1):
+    flip = rng.choice(np.flatnonzero((groups == g) & dense_ok), int(0.05 * n), replace=False)
+    pruned[flip] = 1 - pruned[flip]
+  report = fairness_report(y, pruned, groups, dense_pred=dense)
+  v = report.verdict("performance_gap", 0.06)
+  assert v.verdict == "met" and not v.levelled_down
+
+
+def test_do_no_harm_met_by_harming_the_others_is_named_against_fairness_off():
+  # Fairness off: group B lost 10 points, A nothing (psi_B = 5 > eps = 3). The "fair"
+  # model meets psi <= eps by also taking 9 points from A: judged against fairness off, that is
+  # levelling down; the dense model has no excess gap of its own to compare with.
+  rng = np.random.default_rng(4)
+  n = 4000
+  groups = np.r_[np.zeros(n, int), np.ones(n, int)]
+  y = rng.integers(0, 2, 2 * n)
+  dense = y.copy()
+  def drop(pred, group, share):
+    pred = pred.copy()
+    flip = rng.choice(np.flatnonzero((groups == group) & (pred == y)), int(share * n),
+                      replace=False)
+    pred[flip] = 1 - pred[flip]
+    return pred
+  off = drop(dense, 1, 0.10)
+  fair = drop(off, 0, 0.09)
+  off_report = fairness_report(y, off, groups, dense_pred=dense)
+  report = fairness_report(y, fair, groups, dense_pred=dense)
+  assert off_report.verdict("max_excess_gap", 0.03).verdict == "not met"
+  assert report.verdict("max_excess_gap", 0.03).verdict == "met"  # Against dense: blind.
+  v = report.verdict("max_excess_gap", 0.03, reference=off_report)
+  assert v.verdict == "met by levelling down" and [g.name for g in v.harmed] == ["0"]
+  assert v.reference_name == "fairness off"
+  with pytest.raises(ValueError, match="same rows"):
+    report.verdict("max_excess_gap", 0.03, reference=fairness_report(y[:10], fair[:10],
+                                                                    groups[:10]))
+
+
+def test_an_interval_that_cannot_be_computed_is_cannot_tell():
+  # Squared weights that overflowed: no effective size, so no interval, whatever the
+  # point estimate says.
+  s = intervals.GroupSums([[90.0, 80.0]], [[90.0, 80.0]], [[100.0, 100.0]],
+                          [[np.inf, np.inf]], [[100, 100]])
+  gap = intervals.pairwise_gap(s)
+  assert gap.value == pytest.approx(0.1) and gap.lower is None and gap.upper is None
+  assert gap.verdict(0.5) == "cannot tell" and gap.resolution == float("inf")
+  assert verdict.points(-0.0001) == "0.0" and verdict.points(float("inf")) == "∞"

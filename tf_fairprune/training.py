@@ -366,12 +366,12 @@ class BiLevelTrainingMixin:
       self.update_masks()
     try:
       history = super().fit(*args, callbacks=callbacks, **kwargs)
+      for callback in steering:
+        # After every callback's `on_train_end` (one may restore other weights), so that
+        # the model returned is the iterate `selected` describes.
+        callback.finish()
     finally:
       self.held_out_mode = False  # Training rates for whatever runs next.
-    for callback in steering:
-      # After every callback's `on_train_end` (one may restore other weights), so that
-      # the model returned is the iterate `selected` describes.
-      callback.finish()
     self._warn_if_too_sparse()
     return history
 
@@ -444,8 +444,8 @@ class BiLevelTrainingMixin:
     the traced step reads: one trace serves both modes); else warns once that
     multipliers steered by training rates do not make a gap hold on new data. Returns
     the callbacks that steer on held-out data."""
-    listed = callbacks if isinstance(callbacks, (list, tuple)) else []
-    steering = [c for c in listed if isinstance(c, held_out_lib.HeldOutFairness)]
+    steering = [c for c in step_guard.listed(callbacks)
+                if isinstance(c, held_out_lib.HeldOutFairness)]
     if len(steering) > 1:
       raise ValueError("fit got several HeldOutFairness callbacks: the multipliers can "
                        "follow one held-out set only. Pass one.")

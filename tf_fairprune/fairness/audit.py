@@ -25,7 +25,12 @@ GAP_KINDS = {"performance_gap": "pairwise", "demographic_parity_difference": "pa
 
 
 def strict_json(value):
-  """`value` with every NaN/inf float as None, recursively: what strict JSON can hold."""
+  """`value` with every NaN/inf float as None, NumPy scalars as Python ones and
+  dataclasses as dicts, recursively: what strict JSON can hold."""
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return strict_json(dataclasses.asdict(value))
+  if isinstance(value, np.bool_):
+    return bool(value)
   if isinstance(value, float) and not np.isfinite(value):
     return None
   if isinstance(value, (np.floating,)):
@@ -93,6 +98,7 @@ class FairnessReport:
 
   def __post_init__(self):
     self._losses = None  # `GroupLoss`es against the dense model (simultaneous).
+    self._rows = None  # (y_true, y_pred, groups, num_groups): to compare with another model.
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -100,33 +106,54 @@ class FairnessReport:
   def to_json(self, **kwargs):
     return json.dumps(strict_json(self.to_dict()), allow_nan=False, **kwargs)
 
-  def group_losses(self):
-    """`verdict.GroupLoss` of every group present against the dense model (None without
-    a dense model)."""
-    return self._losses
+  def group_losses(self, reference=None):
+    """`verdict.GroupLoss` of every group present against the dense model, or against
+    the model of `reference` (a `FairnessReport` on the same rows); None without one."""
+    if reference is None:
+      return self._losses
+    y, pred, groups, k = self._rows
+    ref_y, ref_pred, ref_groups, _ = reference._rows  # pylint: disable=protected-access
+    if len(ref_y) != len(y) or not (np.array_equal(ref_y, y) and np.array_equal(ref_groups, groups)):
+      raise ValueError("The reference report was not made on the same rows (labels and "
+                       "groups differ): a paired comparison needs the same data.")
+    loss = intervals_lib.GroupSums.of_values(
+        (y == ref_pred).astype(float) - (y == pred).astype(float), np.ones(len(y)), groups, k,
+        paired=True)
+    return verdict_lib.group_losses(loss, [g["name"] for g in self.groups])
 
-  def verdict(self, gap, epsilon, harm_tolerance=verdict_lib.HARM_TOLERANCE):
+  def verdict(self, gap, epsilon, harm_tolerance=verdict_lib.HARM_TOLERANCE, reference=None):
     """The verdict on "gap ≤ ε" on this data (`verdict.Verdict`): met, not met, cannot
-    tell, or met by levelling down (judged against the dense model when the report has
-    one).
+    tell, or met by levelling down.
+
+    Levelling down is judged against `reference` (the fairness-off model's report on the
+    same rows) when given, else against the dense model (rate gaps only: the dense model
+    has no degradation or excess gap of its own).
 
     Args:
       gap: A name of `gaps` (e.g. "performance_gap").
       epsilon: ε, a fraction (0.03 = 3 points).
-      harm_tolerance: A group losing more than this against the dense model, beyond its
-        interval, while the gap closed, makes "met" "met by levelling down".
+      harm_tolerance: A group losing more than this against the reference, beyond its
+        interval and clearly more than average, while the gap closed beyond noise, makes
+        "met" "met by levelling down".
+      reference: A `FairnessReport` of another model on the same rows, or None.
 
     Raises:
       KeyError: For a gap the report does not hold.
+      ValueError: For a reference made on other rows.
     """
     if gap not in self.gaps:
       raise KeyError(f"The report has no gap {gap!r}; it has {sorted(self.gaps)}.")
-    others = {name: (self.gaps[name], self.intervals.get(name), self.dense_gaps.get(name),
-                     self.dense_intervals.get(name)) for name in self.dense_gaps}
+    if reference is not None:
+      ref_gaps, ref_intervals, name = reference.gaps, reference.intervals, "fairness off"
+    else:
+      ref_gaps, ref_intervals, name = self.dense_gaps, self.dense_intervals, "the dense model"
+    others = {n: (self.gaps[n], self.intervals.get(n), ref_gaps.get(n), ref_intervals.get(n))
+              for n in ref_gaps if n in self.gaps and n != "degradation"}
     return verdict_lib.decide(
         gap, epsilon, self.gaps[gap], self.intervals.get(gap), self.resolution.get(gap),
-        reference=self.dense_gaps.get(gap), losses=self._losses, other_gaps=others,
-        harm_tolerance=harm_tolerance)
+        reference=ref_gaps.get(gap), reference_interval=ref_intervals.get(gap),
+        losses=self.group_losses(reference), other_gaps=others,
+        harm_tolerance=harm_tolerance, reference_name=name)
 
   def __str__(self):
     """A table in points (1 point = 0.01): each group's accuracy with its 95% interval,
@@ -244,10 +271,10 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
   report = FairnessReport(
       num_examples=len(y_true), accuracy=accuracy, groups=rows, gaps=gaps,
       binary=bool(binary), dense_accuracy=dense_accuracy, absent_groups=absent,
-      intervals={n: [i.lower, i.upper] if i.value is not None else None
+      intervals={n: [i.lower, i.upper] if i.lower is not None else None
                  for n, i in found.items() if gaps.get(n) is not None},
-      resolution={n: intervals_lib.resolution(sums[n], GAP_KINDS[n])
-                  for n in found if gaps.get(n) is not None})
+      resolution={n: i.resolution for n, i in found.items() if gaps.get(n) is not None})
+  report._rows = (y_true, y_pred, groups, k)  # pylint: disable=protected-access
   if dense_pred is not None:
     losses = verdict_lib.group_losses(sums["max_group_loss"], names)
     by_name = {g.name: g for g in losses}
@@ -258,7 +285,7 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
     dense_found = {n: intervals_lib.gap_interval(GAP_KINDS[n], st)
                    for n, st in dense_sums.items()}
     report.dense_gaps = {n: i.value for n, i in dense_found.items()}
-    report.dense_intervals = {n: [i.lower, i.upper] if i.value is not None else None
+    report.dense_intervals = {n: [i.lower, i.upper] if i.lower is not None else None
                               for n, i in dense_found.items()}
     report._losses = losses  # pylint: disable=protected-access
   return report

@@ -160,23 +160,25 @@ class FairnessConstraint:
 
   def hard_statistics(self, y_true, y_pred, groups, sample_weight, num_groups, dense=None,
                       from_logits=None):
-    """The sufficient statistics of the hard outcomes for intervals, each [T, K], summed
-    over replicas: (Σ w·v, Σ w·v², Σ w, Σ w², rows), over the rows each term counts
-    (`intervals.GroupSums`). Measured outside the training step (held-out sets)."""
+    """The sufficient statistics of the hard outcomes for intervals, each [T, K] float64,
+    summed over replicas: (Σ w·v, Σ w·v², Σ w, Σ w², rows), over the rows each term
+    counts (`intervals.GroupSums`). Measured outside the training step (held-out sets);
+    the first and third are the hard sums and counts the multipliers read."""
     if from_logits is None:
       from_logits = bool(self.from_logits)
     self._check_dense(dense)
     groups = tf.reshape(tf.cast(groups, tf.int32), [-1])
-    weights = outcomes.example_weights(sample_weight, groups)
+    weights = tf.cast(outcomes.example_weights(sample_weight, groups), tf.float64)
     out = [[] for _ in range(5)]
     for _, hard_v, eligible in self.terms(y_true, y_pred, from_logits, dense):
+      eligible = tf.cast(eligible, tf.float64)
       w = weights * eligible
-      hard_v = tf.cast(hard_v, tf.float32)
+      hard_v = tf.cast(hard_v, tf.float64)
       for i, (values, per_row) in enumerate(((hard_v, w), (tf.square(hard_v), w),
                                              (tf.ones_like(w), w), (w, w),
                                              (tf.ones_like(w), tf.cast(eligible > 0,
-                                                                       tf.float32)))):
-        out[i].append(outcomes.group_sums(values, groups, per_row, num_groups))
+                                                                       tf.float64)))):
+        out[i].append(outcomes.group_sums(values, groups, per_row, num_groups, tf.float64))
     return tuple(tf.stack(o) for o in out)
 
   def statistics(self, y_true, y_pred, groups, sample_weight, num_groups, dense=None,

@@ -140,8 +140,10 @@ class GroupSums:
       lower, upper = paired_difference(self.means, second, n, z)
     else:
       lower, upper = wilson(self.means, n, z)
-    # MOVER needs the estimate inside its interval (the adjusted centres shrink).
-    return np.fmin(lower, self.means), np.fmax(upper, self.means)
+    # MOVER needs the estimate inside its interval (the adjusted centres shrink). An
+    # undefined bound (no effective size) stays NaN: that comparison cannot be judged.
+    return (np.where(np.isnan(lower), np.nan, np.minimum(lower, self.means)),
+            np.where(np.isnan(upper), np.nan, np.maximum(upper, self.means)))
 
 
 def mover(coefficients, estimates, lower, upper):
@@ -189,9 +191,14 @@ class GapInterval:
     """`MET`, `NOT_MET` or `CANNOT_TELL` for the statement "gap ≤ ε"."""
     return judge(self.lower, self.upper, epsilon) if self.value is not None else CANNOT_TELL
 
-  def to_dict(self):
-    return {"value": self.value, "lower": self.lower, "upper": self.upper,
-            "comparisons": self.comparisons}
+  @property
+  def resolution(self):
+    """The smallest ε these data could show to be met at the rates measured: the largest
+    half-width of the gap's contrasts (inf when none is defined, or one is undefined)."""
+    widths = self.half_widths[self.valid]
+    if not widths.size or np.isnan(widths).any():
+      return math.inf
+    return float(widths.max())
 
 
 def judge(lower, upper, epsilon):
@@ -210,9 +217,12 @@ def _finish(values, lower, upper, valid, comparisons, z):
   lower, upper = np.where(valid, lower, np.nan), np.where(valid, upper, np.nan)
   if not valid.any():
     return GapInterval(None, None, None, values, lower, upper, valid, comparisons, z)
-  return GapInterval(float(max(np.nanmax(values), 0.0)), float(max(np.nanmax(lower), 0.0)),
-                     float(max(np.nanmax(upper), 0.0)), values, lower, upper, valid,
-                     comparisons, z)
+  value = float(max(np.nanmax(values), 0.0))
+  if np.isnan(lower[valid]).any() or np.isnan(upper[valid]).any():
+    # A comparison without an interval (no effective size): the gap's is undefined too.
+    return GapInterval(value, None, None, values, lower, upper, valid, comparisons, z)
+  return GapInterval(value, float(max(np.nanmax(lower), 0.0)), float(max(np.nanmax(upper), 0.0)),
+                     values, lower, upper, valid, comparisons, z)
 
 
 def pairwise_gap(stats, alpha=ALPHA):
@@ -264,6 +274,7 @@ def largest_group(stats, alpha=ALPHA):
   interval = _finish(stats.means, lo, hi, present, comparisons, z)
   if interval.value is not None:  # A loss can be negative (a gain): no clipping at 0.
     interval.value = float(np.nanmax(interval.contrasts))
+  if interval.lower is not None:
     interval.lower = float(np.nanmax(interval.contrast_lower))
     interval.upper = float(np.nanmax(interval.contrast_upper))
   return interval
@@ -280,8 +291,5 @@ def gap_interval(kind, stats, alpha=ALPHA):
 
 
 def resolution(stats, kind="pairwise", alpha=ALPHA):
-  """The smallest gap these groups can show to be within ε: the largest half-width of the
-  gap's contrasts at the rates measured (inf when no contrast is defined)."""
-  interval = gap_interval(kind, stats, alpha)
-  widths = interval.half_widths[interval.valid]
-  return float(widths.max()) if widths.size else math.inf
+  """The smallest gap these groups can show to be within ε (`GapInterval.resolution`)."""
+  return gap_interval(kind, stats, alpha).resolution

@@ -132,7 +132,13 @@ class FairnessObjective:
 
   @held_out.setter
   def held_out(self, value):
-    self._held_out.assign(bool(value))
+    value = bool(value)
+    if not value and self.held_out:
+      # The running rates hold the held-out set's totals: a later fit on training rates
+      # starts from none rather than decaying from them.
+      for var in self.running_hard + self.running_counts:
+        var.assign(tf.zeros_like(var))
+    self._held_out.assign(value)
 
   @property
   def variables(self):

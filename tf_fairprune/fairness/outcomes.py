@@ -94,8 +94,12 @@ def check_label_array(y, units, signed=False):
     ValueError: Saying what the labels must be.
   """
   y = np.asarray(y)
-  if y.size == 0 or not np.issubdtype(y.dtype, np.number):
+  if y.size == 0 or y.dtype == bool:
     return
+  if not np.issubdtype(y.dtype, np.number):
+    raise ValueError(f"Labels must be numbers (0/1, or class ids), got dtype {y.dtype} "
+                     f"(e.g. {y.reshape(-1)[0]!r}): map them first, e.g. "
+                     "y = (y == 'yes').astype('float32').")
   if units == 1:
     low = -1.0 if signed else 0.0
     bad = (y < low) | (y > 1.0)
@@ -245,10 +249,11 @@ def soft_step(margin, temperature):
 all_reduce_sum = replicas.replica_sum  # Sums over replicas; identity on one device.
 
 
-def group_sums(values, groups, weights, num_groups):
-  """[K] sums of `values * weights` by group, summed over replicas."""
+def group_sums(values, groups, weights, num_groups, dtype=tf.float32):
+  """[K] sums of `values * weights` by group, summed over replicas (in `dtype`: the
+  held-out measurement sums in float64, so that squared weights cannot overflow)."""
   return all_reduce_sum(tf.math.unsorted_segment_sum(
-      tf.cast(values, tf.float32) * weights, groups, num_groups))
+      tf.cast(values, dtype) * tf.cast(weights, dtype), groups, num_groups))
 
 
 def pairwise_differences(sums, counts):

@@ -5,12 +5,13 @@ A constraint "gap ≤ ε" is judged by the gap's simultaneous 95% interval (`int
 it, "cannot tell" otherwise (the data cannot resolve ε at this gap). Never "yes" beside
 "cannot be shown".
 
-A parity gap (accuracy, selection rate, TPR/FPR, two-sided degradation) can also close
-because a group was made *worse off* — levelling down (Mittelstadt, Wachter & Russell
-2023). Against a reference model (the dense model, or fairness off), when the gap closed
-and a group lost more than `harm_tolerance` of accuracy beyond its interval (simultaneous
-over the groups), or another gap of the same model got clearly worse, a "met" becomes
-"met by levelling down", naming who lost what, and what to do instead.
+A gap can also close because a group was made *worse off* — levelling down (Mittelstadt,
+Wachter & Russell 2023). Against a reference model on the same rows (fairness off when
+there is one, else the dense model), when the gap closed beyond noise and a group lost
+more than `harm_tolerance` of accuracy beyond its interval *and* clearly more than the
+groups on average (so plain pruning loss, spread evenly, does not count), or another
+gap of the same model got clearly worse, a "met" becomes "met by levelling down",
+naming who lost what and what to do instead.
 
 Everything a person reads is in points (1 point = 0.01 of accuracy), labelled.
 """
@@ -18,32 +19,39 @@ Everything a person reads is in points (1 point = 0.01 of accuracy), labelled.
 import dataclasses
 import math
 
+import numpy as np
+
 from tf_fairprune.fairness import intervals as intervals_lib
 
 MET, NOT_MET, CANNOT_TELL = intervals_lib.MET, intervals_lib.NOT_MET, intervals_lib.CANNOT_TELL
 LEVELLED_DOWN = "met by levelling down"
 HARM_TOLERANCE = 0.01  # A group losing more than 1 point (beyond its interval) is harmed.
-# Gaps a model can close by lowering the better-served group (one-sided "do no harm"
-# bounds and per-group floors cannot be met that way).
-PARITY_GAPS = ("performance_gap", "degradation_gap", "demographic_parity_difference",
-               "equalized_odds_difference", "equal_opportunity_difference")
+# Gaps that can close because a group was made worse off (judged against the dense model
+# for the rate gaps, against a fairness-off model for all of them). Only a bound on each
+# group's own loss (`max_group_loss`) cannot be met that way.
+LEVELLING_GAPS = ("performance_gap", "demographic_parity_difference",
+                  "equalized_odds_difference", "equal_opportunity_difference",
+                  "degradation_gap", "max_excess_gap")
 REMEDIES = ("to close a gap without making a group worse off, bound each group's loss "
-            "against the dense model (MaxGroupLoss, the job's --max_group_loss), use the "
-            "one-sided 'do no harm' constraint (ExcessDegradation, --fairness=excess), or "
-            "cap the accuracy given up (HeldOutFairness(max_accuracy_loss=...), "
-            "--max_accuracy_loss)")
+            "against the dense model (the MaxGroupLoss constraint beside this one), or cap "
+            "the accuracy given up (HeldOutFairness(max_accuracy_loss=...)); "
+            "ExcessDegradation bounds only the loss beyond the average, which a loss for "
+            "every group also meets")
 
 
 def points(value, digits=1):
-  """A fraction as points ("3.2"); "–" for None/NaN."""
+  """A fraction as points ("3.2"); "–" for None/NaN, "any" for inf."""
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "–"
-  return f"{100 * value:.{digits}f}"
+  if math.isinf(value):
+    return "∞"
+  text = f"{100 * value:.{digits}f}"
+  return text[1:] if text.startswith("-") and float(text) == 0 else text  # Never "-0.0".
 
 
 def interval_text(lower, upper, digits=1):
   if lower is None or upper is None:
-    return "–"
+    return "[undefined]"
   return f"[{points(lower, digits)}, {points(upper, digits)}]"
 
 
@@ -56,12 +64,15 @@ class GroupLoss:
     size: Its rows.
     loss: Reference accuracy − model accuracy (negative: it gained).
     lower, upper: The loss's interval (95%, simultaneous over the groups).
+    excess_lower: The lower bound of its loss beyond the average loss (ψ_g, 95%,
+      simultaneous): > 0 when the group lost clearly more than the groups on average.
   """
   name: str
   size: int
   loss: float
   lower: float
   upper: float
+  excess_lower: float = float("nan")
 
   def text(self):
     return (f"{self.name} (n={self.size}) lost {points(self.loss)} points "
@@ -74,9 +85,10 @@ def group_losses(loss_sums, names, alpha=intervals_lib.ALPHA):
   present = loss_sums.present[0]
   z = intervals_lib.z_value(alpha, int(present.sum()))
   lower, upper = loss_sums.group_intervals(z)
+  excess = intervals_lib.excess_gap(loss_sums, alpha).contrast_lower[0]
   return [GroupLoss(str(names[k]) if names and k < len(names) else str(k),
                     int(loss_sums.rows[0, k]), float(loss_sums.means[0, k]),
-                    float(lower[0, k]), float(upper[0, k]))
+                    float(lower[0, k]), float(upper[0, k]), float(excess[k]))
           for k in range(present.size) if present[k]]
 
 
@@ -87,13 +99,16 @@ class Verdict:
   Attributes:
     gap: The gap's name (the audit's: `performance_gap`, `max_excess_gap`, ...).
     epsilon: ε (a fraction).
-    value, lower, upper: The gap and its interval (fractions).
+    value, lower, upper: The gap and its interval (fractions; bounds None when undefined).
     verdict: `MET`, `NOT_MET`, `CANNOT_TELL` or `LEVELLED_DOWN`.
     resolution: The smallest ε this split could show to be met at these rates (the
       largest half-width of the gap's contrasts); None when unknown.
-    reference: The reference model's gap on the same rows (None when not compared).
-    harmed: `GroupLoss`es of the groups that lost more than `harm_tolerance` beyond
-      their interval against the reference, while the gap closed.
+    reference_name: What the levelling-down check compared against ("dense",
+      "fairness off", ...), None when nothing was compared.
+    reference: The reference model's gap on the same rows.
+    harmed: `GroupLoss`es (against the reference) of the groups that lost more than
+      `harm_tolerance` beyond their interval, and clearly more than average, while the
+      gap closed.
     worse_gaps: (name, value, reference value) of other gaps that got clearly worse.
     harm_tolerance: δ of the levelling-down check.
   """
@@ -108,10 +123,18 @@ class Verdict:
   harmed: list = dataclasses.field(default_factory=list)
   worse_gaps: list = dataclasses.field(default_factory=list)
   harm_tolerance: float = HARM_TOLERANCE
+  reference_name: str = None
 
   @property
   def levelled_down(self):
     return bool(self.harmed or self.worse_gaps)
+
+  def harm_text(self):
+    """Who lost what (and which gap rose), against the reference; "" if nobody."""
+    parts = [g.text() for g in self.harmed]
+    parts += [f"{name} rose {points(ref)} → {points(value)} points"
+              for name, value, ref in self.worse_gaps]
+    return "; ".join(parts)
 
   def text(self):
     """One paragraph in points: the verdict, the gap with its interval, ε, and (when
@@ -120,14 +143,16 @@ class Verdict:
             f"{interval_text(self.lower, self.upper)}, against ε = {points(self.epsilon)}: "
             f"{self.verdict}")
     if self.verdict == CANNOT_TELL and self.resolution is not None:
-      head += (f" (this split resolves gaps down to about {points(self.resolution)} points: "
-               "ε below that cannot be shown met; more rows, or merged small groups, could)")
+      if math.isinf(self.resolution):
+        head += " (a group here has no rows or no weight: no ε can be shown met)"
+      else:
+        head += (f" (this split resolves gaps down to about {points(self.resolution)} "
+                 "points: ε below that cannot be shown met; more rows, or merged small "
+                 "groups, could)")
     if self.levelled_down:
-      parts = [g.text() for g in self.harmed]
-      parts += [f"{name} rose {points(ref)} → {points(value)} points"
-                for name, value, ref in self.worse_gaps]
-      head += (f". The gap closed (reference {points(self.reference)} points) while "
-               + "; ".join(parts) + f" — {REMEDIES}")
+      moved = "closed" if self.verdict == LEVELLED_DOWN else "narrowed"
+      head += (f". The gap {moved} against {self.reference_name} ({points(self.reference)} "
+               f"points) while {self.harm_text()} — {REMEDIES}")
     return head + "."
 
   def to_dict(self):
@@ -149,7 +174,8 @@ def clearly_worse(value, interval, reference, reference_interval):
 
 
 def decide(gap, epsilon, value, interval, resolution=None, reference=None,
-           losses=None, other_gaps=None, harm_tolerance=HARM_TOLERANCE):
+           reference_interval=None, losses=None, other_gaps=None,
+           harm_tolerance=HARM_TOLERANCE, reference_name=None):
   """The `Verdict` of "gap ≤ ε".
 
   Args:
@@ -158,21 +184,27 @@ def decide(gap, epsilon, value, interval, resolution=None, reference=None,
     value: The gap (None: undefined, e.g. fewer than two groups).
     interval: (lower, upper) of the gap.
     resolution: The smallest ε the split could show met (optional).
-    reference: The reference model's value of the same gap (dense, or fairness off);
+    reference: The reference model's value of the same gap (fairness off, or dense);
       None skips the levelling-down check.
+    reference_interval: (lower, upper) of `reference`.
     losses: `GroupLoss`es against that reference.
     other_gaps: {name: (value, (lower, upper), reference value, (lower, upper))} of
       the model's other gaps and the reference's.
-    harm_tolerance: δ: a group losing more than this (beyond its interval) is harmed.
+    harm_tolerance: δ: a group losing more than this (beyond its interval, and clearly
+      more than average) is harmed.
+    reference_name: What the reference is, for the text.
   """
   lower, upper = interval if interval else (None, None)
   verdict = intervals_lib.judge(lower, upper, epsilon) if value is not None else CANNOT_TELL
   harmed, worse = [], []
-  if gap in PARITY_GAPS and value is not None and reference is not None and value < reference:
-    harmed = [g for g in (losses or []) if g.lower > harm_tolerance]
+  closed = (gap in LEVELLING_GAPS and value is not None and reference is not None and
+            clearly_worse(reference, reference_interval, value, interval))
+  if closed:
+    harmed = [g for g in (losses or []) if g.lower > harm_tolerance and
+              not np.isnan(g.excess_lower) and g.excess_lower > 0.0]
     worse = [(name, v, ref) for name, (v, v_int, ref, ref_int) in (other_gaps or {}).items()
-             if name != gap and name in PARITY_GAPS and clearly_worse(v, v_int, ref, ref_int)]
+             if name != gap and name in LEVELLING_GAPS and clearly_worse(v, v_int, ref, ref_int)]
   if verdict == MET and (harmed or worse):
     verdict = LEVELLED_DOWN
   return Verdict(gap, float(epsilon), value, lower, upper, verdict, resolution, reference,
-                 harmed, worse, harm_tolerance)
+                 harmed, worse, harm_tolerance, reference_name if closed else None)

@@ -27,6 +27,7 @@ verdicts in `selected` are measured on it, on the whole set. The selection reads
 same set the multipliers read: its figures are optimistic. Report a separate test split.
 """
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -35,6 +36,7 @@ import tensorflow as tf
 from tf_fairprune import checks
 from tf_fairprune import groups as groups_lib
 from tf_fairprune._compat import keras
+from tf_fairprune.fairness import intervals as intervals_lib
 from tf_fairprune.fairness import verdict as verdict_lib
 from tf_fairprune.fairness.held_out import measure as measure_lib
 from tf_fairprune.fairness.held_out import schedule as schedule_lib
@@ -43,8 +45,17 @@ from tf_fairprune.fairness.held_out import select as select_lib
 MEASUREMENTS_PER_EPOCH = 8  # Default measurement rate (`update_every`): see BENCHMARKS.md.
 
 
-def _rows(structure):
-  return len(tf.nest.flatten(structure)[0])
+MAX_PASS_BATCHES = 100_000  # A dataset of unknown size longer than this never ends.
+
+
+def _as_tuples(value):
+  """Lists (one array per output, as `fit` takes them) as tuples: `from_tensor_slices`
+  would stack a list into one tensor."""
+  if isinstance(value, list):
+    return tuple(_as_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _as_tuples(v) for k, v in value.items()}
+  return value
 
 
 def check_arrays(data):
@@ -68,10 +79,11 @@ def check_arrays(data):
     raise ValueError("HeldOutFairness data is empty.")
   for what, value in (("x", x), ("y", data[1])) + (
       (("sample_weight", data[2]),) if len(data) == 3 and data[2] is not None else ()):
-    rows = _rows(value)
-    if rows != n:
-      raise ValueError(f"HeldOutFairness data: {what} has {rows} rows but the group ids "
-                       f"{n}; every row needs its inputs, label, group id (and weight).")
+    for leaf in tf.nest.flatten(value):
+      rows = len(leaf)
+      if rows != n:
+        raise ValueError(f"HeldOutFairness data: {what} has {rows} rows but the group ids "
+                         f"{n}; every row needs its inputs, label, group id (and weight).")
   inputs, _, _ = groups_lib.unpack_group_data(x)
   for array in tf.nest.flatten(inputs):
     array = np.asarray(array)
@@ -94,7 +106,7 @@ def batched(data, batch_size, steps=None):
   """
   if not isinstance(data, tf.data.Dataset):
     check_arrays(data)
-    data = tuple(d for d in data if d is not None)
+    data = tuple(_as_tuples(d) for d in data if d is not None)
     return tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
   spec = data.element_spec
   x_spec = spec[0] if isinstance(spec, tuple) else spec
@@ -107,11 +119,18 @@ def batched(data, batch_size, steps=None):
   if x_spec[groups_lib.GROUP_KEY].shape.rank == 0:
     raise ValueError("HeldOutFairness got a dataset of single rows (unbatched): call "
                      ".batch(n) on it first.")
-  if data.cardinality() == tf.data.INFINITE_CARDINALITY and steps is None:
-    raise ValueError("HeldOutFairness got a dataset that repeats forever: each held-out "
-                     "pass must end. Drop the .repeat(), or pass steps=N (batches per "
-                     "pass).")
-  return data if steps is None else data.take(steps)
+  if steps is not None:
+    return data.take(steps)
+  forever = ("HeldOutFairness got a dataset that repeats forever: each held-out pass must "
+             "end. Drop the .repeat(), or pass steps=N (batches per pass).")
+  cardinality = int(data.cardinality())
+  if cardinality == tf.data.INFINITE_CARDINALITY:
+    raise ValueError(forever)
+  if cardinality == tf.data.UNKNOWN_CARDINALITY:  # E.g. .repeat().filter(): count once.
+    if sum(1 for _ in data.take(MAX_PASS_BATCHES + 1)) > MAX_PASS_BATCHES:
+      raise ValueError(forever.replace("repeats forever", f"does not end within "
+                                       f"{MAX_PASS_BATCHES:,} batches"))
+  return data
 
 
 class HeldOutFairness(keras.callbacks.Callback):
@@ -153,13 +172,16 @@ class HeldOutFairness(keras.callbacks.Callback):
 
   Attributes:
     candidates: The `Candidate`s measured at the target sparsity.
-    selected: A dict: the candidate returned (index, epoch, step, accuracy, gaps),
-      `reason`, `verdicts` / `intervals` of each constraint measured on the returned
-      model, `met`, `restored`, `bound` (whether the constraints ever bound), `bound_at`
-      (the steps they bound at, of `measurements`), `largest_multiplier` (over the run),
-      `levelled_down` (groups harmed, by constraint).
+    selection: A `Selection`: the candidate the model was set to (or None: the final
+      weights), why, and the returned model measured on the whole set — its `verdicts`
+      ("met" / "not met" / "cannot tell" per constraint), `intervals`, `gaps`,
+      `accuracy`, `met` (every verdict "met"), `within_tolerance`, `bound` (whether the
+      constraints ever bound), `bound_at`, `largest_multiplier`, `levelled_down`.
+    selected: The same as a JSON-ready dict (with the candidate's `index`, `epoch`,
+      `step` and `multipliers`).
     final: The `Measurement` of the returned model on the whole set.
-    resolution: Constraint name → the smallest ε the held-out set could show met.
+    resolution: Constraint name → the smallest ε the held-out set could show met, at the
+      rates of the freshly pruned model (`selected["resolution"]`: of the returned one).
     bound_at: The steps (of this `fit`) of the measurements whose violations bound.
     messages: Every warning this callback gave (also issued as `UserWarning`s).
 
@@ -198,9 +220,10 @@ class HeldOutFairness(keras.callbacks.Callback):
     self.max_accuracy_loss = max_accuracy_loss
     self.restore = restore
     self.verbose = verbose
-    self.candidates, self.selected, self.final, self.last = [], None, None, None
-    self.resolution, self.resolvable_gap, self.messages = {}, None, []
-    self._snapshots, self._chosen = {}, None
+    self.candidates, self.selected, self.selection, self.final, self.last = (
+        [], None, None, None, None)
+    self.resolution, self.messages = {}, []
+    self._snapshots, self._returned, self._settled = {}, None, None
 
   # ------------------------------------------------------------------ measuring
   def _check_model(self):
@@ -209,7 +232,10 @@ class HeldOutFairness(keras.callbacks.Callback):
       raise ValueError("HeldOutFairness needs a model from fair_prune_wrapper (or a "
                        "FairPruneModel) with fairness constraints; this one has none.")
     if self._raw is not None:  # The checks `fit` makes on training arrays.
-      model.check_data(self._raw[0], self._raw[1])
+      try:
+        model.check_data(self._raw[0], self._raw[1])
+      except ValueError as err:
+        raise ValueError(f"HeldOutFairness data (not the training data): {err}") from None
     needs_dense = any(c.needs_dense for c in model.fairness)
     if needs_dense and model.reference_model is None:
       element = self._dataset.element_spec[0]
@@ -225,10 +251,17 @@ class HeldOutFairness(keras.callbacks.Callback):
     return measure_lib.measure(self.model, self._dataset)
 
   def _at_target(self):
-    """The schedule is at its final sparsity and the masks are too (with a mask update
-    frequency > 1 they follow the schedule a few steps late)."""
+    """The schedule is at its final sparsity and the masks have been ranked at it: within
+    1% of it, or (block, N:M and channel masks, which cannot hit it exactly) as sparse as
+    at the previous measurement at the final sparsity."""
     now, final, measured = self.model.sparsity_status()
-    return abs(now - final) < 1e-6 and abs(measured - final) < 0.01
+    if abs(now - final) > 1e-6:
+      self._settled = None
+      return False
+    settled = abs(measured - final) < 0.01 or (
+        self._settled is not None and abs(measured - self._settled) < 1e-9)
+    self._settled = measured
+    return settled
 
   def _floor_hit(self, m):
     if m.collapsed:
@@ -249,7 +282,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     multipliers = [float(np.max(v.numpy())) for v in self.model.fairness_multipliers]
     self._largest = max([self._largest] + multipliers)
     self._schedule.relaxed = self._far_from_binding(m, multipliers)
-    return bound
+    return bound, multipliers
 
   @staticmethod
   def _far_from_binding(m, multipliers):
@@ -259,7 +292,7 @@ class HeldOutFairness(keras.callbacks.Callback):
 
   def _record(self, m, steps, epoch):
     back_off = self._floor_hit(m)
-    bound = self._apply(m, steps, back_off)
+    bound, multipliers = self._apply(m, steps, back_off)
     self.last = m
     if not self._at_target():
       return
@@ -268,14 +301,14 @@ class HeldOutFairness(keras.callbacks.Callback):
         violation=m.violation(), collapsed=m.collapsed, verdicts=m.verdicts(),
         intervals={n: [i.lower, i.upper] for n, i in m.intervals.items()},
         backed_off=back_off, group_accuracy=[float(a) for a in m.group_accuracy],
-        multipliers=[float(np.max(v.numpy())) for v in self.model.fairness_multipliers],
-        bound=bound))
-    if self.restore:
-      keep = select_lib.front(self.candidates, self._snapshots, self.max_accuracy_loss)
-      new = len(self.candidates) - 1
-      self._snapshots = {i: self._snapshots[i] for i in keep if i != new}
-      if new in keep:
-        self._snapshots[new] = self.model.get_weights()
+        multipliers=multipliers, bound=bound))
+    if not self.restore:
+      return
+    keep = select_lib.front(self.candidates, self._snapshots, self.max_accuracy_loss)
+    new = len(self.candidates) - 1
+    self._snapshots = {i: self._snapshots[i] for i in keep if i != new}
+    if new in keep:
+      self._snapshots[new] = self.model.get_weights()
 
   # ------------------------------------------------------------------ callback hooks
   def on_train_begin(self, logs=None):
@@ -287,8 +320,8 @@ class HeldOutFairness(keras.callbacks.Callback):
     self._schedule = schedule_lib.Schedule(
         every, lambda: int(self.model.optimizer.iterations.numpy()))
     self._epoch = 0
-    self.candidates, self.selected, self.final, self._snapshots = [], None, None, {}
-    self._chosen = self._end_weights = None
+    self.candidates, self.selected, self.selection, self.final = [], None, None, None
+    self._snapshots, self._returned, self._settled = {}, None, None
     self.messages = []
     # A run resumed with multipliers already up has bound before.
     self._bound = any(float(np.max(v.numpy())) > 0 for v in model.fairness_multipliers)
@@ -302,7 +335,6 @@ class HeldOutFairness(keras.callbacks.Callback):
     model.apply_held_out([(np.zeros_like(h), np.zeros_like(n)) for h, n in m.stats], 0)
     self.last = m
     self.resolution = m.resolution()
-    self.resolvable_gap = measure_lib.resolvable_gap(m.group_rows)
     self._warn_resolution(m)
 
   def _warn_resolution(self, m):
@@ -319,9 +351,9 @@ class HeldOutFairness(keras.callbacks.Callback):
     if blind:
       self._warn(
           f"the held-out set cannot show ε met for {', '.join(blind)} (points; 95%, "
-          f"simultaneous over the groups): its smallest groups have {rows[0][0]} and "
-          f"{rows[1][0]} rows ({rows[0][1]}, {rows[1][1]}). Violations it cannot tell from "
-          "noise do not move the "
+          f"simultaneous over the groups; at the rates of the freshly pruned model): its "
+          f"smallest groups have {rows[0][0]} and {rows[1][0]} rows ({rows[0][1]}, "
+          f"{rows[1][1]}). Violations it cannot tell from noise do not move the "
           "multipliers (where nothing else binds, the run is fairness off) and its verdicts "
           "there will be 'cannot tell': give it more rows, merge small groups, or raise ε.")
 
@@ -341,64 +373,71 @@ class HeldOutFairness(keras.callbacks.Callback):
     if logs is not None and self.last is not None:
       logs["held_out_accuracy"] = self.last.accuracy
       for name, gap in self.last.gaps.items():
-        logs[f"held_out_{name}"] = gap
+        if gap is not None:
+          logs[f"held_out_{name}"] = gap
 
   def on_train_end(self, logs=None):
-    self._choose()
-    # What the weights are now: `finish` tells whether a later callback changed them.
-    self._end_weights = self.model.get_weights() if self.restore else None
-
-  def _choose(self):
+    """Selects the iterate to return, sets the model to it (`restore=True`), measures it
+    on the whole set and fills `selected`."""
     if not self.candidates:
-      self._chosen = (None, "no measurement at the target sparsity: the final weights are "
-                            "kept")
-      return
-    i, reason = select_lib.select(self.candidates, self.max_accuracy_loss,
-                                  never_bound=not self._bound)
-    if i is None:
-      reason += ": the final weights are kept"
-    self._chosen = (i, reason)
+      i, reason = None, "no measurement at the target sparsity: the final weights are kept"
+    else:
+      i, reason = select_lib.select(self.candidates, self.max_accuracy_loss,
+                                    never_bound=not self._bound)
+      if i is None:
+        reason += ": the final weights are kept"
+    would_select = None
+    final_step = self._schedule.step
+    if i is not None and not self.restore:
+      would_select = self.candidates[i]
+      last = len(self.candidates) - 1
+      i = last if self.candidates[last].step == final_step else None
+      reason = ("restore=False: the final iterate (the rule would have returned epoch "
+                f"{would_select.epoch}, step {would_select.step}: {reason})")
+    if i is not None and self.restore:
+      self.model.set_weights(self._snapshots[i])
+    self._snapshots = {}
+    self.final = m = self._measure()
+    self.selection = select_lib.Selection(
+        candidate=None if i is None else self.candidates[i], index=i, reason=reason,
+        restored=bool(i is not None and self.restore), final_step=final_step,
+        accuracy=m.accuracy, gaps=m.gaps, verdicts=m.verdicts(),
+        intervals={n: [v.lower, v.upper] for n, v in m.intervals.items()},
+        resolution=m.resolution(), collapsed=m.collapsed, met=m.met,
+        within_tolerance=m.violation() <= 0.0, bound=self._bound,
+        bound_at=list(self.bound_at), measurements=self._measured,
+        largest_multiplier=self._largest,
+        tolerances={c.name: c.tolerance for c in self.model.fairness},
+        levelled_down=self._levelled_down(m), would_select=would_select)
+    self.selected = self.selection.to_dict()
+    self._returned = self.model.get_weights()
+    self._report()
 
   def finish(self):
-    """After every callback's `on_train_end` (the model's `fit` calls it): sets the model
-    to the selected iterate, measures it on the whole set and fills `selected`."""
-    if self._chosen is None:
+    """After every callback's `on_train_end` (the model's `fit` calls it): if a later
+    callback changed the weights (e.g. `EarlyStopping(restore_best_weights=True)`), sets
+    them back to the iterate `selected` describes, and says so."""
+    returned, self._returned = self._returned, None
+    if returned is None:
       return
-    i, reason = self._chosen
-    self._chosen = None
-    changed = False
-    if i is not None and self.restore:
-      changed = self._end_weights is not None and any(
-          not np.array_equal(a, b) for a, b in zip(self._end_weights, self.model.get_weights()))
-      self.model.set_weights(self._snapshots[i])
-    self._snapshots, self._end_weights = {}, None
-    self.final = m = self._measure()
-    chosen = {} if i is None else self.candidates[i].to_dict()
-    if i is not None and not self.restore:
-      reason += ("; not restored (restore=False): the model keeps its final weights, which "
-                 "the verdicts here describe")
-    chosen.update(index=i, reason=reason, restored=bool(i is not None and self.restore),
-                  accuracy=m.accuracy, gaps=m.gaps, verdicts=m.verdicts(),
-                  intervals={n: [v.lower, v.upper] for n, v in m.intervals.items()},
-                  met=m.violation() <= 0.0, bound=self._bound, bound_at=list(self.bound_at),
-                  measurements=self._measured, largest_multiplier=self._largest,
-                  tolerances={c.name: c.tolerance for c in self.model.fairness},
-                  resolution=dict(self.resolution), collapsed=m.collapsed,
-                  levelled_down=self._levelled_down(m))
-    self.selected = chosen
-    if changed:
+    if any(not np.array_equal(a, b) for a, b in zip(returned, self.model.get_weights())):
+      self.model.set_weights(returned)
       self._warn("another callback changed the weights at the end of fit (e.g. "
-                 "EarlyStopping(restore_best_weights=True)); the model is set to the "
+                 "EarlyStopping(restore_best_weights=True)); the model is set back to the "
                  "iterate HeldOutFairness selected, which `selected` describes.")
-    if i is None:
-      self._warn(reason)
+
+  def _report(self):
+    chosen, m = self.selected, self.final
     gaps = ", ".join(
-        f"{name} {verdict_lib.points(gap)} {verdict_lib.interval_text(*chosen['intervals'][name])} "
-        f"(ε {verdict_lib.points(chosen['tolerances'][name])}): {chosen['verdicts'][name]}"
+        f"{name} {verdict_lib.points(gap)} {verdict_lib.interval_text(*chosen['intervals'][name])}"
+        f" (ε {verdict_lib.points(chosen['tolerances'][name])}): {chosen['verdicts'][name]}"
         for name, gap in m.gaps.items())
+    if chosen["index"] is None and self.restore:
+      self._warn(chosen["reason"])
     if self.verbose:
-      where = f"epoch {chosen['epoch']}, step {chosen['step']}" if i is not None else "the final weights"
-      print(f"HeldOutFairness: returning {where} ({reason}); held-out accuracy "
+      where = (f"epoch {chosen['epoch']}, step {chosen['step']}" if chosen["index"] is not None
+               else "the final weights")
+      print(f"HeldOutFairness: returning {where} ({chosen['reason']}); held-out accuracy "
             f"{verdict_lib.points(m.accuracy)} points; gaps in points with 95% intervals: "
             f"{gaps}.")
     not_met = [n for n, v in chosen["verdicts"].items() if v == verdict_lib.NOT_MET]
@@ -412,30 +451,32 @@ class HeldOutFairness(keras.callbacks.Callback):
                  + f" against the dense model: levelling down — {verdict_lib.REMEDIES}.")
 
   def _levelled_down(self, m):
-    """Constraint name → the groups that lost more than `harm_tolerance` against the
-    dense model (beyond their interval) while its parity gap is below the dense one's."""
+    """Performance-gap constraint name → the groups that lost more than `harm_tolerance`
+    against the dense model (beyond their interval, and more than average) while the
+    accuracy gap closed against the dense model's beyond noise. (The dense model's other
+    gaps are not measured here: judge those on a test split, `FairnessReport.verdict`.)"""
     if m.loss_sums is None:
       return {}
-    losses = verdict_lib.group_losses(m.loss_sums, self.group_names)
-    harmed = [g for g in losses if g.lower > self.harm_tolerance]
-    if not harmed:
-      return {}
-    dense_gap = None
-    accuracy, loss = m.accuracy_sums.means[0], m.loss_sums.means[0]
     present = m.accuracy_sums.present[0]
-    if present.sum() >= 2:
-      dense_accuracy = (accuracy + loss)[present]
-      dense_gap = float(dense_accuracy.max() - dense_accuracy.min())
+    if present.sum() < 2:
+      return {}
+    # The dense model's correctness is the pruned one's plus the loss, row for row.
+    dense = intervals_lib.GroupSums(
+        m.accuracy_sums.sums + m.loss_sums.sums, m.accuracy_sums.sums + m.loss_sums.sums,
+        m.accuracy_sums.weights, m.accuracy_sums.weight_squares, m.accuracy_sums.rows)
+    dense_gap = intervals_lib.pairwise_gap(dense)
+    losses = verdict_lib.group_losses(m.loss_sums, self.group_names)
     out = {}
     for c in self.model.fairness:
-      if c.audit_gap not in verdict_lib.PARITY_GAPS:
+      if c.audit_gap != "performance_gap":
         continue
-      # Only the accuracy gap's dense value is known from correctness alone; for other
-      # parity gaps a harmed group is named whenever the constraint binds.
-      closed = (m.gaps[c.name] < dense_gap if c.audit_gap == "performance_gap" and
-                dense_gap is not None else self._bound)
-      if closed:
-        out[c.name] = [dict(g.__dict__, text=g.text()) for g in harmed]
+      interval = m.intervals[c.name]
+      v = verdict_lib.decide(
+          c.audit_gap, c.tolerance, interval.value, (interval.lower, interval.upper),
+          reference=dense_gap.value, reference_interval=(dense_gap.lower, dense_gap.upper),
+          losses=losses, harm_tolerance=self.harm_tolerance, reference_name="the dense model")
+      if v.harmed:
+        out[c.name] = [dict(dataclasses.asdict(g), text=g.text()) for g in v.harmed]
     return out
 
   def _warn(self, message):

@@ -20,15 +20,17 @@ from tf_fairprune.fairness import intervals as intervals_lib
 from tf_fairprune.fairness import outcomes
 
 COLLAPSE_SHARE = 0.99  # One class for this share of rows: a constant predictor.
+NO_STEER = 1e6  # A tolerance no gap reaches (finite: 0 · inf would be NaN in the step).
 
-# One batch's (or, summed, one pass's) statistics. `rates`: per constraint (hard sums,
-# counts) [T, K]; `sums`: per constraint the 5 [T, K] tensors of `GroupSums`;
-# `accuracy` / `loss`: the same 5 for each group's accuracy and for the accuracy lost
-# against the dense model (empty when the dense model is unknown); class counts [C];
-# `invalid` [4]: batches with an id outside [0, num_groups), rows with NaN/inf outputs,
-# rows whose label the output cannot read, rows with a NaN/inf/negative sample weight.
+# One batch's (or, summed, one pass's) statistics, float64. `sums`: per constraint the 5
+# [T, K] tensors of `GroupSums` (their first and third are the hard sums and counts the
+# multipliers read); `accuracy` / `loss`: the same 5 for each group's accuracy and for
+# the accuracy lost against the dense model (empty when the dense model is unknown);
+# class counts [C]; `invalid` [4]: batches with an id outside [0, num_groups), rows with
+# NaN/inf outputs, rows whose label the output cannot read, rows with a NaN/inf/negative
+# sample weight.
 BatchStatistics = collections.namedtuple(
-    "BatchStatistics", "rates sums accuracy loss classes dense_classes labels invalid")
+    "BatchStatistics", "sums accuracy loss classes dense_classes labels invalid")
 INVALID = ("batch(es) with group ids outside [0, num_groups)",
            "row(s) with NaN or inf outputs (NaN/inf in the inputs?)",
            "row(s) whose label the output cannot read (e.g. 2 for a binary output)",
@@ -54,12 +56,12 @@ def _label_counts(y, y_pred):
 
 
 def _sums(values, groups, weights, num_groups):
-  """The 5 `GroupSums` tensors ([1, K] each) of per-row `values`."""
-  values = tf.cast(values, tf.float32)
+  """The 5 `GroupSums` tensors ([1, K] each, float64) of per-row `values`."""
+  values, weights = tf.cast(values, tf.float64), tf.cast(weights, tf.float64)
   ones = tf.ones_like(weights)
-  return tuple(outcomes.group_sums(v, groups, w, num_groups)[None] for v, w in (
-      (values, weights), (tf.square(values), weights), (ones, weights), (weights, weights),
-      (ones, ones)))
+  return tuple(outcomes.group_sums(v, groups, w, num_groups, tf.float64)[None]
+               for v, w in ((values, weights), (tf.square(values), weights), (ones, weights),
+                            (weights, weights), (ones, ones)))
 
 
 def _invalid(batch, y_pred, labels, sample_weight, signed):
@@ -94,12 +96,9 @@ def batch_statistics(model, batch, objective, judged, reference_model, signed=Fa
   if dense is None and reference_model is not None:
     dense = groups_lib.DenseReference(outputs=judged(reference_model(batch.x, training=False)))
   num_groups = objective.num_groups
-  rates, sums = [], []
-  for c, fl in zip(objective.constraints, objective.from_logits):
-    totals = c.hard_statistics(labels, y_pred, batch.groups, sample_weight, num_groups,
-                               dense=dense if c.needs_dense else None, from_logits=fl)
-    rates.append((totals[0], totals[2]))
-    sums.append(totals)
+  sums = [c.hard_statistics(labels, y_pred, batch.groups, sample_weight, num_groups,
+                            dense=dense if c.needs_dense else None, from_logits=fl)
+          for c, fl in zip(objective.constraints, objective.from_logits)]
   fl = objective.metric_from_logits
   weights = outcomes.example_weights(sample_weight, batch.groups)
   correct = outcomes.hard_correct(labels, y_pred, fl)
@@ -112,15 +111,15 @@ def batch_statistics(model, batch, objective, judged, reference_model, signed=Fa
     else:
       dense_correct = tf.reshape(tf.cast(dense.correct_values, tf.float32), [-1])
     loss = _sums(dense_correct - correct, batch.groups, weights, num_groups)
-  return BatchStatistics(rates, sums, accuracy, loss, _class_counts(y_pred, fl),
+  return BatchStatistics(sums, accuracy, loss, _class_counts(y_pred, fl),
                          dense_classes, _label_counts(labels, y_pred),
                          _invalid(batch, y_pred, judged(batch.y), sample_weight, signed))
 
 
-def reduction_function(model, dataset, steps=None):
+def reduction_function(model, dataset):
   """A traced function: `model.held_out_statistics` summed over the batches of
-  `dataset` (the first `steps` when given), in float64, in order — what a numpy loop
-  over the batches adds up — and the number of batches.
+  `dataset`, in float64, in order — what a numpy loop over the batches adds up — and
+  the number of batches.
 
   The loop runs inside the function (an iterator, not a `tf.data` function, so the
   model's variables are read as in any other traced call, mirrored ones included).
@@ -128,7 +127,6 @@ def reduction_function(model, dataset, steps=None):
   Raises:
     ValueError: If `dataset` is empty.
   """
-  dataset = dataset if steps is None else dataset.take(steps)
   first = next(iter(dataset), None)
   if first is None:
     raise ValueError("HeldOutFairness data is empty.")
@@ -161,7 +159,6 @@ class Measurement:
 
   Attributes:
     constraints: The model's constraints, in order.
-    stats: Per constraint, the (hard sums, counts) [T, K] the multipliers read.
     sums: Per constraint, the `intervals.GroupSums` of its hard outcomes.
     accuracy_sums: `GroupSums` of each group's correctness.
     loss_sums: `GroupSums` of each group's accuracy lost against the dense model
@@ -171,7 +168,6 @@ class Measurement:
     label_shares: [C] shares of the labels.
   """
   constraints: list
-  stats: list
   sums: list
   accuracy_sums: intervals_lib.GroupSums
   loss_sums: intervals_lib.GroupSums
@@ -191,10 +187,15 @@ class Measurement:
     return self._intervals
 
   @property
+  def stats(self):
+    """Per constraint, the (hard sums, counts) [T, K] (float32) the multipliers read."""
+    return [(s.sums.astype(np.float32), s.weights.astype(np.float32)) for s in self.sums]
+
+  @property
   def gaps(self):
-    """Constraint name → its hard gap (0 where no contrast is defined)."""
-    return {name: (i.value if i.value is not None else 0.0)
-            for name, i in self.intervals.items()}
+    """Constraint name → its hard gap (None where no comparison is defined, e.g. fewer
+    than two groups)."""
+    return {name: i.value for name, i in self.intervals.items()}
 
   @property
   def group_counts(self):
@@ -234,8 +235,11 @@ class Measurement:
     out = []
     for c in self.constraints:
       interval = self.intervals[c.name]
-      widths = np.where(interval.valid, interval.half_widths, 0.0)
-      out.append(np.maximum(c.tolerance, widths).astype(np.float32))
+      # Undefined where the groups are absent (ε: counted as met in the step); a
+      # comparison without an interval (no effective size) never drives the multipliers.
+      widths = np.where(interval.valid, np.nan_to_num(interval.half_widths, nan=NO_STEER),
+                        0.0)
+      out.append(np.minimum(np.maximum(c.tolerance, widths), NO_STEER).astype(np.float32))
     return out
 
   def violations(self, scale=1.0):
@@ -258,27 +262,15 @@ class Measurement:
     """Constraint name → "met", "not met" or "cannot tell" (its interval against ε)."""
     return {c.name: self.intervals[c.name].verdict(c.tolerance) for c in self.constraints}
 
-  def resolution(self):
-    """Constraint name → the smallest ε this set could show to be met: the largest
-    half-width of its contrasts (inf when none is defined)."""
-    out = {}
-    for c in self.constraints:
-      widths = self.intervals[c.name].half_widths
-      widths = widths[np.isfinite(widths)]
-      out[c.name] = float(widths.max()) if widths.size else math.inf
-    return out
+  @property
+  def met(self):
+    """Every constraint's verdict is "met" (its whole interval within ε)."""
+    return all(v == intervals_lib.MET for v in self.verdicts().values())
 
-  def group_losses(self, alpha=intervals_lib.ALPHA):
-    """Per group: (accuracy lost against the dense model, lower, upper), intervals
-    simultaneous over the groups; None when the dense model is unknown."""
-    if self.loss_sums is None:
-      return None
-    present = self.loss_sums.present[0]
-    z = intervals_lib.z_value(alpha, int(present.sum()))
-    lower, upper = self.loss_sums.group_intervals(z)
-    means = self.loss_sums.means[0]
-    return [(float(m), float(lo), float(hi)) if p else None
-            for m, lo, hi, p in zip(means, lower[0], upper[0], present)]
+  def resolution(self):
+    """Constraint name → the smallest ε this set could show to be met
+    (`GapInterval.resolution`)."""
+    return {c.name: self.intervals[c.name].resolution for c in self.constraints}
 
 
 def measure(model, dataset, reduction=None):
@@ -307,7 +299,7 @@ def measure(model, dataset, reduction=None):
                        "measured on them. Fix or drop those rows.")
   classes, dense_classes, labels = totals.classes, totals.dense_classes, totals.labels
   return Measurement(
-      constraints=list(model.fairness), stats=[tuple(r) for r in totals.rates],
+      constraints=list(model.fairness),
       sums=[_group_sums(s, paired=c.needs_dense) for c, s in zip(model.fairness, totals.sums)],
       accuracy_sums=_group_sums(totals.accuracy), loss_sums=_group_sums(totals.loss, True),
       class_shares=classes / max(classes.sum(), 1e-12),
