@@ -44,6 +44,7 @@ GROUP_KEY = "tf_fairprune/group"
 DENSE_CORRECT_KEY = "tf_fairprune/dense_correct"
 DENSE_OUTPUTS_KEY = "tf_fairprune/dense_outputs"
 _RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY, DENSE_OUTPUTS_KEY)
+RESERVED_KEYS = _RESERVED  # The keys that mark inputs packed by `pack_group_data`.
 
 
 def check_ids(groups, num_groups, what="groups"):
