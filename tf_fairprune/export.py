@@ -85,8 +85,8 @@ class TFLiteExport:
     conditioning: A `tf_fairprune.conditioning.Conditioning`: the model's own float32
       noise on the sample inputs and, when the plain check missed, the distances of
       Keras and of the file from the model run in float64.
-    dense_stored: The constant tensors of a sparse file that hold zeros (at least 10%)
-      but are stored dense, one dict each: `name`, `shape`, `zero_fraction`, `read_by`
+    dense_stored: The constant kernels and tables (2-D or more) of a sparse file that
+      hold zeros (at least 10%) but are stored dense, one dict each: `name`, `shape`, `zero_fraction`, `read_by`
       (the operators reading it) and `why`: `"consumer"` — no operator reading it
       takes a sparse tensor (an Embedding table read by GATHER): the format cannot
       hold it sparse, and pruning it bought accuracy cost only; or `"converter"` — its
@@ -273,7 +273,8 @@ _ZERO_FRACTION = 0.1
 
 
 def dense_stored(flatbuffer):
-  """The float constants of `flatbuffer` with zeros (≥ 10%, ≥ 64 values) stored dense.
+  """The float constants of `flatbuffer` of two or more dimensions (kernels, tables)
+  with zeros (≥ 10%, ≥ 64 values) stored dense.
 
   Returns:
     A list of dicts (`name`, `shape`, `zero_fraction`, `read_by`, `why`) as described
@@ -290,7 +291,8 @@ def dense_stored(flatbuffer):
   for i, tensor in enumerate(graph.tensors):
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     dtype = _NUMPY_TYPES.get(tensor.type)
-    if data is None or tensor.sparsity is not None or dtype not in (np.float32, np.float16):
+    if (data is None or tensor.sparsity is not None or dtype not in (np.float32, np.float16)
+        or len(tensor.shape) < 2):  # Kernels and tables, not biases or scales.
       continue
     values = np.frombuffer(bytes(data), dtype)
     zeros = float(np.mean(values == 0)) if values.size >= 64 else 0.0
