@@ -566,7 +566,8 @@ def _mismatch(comparison, found, tolerance, what):
 
 def _sparsities(model):
   """`weight_sparsity` (every kernel of the model) and `pruned_sparsity` (the tensors
-  that were pruned, when known) of a wrapped or stripped model."""
+  that were pruned, when known) of a stripped model, or of a subclassed one with its
+  masks baked in."""
   sparsity = {"weight_sparsity": quantization.kernel_sparsity(model), "pruned_sparsity": None}
   if contains_wrappers(model):
     masks = [m.numpy() for w in wrapper_lib.wrappers_of(model) for m in w.mask_variables]
@@ -674,7 +675,6 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
     quantization.check_sparsity_preserved(model)
   elif quantization.is_qat_model(model):
     raise ValueError("This is a quantization-aware model: export it with quantize='qat'.")
-  sparsities = _sparsities(model)
   if contains_wrappers(model) and not flavours.of(model).is_graph_model(model):
     # A subclassed model cannot be copied: export it with its masks baked into its
     # weights for the conversion, then give the weights back.
@@ -682,9 +682,10 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
       _converted_copy(model, unroll=False, float32=True)  # Raises: it names the recipe.
     with strip_lib.masks_baked_in(model):
       return _export(model, path, sparse, quantize, representative_dataset, inputs,
-                     target, rnn, sparsities, "")
+                     target, rnn, _sparsities(model), "")
   if contains_wrappers(model):
     model = strip_lib.strip_fair_pruning(model)
+  sparsities = _sparsities(model)  # Of the stripped model, before any copy for TFLite.
   unroll = rnn == "unroll" and _has_rnn(model)
   float32 = computes_in_float16(model)
   if unroll or float32:
