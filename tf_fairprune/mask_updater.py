@@ -44,13 +44,26 @@ class MaskUpdater:
       jit_compile: Rank by bisection (XLA compiles the histogram's scatters poorly;
         both give the same mask).
     """
+    alone = [ranked_alone(w) for w in wrappers]
+    if self.scope == "global" and any(alone) and not all(alone):
+      # Wrappers ranked on their own (`FairPruneWrapper(mask_scope="layer")`, e.g. the
+      # embedding tables TFLite stores dense) stay out of the global ranking: each
+      # tensor at the step's sparsity, the others ranked globally among themselves.
+      parts = {a: iter(self._ranked([w for w, b in zip(wrappers, alone) if b == a], step,
+                                    jit_compile, "layer" if a else self.scope))
+               for a in (True, False)}
+      return [next(parts[a]) for w, a in zip(wrappers, alone) for _ in w.score_variables]
+    return self._ranked(wrappers, step, jit_compile, self.scope)
+
+  def _ranked(self, wrappers, step, jit_compile, scope):
+    """`ranked` of `wrappers` under one `scope`."""
     scores = [s for w in wrappers for s in w.score_variables]
     method = "bisect" if jit_compile else "histogram"
     if any(w.is_structured for w in wrappers):
       structures = [w.structure for w in wrappers for _ in w.score_variables]
       return masking.structured_masks(scores, self.sparsity_at(step), structures,
-                                      scope=self.scope, method=method, floor=self.layer_floor)
-    return masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method,
+                                      scope=scope, method=method, floor=self.layer_floor)
+    return masking.topk_masks(scores, self.sparsity_at(step), scope=scope, method=method,
                               floor=self.layer_floor)
 
   def assign(self, wrappers, step, jit_compile=False):
@@ -91,6 +104,12 @@ class MaskUpdater:
       return tf.constant(0.0)
     kept = tf.add_n([tf.reduce_sum(m) for m in masks])
     return 1.0 - kept / float(sum(int(np.prod(m.shape)) for m in masks))
+
+
+def ranked_alone(wrapper):
+  """True for a wrapper whose tensors are ranked on their own, outside a global ranking
+  (`FairPruneWrapper(..., mask_scope="layer")`)."""
+  return getattr(wrapper, "mask_scope", None) == "layer"
 
 
 # ---------------------------------------------------------------- pruning-state queries
