@@ -70,7 +70,11 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
     bound = True
     text = ("Penalty mode: the fairness term had a fixed weight all run (nothing is "
             "steered, so ε is a dead zone of the penalty, not a target).")
-  elif selected is not None:
+  elif selected is None:
+    bound = largest > 0
+    text = (f"No held-out steering: the multipliers were steered on the training batches "
+            f"(largest at the end {largest:.3g}).")
+  else:
     bound = bool(selected.get("bound"))
     if not bound:
       text = ("The constraints never bound: no validation violation was beyond what the "
@@ -165,6 +169,9 @@ def render(results, report, off_report=None):
            "Accuracies, gaps and ε are in points (1 point = 0.01 of accuracy). Intervals are "
            "95%, simultaneous over each gap's group comparisons. The test split was never "
            "used in training or selection.", ""]
+  if results["semi_synthetic"]:
+    lines += ["The groups are semi-synthetic: the group attribute was made up for the "
+              "benchmark, so its fairness figures describe the method, not people.", ""]
   for note in results.get("dense_model_notes") or []:
     lines += [f"Dense model: {note}.", ""]
   constraints = results.get("constraints") or []
