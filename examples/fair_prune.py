@@ -100,11 +100,16 @@ def _import_libraries():
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
                     f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
-                    "groups), or csv:PATH with --label and --group.")
+                    "groups); adult, compas, german or colored-fmnist with --group; or "
+                    "csv:PATH with --label and --group.")
 flags.DEFINE_string("label", None, "CSV: the label column (binary; the second of its two "
                     "values, in numeric order if both are numbers, is the positive class).")
-flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column (missing cells are "
-                    "one group, 'missing').")
+flags.DEFINE_string("group", None, "The sensitive attribute(s): CSV columns, or a built-in "
+                    "dataset's (adult: sex, race; compas: race, sex; german: sex, age; "
+                    "colored-fmnist: colour, class). Several, comma-separated "
+                    "(--group=race,sex), form one group per combination that occurs, named "
+                    "'race=Black, sex=Female' (missing CSV cells are a value of their own, "
+                    "'missing').")
 flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
                   "Pruning method (each is described at the top of --help).")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity: the fraction of the weights pruned "
@@ -508,6 +513,10 @@ def _main(output_dir, staging, recorded, replacing):
     warn(f"{len(small)} group(s) have fewer than {SMALL_GROUP} test rows: "
          f"{', '.join(small[:10])}. Their accuracy is mostly noise and sets the worst-pair "
          "gaps; merge them with --min_group_size=N.")
+  try:
+    datasets.check_training_rows(data)
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
   say("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))
