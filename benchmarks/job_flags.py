@@ -83,7 +83,9 @@ def define_fairness_flags(flags):
   flags.DEFINE_float("harm_tolerance", 0.01,
                      "The report names a gap closed while a group lost more than this "
                      "fraction of accuracy against the dense model (beyond its interval) "
-                     "as 'met by levelling down' (0.01 = 1 point).")
+                     "as 'met by levelling down' (0.01 = 1 point); without an excess "
+                     "constraint it is also the ε of each group's 'do no harm' verdict "
+                     "in the Groups table.")
   flags.DEFINE_float("max_accuracy_loss", None,
                      "Validation accuracy the fair model may give up against the run's "
                      "most accurate iterate, a fraction (0.02 = 2 points); below it the "

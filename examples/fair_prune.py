@@ -331,6 +331,17 @@ def fairness_verdict(data, dense, final, report, outcome, off):
     warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
                      "test rows (the dense model did not): a constant predictor.")
   warnings_ += job_report.verdict_warnings(constraints)
+  per_group = job_report.group_verdicts(report, specs, FLAGS.harm_tolerance,
+                                        FLAGS.max_group_loss)
+  harmed = [g for g in per_group["groups"] if g["verdict"] == "not met"
+            or g.get("loss_verdict") == "not met"]
+  if harmed:
+    warnings_.append(
+        f"{len(harmed)} group(s) lost clearly more than allowed on the test split: "
+        + "; ".join(f"{g['name']} (n={g['size']}) lost {job_report.points(g['loss'])} points, "
+                    f"{job_report.points(g['excess'])} beyond the average"
+                    for g in harmed[:5]) + ("; …" if len(harmed) > 5 else "")
+        + " (Groups table; bound them with --fairness=excess or --max_group_loss).")
   if off is not None:
     for split, ours, theirs in (("validation", val, off_val), ("test", report, off_test)):
       worse = [c["gap"] for c in constraints
@@ -354,6 +365,7 @@ def fairness_verdict(data, dense, final, report, outcome, off):
       "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),
       "dense_gaps": {"validation": dict(val.dense_gaps), "test": dict(report.dense_gaps)},
       "group_accuracy_ci95": {g["name"]: g["accuracy_interval"] for g in report.groups},
+      "group_verdicts": per_group,
       "resolution": dict(report.resolution),
       "largest_class_share": share, "collapsed": collapsed,
       "fairness_off": fairness_off, "fairness_did": did if constrained else None,

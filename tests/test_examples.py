@@ -384,6 +384,15 @@ def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
                  warnings=warnings_, tflite_bytes=10, dense_tflite_bytes=100,
                  tflite_max_abs_diff=1e-7)
   text = job_report.render(results, test, off)
+  assert "| Female | 3000 |" in text.split("## Groups (test split)")[1]
+  # Per-group verdicts: the worst-off judged group leads the Groups table.
+  results["group_verdicts"] = job_report.group_verdicts(
+      test, [("performance", "performance_gap", 0.05)], 0.01, None)
+  per_group = job_report.render(results, test, off).split(
+      "## Groups (test split), worst-off first")[1]
+  assert "1 lost clearly more than allowed (Female)" in per_group
+  assert per_group.index("| Female | 3000 |") < per_group.index("| Male | 6000 |")
+  assert "| not met |" in per_group.split("| Female | 3000 |")[1].split("\n")[0]
   assert "Target sparsity 99.5%, measured 99.50%" in text
   assert "**met by levelling down**" in text and "| Female | 3000 |" in text
   assert "yes" not in text
