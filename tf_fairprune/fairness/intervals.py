@@ -74,8 +74,9 @@ def paired_difference(mean, second_moment, n, z):
   down = np.clip((second - mean) / 2, 0, 1)  # Share of −1 rows.
   up_lower, up_upper = wilson(up, n, z)
   down_lower, down_upper = wilson(down, n, z)
+  # Where a share is 1 every row moved one way: the correlation's limit there is −1.
   rho = -np.sqrt(np.divide(up * down, (1 - up) * (1 - down),
-                           out=np.zeros_like(up), where=(up < 1) & (down < 1)))
+                           out=np.ones_like(up), where=(up < 1) & (down < 1)))
   centre = up - down
   def reach(a, b):  # MOVER's half-width from the two one-sided distances.
     return np.sqrt(np.clip(a * a + b * b - 2 * rho * a * b, 0, None))
