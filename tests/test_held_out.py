@@ -45,6 +45,15 @@ def test_select_respects_the_accuracy_budget():
   assert i == 2 and "within the accuracy budget" in reason  # Smallest violation within 2.
 
 
+def test_when_no_iterate_meets_epsilon_accuracy_is_not_traded_away():
+  # Colored Fashion-MNIST, 20 class x colour groups: the smallest violation was an
+  # iterate at 16% accuracy; a constraint no iterate met is not worth more than 5 points.
+  cands = [_cand(0.835, 0.35), _cand(0.39, 0.29), _cand(0.16, 0.12), _cand(0.80, 0.30)]
+  i, reason = held_out_lib.select(cands)
+  assert i == 3 and "within 5 points of the most accurate" in reason
+  assert held_out_lib.select(cands, max_accuracy_loss=1.0)[0] == 2  # A stated budget rules.
+
+
 def test_select_returns_the_final_iterate_when_the_constraints_never_bound():
   cands = [_cand(0.86, 0.01), _cand(0.84, 0.02)]
   assert held_out_lib.select(cands)[0] == 0
