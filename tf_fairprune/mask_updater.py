@@ -35,8 +35,27 @@ class MaskUpdater:
   def sparsity_at(self, step):
     return pruning_schedule.sparsity_at(self.target_sparsity, step)
 
+  def _hint(self, rows):
+    """The variable holding where the last ranking found its thresholds (the warm start
+    of `masking.ranked_masks`), made on first use outside any traced function.
+
+    It only saves work (any value gives the same masks), so it is neither saved nor
+    synchronised: each replica keeps its own copy (identical scores give them the same
+    values anyway) and a model read from a file starts without one.
+    """
+    hint = self.__dict__.get("_hint_variable")
+    if hint is None or hint.shape[0] != rows:
+      with tf.init_scope():
+        hint = tf.Variable(masking.initial_hint(rows), trainable=False,
+                           name="mask_threshold_hint",
+                           synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      self._hint_variable = hint
+    return hint
+
   def ranked(self, wrappers, step, jit_compile=False):
-    """The top-k masks of the scores at `step`'s sparsity, one tensor per mask variable.
+    """The top-k masks of the scores at `step`'s sparsity, one tensor per mask variable,
+    the hint variable, and its next value (both None when nothing is ranked by top-k).
 
     Args:
       wrappers: The built `FairPruneWrapper` layers, in model order.
@@ -45,21 +64,27 @@ class MaskUpdater:
         both give the same mask).
     """
     scores = [s for w in wrappers for s in w.score_variables]
+    structures = [w.structure for w in wrappers for _ in w.score_variables]
     method = "bisect" if jit_compile else "histogram"
-    if any(w.is_structured for w in wrappers):
-      structures = [w.structure for w in wrappers for _ in w.score_variables]
-      return masking.structured_masks(scores, self.sparsity_at(step), structures,
-                                      scope=self.scope, method=method, floor=self.layer_floor)
-    return masking.topk_masks(scores, self.sparsity_at(step), scope=self.scope, method=method,
-                              floor=self.layer_floor)
+    rows = masking.hint_size(self.scope, structures)
+    if not rows:  # N:M everywhere: no threshold to search.
+      return masking.structured_masks(scores, self.sparsity_at(step), structures, self.scope,
+                                      method), None, None
+    hint = self._hint(rows)
+    masks, next_hint = masking.ranked_masks(scores, self.sparsity_at(step), hint, structures,
+                                            self.scope, method, self.layer_floor)
+    return masks, hint, next_hint
 
   def assign(self, wrappers, step, jit_compile=False):
     """Sets the masks to the top-k of the scores at `step`'s sparsity (`ranked`)."""
     masks = [m for w in wrappers for m in w.mask_variables]
     if not masks:
       return
-    for var, value in zip(masks, self.ranked(wrappers, step, jit_compile)):
+    values, hint, next_hint = self.ranked(wrappers, step, jit_compile)
+    for var, value in zip(masks, values):
       var.assign(value)
+    if hint is not None:
+      hint.assign(next_hint)
 
   def after_step(self, wrappers, step, ok, jit_compile=False):
     """After a training step: re-rank if it was applied (`ok`) and the frequency is due.
@@ -73,15 +98,25 @@ class MaskUpdater:
     if replicas.under_strategy():
       # A mirrored assign may not sit inside a cond: the cond picks the values (the
       # new ranking or the masks as they are), the assign follows outside it.
-      values = tf.cond(refresh, lambda: self.ranked(wrappers, step, jit_compile),
-                       lambda: [tf.identity(m) for m in masks])
-      for var, value in zip(masks, values):
+      def rerank():
+        values, _, next_hint = self.ranked(wrappers, step, jit_compile)
+        return values + ([] if next_hint is None else [next_hint])
+      hint = self.ranked_hint_variable(wrappers)
+      kept = [tf.identity(m) for m in masks] + ([] if hint is None else [tf.identity(hint)])
+      values = tf.cond(refresh, rerank, lambda: kept)
+      for var, value in zip(masks + ([] if hint is None else [hint]), values):
         var.assign(value)
     else:
       def update():
         self.assign(wrappers, step, jit_compile=jit_compile)
         return tf.constant(True)
       tf.cond(refresh, update, lambda: tf.constant(False))
+
+  def ranked_hint_variable(self, wrappers):
+    """The hint variable `ranked` uses for these wrappers (None when none is needed)."""
+    structures = [w.structure for w in wrappers for _ in w.score_variables]
+    rows = masking.hint_size(self.scope, structures)
+    return self._hint(rows) if rows else None
 
   @staticmethod
   def measured_sparsity(wrappers):
