@@ -186,35 +186,64 @@ def _next_hint(hint, threshold):
   return tf.stack([threshold, tf.cast(half, tf.int32)])
 
 
-def _banded_threshold(bits_list, k, hint):
-  """(threshold, greater, equal) of the k largest entries of all `bits_list`, searched
-  first among the entries whose bits lie in the hint's band (without XLA)."""
+def _count_of_mask(mask):
+  """Entries of a 0/1 float mask that are 1, as int32. A float sum of ones is exact while
+  every partial sum stays below 2**24; a larger tensor is counted in int32."""
+  if mask.shape[0] < 2**24:
+    return tf.cast(tf.reduce_sum(mask), tf.int32)
+  return tf.reduce_sum(tf.cast(mask, tf.int32))
+
+
+def _banded_masks(bits_list, k, hint):
+  """(masks, threshold, kept per tensor) of the k largest entries of all `bits_list`,
+  searched first in the hint's band (the form without XLA).
+
+  Per tensor: the mask at the hint's centre (a compare), its count (a sum), and the
+  entries inside the band (an unsigned compare finds them). The entries at or above the
+  band's top are the count minus the band's entries at or above the centre, so the
+  k-th largest is a known rank inside the band when the band holds it; and the final
+  masks differ from the masks at the centre only inside the band, where the band's own
+  entries are written back. Otherwise the full radix select ranks everything.
+  """
   k = tf.cast(k, tf.int32)
   lo, hi = _band(hint)
+  centre = tf.clip_by_value(hint[0], lo, tf.maximum(hi - 1, lo))
   width = tf.bitcast(hi - lo, tf.uint32)
-  bands, above = [], []
+  at_centre, places, bands, above = [], [], [], []
   for b in bits_list:
+    at_centre.append(tf.cast(b >= centre, tf.float32))
     # One unsigned compare: entries below lo wrap around to large values.
-    bands.append(tf.gather(b, tf.where(tf.bitcast(b - lo, tf.uint32) < width)[:, 0]))
-    above.append(_count(b, lambda b: b >= hi))
+    places.append(tf.where(tf.bitcast(b - lo, tf.uint32) < width))
+    bands.append(tf.gather(b, places[-1][:, 0]))
+    above.append(_count_of_mask(at_centre[-1]) - _count(bands[-1], lambda d: d >= centre))
   band = tf.concat(bands, 0)
   rank = k - tf.add_n(above)  # The k-th largest is the rank-th largest of the band.
   found = tf.logical_and(rank >= 1, rank <= tf.size(band))
 
   def in_band():
     threshold = tf.math.top_k(band, rank, sorted=True).values[rank - 1]
-    return (threshold, [a + _count(d, lambda d: d > threshold) for a, d in zip(above, bands)],
-            [_count(d, lambda d: tf.equal(d, threshold)) for d in bands])
+    greater = [a + _count(d, lambda d: d > threshold) for a, d in zip(above, bands)]
+    equal = [_count(d, lambda d: tf.equal(d, threshold)) for d in bands]
+    kept, ties = _kept_counts(greater, equal, k)
+    masks = []
+    for mask, place, d, t in zip(at_centre, places, bands, ties):
+      tied = tf.equal(d, threshold)
+      keep = tf.logical_or(d > threshold,
+                           tf.logical_and(tied, tf.cumsum(tf.cast(tied, tf.int32)) <= t))
+      masks.append(tf.tensor_scatter_nd_update(mask, place, tf.cast(keep, tf.float32)))
+    return masks, threshold, kept
 
   def everywhere():
     threshold = _histogram_threshold(tf.concat(bits_list, 0), k)
-    return (threshold,) + _counts_at(bits_list, threshold)
+    greater, equal = _counts_at(bits_list, threshold)
+    kept, ties = _kept_counts(greater, equal, k)
+    return _masks_at(bits_list, threshold, equal, ties, False), threshold, kept
 
   return tf.cond(found, in_band, everywhere)
 
 
 def _bisected_threshold(bits_list, k, hint):
-  """As `_banded_threshold`, for XLA: the bisection starts from the hint's band when the
+  """The threshold as `_banded_masks` finds it, for XLA: the bisection starts from the hint's band when the
   threshold is inside it (two counts tell), from the whole range otherwise."""
   k = tf.cast(k, tf.int32)
   lo, hi = _band(hint)
@@ -228,8 +257,7 @@ def _bisected_threshold(bits_list, k, hint):
 def _threshold(bits_list, k, method, hint):
   """(threshold, greater, equal) of the k largest entries of all `bits_list`."""
   if hint is not None:
-    select = _bisected_threshold if method == "bisect" else _banded_threshold
-    return select(bits_list, k, hint)
+    return _bisected_threshold(bits_list, k, hint)
   if method == "bisect":
     threshold = _bisect_threshold(bits_list, k)
   else:
@@ -267,9 +295,13 @@ def _select(bits_list, k, method, hint, floors=None):
   changes no selection.
   """
   static = method == "bisect"
-  threshold, greater, equal = _threshold(bits_list, k, method, hint)
-  kept, ties = _kept_counts(greater, equal, k)
-  plain = lambda: _masks_at(bits_list, threshold, equal, ties, static)
+  if hint is not None and not static:
+    masks, threshold, kept = _banded_masks(bits_list, k, hint)
+    plain = lambda: masks
+  else:
+    threshold, greater, equal = _threshold(bits_list, k, method, hint)
+    kept, ties = _kept_counts(greater, equal, k)
+    plain = lambda: _masks_at(bits_list, threshold, equal, ties, static)
   if floors is None:
     return plain(), threshold
 
