@@ -133,10 +133,15 @@ def _hint_cases(rows, threshold_bits, rng):
           np.stack([rng.integers(0, 2**31 - 1, rows), rng.integers(0, 2**22, rows)], 1)]
 
 
-@pytest.mark.parametrize("method", ["histogram", "bisect"])
-def test_any_hint_gives_the_full_top_k(method):
+@pytest.mark.parametrize("method,group_size", [("histogram", None), ("histogram", 50),
+                                               ("bisect", None)])
+def test_any_hint_gives_the_full_top_k(method, group_size, monkeypatch):
   """The hint only decides where the search starts: masks equal the stable sort's for a
-  good, a wrong or no hint (ties, floors, layer scope, zeros)."""
+  good, a wrong or no hint (ties, floors, layer scope, zeros; small tensors joined into
+  one group, or the three tensors in two groups)."""
+  if group_size:
+    monkeypatch.setattr(masking, "GROUP_SIZE", group_size)
+    assert masking._groups([153, 45, 5]) == [[0], [1, 2]]  # pylint: disable=protected-access
   rng = np.random.default_rng(11)
   select = masking.ranked_masks
   if method == "bisect":

@@ -242,6 +242,44 @@ def _banded_masks(bits_list, k, hint):
   return tf.cond(found, in_band, everywhere)
 
 
+GROUP_SIZE = 2**18
+
+
+def _groups(sizes, limit=None):
+  """Runs of consecutive tensors, each run joined until it holds `limit` entries (a
+  tensor that large stays alone): fewer ops for models of many small tensors, at the
+  cost of one copy of the small ones."""
+  limit = GROUP_SIZE if limit is None else limit
+  groups, size = [], limit
+  for i, n in enumerate(sizes):
+    if n >= limit or size + n > limit:
+      groups.append([])
+      size = 0
+    groups[-1].append(i)
+    size += n
+  return groups
+
+
+def _grouped(bits_list, k, hint, counted):
+  """`_banded_masks` on the tensors joined into `_groups`; per tensor the masks and, when
+  `counted`, the kept counts (else the groups' counts where a group holds one tensor)."""
+  sizes = [int(b.shape[0]) for b in bits_list]
+  groups = _groups(sizes)
+  joined = [bits_list[g[0]] if len(g) == 1 else tf.concat([bits_list[i] for i in g], 0)
+            for g in groups]
+  group_masks, threshold, group_kept = _banded_masks(joined, k, hint)
+  masks, kept = [], []
+  for g, mask, count in zip(groups, group_masks, group_kept):
+    if len(g) == 1:
+      masks.append(mask)
+      kept.append(count)
+      continue
+    parts = tf.split(mask, [sizes[i] for i in g])
+    masks += parts
+    kept += [_count_of_mask(p) for p in parts] if counted else [None] * len(g)
+  return masks, threshold, kept
+
+
 def _bisected_threshold(bits_list, k, hint):
   """The threshold as `_banded_masks` finds it, for XLA: the bisection starts from the hint's band when the
   threshold is inside it (two counts tell), from the whole range otherwise."""
@@ -296,7 +334,7 @@ def _select(bits_list, k, method, hint, floors=None):
   """
   static = method == "bisect"
   if hint is not None and not static:
-    masks, threshold, kept = _banded_masks(bits_list, k, hint)
+    masks, threshold, kept = _grouped(bits_list, k, hint, counted=floors is not None)
     plain = lambda: masks
   else:
     threshold, greater, equal = _threshold(bits_list, k, method, hint)
