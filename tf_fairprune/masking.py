@@ -4,15 +4,20 @@ The masks are hard 0/1 tensors in the forward pass; in the backward pass the gra
 of the mask with respect to its scores is the identity (straight-through estimator).
 Exactly k entries survive and ties are broken deterministically: among equal scores
 the entry that comes first in flattened order wins (for a global mask the wrapped
-layers are concatenated in model order). Two selection methods give identical masks:
+layers are concatenated in model order). Three selection methods give identical masks:
 
 * `"histogram"` (default): a two-pass radix select of the k-th largest |score| on its
-  float bits (two `bincount`s), then one comparison. About 15x faster than a sort on
-  CPU (14.9x on 314k scores, BENCHMARKS.md).
+  float bits (two `bincount`s), then one comparison. About 11-15x faster than a sort on
+  CPU (BENCHMARKS.md, "Pruning engine").
 * `"bisect"`: a 31-step bisection on the float bits (one compare-and-count pass per
   step). No scatter and no sort, so it is the one to use under XLA
   (`jit_compile=True`), where histograms compile poorly and sorts run slowly on CPU.
 * `"sort"`: a stable full sort; the reference the others are tested against.
+
+During training the masks are re-ranked at every step from scores that moved a little
+since the last ranking: `ranked_masks` starts the threshold search from where the last
+one found it (a band of bit patterns around the last threshold; the radix select or the
+full bisection when the threshold left the band), with the same masks as a full top-k.
 """
 
 import numpy as np
