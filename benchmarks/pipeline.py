@@ -259,6 +259,7 @@ CONSTRAINTS = {
     "performance": constraints_lib.PerformanceFairness,
     "degradation": constraints_lib.DegradationFairness,
     "excess": constraints_lib.ExcessDegradation,
+    "group_loss": constraints_lib.MaxGroupLoss,
     "demographic_parity": constraints_lib.DemographicParity,
     "equalized_odds": constraints_lib.EqualizedOdds,
     "equal_opportunity": constraints_lib.EqualOpportunity,
@@ -299,7 +300,11 @@ def fairness_from_flags(flags_values):
   except job_flags.FlagError as err:
     raise app.UsageError(str(err)) from err
   try:
-    return make_constraints(names, f.fairness_mode, f.epsilon, f.fairness_weight)
+    constraints = make_constraints(names, f.fairness_mode, f.epsilon, f.fairness_weight)
+    if getattr(f, "max_group_loss", None) is not None and "group_loss" not in names:
+      constraints += make_constraints(["group_loss"], f.fairness_mode, f.max_group_loss,
+                                      f.fairness_weight)
+    return constraints
   except ValueError as err:
     raise app.UsageError(f"--fairness: {err}") from err
 
@@ -309,16 +314,9 @@ def fairness_settings(flags_values):
   return {"fairness": list(flags_values.fairness), "fairness_mode": flags_values.fairness_mode,
           "epsilon": flags_values.epsilon, "fairness_weight": flags_values.fairness_weight,
           "held_out": flags_values.held_out,
-          "max_accuracy_loss": flags_values.max_accuracy_loss}
-
-
-def wilson_interval(rate, n, z=1.96):
-  """95% Wilson score interval of a proportion measured on n rows ((nan, nan) if n = 0)."""
-  if not n or rate is None or np.isnan(rate):
-    return float("nan"), float("nan")
-  centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-  half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-  return float(centre - half), float(centre + half)
+          "max_accuracy_loss": flags_values.max_accuracy_loss,
+          "max_group_loss": getattr(flags_values, "max_group_loss", None),
+          "harm_tolerance": getattr(flags_values, "harm_tolerance", None)}
 
 
 def default_batch_size(data, largest=256):
@@ -432,12 +430,14 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
     if held_out and any(c.mode == "lagrangian" for c in pruned.fairness):
       steer = tf_fairprune.HeldOutFairness(
           (_packed(data.validation, dense), data.validation.y),
-          max_accuracy_loss=max_accuracy_loss, verbose=0)
+          max_accuracy_loss=max_accuracy_loss, verbose=0, group_names=data.group_names)
       callbacks.insert(0, steer)  # Before the tracker: it sees the multipliers' update.
     pruned.fit(_packed_train(data, dense), data.train.y, batch_size=batch_size,
                epochs=fit_epochs, verbose=verbose, callbacks=callbacks)
     return {"held_out": (None if steer is None else
-                         {"selected": steer.selected, "candidates": steer.candidates}),
+                         {"selected": steer.selected,
+                          "candidates": [c.to_dict() for c in steer.candidates],
+                          "messages": list(steer.messages)}),
             "model": tf_fairprune.strip_fair_pruning(pruned),
             "pruned": pruned, "stopped_on_non_finite": pruned.stopped_on_non_finite_loss,
             "train_seconds": track.train_seconds,
@@ -481,6 +481,12 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
     second = fit_bilevel(tuned, max(1, epochs - ramp_epochs), track)
     for entry in second["history"]:
       entry["epoch"] += ramp_epochs
+    # Epochs and steps of the whole run, as the history counts them.
+    held_out = second.get("held_out") or {}
+    for entry in (held_out.get("candidates") or []) + [held_out.get("selected") or {}]:
+      if entry.get("epoch") is not None:
+        entry["epoch"] += ramp_epochs
+        entry["step"] += first["train_steps"]
     return dict(second, train_seconds=first["train_seconds"] + second["train_seconds"],
                 train_steps=first["train_steps"] + second["train_steps"],
                 history=first["history"] + second["history"])

@@ -9,7 +9,8 @@ r"""The main job: train (or load) a dense model, fair-prune it, strip, export, r
   python examples/fair_prune.py --strategy=mirrored   # all local GPUs (or CPUs)
 
 Writes into --output_dir: report.md (per-group table with sizes, gaps, sparsity, TFLite
-size, time), results.json and tradeoff.png.
+size, time), results.json (with every flag) and tradeoff.png, once the run has finished;
+an earlier run's output there made with other flags is kept unless --overwrite.
 
 Methods (E = --epochs):
   bifp                 bi-level fair pruning, E epochs: the --fairness constraints on weights
@@ -29,10 +30,12 @@ Methods (E = --epochs):
   dense                no pruning (the reference)
 """
 
+import contextlib
 import json
 import os
 import shutil
 import sys
+import warnings
 
 from absl import app
 from absl import flags
@@ -66,15 +69,19 @@ def _import_tensorflow_quietly():
     os.close(devnull)
 
 
-import job_flags  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+import dense_model_file  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+import job_flags  # pylint: disable=g-import-not-at-top
+import job_output  # pylint: disable=g-import-not-at-top
 
 # Imported by `_import_libraries` once the flags are checked: a bad flag fails in a
 # second, not after the TensorFlow import.
 np = tf = keras = pipeline = tf_fairprune = datasets = None
+audit_lib = job_report = tradeoff_plot = None
 
 
 def _import_libraries():
   global np, tf, keras, pipeline, tf_fairprune, datasets  # pylint: disable=global-statement
+  global audit_lib, job_report, tradeoff_plot  # pylint: disable=global-statement
   _import_tensorflow_quietly()
   import numpy  # pylint: disable=g-import-not-at-top
   import tensorflow  # pylint: disable=g-import-not-at-top
@@ -82,27 +89,39 @@ def _import_libraries():
   import pipeline as pipeline_module  # pylint: disable=g-import-not-at-top
   import tf_fairprune as library  # pylint: disable=g-import-not-at-top
   from tf_fairprune import datasets as datasets_module  # pylint: disable=g-import-not-at-top
+  import job_report as job_report_module  # pylint: disable=g-import-not-at-top
+  import tradeoff_plot as plot_module  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.fairness import audit as audit_module  # pylint: disable=g-import-not-at-top
   np, tf, keras, pipeline = numpy, tensorflow, tf_keras, pipeline_module
   tf_fairprune, datasets = library, datasets_module
+  audit_lib, job_report, tradeoff_plot = audit_module, job_report_module, plot_module
 
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
                     f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
                     "groups), or csv:PATH with --label and --group.")
-flags.DEFINE_string("label", None, "CSV: the label column (binary).")
-flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column.")
+flags.DEFINE_string("label", None, "CSV: the label column (binary; the second of its two "
+                    "values, in numeric order if both are numbers, is the positive class).")
+flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column (missing cells are "
+                    "one group, 'missing').")
 flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
                   "Pruning method (each is described at the top of --help).")
-flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
+flags.DEFINE_float("sparsity", 0.9, "Target sparsity: the fraction of the weights pruned "
+                   "(0.9 = 90%).")
 flags.DEFINE_integer("epochs", 5, "Pruning (or fine-tuning) epochs: E in the --method list.")
 flags.DEFINE_enum("keras", None, ["3", "2"],
-                  "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: 3 "
-                  "where the method runs on it (all but gmp and two_stage, which use TFMOT).")
+                  "Keras flavour: 3 (`import keras`) or 2 (tf_keras, TFMOT's). Default: the "
+                  "one that saved --dense_model, else 3 where the method runs on it (all but "
+                  "gmp and two_stage, which use TFMOT).")
 flags.DEFINE_string("optimizer", job_flags.DEFAULT_OPTIMIZER,
                     "The weights' optimizer while pruning: sgd:LR (momentum 0.9) or adam:LR.")
 flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs (>= 1, unless --dense_model).")
-flags.DEFINE_string("dense_model", None, "Load the dense model from this .keras/.h5 file.")
+flags.DEFINE_string("dense_model", None,
+                    "Load the dense model from this .keras/.h5 file (model.save()) instead "
+                    "of training it: one input of the dataset's features, one output of 1 "
+                    "unit (binary) or one per class; logits, or sigmoid/softmax "
+                    "probabilities (pruned as the logits under them).")
 flags.DEFINE_enum("model", "auto", ["auto", "mlp", "cnn", "resnet10", "mobilenet_v2"],
                   "Architecture (auto: mlp for tabular data, cnn for images).")
 flags.DEFINE_float("width", None, "Width of the image model (filters or multiplier).")
@@ -118,21 +137,29 @@ flags.DEFINE_enum("target_metric", None, sorted(set(job_flags.AUDIT_GAP.values()
                   "Gap that defines a fair model for the time to target (default: the gap "
                   "of the first --fairness constraint).")
 flags.DEFINE_float("target_gap", None, "A model is fair when its validation gap is <= this "
-                   "and its accuracy within --tolerance of the dense model (default: "
-                   "--epsilon).")
-flags.DEFINE_float("tolerance", 0.01, "Accuracy the fair model may lose against dense.")
-flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour.")
+                   "and its accuracy within --tolerance of the dense model; a fraction "
+                   "(0.01 = 1 point). Default: --epsilon.")
+flags.DEFINE_float("tolerance", 0.01, "Accuracy the fair model may lose against dense, a "
+                   "fraction (0.01 = 1 point).")
+flags.DEFINE_float("minority_fraction", 0.05, "colored-fmnist: share of the minority colour, "
+                   "a fraction of the images (0.05 = 5%).")
 flags.DEFINE_float("correlation", 0.0, "colored-fmnist: colour-label correlation in [0, 1].")
 flags.DEFINE_integer("train_size", None, "colored-fmnist: use this many training images.")
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
-flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD).")
+flags.DEFINE_string("output_dir", None, "Where to write results (default runs/DATASET-METHOD). "
+                    "An earlier run's output there is replaced only if it was made with the "
+                    "same flags, or with --overwrite.")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier run's output in --output_dir even "
+                  "if it was made with other flags.")
 flags.DEFINE_integer("min_group_size", 0, "Merge groups with fewer training rows than this "
                      "into one 'other' group (their gaps would be noise).")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's own log messages too.")
 
 SMALL_GROUP = 30  # Test rows below which a group's accuracy is mostly noise.
+WARNINGS = []  # Every warning the run gave: printed, and written to report.md and results.json.
+DENSE_NOTES = []  # What was done to a --dense_model file (e.g. a sigmoid taken off).
 
 
 def say(message, *args):
@@ -156,8 +183,15 @@ def run(data, strategy, output_dir, fairness):
   k.utils.set_random_seed(FLAGS.seed)
   with strategy.scope():
     if FLAGS.dense_model:
-      say("Loading the dense model from %s", FLAGS.dense_model)
-      dense = k.models.load_model(FLAGS.dense_model)
+      say("Loading the dense model from %s (%s)", FLAGS.dense_model,
+          dense_model_file.KERAS_NAME[FLAGS.keras])
+      try:
+        dense, notes = dense_model_file.load(FLAGS.dense_model, k, data)
+      except ValueError as err:
+        raise app.UsageError(str(err)) from err
+      for note in notes:
+        say("Dense model: %s.", note)
+      DENSE_NOTES.extend(notes)
     else:
       say("Phase 1/4: training the dense model (%d epochs, %s)", FLAGS.dense_epochs,
           "Keras 3" if FLAGS.keras == "3" else "tf_keras")
@@ -171,7 +205,11 @@ def run(data, strategy, output_dir, fairness):
   target_gap = FLAGS.epsilon if FLAGS.target_gap is None else FLAGS.target_gap
 
   def prune(method):
-    with strategy.scope():
+    # The same seed for the fair and the fairness-off run: same data order and
+    # initialisation, so what differs is what fairness did.
+    keras.utils.set_random_seed(FLAGS.seed)
+    k.utils.set_random_seed(FLAGS.seed)
+    with strategy.scope(), collect_warnings(method):
       return pipeline.prune(method, dense, data, FLAGS.sparsity, FLAGS.epochs,
                             FLAGS.batch_size, fairness, target_metric, target_gap,
                             FLAGS.tolerance, jit_compile=FLAGS.jit_compile,
@@ -198,70 +236,76 @@ def run(data, strategy, output_dir, fairness):
   say("Phase 3/4: exporting to TFLite")
   sample = data.test.x[:32]
   os.makedirs(output_dir, exist_ok=True)
-  exported = tf_fairprune.export_tflite(final, os.path.join(output_dir, "model.tflite"),
-                                        sparse=FLAGS.method != "dense", sample_inputs=sample)
-  dense_export = tf_fairprune.export_tflite(dense, os.path.join(output_dir, "dense.tflite"),
-                                            sparse=False, sample_inputs=sample)
+  with collect_warnings("export"):
+    exported = tf_fairprune.export_tflite(final, os.path.join(output_dir, "model.tflite"),
+                                          sparse=FLAGS.method != "dense", sample_inputs=sample)
+    dense_export = tf_fairprune.export_tflite(dense, os.path.join(output_dir, "dense.tflite"),
+                                              sparse=False, sample_inputs=sample)
 
   say("Phase 4/4: auditing fairness on the validation and test splits")
   report = pipeline.audit(final, dense, data.test, data)
   results = pipeline.result_row(data, FLAGS.method, FLAGS.seed, FLAGS.sparsity, outcome, report)
-  results.update(fairness_verdict(data, dense, final, report, outcome, off,
-                                  target_metric, target_gap))
-  for warning in results["warnings"]:
-    say("WARNING: %s", warning)
+  with collect_warnings("audit"):
+    verdict, off_report = fairness_verdict(data, dense, final, report, outcome, off)
+  results.update(verdict)
+  for warning in verdict["warnings"]:
+    warn(warning)
+  results["warnings"] = list(WARNINGS)  # Every warning of the run, in the order given.
   results.update({
+      "units": "accuracies, gaps and epsilon are fractions (0.01 = 1 point); report.md "
+               "shows points",
       "tflite_bytes": exported.size_bytes, "dense_tflite_bytes": dense_export.size_bytes,
       "tflite_max_abs_diff": exported.max_abs_diff, "strategy": FLAGS.strategy,
       "keras": FLAGS.keras,
       "target": {"metric": target_metric, "gap": target_gap, "tolerance": FLAGS.tolerance},
+      "time_to_target": {"metric": target_metric, "gap": target_gap},
       "validation_history": outcome["history"],
       **pipeline.fairness_settings(FLAGS),
-      "gaps": {k: v for k, v in report.gaps.items()},
-      "data_notes": list(data.notes),
+      "gaps": dict(report.gaps), "gap_intervals": dict(report.intervals),
+      "data_notes": list(data.notes), "dense_model_notes": list(DENSE_NOTES),
   })
+  results = strict_json(results)
   with open(os.path.join(output_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
-  write_report(results, report, output_dir)
-  plot(results, report, output_dir)
+    json.dump(results, f, indent=1, allow_nan=False)
+  with open(os.path.join(output_dir, "report.md"), "w") as f:
+    f.write(job_report.render(results, report, off_report))
+  plot(results, report, output_dir, off_report)
   return results
 
 
-def fairness_verdict(data, dense, final, report, outcome, off, target_metric, target_gap):
-  """What results.json and report.md say about ε: met on validation and on test, each
-  group's accuracy with a 95% interval, the dense (and fairness-off) model's gaps, the
-  smallest gap the test split resolves, collapse and domination."""
+def warn(message):
+  """A warning of the run: printed now, listed in report.md and results.json."""
+  if message not in WARNINGS:
+    WARNINGS.append(message)
+    say("WARNING: %s", message)
+
+
+@contextlib.contextmanager
+def collect_warnings(phase):
+  """Routes the library's warnings (UserWarning, RuntimeWarning) raised in `phase` to
+  `warn`."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    yield
+  for w in caught:
+    if issubclass(w.category, (UserWarning, RuntimeWarning)):
+      warn(f"({phase}) {w.message}")
+
+
+def fairness_verdict(data, dense, final, report, outcome, off):
+  """What results.json and report.md say about ε — each constraint's verdict (met, not
+  met, cannot tell, met by levelling down) on validation and test with its interval,
+  the dense and fairness-off models beside, what fairness did, collapse and
+  domination — and the fairness-off model's test report (None without one)."""
   val = pipeline.audit(final, dense, data.validation, data)
-  dense_test = pipeline.audit(dense, dense, data.test, data)
-  dense_val = pipeline.audit(dense, dense, data.validation, data)
   constrained = FLAGS.method in pipeline.CONSTRAINED
-  constraints = []
-  for name in ([n.strip() for n in FLAGS.fairness if n.strip()] if constrained else []):
-    gap = pipeline.AUDIT_GAP[name]
-    v, t = val.gaps.get(gap), report.gaps.get(gap)
-    constraints.append({
-        "constraint": name, "gap": gap, "epsilon": FLAGS.epsilon, "validation": v, "test": t,
-        "met_validation": v is not None and v <= FLAGS.epsilon + 1e-12,
-        "met_test": t is not None and t <= FLAGS.epsilon + 1e-12,
-        "dense_validation": dense_val.gaps.get(gap), "dense_test": dense_test.gaps.get(gap)})
-  sizes = [g["size"] for g in report.groups]
-  share = pipeline.predicted_share(final, data.test)
-  dense_share = pipeline.predicted_share(dense, data.test)
-  collapsed = share >= 0.99 and dense_share < 0.99
-  warnings_ = []
-  if collapsed:
-    warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
-                     "test rows (the dense model did not): a constant predictor.")
-  for c in constraints:
-    if c["test"] is None:
-      warnings_.append(f"{c['gap']} is not defined on the test split (multi-class outputs, "
-                       "or fewer than two groups with rows it counts): ε cannot be checked.")
-    elif not c["met_test"]:
-      warnings_.append(
-          f"ε = {c['epsilon']:.4f} was NOT met on the test split: {c['gap']} "
-          f"{c['test']:.4f} (validation {_pts(c['validation'])} points"
-          f"{', met there' if c['met_validation'] else ''}).")
+  names = [n.strip() for n in FLAGS.fairness if n.strip()] if constrained else []
+  specs = [(n, pipeline.AUDIT_GAP[n], FLAGS.epsilon) for n in names]
+  if constrained and FLAGS.max_group_loss is not None and "group_loss" not in names:
+    specs.append(("group_loss", "max_group_loss", FLAGS.max_group_loss))
+  off_test = off_val = None
   fairness_off = None
+  identical = None
   if off is not None:
     off_method, off_outcome = off
     off_test = pipeline.audit(off_outcome["model"], dense, data.test, data)
@@ -269,28 +313,53 @@ def fairness_verdict(data, dense, final, report, outcome, off, target_metric, ta
     fairness_off = {"method": off_method, "accuracy": off_test.accuracy,
                     "validation_accuracy": off_val.accuracy,
                     "gaps": dict(off_test.gaps), "validation_gaps": dict(off_val.gaps)}
+    ours, theirs = final.get_weights(), off_outcome["model"].get_weights()
+    identical = len(ours) == len(theirs) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(ours, theirs))
+  constraints = job_report.constraint_verdicts(specs, val, report, FLAGS.harm_tolerance,
+                                               off_val, off_test)
+  share = pipeline.predicted_share(final, data.test)
+  dense_share = pipeline.predicted_share(dense, data.test)
+  collapsed = share >= 0.99 and dense_share < 0.99
+  warnings_ = []
+  if collapsed:
+    warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
+                     "test rows (the dense model did not): a constant predictor.")
+  warnings_ += job_report.verdict_warnings(constraints)
+  if off is not None:
     for split, ours, theirs in (("validation", val, off_val), ("test", report, off_test)):
       worse = [c["gap"] for c in constraints
                if (ours.gaps.get(c["gap"]) or 0) > (theirs.gaps.get(c["gap"]) or 0)]
       if worse and ours.accuracy < theirs.accuracy:
-        warnings_.append(f"on the {split} split the {FLAGS.method} model is both less "
-                         f"accurate ({ours.accuracy:.4f} vs {theirs.accuracy:.4f}) and less "
-                         f"fair ({', '.join(worse)}) than {off_method} (fairness off).")
+        warnings_.append(
+            f"on the {split} split the {FLAGS.method} model is both less accurate "
+            f"({job_report.points(ours.accuracy)} vs {job_report.points(theirs.accuracy)} "
+            f"points) and less fair ({', '.join(worse)}) than {off[0]} (fairness off).")
         fairness_off[f"dominates_on_{split}"] = True
   selected = (outcome.get("held_out") or {}).get("selected")
+  multipliers = ([float(np.max(m.numpy())) for m in outcome["pruned"].fairness_multipliers]
+                 if "pruned" in outcome else [])
+  off_verdicts = ([off_val.verdict(gap, eps, FLAGS.harm_tolerance).to_dict()
+                   for _, gap, eps in specs] if off_val is not None else [])
+  did = job_report.what_fairness_did(selected, multipliers, identical,
+                                     off[0] if off else None, FLAGS.fairness_mode,
+                                     off_verdicts)
   return {
       "constraints": constraints,
       "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),
-      "dense_gaps": {"validation": dict(dense_val.gaps), "test": dict(dense_test.gaps)},
-      "group_accuracy_ci95": {g["name"]: pipeline.wilson_interval(g["accuracy"], g["size"])
-                              for g in report.groups},
-      "resolvable_gap": pipeline.resolvable_gap(sizes),
+      "dense_gaps": {"validation": dict(val.dense_gaps), "test": dict(report.dense_gaps)},
+      "group_accuracy_ci95": {g["name"]: g["accuracy_interval"] for g in report.groups},
+      "resolution": dict(report.resolution),
       "largest_class_share": share, "collapsed": collapsed,
-      "fairness_off": fairness_off,
+      "fairness_off": fairness_off, "fairness_did": did if constrained else None,
       "held_out_selection": selected,
-      "time_to_target": {"metric": target_metric, "gap": target_gap},
       "warnings": warnings_,
-  }
+  }, off_test
+
+
+def strict_json(value):
+  """`value` with NaN/inf as null and NumPy scalars as Python numbers (strict JSON)."""
+  return audit_lib.strict_json(value)
 
 
 def check_trained(model, what):
@@ -300,89 +369,15 @@ def check_trained(model, what):
                      "is written.")
 
 
-def _pts(value):
-  return "–" if value is None else f"{100 * value:.2f}"
-
-
-def write_report(results, report, output_dir):
-  """report.md: was ε met (validation and test), each group with a 95% interval, the
-  dense and fairness-off models beside, what the test split can resolve."""
-  label = " (semi-synthetic data)" if results["semi_synthetic"] else ""
-  lines = [f"# {results['method']} on {results['dataset']}{label}", "",
-           f"Target sparsity {results['target_sparsity']:.0%}, measured "
-           f"{results['sparsity']:.3f}; seed {results['seed']}; training "
-           f"{results['train_seconds']:.1f} s, {results['train_steps']} steps.", ""]
-  constraints = results.get("constraints") or []
-  if constraints:
-    steer = ("multipliers steered on the validation split, the iterate selected there"
-             if results.get("held_out_selection") is not None else
-             "penalty weights, nothing steered" if results["fairness_mode"] == "penalty" else
-             "multipliers steered on the training batches")
-    lines += ["## Was ε met?", "",
-              f"Constraint(s) {', '.join(c['constraint'] for c in constraints)} at ε = "
-              f"{_pts(constraints[0]['epsilon'])} points ({results['fairness_mode']}; {steer}). "
-              "Gaps in points; the test split was never used in training or selection.", "",
-              "| gap | ε | validation | test | met on test | dense (test) |",
-              "|---|---|---|---|---|---|"]
-    for c in constraints:
-      lines.append(f"| {c['gap']} | {_pts(c['epsilon'])} | {_pts(c['validation'])} | "
-                   f"{_pts(c['test'])} | "
-                   f"{'n/a' if c['test'] is None else 'yes' if c['met_test'] else '**no**'} | "
-                   f"{_pts(c['dense_test'])} |")
-    lines += ["", f"The smallest gap the test split can tell from zero (95%, its two smallest "
-              f"groups): {_pts(results['resolvable_gap'])} points"
-              + (" — ε is below it: whether ε holds cannot be shown on this test split."
-                 if results["resolvable_gap"] is not None and
-                 constraints[0]["epsilon"] < results["resolvable_gap"] else ".")]
-    selected = results.get("held_out_selection")
-    if selected and "epoch" in selected:
-      lines += ["", f"Returned iterate: epoch {selected['epoch']}, step {selected['step']} — "
-                f"{selected['reason']} (validation accuracy {selected['accuracy']:.4f})."]
-    elif selected:
-      lines += ["", f"Returned iterate: {selected['reason']}."]
-    lines.append("")
-  lines += ["## Groups (test split)", "",
-            "Degradation = dense accuracy − pruned accuracy: positive means the group lost "
-            "accuracy to pruning, negative means it gained.", "",
-            "| group | size | accuracy | 95% interval | dense accuracy | degradation |",
-            "|---|---|---|---|---|---|"]
-  for g in report.groups:
-    lo, hi = results["group_accuracy_ci95"][g["name"]]
-    lines.append(f"| {g['name']} | {g['size']} | {g['accuracy']:.4f} | {lo:.4f}–{hi:.4f} | "
-                 f"{g['dense_accuracy']:.4f} | {g['degradation']:+.4f} |")
-  off = results.get("fairness_off")
-  lines += ["", f"Accuracy {results['accuracy']:.4f} (dense {results['dense_accuracy']:.4f}"
-            + (f"; {off['method']}, fairness off, {off['accuracy']:.4f}" if off else "")
-            + "); overall accuracy lost to pruning "
-            f"{results['dense_accuracy'] - results['accuracy']:+.4f}.", "",
-            "| gap (test, points) | this model | dense | " + (f"{off['method']} (fairness off) |"
-                                                            if off else ""),
-            "|---|---|---|" + ("---|" if off else "")]
-  for key, value in report.gaps.items():
-    if value is None or key == "degradation":  # Not a gap: the overall loss, above.
-      continue
-    dense_value = results["dense_gaps"]["test"].get(key)
-    lines.append(f"| {key} | {_pts(value)} | {_pts(dense_value)} |"
-                 + (f" {_pts(off['gaps'].get(key))} |" if off else ""))
-  if results.get("warnings"):
-    lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
-  lines += ["", f"TFLite: {results['tflite_bytes']:,} bytes (dense float "
-                f"{results['dense_tflite_bytes']:,}; "
-                f"{results['tflite_bytes'] / results['dense_tflite_bytes']:.3f}×), max |TFLite − "
-                f"Keras| {results['tflite_max_abs_diff']:.2e}.", ""]
-  with open(os.path.join(output_dir, "report.md"), "w") as f:
-    f.write("\n".join(lines))
-
-
-def plot(results, report, output_dir):
-  """tradeoff.png: each group's accuracy (dense vs pruned, with sizes) and every gap."""
+def plot(results, report, output_dir, off_report=None):
+  """tradeoff.png: each group's accuracy (dense, fairness off, pruned) and every gap, with
+  ε and the fairness-off model's gaps."""
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     logging.warning("matplotlib is not installed: no tradeoff.png (pip install matplotlib).")
     return
-  import tradeoff_plot  # pylint: disable=g-import-not-at-top
-  tradeoff_plot.plot(results, report, os.path.join(output_dir, "tradeoff.png"))
+  tradeoff_plot.plot(results, report, os.path.join(output_dir, "tradeoff.png"), off_report)
 
 
 def check_flags():
@@ -400,9 +395,13 @@ def check_flags():
   if FLAGS.epochs < (0 if FLAGS.method == "dense" else 1):
     raise error(f"--epochs must be >= 1 for --method={FLAGS.method} (it trains nothing "
                 f"otherwise, and no report is written), got {FLAGS.epochs}.")
+  for name, top in (("tolerance", 1.0), ("target_gap", 1.0)):
+    value = FLAGS[name].value
+    if value is not None and not 0.0 <= value <= top:
+      raise error(f"--{name} must be a fraction in [0, 1] (0.01 = 1 point), got {value}.")
   if FLAGS.dense_model:
-    if not os.path.isfile(FLAGS.dense_model):
-      raise error(f"--dense_model={FLAGS.dense_model}: the file does not exist.")
+    # The file's own Keras (read from its metadata), or a one-line refusal.
+    FLAGS.keras = dense_model_file.keras_for(FLAGS.dense_model, FLAGS.keras, FLAGS.method)
   elif FLAGS.dense_epochs < 1:
     raise error(f"--dense_epochs must be >= 1, got {FLAGS.dense_epochs}: the report compares "
                 "against the dense model, which must be trained (or loaded with "
@@ -418,12 +417,15 @@ def check_flags():
                 "use --keras=2.")
   if FLAGS.keras == "3" and not job_flags.keras3_installed():
     raise error("--keras=3 needs Keras 3 (pip install 'keras>=3').")
+  if FLAGS.keras is None:  # Resolved here so that results.json records the flavour run.
+    FLAGS.keras = ("2" if FLAGS.method in job_flags.TF_KERAS_ONLY or
+                   not job_flags.keras3_installed() else "3")
   try:
     job_flags.parse_optimizer(FLAGS.optimizer)
   except ValueError as err:
     raise error(f"--optimizer: {err}") from err
   job_flags.fairness_names(FLAGS)
-  job_flags.check_dataset(FLAGS.dataset, FLAGS.label, FLAGS.group)
+  job_flags.check_dataset(FLAGS.dataset, FLAGS.label, FLAGS.group, FLAGS.seed)
   output_dir = FLAGS.output_dir or os.path.join(
       "runs", f"{FLAGS.dataset.replace(':', '_').replace('/', '_')}-{FLAGS.method}")
   job_flags.check_output_dir(output_dir)
@@ -433,7 +435,8 @@ def check_flags():
 def fail(message):
   """Ends the run with one line, last and alone: what is wrong."""
   sys.stderr.flush()
-  print(f"fair_prune.py: error: {message}", file=sys.stderr, flush=True)
+  line = " ".join(str(message).split())  # One line, whatever the message holds.
+  print(f"fair_prune.py: error: {line}", file=sys.stderr, flush=True)
   sys.exit(2)
 
 
@@ -442,17 +445,29 @@ def main(argv):
     fail(f"unexpected arguments {argv[1:]}: every option is a --flag (--help lists them).")
   try:
     output_dir = check_flags()
+    names = [f.name for f in FLAGS.get_key_flags_for_module(
+        FLAGS.find_module_defining_flag("dataset"))]
+    recorded = job_output.recorded_flags(FLAGS, names)
+    replacing = job_output.check_earlier_run(
+        output_dir, recorded, {n: FLAGS[n].default for n in names}, FLAGS.overwrite)
   except job_flags.FlagError as err:
     fail(err)
   existed = os.path.exists(output_dir)
+  staging = job_output.staging_dir(output_dir)  # Published whole at the end.
   try:
-    _main(output_dir)
+    _main(output_dir, staging, recorded, replacing)
   except app.UsageError as err:
-    _remove_if_empty(output_dir, existed)
+    _cleanup(staging, output_dir, existed)
     fail(err)
   except BaseException:
-    _remove_if_empty(output_dir, existed)
+    _cleanup(staging, output_dir, existed)
     raise
+  _cleanup(staging, output_dir, existed)  # A worker that wrote nothing.
+
+
+def _cleanup(staging, output_dir, existed):
+  job_output.discard(staging)
+  _remove_if_empty(output_dir, existed)
 
 
 def _remove_if_empty(path, existed):
@@ -461,7 +476,7 @@ def _remove_if_empty(path, existed):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _main(output_dir):
+def _main(output_dir, staging, recorded, replacing):
   _import_libraries()
   logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   tf.get_logger().setLevel("INFO" if FLAGS.verbose else "ERROR")
@@ -479,7 +494,10 @@ def _main(output_dir):
   except (ValueError, OSError) as err:
     raise app.UsageError(str(err)) from err
   if FLAGS.min_group_size:
-    data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+    try:
+      data = datasets.merge_small_groups(data, FLAGS.min_group_size)
+    except ValueError as err:
+      raise app.UsageError(f"--min_group_size={FLAGS.min_group_size}: {err}") from err
   for note in data.notes:
     say("Data: %s.", note)
   if data.semi_synthetic:
@@ -487,17 +505,21 @@ def _main(output_dir):
   small = [f"{n} ({s})" for n, s in zip(data.group_names, data.test.group_sizes(data.num_groups))
            if s < SMALL_GROUP]
   if small:
-    say("WARNING: %d group(s) have fewer than %d test rows: %s. Their accuracy is mostly "
-                    "noise and sets the worst-pair gaps; merge them with "
-                    "--min_group_size=N.", len(small), SMALL_GROUP, ", ".join(small[:10]))
+    warn(f"{len(small)} group(s) have fewer than {SMALL_GROUP} test rows: "
+         f"{', '.join(small[:10])}. Their accuracy is mostly noise and sets the worst-pair "
+         "gaps; merge them with --min_group_size=N.")
   say("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))
-  results = run(data, make_strategy(), output_dir, fairness)
+  if replacing:
+    say("%s.", replacing[0].upper() + replacing[1:])
+  results = run(data, make_strategy(), staging, fairness)
   if results:
-    say("Wrote %s: accuracy %.4f, performance gap %.4f, degradation gap %.4f, "
-                 "sparsity %.3f", output_dir, results["accuracy"], results["performance_gap"],
-                 results["degradation_gap"], results["sparsity"])
+    job_output.publish(staging, output_dir, recorded)
+    say("Wrote %s: accuracy %s, performance gap %s, degradation gap %s points; "
+        "sparsity %s", output_dir, job_report.points(results["accuracy"]),
+        job_report.points(results["performance_gap"]),
+        job_report.points(results["degradation_gap"]), job_report.percent(results["sparsity"]))
     print(open(os.path.join(output_dir, "report.md")).read())
 
 

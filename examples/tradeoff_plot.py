@@ -1,4 +1,5 @@
-"""tradeoff.png of the main job: each group's accuracy (dense vs pruned) and every gap.
+"""tradeoff.png of the main job: each group's accuracy (dense, fairness off, pruned) and
+every gap, with ε and the fairness-off model's gaps.
 
 Kept apart from `fair_prune.py` (no flags, no TensorFlow) so that it can be tested.
 """
@@ -28,15 +29,18 @@ def group_label(name, size):
   return "\n".join(textwrap.wrap(str(name), NAME_WIDTH) or [""]) + f"\n(n={size})"
 
 
-def draw(results, report):
-  """The figure (matplotlib, Agg); `plot` writes it."""
+def draw(results, report, off_report=None):
+  """The figure (matplotlib, Agg); `plot` writes it. `off_report`: the fairness-off
+  model's test report (its group accuracies), or None."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   groups = [g for g in report.groups if g["size"]]
   names = gap_names(report.gaps)
-  # Wide enough for every group's pair of bars and every gap's row.
+  off = results.get("fairness_off")
+  off_groups = {g["name"]: g for g in off_report.groups} if off_report is not None else {}
+  # Wide enough for every group's bars and every gap's row.
   width = max(11.0, 4.0 + 1.25 * (len(groups) + 1))
   fig, (left, right) = plt.subplots(
       1, 2, figsize=(width, max(4.2, 2.2 + 0.45 * len(names))),
@@ -44,20 +48,27 @@ def draw(results, report):
   xs = np.arange(len(groups) + 1)
   dense = [g["dense_accuracy"] * 100 for g in groups] + [results["dense_accuracy"] * 100]
   pruned = [g["accuracy"] * 100 for g in groups] + [results["accuracy"] * 100]
-  left.bar(xs - 0.2, dense, 0.4, label="dense", color="#9aa5b1")
-  bars = left.bar(xs + 0.2, pruned, 0.4,
-                  label=f"{results['method']} ({results['sparsity']:.0%} sparse)",
-                  color="#d1495b")
-  left.bar_label(bars, fmt="%.1f", fontsize=8)
+  series = [("dense", dense, "#9aa5b1")]
+  if off is not None and off_groups:
+    series.append((f"{off['method']} (fairness off)",
+                   [off_groups[g["name"]]["accuracy"] * 100 for g in groups]
+                   + [off["accuracy"] * 100], "#edae49"))
+  series.append((f"{results['method']} ({results['sparsity']:.1%} sparse)", pruned, "#d1495b"))
+  bar = 0.8 / len(series)
+  for i, (label, values, color) in enumerate(series):
+    bars = left.bar(xs + (i - (len(series) - 1) / 2) * bar, values, bar, label=label,
+                    color=color)
+    if i == len(series) - 1:
+      left.bar_label(bars, fmt="%.1f", fontsize=8)
   # Names wrapped (never rotated: rotated boxes overlap) under bars spaced for them.
   left.set_xticks(xs, [group_label(g["name"], g["size"]) for g in groups] + ["all"],
                   fontsize=8)
   left.set_ylim(0, 105)  # The full scale: a 0.2-point difference must look like one.
-  left.set_ylabel("test accuracy (%)")
+  left.set_ylabel("test accuracy (points)")
   lines = max(label.count("\n") for label in [group_label(g["name"], g["size"]) for g in groups]
               + ["all"]) + 1
-  left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08 - 0.05 * lines), ncol=2,
-              fontsize=8)
+  left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08 - 0.05 * lines),
+              ncol=len(series), fontsize=8)
 
   values = [report.gaps[k] * 100 for k in names]
   rows = np.arange(len(names))
@@ -68,7 +79,22 @@ def draw(results, report):
   if row is not None:
     right.scatter([dense_gap], [row], marker="|", s=400, color="black", zorder=3,
                   label=f"dense model's accuracy gap ({dense_gap:.1f})")
-  top = max(values + [dense_gap, 1.0])
+  marks = [dense_gap] if row is not None else []
+  if off is not None:
+    off_values = [(i, off["gaps"][k] * 100) for i, k in enumerate(names)
+                  if off["gaps"].get(k) is not None]
+    if off_values:
+      right.scatter([v for _, v in off_values], [i for i, _ in off_values], marker="o",
+                    s=30, facecolors="none", edgecolors="#b07d1a", zorder=3,
+                    label=f"{off['method']} (fairness off)")
+      marks += [v for _, v in off_values]
+  eps_rows = [(names.index(c["gap"]), c["epsilon"] * 100)
+              for c in results.get("constraints") or [] if c["gap"] in names]
+  for j, (i, eps) in enumerate(eps_rows):
+    right.plot([eps, eps], [i - 0.45, i + 0.45], color="#2e4057", linestyle="--", zorder=4,
+               label="ε" if j == 0 else None)
+    marks.append(eps)
+  top = max(values + marks + [1.0])
   pad = 0.02 * top
   for i, v in enumerate(values):
     # Right of the bar, and right of the dense tick on its row: never under it.
@@ -86,9 +112,9 @@ def draw(results, report):
   return fig
 
 
-def plot(results, report, path):
+def plot(results, report, path, off_report=None):
   """Writes the figure to `path` (PNG)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig = draw(results, report)
+  fig = draw(results, report, off_report)
   fig.savefig(path, dpi=100)
   plt.close(fig)

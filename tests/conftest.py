@@ -104,11 +104,21 @@ class MaskAudit:
   def __call__(self, batch, logs=None):
     from tf_fairprune import masking  # pylint: disable=g-import-not-at-top
     wrappers = self.model.fair_prune_wrappers
-    expected = masking.structured_masks(
-        [s for w in wrappers for s in w.score_variables], self.model.sparsity_at(),
-        [w.structure for w in wrappers for _ in w.score_variables], self.model.mask_scope,
-        method="sort", floor=self.model._mask_updater.layer_floor)  # pylint: disable=protected-access
-    actual = [m for w in wrappers for m in w.mask_variables]
+    scope = self.model.mask_scope
+    # Wrappers with mask_scope="layer" are ranked on their own, outside a global ranking.
+    alone = [getattr(w, "mask_scope", None) == "layer" and scope == "global" for w in wrappers]
+    if all(alone):
+      alone = [False] * len(wrappers)
+    expected, actual = [], []
+    for part, part_scope in ((True, "layer"), (False, scope)):
+      ranked = [w for w, a in zip(wrappers, alone) if a == part]
+      if not ranked:
+        continue
+      expected += masking.structured_masks(
+          [s for w in ranked for s in w.score_variables], self.model.sparsity_at(),
+          [w.structure for w in ranked for _ in w.score_variables], part_scope,
+          method="sort", floor=self.model._mask_updater.layer_floor)  # pylint: disable=protected-access
+      actual += [m for w in ranked for m in w.mask_variables]
     self.checked += 1
     if not all(np.array_equal(a.numpy(), e.numpy()) for a, e in zip(actual, expected)):
       self.wrong.append(batch)

@@ -104,12 +104,26 @@ class MaskAudit(keras.callbacks.Callback):
       AUDIT["wrong"].append(int(model.optimizer.iterations.numpy()))
 
 
-def callbacks(strategy=None):
+def unfair_data(mode, seed=1, n=1024):
+  """Held-out rows labelled so that the initial model is right on every row of group 0
+  and wrong on every row of group 1: a gap far beyond the set's noise, so that the
+  held-out multipliers act (noise never moves them). The same rows for every run (the
+  initial model is seeded)."""
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((n, 8)).astype("float32")
+  g = (rng.uniform(size=n) < 0.35).astype("int32")
+  predicted = (build(mode).predict(x, verbose=0).reshape(-1) > 0).astype("float32")
+  y = np.where(g == 0, predicted, 1.0 - predicted).astype("float32")
+  dense_correct = (rng.uniform(size=n) < 0.8).astype("float32")
+  return tf_fairprune.pack_group_data(x, g, dense_correct=dense_correct), y
+
+
+def callbacks(mode, strategy=None):
   audit = [MaskAudit()] if strategy is not None else []
   if not HELD_OUT:
     return audit
-  return audit + [tf_fairprune.HeldOutFairness(data(seed=1), update_every=2, restore=False,
-                                               verbose=0)]
+  return audit + [tf_fairprune.HeldOutFairness(unfair_data(mode), update_every=2,
+                                               restore=False, verbose=0)]
 
 
 def train(strategy, mode, resume_from=None):
@@ -121,13 +135,13 @@ def train(strategy, mode, resume_from=None):
       model = build(mode)
   ds = dataset(strategy)
   if resume_from is None:
-    model.fit(ds, epochs=2, verbose=0, callbacks=callbacks(strategy))
+    model.fit(ds, epochs=2, verbose=0, callbacks=callbacks(mode, strategy))
     return state(model), model
-  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(strategy))
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode, strategy))
   model.save(resume_from)
   with strategy.scope():
     model = keras.models.load_model(resume_from)
-  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(strategy))
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode, strategy))
   return state(model), model
 
 

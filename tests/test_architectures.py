@@ -376,3 +376,94 @@ def test_layer_floor_holds_for_every_selection_method():
       np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert int(masks["sort"][1].numpy().sum()) == int(np.ceil(0.1 * 0.05 * 256))
   assert int(sum(m.numpy().sum() for m in masks["sort"])) == round(0.05 * (4096 + 256))
+
+
+@pytest.mark.parametrize("units", [(3, 1), (1, 1)])  # Heads of different and equal shapes.
+def test_two_head_dense_outputs_recipe_packs_the_judged_head(k, units):
+  from tf_fairprune.fairness import ExcessDegradation  # pylint: disable=g-import-not-at-top
+  inp = k.Input((8,))
+  h = k.layers.Dense(16, activation="relu", name="hidden")(inp)
+  dense = k.Model(inp, [k.layers.Dense(units[0], name="cls")(h),
+                        k.layers.Dense(units[1], name="reg")(h)])
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 8)).astype("float32")
+  groups = (x[:, 1] > 0).astype("int32")
+  outputs = dense.predict(x, verbose=0)
+  with pytest.raises(ValueError, match="holds 2 outputs.*fairness_output=INDEX"):
+    tf_fairprune.pack_group_data(x, groups, dense_outputs=outputs)
+  with pytest.raises(ValueError, match="list, which has none"):
+    tf_fairprune.pack_group_data(x, groups, dense_outputs=outputs, fairness_output="cls")
+  packed = tf_fairprune.pack_group_data(x, groups, dense_outputs=outputs, fairness_output=0)
+  by_name = tf_fairprune.pack_group_data(
+      x, groups, dense_outputs=dict(zip(["cls", "reg"], outputs)), fairness_output="cls")
+  key = "tf_fairprune/dense_outputs"
+  np.testing.assert_array_equal(packed[key], outputs[0])
+  np.testing.assert_array_equal(by_name[key], outputs[0])
+  # The packed head is what a degradation constraint compares against: fit runs on it.
+  pruned = tf_fairprune.fair_prune_wrapper(dense, 0.5, fairness=[ExcessDegradation()],
+                                           fairness_output="cls")
+  pruned.set_reference_model(None)
+  loss = (k.losses.SparseCategoricalCrossentropy(from_logits=True) if units[0] > 1 else
+          k.losses.BinaryCrossentropy(from_logits=True))
+  pruned.compile(optimizer=k.optimizers.SGD(0.05), loss={"cls": loss, "reg": "mse"})
+  y = {"cls": (x[:, 0] > 0).astype("int32" if units[0] > 1 else "float32"), "reg": x[:, :1]}
+  logs = pruned.fit(packed, y, batch_size=16, epochs=1, verbose=0).history
+  assert np.isfinite(logs["max_excess_gap"][-1])
+
+
+def _position_embedding_class(k):
+  class PositionEmbedding(k.layers.Layer):  # A ViT's: one weight, not to be pruned.
+
+    def build(self, input_shape):
+      self.position = self.add_weight(name="position", shape=(1,) + tuple(input_shape[1:]))
+
+    def call(self, x):
+      return x + self.position
+  return PositionEmbedding
+
+
+def test_a_weight_that_should_stay_dense_is_registered_with_nothing_to_prune(k, tmp_path):
+  layer_cls = _position_embedding_class(k)
+  model = k.Sequential([k.Input((4, 8)), layer_cls(name="pos"), k.layers.Flatten(),
+                        k.layers.Dense(2, name="out")])
+  with pytest.raises(ValueError, match=r"nothing to prune.*register_prunable_layer\(cls, \[\]\)"):
+    tf_fairprune.fair_prune_wrapper(model, 0.5)
+  tf_fairprune.register_prunable_layer(layer_cls, [])
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.5)
+  assert [w.layer.name for w in pruned.fair_prune_wrappers] == ["out"]
+  x = np.random.default_rng(0).standard_normal((8, 4, 8)).astype("float32")
+  result = tf_fairprune.export_tflite(pruned, str(tmp_path / "m.tflite"), sample_inputs=x)
+  assert result.max_abs_diff < 1e-4 and result.pruned_sparsity == pytest.approx(0.5)
+
+
+def test_a_stripped_mixed_float16_model_exports_as_a_float32_copy(mixed_float16, tmp_path):
+  k = mixed_float16
+  model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu"),
+                        k.layers.Dense(1, dtype="float32")])
+  stripped = tf_fairprune.strip_fair_pruning(tf_fairprune.fair_prune_wrapper(model, 0.5))
+  assert stripped.layers[0].compute_dtype == "float16"
+  x = np.random.default_rng(0).standard_normal((8, 8)).astype("float32")
+  result = tf_fairprune.export_tflite(stripped, str(tmp_path / "m.tflite"), sample_inputs=x)
+  assert "float32 copy" in result.note and result.max_abs_diff < 1e-4
+  assert result.pruned_sparsity == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("option", [True, "layer", False])
+def test_prune_embeddings_decides_where_the_table_is_ranked(k, option):
+  inp = k.Input((6,), dtype="int32")
+  h = k.layers.GlobalAveragePooling1D()(k.layers.Embedding(256, 16, name="emb")(inp))
+  model = k.Model(inp, k.layers.Dense(2, name="out")(k.layers.Dense(16, name="hid")(h)))
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.9, prune_embeddings=option)
+  kept = {w.layer.name: float(np.mean(w.mask_variables[0].numpy()))
+          for w in pruned.fair_prune_wrappers}
+  assert float(pruned.measured_sparsity()) == pytest.approx(0.9, abs=0.005)
+  if option is False:
+    assert "emb" not in kept
+  elif option == "layer":  # The table at the target on its own, the rest ranked globally.
+    assert kept["emb"] == pytest.approx(0.1, abs=0.001)
+    config = [w for w in pruned.fair_prune_wrappers if w.layer.name == "emb"][0].get_config()
+    assert config["mask_scope"] == "layer"
+  else:  # Ranked with the rest: the small-magnitude table takes most of the pruning.
+    assert kept["emb"] < 0.1 < kept["hid"]
+  with pytest.raises(ValueError, match="prune_embeddings"):
+    tf_fairprune.fair_prune_wrapper(model, 0.9, prune_embeddings="yes")

@@ -44,3 +44,7 @@ def test_missing_tensorboard_says_how_to_install(monkeypatch):
 def test_bad_update_freq():
   with pytest.raises(ValueError, match="update_freq"):
     tf_fairprune.FairPruningSummaries("/tmp/unused", update_freq=0)
+  with pytest.raises(ValueError, match="update_freq"):
+    tf_fairprune.FairPruningSummaries("/tmp/unused", update_freq=True)
+  # A NumPy integer is a number like any other.
+  assert tf_fairprune.FairPruningSummaries("/tmp/unused", update_freq=np.int64(3)).update_freq == 3

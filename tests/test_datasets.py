@@ -1,6 +1,8 @@
 """UCI Adult loader: parsing, encoding with training statistics, groups, errors."""
 
+import csv
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -158,3 +160,167 @@ def test_csv_non_finite_numbers_are_missing_not_categories(tmp_path, spelling):
   assert "'x': 1 missing values (of which 1 non-finite" in notes
   # Missing categorical cells are said as well (14 of 40 rows have no colour).
   assert "'color': 14 missing values" in notes and "'color=missing'" in notes
+
+
+# --- CSVs the main job cannot train on, or used to read wrongly ------------------------
+
+def _rows(n=60):
+  """Header and n rows: a numeric and a categorical feature, a group, a binary label."""
+  return [["age", "city", "sex", "label"]] + [
+      [f"{20 + (7 * i) % 50}", "abc"[i % 3], "FM"[i % 2], "yes" if i % 4 < 2 else "no"]
+      for i in range(n)]
+
+
+def _write(tmp_path, rows, name="d.csv", delimiter=",", encoding="utf-8", prefix=""):
+  path = tmp_path / name
+  with open(path, "w", newline="", encoding=encoding) as f:
+    f.write(prefix)
+    csv.writer(f, delimiter=delimiter).writerows(rows)
+  return str(path)
+
+
+def _edit(column, fn, n=60):
+  """_rows(n) with fn(row index, value) in `column` (header untouched)."""
+  rows = _rows(n)
+  j = rows[0].index(column)
+  for i, row in enumerate(rows[1:]):
+    row[j] = fn(i, row[j])
+  return rows
+
+
+@pytest.mark.parametrize("rows,label,group,message", [
+    ([["age", "sex", "label"]], "label", "sex", "has a header but no rows"),
+    (_rows(1), "label", "sex", "one value"),
+    (_rows(5), "label", "sex", "too few for a validation split"),
+    (_edit("label", lambda i, v: "yes"), "label", "sex", "one value ('yes') on all 60 rows"),
+    (_edit("label", lambda i, v: str(i % 3)), "label", "sex", "must be binary, found 3 values"),
+    (_edit("label", lambda i, v: "" if i == 7 else v), "label", "sex",
+     "missing (empty, NA, ?) on 1 row(s), the first on line 9"),
+    (_edit("label", lambda i, v: "nan" if v == "no" else v), "label", "sex", "missing"),
+    (_edit("sex", lambda i, v: "F"), "label", "sex", "fairness needs at least two groups"),
+    (_rows(), "label", "label", "the label and the group are the same column"),
+    ([r[2:] for r in _rows()], "label", "sex", "no feature column"),
+    ([["age", "age", "sex", "label"]] + _rows()[1:], "label", "sex",
+     "duplicate column names ['age']"),
+    ([["", "", "sex", "label"]] + _rows()[1:], "label", "sex", "duplicate column names"),
+    (_rows()[:10] + [["30", "a", "F"]] + _rows()[10:], "label", "sex",
+     "line 11: 3 fields, the header has 4"),
+    (_rows()[:10] + [["30", "a", "F", "yes", "x"]] + _rows()[10:], "label", "sex",
+     "line 11: 5 fields"),
+])
+def test_csv_the_job_cannot_train_on_is_one_line(tmp_path, rows, label, group, message):
+  path = _write(tmp_path, rows)
+  with pytest.raises(ValueError, match=re.escape(message)) as info:
+    datasets.load_csv(path, label=label, group=group)
+  assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty"),
+    (b"\n\n  \n", "is empty"),
+    (b"age,sex,label\n1,F,yes\n2\x00,M,no\n", "NUL bytes (line 3)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not a CSV text file"),
+    ("age,city,sex,label\n1,café,F,yes\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 on line 2)"),
+    (b"age,city,sex,label\n1," + b"x" * 200000 + b",F,yes\n", "line 2: field larger than"),
+])
+def test_unreadable_csv_files_are_one_line(tmp_path, content, message):
+  path = tmp_path / "d.csv"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    datasets.load_csv(str(path), label="label", group="sex")
+
+
+def test_csv_with_a_bom_or_another_delimiter_reads_like_the_plain_file(tmp_path):
+  plain = datasets.load_csv(_write(tmp_path, _rows(), "plain.csv"), "label", "sex")
+  assert plain.feature_names[0] == "age"
+  label_first = [[r[3], r[0], r[1], r[2]] for r in _rows()]
+  for path in (_write(tmp_path, _rows(), "bom.csv", encoding="utf-8-sig"),
+               _write(tmp_path, label_first, "bom_label.csv", encoding="utf-8-sig"),
+               _write(tmp_path, _rows(), "semi.csv", delimiter=";"),
+               _write(tmp_path, _rows(), "tab.csv", delimiter="\t")):
+    data = datasets.load_csv(path, "label", "sex")
+    assert sorted(data.feature_names) == sorted(plain.feature_names), path
+    assert data.feature_names[0] == "age"  # Not '\ufeffage'.
+    np.testing.assert_array_equal(data.train.y, plain.train.y)
+  assert any("';'-separated" in n for n in datasets.load_csv(
+      str(tmp_path / "semi.csv"), "label", "sex").notes)
+
+
+def test_csv_labels_are_read_as_written_and_the_positive_class_is_said(tmp_path):
+  # Numbers in numeric order ('2' < '10'); spaces around a label value do not make a
+  # third class.
+  rows = _edit("label", lambda i, v: {"yes": "10", "no": " 2 "}[v])
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+  every = [r[3].strip() for r in rows[1:]]
+  assert sorted(np.concatenate([data.train.y, data.validation.y, data.test.y]).tolist()) == \
+      sorted(float(v == "10") for v in every)
+  assert "'2' is 0, '10' is 1 (the positive class)" in " ".join(data.notes)
+
+
+def test_csv_missing_group_cells_are_a_group_and_absent_groups_are_said(tmp_path):
+  rows = _edit("sex", lambda i, v: "" if i % 10 == 0 else "Z" if i == 1 else v)
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+  assert data.group_names == ["F", "M", "Z", "missing"]
+  notes = " ".join(data.notes)
+  assert "missing (empty, NA, ?) on 6 row(s)" in notes
+  assert "'Z' (1 rows)" in notes  # A one-row group is absent from two splits.
+
+
+def test_csv_huge_numbers_are_standardised_not_zeroed(tmp_path):
+  # Numbers near the float64 limit overflowed the variance: the column became zeros.
+  plain = datasets.load_csv(_write(tmp_path, _rows(), "plain.csv"), "label", "sex")
+  for factor in (1e300, -1e300, 1e37):
+    rows = _edit("age", lambda i, v: f"{float(v) * factor:.6g}")
+    data = datasets.load_csv(_write(tmp_path, rows, "huge.csv"), "label", "sex")
+    np.testing.assert_allclose(data.train.x[:, 0], np.sign(factor) * plain.train.x[:, 0],
+                               atol=1e-4)
+    assert not any("float32" in n for n in data.notes)  # One scale: nothing to say.
+  rows = _edit("age", lambda i, v: "1.7e308" if i == 0 else "-1.7e308" if i == 1 else v)
+  data = datasets.load_csv(_write(tmp_path, rows, "mixed.csv"), "label", "sex")
+  assert all(np.all(np.isfinite(s.x)) for s in (data.train, data.validation, data.test))
+  # Two sentinels beyond float32's range leave the other ages near 0: said.
+  assert "'age': 2 of 60 values lie beyond float32's range" in " ".join(data.notes)
+
+
+def test_csv_typos_in_a_numeric_column_and_identifier_columns_are_said(tmp_path):
+  rows = _edit("age", lambda i, v: "abc" if i == 3 else v)
+  notes = " ".join(datasets.load_csv(_write(tmp_path, rows), "label", "sex").notes)
+  assert "'age': 1 of 60 values are not numbers ('abc' (line 5))" in notes
+  rows = [r + [f"id{i}"] for i, r in enumerate(_rows(400))]
+  rows[0][-1] = "id"
+  notes = " ".join(datasets.load_csv(_write(tmp_path, rows), "label", "sex").notes)
+  assert "'id' has 280 distinct values in 280 training rows (an identifier?)" in notes
+
+
+def test_csv_too_wide_to_encode_is_refused(tmp_path, monkeypatch):
+  from tf_fairprune.datasets import csv_table  # pylint: disable=g-import-not-at-top
+  rows = [r + [f"id{i}"] for i, r in enumerate(_rows(400))]
+  rows[0][-1] = "id"
+  monkeypatch.setattr(csv_table, "MAX_ENCODED_BYTES", 100_000)
+  with pytest.raises(ValueError, match="column 'id' alone has 280 categories"):
+    datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+
+
+def test_csv_many_columns_with_gaps_give_one_note(tmp_path):
+  rows = [[f"f{j}" for j in range(40)] + ["sex", "label"]] + [
+      [("" if (i + j) % 7 == 0 else str((i * j) % 5)) for j in range(40)] + r[2:]
+      for i, r in enumerate(_rows()[1:])]
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+  assert len(data.feature_names) == 80
+  assert [n for n in data.notes if "missing" in n] == [
+      n for n in data.notes if n.startswith("40 numeric columns have missing values")]
+
+
+def test_csv_cells_keep_quoted_newlines_and_form_feeds(tmp_path):
+  rows = _edit("city", lambda i, v: "a\nb" if i % 3 == 0 else "c\x0cd" if i % 3 == 1 else v)
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex")
+  assert sorted(data.feature_names) == ["age", "city=a\nb", "city=c", "city=c\x0cd"]
+
+
+def test_merging_every_group_into_one_is_refused(tmp_path):
+  # The job then crashed: fairness needs two groups.
+  data = datasets.load_csv(_write(tmp_path, _rows()), "label", "sex")
+  largest = max(data.train.group_sizes(data.num_groups))
+  assert datasets.merge_small_groups(data, largest).num_groups == 2  # One kept, one merged.
+  with pytest.raises(ValueError, match=f"every group has fewer than {largest + 1} training rows"):
+    datasets.merge_small_groups(data, largest + 1)

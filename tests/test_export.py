@@ -182,7 +182,12 @@ def test_written_file_matches_keras_for_small_and_odd_layers(tmp_path, sizes, sp
 def test_a_file_that_does_not_match_is_never_written(tmp_path, monkeypatch):
   from tf_fairprune import export as export_lib  # pylint: disable=g-import-not-at-top
   model = _mlp((8, 16, 1))
-  monkeypatch.setattr(export_lib, "_run", lambda *a: (5.0, "test", 1.0))
+  real = export_lib._run  # pylint: disable=protected-access
+
+  def off_by_five(*args):  # A file whose outputs are 5 away from Keras (and float64).
+    found = real(*args)
+    return found._replace(diff=found.diff + 5.0, outputs=[o + 5.0 for o in found.outputs])
+  monkeypatch.setattr(export_lib, "_run", off_by_five)
   path = tmp_path / "bad.tflite"
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")

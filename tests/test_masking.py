@@ -1,11 +1,14 @@
 """Masks: exact k, deterministic ties, straight-through gradient, XLA."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_fairprune
 from tf_fairprune import masking
-from conftest import MaskAudit
+from conftest import MaskAudit, make_mlp
 
 
 @pytest.mark.parametrize("method", masking.METHODS)
@@ -84,6 +87,30 @@ def test_bad_arguments():
     masking.topk_masks([], 0.5)
   with pytest.raises(ValueError, match="method"):
     masking.topk_masks([tf.ones(3)], 0.5, method="magic")
+
+
+@pytest.mark.parametrize("sparsity", [np.float32(0.75), np.float64(0.75), np.int64(0)])
+def test_numpy_scalar_sparsity_gives_the_python_scalars_masks(sparsity):
+  scores = [tf.constant(np.random.default_rng(0).standard_normal((7, 9)).astype("float32"))]
+  expected = masking.topk_masks(scores, float(sparsity))[0].numpy()
+  np.testing.assert_array_equal(masking.topk_masks(scores, sparsity)[0].numpy(), expected)
+  assert int(masking.keep_count(sparsity, 63)) == int(masking.keep_count(float(sparsity), 63))
+
+
+@pytest.mark.parametrize("flag", [True, np.bool_(False)])
+def test_bool_sparsity_is_refused(flag):
+  with pytest.raises(TypeError, match="sparsity must be a number"):
+    masking.keep_count(flag, 10)
+
+
+def test_numpy_integer_block_size_accepted_bools_and_fractions_refused(k):
+  model = make_mlp(k=k)
+  wrapped = tf_fairprune.fair_prune_wrapper(model, 0.5, block_size=(np.int64(4), np.int32(1)))
+  assert {w.block_size for w in wrapped.fair_prune_wrappers} == {(4, 1)}
+  json.dumps(wrapped.fair_prune_wrappers[0].get_config()["block_size"])  # Plain ints.
+  for bad in [(True, 1), (4.5, 1), (np.float64(4), 1)]:
+    with pytest.raises(ValueError, match="block_size must be two positive integers"):
+      tf_fairprune.FairPruneWrapper(k.layers.Dense(4), block_size=bad)
 
 
 def test_topk_compiles_under_xla_with_a_dynamic_sparsity():
@@ -210,6 +237,28 @@ def test_masks_equal_the_full_top_k_at_every_step_of_a_run(k):
   for sparsity in (0.8, 0.5):
     audit = _audited_fit(k, _tied_mlp(k, sparsity, 0.3), _small_then_large(k))
     assert audit.checked == 12 and not audit.wrong, (sparsity, audit.wrong)
+
+
+def test_masks_ranked_alone_and_globally_equal_the_full_top_k_at_every_step(k):
+  """A global ranking beside tables ranked on their own (prune_embeddings="layer"): each
+  ranking keeps its own warm start."""
+  dense = k.Sequential([k.Input((4,), dtype="int32"), k.layers.Embedding(20, 6),
+                        k.layers.Flatten(), k.layers.Dense(8, activation="relu"),
+                        k.layers.Dense(1)])
+  model = tf_fairprune.fair_prune_wrapper(dense, 0.75, prune_embeddings="layer")
+  assert [getattr(w, "mask_scope", None) for w in model.fair_prune_wrappers] == [
+      "layer", None, None]
+  model.compile(optimizer=k.optimizers.SGD(0.05, momentum=0.9),
+                mask_optimizer=k.optimizers.SGD(_small_then_large(k), momentum=0.9),
+                loss=k.losses.BinaryCrossentropy(from_logits=True))
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 20, (96, 4)).astype("int32")
+  y = (x[:, 0] > 9).astype("float32")
+  audit = MaskAudit(model)
+  model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+            callbacks=[audit.callback()])
+  assert audit.checked == 12 and not audit.wrong, audit.wrong
+  assert len(model._mask_updater.hint_variables(model.fair_prune_wrappers)) == 2  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("kwargs,sparsity,scope", [

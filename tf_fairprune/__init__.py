@@ -34,6 +34,7 @@ from tf_fairprune.keras2 import FunctionalFairPruneModel
 from tf_fairprune.prune import fair_prune_scope
 from tf_fairprune.prune import fair_prune_wrapper
 from tf_fairprune.quantization import quantize_preserving_sparsity
+from tf_fairprune.batch_norm import recalibrate_batch_norm
 from tf_fairprune.registry import register_prunable_layer
 from tf_fairprune.strip import strip_fair_pruning
 
@@ -59,6 +60,7 @@ __all__ = [
     "masking",
     "pack_group_data",
     "quantize_preserving_sparsity",
+    "recalibrate_batch_norm",
     "register_prunable_layer",
     "strip_fair_pruning",
 ]

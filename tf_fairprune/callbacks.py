@@ -7,6 +7,7 @@ without it this callback fails at construction with the command that installs it
 
 import tensorflow as tf
 
+from tf_fairprune import checks
 from tf_fairprune._compat import keras
 
 
@@ -40,8 +41,11 @@ class FairPruningSummaries(keras.callbacks.Callback):
   def __init__(self, log_dir, update_freq="epoch"):
     super().__init__()
     _require_tensorboard()
-    if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
-      raise ValueError(f"update_freq must be 'epoch' or a positive integer, got {update_freq!r}.")
+    if not (isinstance(update_freq, str) and update_freq == "epoch"):
+      if not checks.is_integer(update_freq) or update_freq < 1:
+        raise ValueError(f"update_freq must be 'epoch' or a positive integer, got "
+                         f"{update_freq!r}.")
+      update_freq = int(update_freq)
     self.log_dir = log_dir
     self.update_freq = update_freq
     self._writer = None

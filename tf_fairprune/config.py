@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from tf_fairprune import checks
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 
@@ -52,12 +53,12 @@ class PruningConfig:
       raise ValueError("implicit_gradient_scale (1/γ) must be >= 0, got "
                        f"{self.implicit_gradient_scale!r}.")
     self.implicit_gradient_scale = scale
-    frequency = self.mask_update_frequency
-    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-      raise ValueError(f"mask_update_frequency must be a positive integer, got {frequency!r}.")
+    self.mask_update_frequency = checks.positive_int("mask_update_frequency",
+                                                     self.mask_update_frequency)
     k = self.num_groups
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+    if not checks.is_integer(k) or k < 2:
       raise ValueError(f"num_groups must be an integer >= 2, got {k!r}.")
+    self.num_groups = int(k)
     floor = float(self.layer_floor)
     if not 0.0 <= floor <= 1.0:
       raise ValueError(f"layer_floor must be in [0, 1], got {self.layer_floor!r}.")
@@ -67,8 +68,10 @@ class PruningConfig:
     if hasattr(self.fairness, "penalty"):
       self.fairness = [self.fairness]  # One constraint; validated by the objective.
     output = self.fairness_output
-    if isinstance(output, bool) or (output is not None and not isinstance(output, (int, str))):
+    if output is not None and not (isinstance(output, str) or checks.is_integer(output)):
       raise TypeError(f"fairness_output must be an output's name or index, got {output!r}.")
+    if checks.is_integer(output):
+      self.fairness_output = int(output)
 
   @classmethod
   def field_names(cls):

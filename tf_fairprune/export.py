@@ -12,6 +12,7 @@ The steps are public for measuring files without writing them (the benchmarks do
 samples) and `interpreter_class` (LiteRT's interpreter, or tf.lite's).
 """
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -25,9 +26,12 @@ import tensorflow as tf
 
 from tf_fairprune import _private
 from tf_fairprune import cloning
+from tf_fairprune import conditioning as conditioning_lib
 from tf_fairprune import flavours
 from tf_fairprune import quantization
+from tf_fairprune import sample_inputs as sample_inputs_lib
 from tf_fairprune import strip as strip_lib
+from tf_fairprune import wrapper as wrapper_lib
 from tf_fairprune.wrapper import contains_wrappers
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "qat")
@@ -67,11 +71,27 @@ class TFLiteExport:
       kernels run as native sparse FULLY_CONNECTED instead.
     sparse_ops: Operators that run a native sparse kernel (read a sparse weight
       directly), e.g. `{"FULLY_CONNECTED": 2}`.
-    weight_sparsity: Zero fraction of the Keras model's kernels (checked unchanged by
-      QAT for `quantize="qat"`).
+    weight_sparsity: Zero fraction over EVERY kernel of the Keras model — dense,
+      convolution, depthwise, pointwise and embedding weights, pruned or not (checked
+      unchanged by QAT for `quantize="qat"`). Lower than the target when some kernels
+      were not pruned (MobileNetV2 at 0.9: 0.874, its depthwise kernels being
+      unpruned by default).
+    pruned_sparsity: Zero fraction over the tensors that were pruned (the wrapped
+      ones): the target sparsity. None when unknown (a model not from
+      `fair_prune_wrapper` / `strip_fair_pruning`).
     target: `"cpu"` or `"gpu"` (see `export_tflite`).
     gpu_compatibility: For `target="gpu"`: the verdict of TF's own check
       (`tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`).
+    conditioning: A `tf_fairprune.conditioning.Conditioning`: the model's own float32
+      noise on the sample inputs and, when the plain check missed, the distances of
+      Keras and of the file from the model run in float64.
+    dense_stored: The constant kernels and tables (2-D or more) of a sparse file that
+      hold zeros (at least 10%) but are stored dense, one dict each: `name`, `shape`, `zero_fraction`, `read_by`
+      (the operators reading it) and `why`: `"consumer"` — no operator reading it
+      takes a sparse tensor (an Embedding table read by GATHER): the format cannot
+      hold it sparse, and pruning it bought accuracy cost only; or `"converter"` — its
+      readers could, but the converter kept it dense (too few zeros for its sparse
+      encoding to be smaller).
   """
   path: str
   size_bytes: int
@@ -85,8 +105,11 @@ class TFLiteExport:
   densified_ops: int = 0
   sparse_ops: dict = dataclasses.field(default_factory=dict)
   weight_sparsity: float = None
+  pruned_sparsity: float = None
   target: str = "cpu"
   gpu_compatibility: str = None
+  conditioning: conditioning_lib.Conditioning = None
+  dense_stored: list = dataclasses.field(default_factory=list)
 
 
 def interpreter_class():
@@ -243,6 +266,45 @@ def _store_dense(flatbuffer, indices, dense_flatbuffer):
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+# Operators that read a sparse weight (natively or through DENSIFY).
+_SPARSE_READERS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "DENSIFY")
+# A constant with at least this zero fraction counts as pruned in `dense_stored`.
+_ZERO_FRACTION = 0.1
+
+
+def dense_stored(flatbuffer):
+  """The float constants of `flatbuffer` of two or more dimensions (kernels, tables)
+  with zeros (≥ 10%, ≥ 64 values) stored dense.
+
+  Returns:
+    A list of dicts (`name`, `shape`, `zero_fraction`, `read_by`, `why`) as described
+    in `TFLiteExport.dense_stored`.
+  """
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+  graph = model.subgraphs[0]
+  readers = collections.defaultdict(set)
+  for op in graph.operators:
+    for i in op.inputs:
+      readers[i].add(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex))
+  found = []
+  for i, tensor in enumerate(graph.tensors):
+    data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+    dtype = _NUMPY_TYPES.get(tensor.type)
+    if (data is None or tensor.sparsity is not None or dtype not in (np.float32, np.float16)
+        or len(tensor.shape) < 2):  # Kernels and tables, not biases or scales.
+      continue
+    values = np.frombuffer(bytes(data), dtype)
+    zeros = float(np.mean(values == 0)) if values.size >= 64 else 0.0
+    if zeros < _ZERO_FRACTION or not readers[i]:
+      continue
+    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    found.append({"name": name, "shape": [int(d) for d in tensor.shape],
+                  "zero_fraction": zeros, "read_by": sorted(readers[i]),
+                  "why": "converter" if readers[i] <= set(_SPARSE_READERS) else "consumer"})
+  return found
+
+
 def _has_sparse_tensors(flatbuffer):
   _, tensors = _ops_and_tensors(flatbuffer)
   return any(t.get("sparsity_parameters") for t in (tensors or {}).values())
@@ -272,78 +334,53 @@ def _tolerance(quantize, expected_scale):
   return (1e-3 if quantize is None else 5e-2) * max(1.0, expected_scale)
 
 
-def _as_input_dtype(array, tensor):
-  """`array` in the dtype of the model input `tensor` (float32 if it has none)."""
-  dtype = tf.as_dtype(getattr(tensor, "dtype", None) or "float32")  # Keras 3: a string.
-  array = np.asarray(array)
-  if dtype.is_integer and array.dtype.kind == "f" and np.any(array != np.round(array)):
-    raise ValueError(f"Input '{tensor.name}' is {dtype.name} (e.g. token ids) but "
-                     "sample_inputs holds non-integer values for it.")
-  return array.astype(dtype.as_numpy_dtype)
-
-
-def _sample_inputs(model, sample_inputs, num_samples, seed):
-  """A list of per-input arrays (in each input's dtype) with a leading sample axis."""
-  if getattr(model, "inputs", None) is None:  # A subclassed model: no symbolic inputs.
-    if sample_inputs is None:
-      raise ValueError(f"Model '{model.name}' is subclassed (it has no input shapes): pass "
-                       "`sample_inputs` to export_tflite.")
-    arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
-    arrays = [np.asarray(a) for a in arrays]
-    return [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
-  if sample_inputs is not None:
-    arrays = sample_inputs if isinstance(sample_inputs, (list, tuple)) else [sample_inputs]
-    if len(arrays) != len(model.inputs):
-      raise ValueError(f"sample_inputs has {len(arrays)} arrays but the model has "
-                       f"{len(model.inputs)} inputs.")
-    # Each input keeps the model input's dtype (token ids stay integers).
-    arrays = [_as_input_dtype(a, t) for a, t in zip(arrays, model.inputs)]
-    for a, t in zip(arrays, model.inputs):
-      expected = tuple(t.shape[1:])
-      if any(e is not None and e != s for e, s in zip(expected, a.shape[1:])) or \
-          len(expected) != a.ndim - 1:
-        raise ValueError(f"sample_inputs shape {a.shape} does not match the model input "
-                         f"'{t.name}' of shape {tuple(t.shape)}.")
-    return arrays
-  rng = np.random.default_rng(seed)
-  arrays = []
-  for t in model.inputs:
-    shape = tuple(t.shape[1:])
-    if any(d is None for d in shape):
-      raise ValueError(f"Input '{t.name}' has an unknown dimension {tuple(t.shape)}: pass "
-                       "`sample_inputs` to check the exported model.")
-    if tf.as_dtype(t.dtype).is_integer:  # Keras 3 spells dtypes as strings.
-      raise ValueError(f"Input '{t.name}' is {t.dtype.name}: pass `sample_inputs` "
-                       "(random floats are not valid ids).")
-    arrays.append(rng.standard_normal((num_samples,) + shape).astype(np.float32))
-  return arrays
-
-
 def _has_rnn(model):
   k = flavours.of(model).keras
   return any(isinstance(l, k.layers.RNN)
              for l in _private.flatten_layers(model, include_self=False))
 
 
-def _unrolled(model):
-  """A copy of `model` whose RNN layers are unrolled over their (static) time steps, so
-  that TFLite builtins run them (a dynamic loop needs TensorList ops, which only select
-  TF ops run)."""
+def computes_in_float16(model):
+  """True when a layer of `model` computes in float16 (a `mixed_float16` policy)."""
+  return any(str(getattr(l, "compute_dtype", "")) in ("float16", "bfloat16")
+             for l in _private.flatten_layers(model, include_self=False))
+
+
+_FLOAT16_NOTE = (
+    "the model computes in float16 (mixed precision) and TFLite has no float16 kernels "
+    "for its ops, so a float32 copy (the same weights: mixed-precision variables are "
+    "float32) was converted and checked")
+
+
+def _converted_copy(model, unroll, float32):
+  """A copy of `model` that TFLite builtins can run: its RNN layers unrolled over their
+  (static) time steps (`unroll`; a dynamic loop needs TensorList ops, which only select
+  TF ops run) and every layer computing in float32 (`float32`: a `mixed_float16`
+  model, whose float16 ops the converter cannot lower)."""
   if not flavours.of(model).is_graph_model(model):
-    raise ValueError("rnn='unroll' needs a Sequential or Functional model; use "
-                     "rnn='select_tf_ops' for a subclassed one.")
+    if unroll:
+      raise ValueError("rnn='unroll' needs a Sequential or Functional model; use "
+                       "rnn='select_tf_ops' for a subclassed one.")
+    raise ValueError(
+        f"export_tflite: '{model.name}' computes in float16 (mixed precision), which TFLite "
+        "cannot convert, and a subclassed model cannot be copied in float32 here: build "
+        "it again under the float32 policy, copy the weights over (mixed-precision "
+        "variables are float32 already) and export that (README, 'Mixed precision').")
   k = flavours.of(model).keras
 
   def copy(layer):
     config = layer.get_config()
-    if isinstance(layer, k.layers.RNN):
+    if unroll and isinstance(layer, k.layers.RNN):
       config["unroll"] = True
+    if float32:
+      config["dtype"] = "float32"
     return layer.__class__.from_config(config)
-  for t in model.inputs:
-    if len(t.shape) >= 3 and t.shape[1] is None:
-      raise ValueError(f"rnn='unroll' needs a fixed number of time steps; input '{t.name}' "
-                       f"has shape {tuple(t.shape)}. Give the model's Input a fixed length, "
-                       "or use rnn='select_tf_ops'.")
+  if unroll:
+    for t in model.inputs:
+      if len(t.shape) >= 3 and t.shape[1] is None:
+        raise ValueError(f"rnn='unroll' needs a fixed number of time steps; input "
+                         f"'{t.name}' has shape {tuple(t.shape)}. Give the model's Input a "
+                         "fixed length, or use rnn='select_tf_ops'.")
   clone = cloning.clone_graph(model, copy)
   clone.set_weights(model.get_weights())
   return clone
@@ -415,7 +452,7 @@ def _runs_here(flatbuffer, model, inputs):
   return True
 
 
-def _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target):
+def _write_unchecked(flatbuffer, path, sparse, quantize, sparsities, target):
   note = ("rnn='select_tf_ops': the file holds TensorFlow (Flex) ops, which the LiteRT "
           "interpreter here cannot run, so it was written WITHOUT the output check. The "
           "app must link the Flex delegate; rnn='unroll' gives a checked builtin-only file.")
@@ -426,7 +463,38 @@ def _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target
                       quantize=quantize, max_abs_diff=float("nan"),
                       interpreter=interpreter_class()[1], num_samples=0, note=note, ops=ops,
                       densified_ops=ops.get("DENSIFY", 0), sparse_ops=sparse_ops,
-                      weight_sparsity=weight_sparsity, target=target)
+                      target=target, **sparsities)
+
+
+# What `_compare` found: max |TFLite − Keras|, the interpreter's name, max |Keras output|,
+# and both sides' outputs (lists with one [samples, ...] array per output).
+Comparison = collections.namedtuple("Comparison", "diff interpreter scale outputs expected")
+
+
+def _compare(flatbuffer, model, inputs):
+  """`run_tflite`, with both sides' outputs (a `Comparison`)."""
+  interpreter_cls, name = interpreter_class()
+  interpreter = interpreter_cls(model_content=flatbuffer)
+  interpreter.allocate_tensors()
+  runner = interpreter.get_signature_runner()
+  signature = interpreter.get_signature_list()["serving_default"]
+  input_names = [t.name.split(":")[0] for t in getattr(model, "inputs", None) or []]
+  feed_names = list(signature["inputs"])
+  if sorted(input_names) == sorted(feed_names):
+    feed_names = input_names
+  expected = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+  expected = list(expected.values()) if isinstance(expected, dict) else expected
+  expected = list(expected) if isinstance(expected, (list, tuple)) else [expected]
+  output_names = list(signature["outputs"])
+  model_output_names = getattr(model, "output_names", None) or []  # Not on Keras 3 Sequential.
+  if sorted(output_names) == sorted(model_output_names):
+    output_names = list(model_output_names)
+  rows = [runner(**{n: a[i:i + 1] for n, a in zip(feed_names, inputs)})
+          for i in range(inputs[0].shape[0])]
+  outputs = [np.concatenate([r[n] for r in rows]).astype(np.float64) for n in output_names]
+  diff = conditioning_lib.max_abs_diff(outputs, expected)
+  scale = max(float(np.max(np.abs(e))) for e in expected)
+  return Comparison(diff, name, scale, outputs, expected)
 
 
 def run_tflite(flatbuffer, model, inputs):
@@ -448,32 +516,71 @@ def run_tflite(flatbuffer, model, inputs):
       unstructured sparsity under XNNPACK).
     ValueError: If the interpreter rejects the file or the inputs.
   """
-  interpreter_cls, name = interpreter_class()
-  interpreter = interpreter_cls(model_content=flatbuffer)
-  interpreter.allocate_tensors()
-  runner = interpreter.get_signature_runner()
-  signature = interpreter.get_signature_list()["serving_default"]
-  input_names = [t.name.split(":")[0] for t in getattr(model, "inputs", None) or []]
-  feed_names = list(signature["inputs"])
-  if sorted(input_names) == sorted(feed_names):
-    feed_names = input_names
-  expected = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-  expected = expected if isinstance(expected, (list, tuple)) else [expected]
-  output_names = list(signature["outputs"])
-  model_output_names = getattr(model, "output_names", None) or []  # Not on Keras 3 Sequential.
-  if sorted(output_names) == sorted(model_output_names):
-    output_names = list(model_output_names)
-  diff = 0.0
-  scale = max(float(np.max(np.abs(e))) for e in expected)
-  for i in range(inputs[0].shape[0]):
-    out = runner(**{n: a[i:i + 1] for n, a in zip(feed_names, inputs)})
-    for name_, ref in zip(output_names, expected):
-      diff = max(diff, float(np.max(np.abs(out[name_].astype(np.float64) - ref[i:i + 1]))))
-  return diff, name, scale
+  comparison = _compare(flatbuffer, model, inputs)
+  return comparison.diff, comparison.interpreter, comparison.scale
 
 
 # `export_tflite` calls the check through this name, so that a test can replace it.
-_run = run_tflite
+_run = _compare
+
+
+def _judge(comparison, model, inputs, quantize):
+  """(accepted, `Conditioning`, tolerance) of a file's comparison with Keras.
+
+  Within the plain tolerance of Keras it is accepted. A float file outside it is judged
+  against the model run in float64 (`conditioning.float64_outputs`): accepted when it is
+  within the tolerance plus `NOISE_FACTOR` × the model's float32 noise of it (so never
+  refused for being closer to float64 than Keras float32 is); with no float64 run, when
+  its difference from Keras is within the tolerance plus `NOISE_FACTOR_WITHOUT_FLOAT64`
+  × the noise that a few-ulp input change causes.
+  """
+  tolerance = _tolerance(quantize, comparison.scale)
+  found = conditioning_lib.Conditioning(
+      conditioning_lib.float32_noise(model, inputs, comparison.expected))
+  if comparison.diff <= tolerance:
+    return True, found, tolerance
+  if quantize is not None:
+    return False, found, tolerance
+  noise = found.float32_noise if np.isfinite(found.float32_noise) else 0.0
+  exact = conditioning_lib.float64_outputs(model, inputs)
+  if exact is not None:
+    found.keras_vs_float64 = conditioning_lib.max_abs_diff(comparison.expected, exact)
+    found.tflite_vs_float64 = conditioning_lib.max_abs_diff(comparison.outputs, exact)
+    noise = max(noise, found.keras_vs_float64)
+    found.judged_by = "float64"
+    return (found.tflite_vs_float64 <= tolerance + conditioning_lib.NOISE_FACTOR * noise,
+            found, tolerance)
+  found.judged_by = "noise"
+  return (comparison.diff <= tolerance + conditioning_lib.NOISE_FACTOR_WITHOUT_FLOAT64 * noise,
+          found, tolerance)
+
+
+def _mismatch(comparison, found, tolerance, what):
+  """The one-line account of a refused comparison."""
+  text = (f"{what} differ from Keras by {comparison.diff:.3g} (tolerance {tolerance:.3g}")
+  if found.tflite_vs_float64 is not None:
+    text += (f"; from the model run in float64 by {found.tflite_vs_float64:.3g}, where Keras "
+             f"float32 is {found.keras_vs_float64:.3g} from it")
+  return text + ")"
+
+
+def _sparsities(model):
+  """`weight_sparsity` (every kernel of the model) and `pruned_sparsity` (the tensors
+  that were pruned, when known) of a stripped model, or of a subclassed one with its
+  masks baked in."""
+  sparsity = {"weight_sparsity": quantization.kernel_sparsity(model), "pruned_sparsity": None}
+  if contains_wrappers(model):
+    masks = [m.numpy() for w in wrapper_lib.wrappers_of(model) for m in w.mask_variables]
+    if masks:
+      sparsity["pruned_sparsity"] = 1.0 - sum(float(m.sum()) for m in masks) / sum(
+          m.size for m in masks)
+  else:
+    pruned = strip_lib.pruned_variables(model)
+    if pruned:
+      values = [np.asarray(v) for v in pruned]
+      sparsity["pruned_sparsity"] = sum(int(np.sum(v == 0)) for v in values) / sum(
+          v.size for v in values)
+  return sparsity
 
 
 def export_tflite(model, path, *, sparse=True, quantize=None, representative_dataset=None,
@@ -482,7 +589,9 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
 
   Args:
     model: A `tf_keras` or Keras 3 model; a model with `FairPruneWrapper` layers is
-      stripped first.
+      stripped first. A model that computes in float16 (`mixed_float16`) is converted
+      as a float32 copy with the same weights (TFLite has no float16 kernels for its
+      ops), with a `note`.
     path: Where to write the `.tflite` file. Written only after the check passes.
     sparse: Store pruned weights as sparse tensors (`EXPERIMENTAL_SPARSITY`).
     quantize: `None` (float32), `"dynamic"` (dynamic-range int8 weights), `"int8"`
@@ -491,8 +600,10 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
       QAT; the export fails if training refilled a pruned weight).
     representative_dataset: A callable yielding lists of input arrays (TFLite's
       convention), required for `quantize="int8"`.
-    sample_inputs: Array (or list, one per model input) to check the file with;
-      random normal inputs are drawn when omitted.
+    sample_inputs: The model's plain inputs to check the file with: an array, a list
+      (one array per model input) or a dict keyed by input name, samples along axis 0
+      (not inputs packed by `pack_group_data`); random normal inputs are drawn when
+      omitted.
     num_samples: Number of random samples when `sample_inputs` is omitted.
     seed: Seed of the random samples.
     target: `"cpu"` (default) or `"gpu"`. The TFLite GPU delegate has no DENSIFY kernel:
@@ -517,25 +628,34 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   Raises:
     TypeError: If `model` is not a Keras model.
     ValueError: For an unknown `quantize`, a missing representative dataset, or sample
-      inputs that do not match the model.
+      inputs that are empty, packed with group ids, non-numeric or non-finite, or do not
+      match the model's inputs (one line each; nothing is written).
     RuntimeError: If the converted model does not run in the interpreter, or its outputs
       differ from Keras' by more than the tolerance even when stored dense (nothing is
       written then).
 
   The file is checked before it is written: its outputs on the sample inputs must be
   within 1e-3 (float) or 5e-2 (quantized) × max(1, max |Keras output|) of the Keras
-  model's. A block-sparse tensor whose width is not a multiple of its block (which
-  TFLite's sparse kernel reads wrongly), or for `target="gpu"` a sparse weight of an op
-  other than a convolution, is stored dense on its own — every other tensor stays
-  sparse — and `note` says which. A sparse file that still misses the tolerance is
-  written dense instead, with a warning and `note`. DENSIFY ops (unstructured sparsity:
-  a smaller file, no speed-up) are counted in `densified_ops` and logged at INFO.
+  model's. A float file outside that is judged against the model run in float64: an
+  ill-conditioned model (an untrained net with batch normalisation can move its outputs
+  by 0.1 for a 1e-7 input change) differs from itself by that much in float32, so the
+  file is written when it is within the tolerance plus twice the model's own float32
+  noise of the float64 run, never refused for being closer to float64 than Keras is;
+  `conditioning` holds the numbers. A block-sparse tensor whose width is not a multiple
+  of its block (which TFLite's sparse kernel reads wrongly), or for `target="gpu"` a
+  sparse weight of an op other than a convolution, is stored dense on its own — every
+  other tensor stays sparse — and `note` says which. A sparse file that still misses
+  the check is written dense instead, with a warning and `note`. DENSIFY ops
+  (unstructured sparsity: a smaller file, no speed-up) are counted in `densified_ops`
+  and logged at INFO. A pruned tensor that TFLite stores dense anyway — an Embedding
+  table, read by GATHER, which takes no sparse tensor — is listed in `dense_stored`
+  and warned about: its zeros cost accuracy and buy no file size.
 
   Example:
 
   ```python
   result = tf_fairprune.export_tflite(pruned, "/tmp/model.tflite", sample_inputs=x[:32])
-  print(result.size_bytes, result.max_abs_diff)
+  print(result.size_bytes, result.max_abs_diff, result.pruned_sparsity)
   ```
   """
   if not isinstance(model, flavours.of(model).keras.Model):
@@ -550,36 +670,39 @@ def export_tflite(model, path, *, sparse=True, quantize=None, representative_dat
   if quantize == "int8" and representative_dataset is None:
     raise ValueError("quantize='int8' needs a representative_dataset (a callable that "
                      "yields lists of input arrays).")
+  inputs = sample_inputs_lib.sample_inputs(model, sample_inputs, num_samples, seed)
+  if quantize == "qat":
+    quantization.check_sparsity_preserved(model)
+  elif quantization.is_qat_model(model):
+    raise ValueError("This is a quantization-aware model: export it with quantize='qat'.")
   if contains_wrappers(model) and not flavours.of(model).is_graph_model(model):
     # A subclassed model cannot be copied: export it with its masks baked into its
     # weights for the conversion, then give the weights back.
+    if computes_in_float16(model):
+      _converted_copy(model, unroll=False, float32=True)  # Raises: it names the recipe.
     with strip_lib.masks_baked_in(model):
-      return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
-                     num_samples, seed, target, rnn)
+      return _export(model, path, sparse, quantize, representative_dataset, inputs,
+                     target, rnn, _sparsities(model), "")
   if contains_wrappers(model):
     model = strip_lib.strip_fair_pruning(model)
-  if rnn == "unroll" and _has_rnn(model):
-    model = _unrolled(model)
-  return _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
-                 num_samples, seed, target, rnn)
+  sparsities = _sparsities(model)  # Of the stripped model, before any copy for TFLite.
+  unroll = rnn == "unroll" and _has_rnn(model)
+  float32 = computes_in_float16(model)
+  if unroll or float32:
+    model = _converted_copy(model, unroll, float32)
+  return _export(model, path, sparse, quantize, representative_dataset, inputs, target,
+                 rnn, sparsities, _FLOAT16_NOTE if float32 else "")
 
 
-def _export(model, path, sparse, quantize, representative_dataset, sample_inputs,
-            num_samples, seed, target, rnn):
-  """`export_tflite` of a model whose masks are in its weights."""
-  if quantize == "qat":
-    weight_sparsity = quantization.check_sparsity_preserved(model)
-  else:
-    if quantization.is_qat_model(model):
-      raise ValueError("This is a quantization-aware model: export it with quantize='qat'.")
-    weight_sparsity = quantization.kernel_sparsity(model)
-  inputs = _sample_inputs(model, sample_inputs, num_samples, seed)
-
-  note = ""
+def _export(model, path, sparse, quantize, representative_dataset, inputs, target, rnn,
+            sparsities, first_note):
+  """`export_tflite` of a model whose masks are in its weights; `inputs` checked."""
+  notes = [first_note] if first_note else []
   indices = []
+  partly_dense = False  # Some tensors stored dense on purpose: fall back, never raise.
   flatbuffer = convert(model, sparse, quantize, representative_dataset, rnn)
   if rnn == "select_tf_ops" and not _runs_here(flatbuffer, model, inputs):
-    return _write_unchecked(flatbuffer, path, sparse, quantize, weight_sparsity, target)
+    return _write_unchecked(flatbuffer, path, sparse, quantize, sparsities, target)
   if sparse:
     # Tensors a sparse kernel would misread, or (for the GPU) that only CONV_2D /
     # DEPTHWISE_CONV_2D can fold: stored dense one by one, the rest stays sparse.
@@ -600,7 +723,8 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
           "dense for target='gpu'")
   try:
     if sparse and indices:
-      note = "; ".join(reasons) + "; every other tensor stays sparse."
+      partly_dense = True
+      notes.append("; ".join(reasons) + "; every other tensor stays sparse.")
       flatbuffer = _store_dense(flatbuffer, sorted(set(indices)),
                                 convert(model, False, quantize, representative_dataset, rnn))
       sparse = _has_sparse_tensors(flatbuffer)
@@ -610,13 +734,13 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
     if sparse and _misaligned_block_tensors(flatbuffer):
       raise _SparseMismatch("a misaligned block-sparse tensor is still sparse; wrote a "
                             "dense file instead.")
-    diff, interpreter, scale = _run(flatbuffer, model, inputs)
-    if sparse and diff > _tolerance(quantize, scale):
-      raise _SparseMismatch(
-          f"the sparse file's outputs differ from Keras by {diff:.3g} (tolerance "
-          f"{_tolerance(quantize, scale):.3g}); wrote a dense file instead.")
+    comparison = _run(flatbuffer, model, inputs)
+    accepted, found, tolerance = _judge(comparison, model, inputs, quantize)
+    if sparse and not accepted:
+      raise _SparseMismatch(_mismatch(comparison, found, tolerance, "the sparse file's "
+                                      "outputs") + "; wrote a dense file instead.")
   except (RuntimeError, _SparseMismatch) as err:
-    if not sparse and not note:
+    if not sparse and not partly_dense:
       raise RuntimeError(f"The converted TFLite model does not run: {err}. "
                          "Nothing was written.") from err
     if isinstance(err, _SparseMismatch):
@@ -625,18 +749,37 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
       note = ("Quantized unstructured-sparse kernels fail to prepare under TFLite's default "
               "XNNPACK delegate; wrote a dense quantized file instead. "
               f"Interpreter error: {str(err).strip()[:200]}")
+    notes.append(note)
     warnings.warn("tf_fairprune.export_tflite: " + note, RuntimeWarning, stacklevel=2)
     sparse = False
     flatbuffer = convert(model, sparse, quantize, representative_dataset, rnn)
     try:
-      diff, interpreter, scale = _run(flatbuffer, model, inputs)
+      comparison = _run(flatbuffer, model, inputs)
     except RuntimeError as dense_err:
       raise RuntimeError(f"The converted TFLite model does not run: {dense_err}. "
                          "Nothing was written.") from dense_err
-  if diff > _tolerance(quantize, scale):
-    raise RuntimeError(
-        f"The TFLite model's outputs differ from Keras by {diff:.3g} (tolerance "
-        f"{_tolerance(quantize, scale):.3g}) on the sample inputs. Nothing was written.")
+    accepted, found, tolerance = _judge(comparison, model, inputs, quantize)
+  if not accepted:
+    raise RuntimeError(_mismatch(comparison, found, tolerance, "The TFLite model's outputs")
+                       + " on the sample inputs. Nothing was written.")
+  if found.judged_by != "keras":
+    notes.append(
+        f"the model is ill-conditioned: a few-ulp input change moves its outputs by "
+        f"{found.float32_noise:.2g}, so the file ({comparison.diff:.2g} from Keras float32) "
+        f"was judged against {'the model run in float64' if found.judged_by == 'float64' else 'that noise'}"
+        " (see `conditioning`).")
+  stored_dense = dense_stored(flatbuffer) if sparse else []
+  unsparse = [t for t in stored_dense if t["why"] == "consumer"]
+  if unsparse:
+    note = (f"TFLite stores {', '.join(t['name'] for t in unsparse[:3])}"
+            f"{' …' if len(unsparse) > 3 else ''} dense although "
+            f"{'it holds' if len(unsparse) == 1 else 'they hold'} zeros (read by "
+            f"{', '.join(sorted({o for t in unsparse for o in t['read_by']}))}, which takes no "
+            "sparse tensor): pruning such a tensor costs accuracy and buys no file size. "
+            "fair_prune_wrapper(prune_embeddings=False), the default, leaves Embedding tables "
+            "dense and puts the sparsity where the file can hold it.")
+    notes.append(note)
+    warnings.warn("tf_fairprune.export_tflite: " + note, UserWarning, stacklevel=2)
 
   ops, sparse_ops = _op_counts(flatbuffer)
   densified = ops.get("DENSIFY", 0)
@@ -650,11 +793,12 @@ def _export(model, path, sparse, quantize, representative_dataset, sample_inputs
   path = os.fspath(path)
   _write(flatbuffer, path)
   return TFLiteExport(path=path, size_bytes=len(flatbuffer), sparse=sparse,
-                      quantize=quantize, max_abs_diff=diff, interpreter=interpreter,
-                      num_samples=int(inputs[0].shape[0]), note=note, ops=ops,
-                      densified_ops=densified, sparse_ops=sparse_ops,
-                      weight_sparsity=weight_sparsity, target=target,
-                      gpu_compatibility=_gpu_verdict(flatbuffer) if target == "gpu" else None)
+                      quantize=quantize, max_abs_diff=comparison.diff,
+                      interpreter=comparison.interpreter,
+                      num_samples=int(inputs[0].shape[0]), note=" ".join(notes), ops=ops,
+                      densified_ops=densified, sparse_ops=sparse_ops, target=target,
+                      gpu_compatibility=_gpu_verdict(flatbuffer) if target == "gpu" else None,
+                      conditioning=found, dense_stored=stored_dense, **sparsities)
 
 
 def _write(flatbuffer, path):

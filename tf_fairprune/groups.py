@@ -44,6 +44,7 @@ GROUP_KEY = "tf_fairprune/group"
 DENSE_CORRECT_KEY = "tf_fairprune/dense_correct"
 DENSE_OUTPUTS_KEY = "tf_fairprune/dense_outputs"
 _RESERVED = (INPUTS_KEY, GROUP_KEY, DENSE_CORRECT_KEY, DENSE_OUTPUTS_KEY)
+RESERVED_KEYS = _RESERVED  # The keys that mark inputs packed by `pack_group_data`.
 
 
 def check_ids(groups, num_groups, what="groups"):
@@ -79,7 +80,49 @@ def _num_examples(x):
   return len(tf.nest.flatten(x)[0])
 
 
-def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_outputs=None):
+def _judged_dense_outputs(dense_outputs, fairness_output, n):
+  """The one output of `dense_outputs` (what `dense.predict(x)` returns: an array, a list
+  or a dict of per-output arrays) that the fairness constraints judge, as float32."""
+  heads = None
+  if isinstance(dense_outputs, dict):
+    heads = dense_outputs
+  elif isinstance(dense_outputs, (list, tuple)) and dense_outputs and all(
+      hasattr(h, "shape") and len(h.shape) >= 1 and len(h) == n for h in dense_outputs):
+    heads = dict(enumerate(dense_outputs))  # predict's list: one array per output.
+  if heads is None:
+    return np.asarray(dense_outputs, dtype=np.float32)
+  keys = list(heads)
+  if fairness_output is None:
+    if len(keys) != 1:
+      shapes = [tuple(np.shape(heads[key])) for key in keys]
+      raise ValueError(
+          f"dense_outputs holds {len(keys)} outputs {shapes}: say which one the fairness "
+          "constraints judge, as fair_prune_wrapper does: pack_group_data(..., "
+          "fairness_output=INDEX) (or a name, for a dict of outputs).")
+    return np.asarray(heads[keys[0]], dtype=np.float32)
+  if isinstance(fairness_output, (int, np.integer)) and not isinstance(fairness_output, bool):
+    if not -len(keys) <= fairness_output < len(keys):
+      raise ValueError(f"fairness_output={fairness_output} is out of range: dense_outputs "
+                       f"holds {len(keys)} outputs.")
+    key = keys[fairness_output]
+  elif isinstance(fairness_output, str) and isinstance(dense_outputs, dict):
+    if fairness_output not in heads:
+      raise ValueError(f"fairness_output={fairness_output!r} is not one of dense_outputs' "
+                       f"outputs {keys}.")
+    key = fairness_output
+  elif isinstance(fairness_output, str):
+    raise ValueError(
+        f"fairness_output={fairness_output!r} is a name but dense_outputs is a list, which "
+        "has none: pass the output's index, or dict(zip(dense.output_names, "
+        "dense.predict(x))).")
+  else:
+    raise TypeError(f"fairness_output must be an output's index or name, got "
+                    f"{fairness_output!r}.")
+  return np.asarray(heads[key], dtype=np.float32)
+
+
+def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_outputs=None,
+                    fairness_output=None):
   """Packs sensitive-group ids (and optionally the dense model's outputs) with the inputs.
 
   Args:
@@ -94,15 +137,19 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_output
     num_groups: If given, ids are checked to be below it.
     dense_outputs: Optional dense model outputs per example (`dense.predict(x)`), for
       `DegradationFairness` / `ExcessDegradation` without a reference model (saves a
-      dense forward pass per step). Arrays only.
+      dense forward pass per step). Arrays only. For a model with several outputs,
+      what `predict` returns (a list or dict of arrays): the judged one is packed.
+    fairness_output: With several outputs in `dense_outputs`: the index (or, for a
+      dict, the name) of the one the fairness constraints judge — the output named by
+      `fair_prune_wrapper(..., fairness_output=...)`.
 
   Returns:
     For arrays: the packed inputs, to pass as `x` to `fit` / `evaluate`. For a
     dataset: a dataset whose elements carry packed inputs.
 
   Raises:
-    ValueError: For missing, non-integer, negative or out-of-range ids, or a length
-      that does not match the inputs.
+    ValueError: For missing, non-integer, negative or out-of-range ids, a length that
+      does not match the inputs, or several dense outputs and no `fairness_output`.
 
   Example:
 
@@ -129,7 +176,7 @@ def pack_group_data(x, groups, dense_correct=None, num_groups=None, dense_output
       raise ValueError(f"dense_correct has {len(dense_correct)} values but x has {n} examples.")
     packed[DENSE_CORRECT_KEY] = dense_correct
   if dense_outputs is not None:
-    dense_outputs = np.asarray(dense_outputs, dtype=np.float32)
+    dense_outputs = _judged_dense_outputs(dense_outputs, fairness_output, n)
     if len(dense_outputs) != n:
       raise ValueError(f"dense_outputs has {len(dense_outputs)} rows but x has {n} examples.")
     packed[DENSE_OUTPUTS_KEY] = dense_outputs

@@ -35,55 +35,96 @@ class MaskUpdater:
   def sparsity_at(self, step):
     return pruning_schedule.sparsity_at(self.target_sparsity, step)
 
-  def _hint(self, rows):
-    """The variable holding where the last ranking found its thresholds (the warm start
-    of `masking.ranked_masks`), made on first use outside any traced function.
+  def _hint(self, part, rows):
+    """The variable holding where the last ranking of `part` found its thresholds (the
+    warm start of `masking.ranked_masks`), made on first use outside any traced function.
 
     It only saves work (any value gives the same masks), so it is neither saved nor
     synchronised: each replica keeps its own copy (identical scores give them the same
     values anyway) and a model read from a file starts without one.
     """
-    hint = self.__dict__.get("_hint_variable")
+    hints = self.__dict__.setdefault("_hint_variables", {})
+    hint = hints.get(part)
     if hint is None or hint.shape[0] != rows:
       with tf.init_scope():
         hint = tf.Variable(masking.initial_hint(rows), trainable=False,
-                           name="mask_threshold_hint",
+                           name=f"mask_threshold_hint_{part}",
                            synchronization=tf.VariableSynchronization.ON_READ,
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      self._hint_variable = hint
+      hints[part] = hint
     return hint
 
+  def _parts(self, wrappers):
+    """[(name, wrappers, scope)]: the rankings `ranked` makes. Wrappers ranked on their own
+    (`FairPruneWrapper(mask_scope="layer")`, e.g. the embedding tables TFLite stores
+    dense) stay out of a global ranking: each tensor at the step's sparsity, the others
+    ranked globally among themselves."""
+    alone = [ranked_alone(w) for w in wrappers]
+    if self.scope == "global" and any(alone) and not all(alone):
+      return [("alone", [w for w, a in zip(wrappers, alone) if a], "layer"),
+              ("joint", [w for w, a in zip(wrappers, alone) if not a], self.scope)]
+    return [("joint", wrappers, self.scope)]
+
   def ranked(self, wrappers, step, jit_compile=False):
-    """The top-k masks of the scores at `step`'s sparsity, one tensor per mask variable,
-    the hint variable, and its next value (both None when nothing is ranked by top-k).
+    """The top-k masks of the scores at `step`'s sparsity and the warm starts to keep.
 
     Args:
       wrappers: The built `FairPruneWrapper` layers, in model order.
       step: The training step whose sparsity applies.
       jit_compile: Rank by bisection (XLA compiles the histogram's scatters poorly;
         both give the same mask).
+
+    Returns:
+      (masks, hints): one mask tensor per mask variable in model order, and one
+      (hint variable, its next value) per ranking that searched a threshold, in the
+      order of `hint_variables`.
     """
+    parts = self._parts(wrappers)
+    results = {name: self._ranked(part, step, jit_compile, scope, name)
+               for name, part, scope in parts}
+    if len(parts) == 1:
+      masks = results["joint"][0]
+    else:
+      ordered = {name: iter(results[name][0]) for name in results}
+      masks = [next(ordered["alone" if ranked_alone(w) else "joint"])
+               for w in wrappers for _ in w.score_variables]
+    hints = [(results[name][1], results[name][2]) for name, _, _ in parts
+             if results[name][1] is not None]
+    return masks, hints
+
+  def _ranked(self, wrappers, step, jit_compile, scope, part):
+    """(masks, hint variable, next hint) of `wrappers` ranked under one `scope`; no hint
+    (None, None) when nothing is ranked by top-k."""
     scores = [s for w in wrappers for s in w.score_variables]
     structures = [w.structure for w in wrappers for _ in w.score_variables]
     method = "bisect" if jit_compile else "histogram"
-    rows = masking.hint_size(self.scope, structures)
+    rows = masking.hint_size(scope, structures)
     if not rows:  # N:M everywhere: no threshold to search.
-      return masking.structured_masks(scores, self.sparsity_at(step), structures, self.scope,
-                                      method), None, None
-    hint = self._hint(rows)
+      return masking.structured_masks(scores, self.sparsity_at(step), structures, scope=scope,
+                                      method=method, floor=self.layer_floor), None, None
+    hint = self._hint(part, rows)
     masks, next_hint = masking.ranked_masks(scores, self.sparsity_at(step), hint, structures,
-                                            self.scope, method, self.layer_floor)
+                                            scope, method, self.layer_floor)
     return masks, hint, next_hint
+
+  def hint_variables(self, wrappers):
+    """The hint variables `ranked` warm-starts from for these wrappers, in its order."""
+    variables = []
+    for name, part, scope in self._parts(wrappers):
+      rows = masking.hint_size(scope, [w.structure for w in part for _ in w.score_variables])
+      if rows:
+        variables.append(self._hint(name, rows))
+    return variables
 
   def assign(self, wrappers, step, jit_compile=False):
     """Sets the masks to the top-k of the scores at `step`'s sparsity (`ranked`)."""
     masks = [m for w in wrappers for m in w.mask_variables]
     if not masks:
       return
-    values, hint, next_hint = self.ranked(wrappers, step, jit_compile)
+    values, hints = self.ranked(wrappers, step, jit_compile)
     for var, value in zip(masks, values):
       var.assign(value)
-    if hint is not None:
+    for hint, next_hint in hints:
       hint.assign(next_hint)
 
   def after_step(self, wrappers, step, ok, jit_compile=False):
@@ -98,25 +139,19 @@ class MaskUpdater:
     if replicas.under_strategy():
       # A mirrored assign may not sit inside a cond: the cond picks the values (the
       # new ranking or the masks as they are), the assign follows outside it.
+      hints = self.hint_variables(wrappers)
       def rerank():
-        values, _, next_hint = self.ranked(wrappers, step, jit_compile)
-        return values + ([] if next_hint is None else [next_hint])
-      hint = self.ranked_hint_variable(wrappers)
-      kept = [tf.identity(m) for m in masks] + ([] if hint is None else [tf.identity(hint)])
+        values, next_hints = self.ranked(wrappers, step, jit_compile)
+        return values + [n for _, n in next_hints]
+      kept = [tf.identity(v) for v in masks + hints]
       values = tf.cond(refresh, rerank, lambda: kept)
-      for var, value in zip(masks + ([] if hint is None else [hint]), values):
+      for var, value in zip(masks + hints, values):
         var.assign(value)
     else:
       def update():
         self.assign(wrappers, step, jit_compile=jit_compile)
         return tf.constant(True)
       tf.cond(refresh, update, lambda: tf.constant(False))
-
-  def ranked_hint_variable(self, wrappers):
-    """The hint variable `ranked` uses for these wrappers (None when none is needed)."""
-    structures = [w.structure for w in wrappers for _ in w.score_variables]
-    rows = masking.hint_size(self.scope, structures)
-    return self._hint(rows) if rows else None
 
   @staticmethod
   def measured_sparsity(wrappers):
@@ -126,6 +161,12 @@ class MaskUpdater:
       return tf.constant(0.0)
     kept = tf.add_n([tf.reduce_sum(m) for m in masks])
     return 1.0 - kept / float(sum(int(np.prod(m.shape)) for m in masks))
+
+
+def ranked_alone(wrapper):
+  """True for a wrapper whose tensors are ranked on their own, outside a global ranking
+  (`FairPruneWrapper(..., mask_scope="layer")`)."""
+  return getattr(wrapper, "mask_scope", None) == "layer"
 
 
 # ---------------------------------------------------------------- pruning-state queries

@@ -20,6 +20,8 @@ one found it (a band of bit patterns around the last threshold; the radix select
 full bisection when the threshold left the band), with the same masks as a full top-k.
 """
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,13 +34,23 @@ def straight_through(scores, mask):
   return tf.identity(mask), grad
 
 
+def _is_number(value, kind=numbers.Real):
+  """A Python or NumPy scalar of `kind` (NumPy's register as `numbers`), not a bool."""
+  return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+
+
 def keep_count(sparsity, size):
   """Number of entries kept at `sparsity` out of `size`: round((1 - sparsity) * size).
 
   Computed in float64 so that large layers are counted exactly. Rounds half to even.
+
+  Raises:
+    TypeError: For a bool `sparsity`.
   """
-  if isinstance(sparsity, (int, float)):
-    sparsity = tf.constant(sparsity, tf.float64)  # Not via float32: 0.9f != 0.9.
+  if isinstance(sparsity, (bool, np.bool_)):
+    raise TypeError(f"sparsity must be a number in [0, 1) or a tensor, got {sparsity!r}.")
+  if _is_number(sparsity):  # Python or NumPy scalar.
+    sparsity = tf.constant(float(sparsity), tf.float64)  # Not via float32: 0.9f != 0.9.
   sparsity = tf.cast(sparsity, tf.float64)
   return tf.cast(tf.round((1.0 - sparsity) * float(size)), tf.int32)
 
@@ -442,8 +454,8 @@ def check_structure_args(block_size=(1, 1), sparsity_m_by_n=None, granularity="w
   """Raises a ValueError for a malformed or contradictory structure."""
   if granularity not in GRANULARITIES:
     raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
-  if not isinstance(block_size, (tuple, list)) or not all(
-      isinstance(b, int) and not isinstance(b, bool) for b in block_size):
+  if not isinstance(block_size, (tuple, list, np.ndarray)) or not all(
+      _is_number(b, numbers.Integral) for b in block_size):
     raise ValueError("block_size must be two positive integers (rows, cols) of the kernel "
                      f"in Keras layout, e.g. (4, 1); got {block_size!r}.")
   block_size = tuple(block_size)

@@ -27,7 +27,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
                        num_groups=_DEFAULTS.num_groups, block_size=(1, 1),
                        sparsity_m_by_n=None, granularity="weight", rescale=True,
                        fairness_output=_DEFAULTS.fairness_output,
-                       layer_floor=_DEFAULTS.layer_floor):
+                       layer_floor=_DEFAULTS.layer_floor, prune_embeddings=None):
   """Prepares a model (or layers) for bi-level fair pruning.
 
   The counterpart of TFMOT's `prune_low_magnitude`. For a Sequential or Functional
@@ -81,6 +81,15 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1), so global ranking
       never empties a layer (it did: 11 layers of ResNet50 at 90%); the total sparsity
       stays exact. 0 ranks purely globally.
+    prune_embeddings: Whether `Embedding` tables are pruned. TFLite stores an
+      embedding table dense whatever its zeros (its consumer, GATHER, reads no sparse
+      tensor), so pruning it costs accuracy and buys no file size. `False` (default)
+      leaves them dense and unwrapped: the target sparsity applies to the other
+      prunable weights, the ones the file can hold sparse. `"layer"` prunes each
+      table to the target sparsity on its own, outside the global ranking (it then
+      never takes the pruning the other layers need). `True` ranks them with every
+      other tensor (the behaviour before; a 90% token transformer kept 1% of its
+      table and its other layers were pruned far less, a file 0.9x the dense one).
     fairness_output: For a model with several outputs: the name (as in the original
       model) or index of the output that the fairness constraints and the per-group
       metrics judge. Default: the only output; with several outputs and fairness
@@ -115,6 +124,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
   """
   structure = _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity)
   target_sparsity = pruning_schedule.validate(target_sparsity)  # Also for layers.
+  prune_embeddings = _check_prune_embeddings(prune_embeddings)
   if isinstance(to_prune, (list, tuple)):
     return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
@@ -130,7 +140,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
   cloning.check_graph_model(to_prune, "Model")
   if mask_scope is None:
     mask_scope = "layer" if granularity == "channel" else "global"
-  policy = WrappingPolicy(to_prune, structure)
+  policy = WrappingPolicy(to_prune, structure, prune_embeddings)
   config = config_lib.PruningConfig(
       target_sparsity=target_sparsity, mask_scope=mask_scope,
       implicit_gradient_scale=implicit_gradient_scale, update_mode=update_mode,
@@ -140,6 +150,25 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
   pruned = _construct(to_prune, policy, **config.as_kwargs())
   _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
   return pruned
+
+
+PRUNE_EMBEDDINGS = (False, "layer", True)
+PRUNE_EMBEDDINGS_DEFAULT = False
+
+
+def _check_prune_embeddings(value):
+  """`prune_embeddings` validated; None reads `PRUNE_EMBEDDINGS_DEFAULT`."""
+  if value is None:
+    return PRUNE_EMBEDDINGS_DEFAULT
+  if not any(value is v or (isinstance(v, str) and value == v) for v in PRUNE_EMBEDDINGS):
+    raise ValueError(f"prune_embeddings must be one of {PRUNE_EMBEDDINGS}, got {value!r}.")
+  return value
+
+
+def is_embedding(layer):
+  """True for an `Embedding` layer of either flavour (TFLite stores its table dense)."""
+  return any(c.__name__ == "Embedding" and c.__module__.split(".")[0] in ("keras", "tf_keras")
+             for c in type(layer).__mro__)
 
 
 def _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity):
@@ -170,13 +199,18 @@ class WrappingPolicy:
     (a removed logit is a removed class), depthwise convolutions (their channels are
     their input's) and transposed convolutions (outputs on another kernel axis).
 
+  * Embedding tables follow `prune_embeddings`: not wrapped (False), wrapped and ranked
+    on their own (`"layer"`), or wrapped like any layer (True).
+
   Args:
     model: The Sequential or Functional model to prune.
     structure: The wrapper arguments (block_size, sparsity_m_by_n, granularity).
+    prune_embeddings: False, `"layer"` or True (see `fair_prune_wrapper`).
   """
 
-  def __init__(self, model, structure):
+  def __init__(self, model, structure, prune_embeddings=True):
     self.structure = structure
+    self.prune_embeddings = prune_embeddings
     self.flavour = flavours.of(model)
     self.wrapper_cls = self.flavour.classes.FairPruneWrapper
     self.model_cls = self.flavour.classes.FairPruneModel
@@ -191,6 +225,8 @@ class WrappingPolicy:
 
   def wraps(self, layer):
     """Whether a (non-wrapper) layer of the model gets a new wrapper."""
+    if self.prune_embeddings is False and is_embedding(layer):
+      return False
     return (not self.selective and layer.built and layer.name not in self.skip and
             bool(registry.get_prunable_weights(layer)))
 
@@ -206,7 +242,9 @@ class WrappingPolicy:
     # A wrapper computes in its layer's dtype policy, not the global one: a layer keeps
     # the policy it was built with (Keras' and TFMOT's convention), so a float32 model
     # stays float32 when mixed_float16 is set afterwards, wrappers included.
-    return self.wrapper_cls(new, **self.structure, dtype=_private.dtype_policy(new))
+    scope = {"mask_scope": "layer"} if self.prune_embeddings == "layer" and is_embedding(
+        layer) else {}
+    return self.wrapper_cls(new, **self.structure, **scope, dtype=_private.dtype_policy(new))
 
 
 def _construct(model, policy, **model_kwargs):
@@ -232,7 +270,12 @@ def _construct(model, policy, **model_kwargs):
     else:
       new.set_weights(source.get_weights())
   if not pruned.fair_prune_wrappers:
-    raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.")
+    hint = ""
+    if policy.prune_embeddings is False and any(
+        is_embedding(l) for l in _private.flatten_layers(model, include_self=False)):
+      hint = (" Its Embedding tables are left dense by default (TFLite stores them dense): "
+              "prune_embeddings='layer' or True prunes them.")
+    raise ValueError(f"Model '{model.name}' has no prunable weights: nothing to prune.{hint}")
   return pruned
 
 

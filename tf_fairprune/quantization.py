@@ -26,7 +26,9 @@ def _kernels(model):
 
 
 def kernel_sparsity(model):
-  """Zero fraction over the model's kernels."""
+  """Zero fraction over EVERY kernel of the model (dense, convolution, depthwise,
+  pointwise and embedding weights), pruned or not; `export_tflite` reports it as
+  `weight_sparsity`, beside `pruned_sparsity` over the pruned tensors only."""
   values = [w.numpy() for w in _kernels(model).values()]
   return sum(int(np.sum(v == 0)) for v in values) / max(sum(v.size for v in values), 1)
 

@@ -16,7 +16,10 @@ _HOW_TO = (
     "To make it prunable, either give the layer a `get_prunable_weights()` method "
     "(e.g. subclass `tfmot.sparsity.keras.PrunableLayer`), register its class with "
     "`tf_fairprune.register_prunable_layer(cls, ['kernel', ...])`, or wrap only the "
-    "layers you want pruned with `fair_prune_wrapper(layer)` before building the model."
+    "layers you want pruned with `fair_prune_wrapper(layer)` before building the model. "
+    "If none of its weights should be pruned (e.g. a ViT position embedding or class "
+    "token), register it with nothing to prune: "
+    "`tf_fairprune.register_prunable_layer(cls, [])`."
 )
 
 

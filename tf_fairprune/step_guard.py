@@ -151,13 +151,31 @@ class GuardLogic:
       self._seen = count
 
 
+def is_callback_list(callbacks):
+  """A Keras `CallbackList` (Keras 3's fit passes its own, guard included, to its
+  validation), not a list of callbacks."""
+  return (callbacks is not None and not isinstance(callbacks, (list, tuple)) and
+          isinstance(getattr(callbacks, "callbacks", None), list))
+
+
+def listed(callbacks):
+  """The callbacks `fit` got, as a list: None, one callback, a list or tuple, or the
+  callbacks of a `CallbackList` (Keras accepts each)."""
+  if callbacks is None:
+    return []
+  if is_callback_list(callbacks):
+    return list(callbacks.callbacks)
+  if isinstance(callbacks, (list, tuple)):
+    return list(callbacks)
+  return [callbacks]
+
+
 def with_guard(callbacks, guard_class):
   """`callbacks` plus a `guard_class()` (the model's flavour's `GuardCallback`) if it
   has no guard."""
-  if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-    # A CallbackList: Keras 3's fit passes its own (guard included) to its validation.
+  if is_callback_list(callbacks):
     return callbacks
-  callbacks = list(callbacks or [])
+  callbacks = listed(callbacks)
   if not any(isinstance(c, GuardLogic) for c in callbacks):
     callbacks.append(guard_class())
   return callbacks

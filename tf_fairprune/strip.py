@@ -36,6 +36,15 @@ def masks_baked_in(model):
       var.assign(value)
 
 
+_PRUNED_VARIABLES = "_tf_fairprune_pruned_variables"
+
+
+def pruned_variables(model):
+  """The variables of a model made by `strip_fair_pruning` that were pruned (the wrapped
+  tensors), or None for any other model (e.g. one read back from a file)."""
+  return getattr(model, _PRUNED_VARIABLES, None)
+
+
 def strip_fair_pruning(model, shrink=False):
   """Returns a plain Keras model (of the model's flavour) with the masks baked in.
 
@@ -99,15 +108,20 @@ def strip_fair_pruning(model, shrink=False):
     source_class = "Sequential" if isinstance(model, k.Sequential) else "Functional"
   stripped = cloning.rebuild(clone, model, k.Sequential if source_class == "Sequential" else k.Model)
   pruned_channels = {}
+  pruned = []
   for source, new in copies:
     if is_wrapper(source):
       masked = source.masked_variables()
       new.set_weights([np.asarray(masked.get(id(v), v)) for v in source.layer.weights])
+      ids = {id(v) for v in source.prunable_weights}
+      pruned += [n for v, n in zip(source.layer.weights, new.weights) if id(v) in ids]
       if source.granularity == "channel":
         pruned_channels[new.name] = source.channel_mask().numpy() == 0
     else:
       new.set_weights(source.get_weights())
   if not shrink:
+    # Unsaved, untracked: which variables were pruned (`export_tflite`'s pruned_sparsity).
+    object.__setattr__(stripped, _PRUNED_VARIABLES, pruned)
     return stripped
   if not pruned_channels:
     raise ValueError("shrink=True removes channels pruned with granularity='channel'; "

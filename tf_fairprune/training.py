@@ -191,8 +191,14 @@ class BiLevelTrainingMixin:
     """
     object.__setattr__(self, "_reference_model", model)
     # The traced steps captured the previous reference: trace them again.
-    self._reset_train_function()
-    self.test_function = None
+    self._drop_traced_functions()
+
+  def _drop_traced_functions(self):
+    """Forgets every traced function that captured the model's configuration."""
+    object.__setattr__(self, "train_function", None)
+    object.__setattr__(self, "test_function", None)
+    object.__setattr__(self, "_held_out_passes", {})
+    object.__setattr__(self, "_sparsity_status", None)
 
   # ---------------------------------------------------------------- pruning state
   # (the queries themselves live next to the mask updater, in mask_updater.py)
@@ -282,7 +288,7 @@ class BiLevelTrainingMixin:
     self._flavour.check_same_flavour(optimizer, "optimizer")
     self._flavour.check_same_flavour(mask_optimizer, "mask_optimizer")
     super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-    self._reset_train_function()  # Also the step kept for the other held-out mode.
+    self._drop_traced_functions()
     if mask_optimizer is None:
       mask_optimizer = default_mask_optimizer(self._flavour)
     with self.distribute_strategy.scope():
@@ -353,67 +359,99 @@ class BiLevelTrainingMixin:
     self._check_packed_groups(args[0] if args else kwargs.get("x"))
     self._check_labels(args[0] if args else kwargs.get("x"),
                        args[1] if len(args) > 1 else kwargs.get("y"))
-    self._use_held_out(kwargs.get("callbacks"))
+    steering = self._use_held_out(kwargs.get("callbacks"))
     callbacks = step_guard.with_guard(kwargs.pop("callbacks", None),
                                      self._flavour.classes.GuardCallback)
     self.stopped_on_non_finite_loss = False
     if self.built:
       self.update_masks()
-    history = super().fit(*args, callbacks=callbacks, **kwargs)
+    try:
+      history = super().fit(*args, callbacks=callbacks, **kwargs)
+      for callback in steering:
+        # After every callback's `on_train_end` (one may restore other weights), so that
+        # the model returned is the iterate `selected` describes.
+        callback.finish()
+    finally:
+      self.held_out_mode = False  # Training rates for whatever runs next.
     self._warn_if_too_sparse()
     return history
 
-  # The traced training step. A property so that the step traced for the other
-  # held-out mode can be kept (`_set_held_out_mode`) only while nothing else replaces
-  # the step: whenever Keras sets a new one (a new trace; None from `compile`,
-  # tf_keras' `jit_compile` setter, saving) the kept step is dropped and a new trace
-  # generation starts (what `HeldOutFairness` keys its own traced functions on).
+  # ---------------------------------------------------------------- held-out steering
+  # The protocol `HeldOutFairness` uses (fairness/held_out/): the mode the step reads,
+  # the statistics of a held-out batch, a cached traced pass over a held-out set, and
+  # the multipliers' update from a measurement.
   @property
-  def train_function(self):
-    return self.__dict__.get("_fair_train_function")
+  def held_out_mode(self):
+    """Whether the training step reads held-out rates (set by `fit` while a
+    `HeldOutFairness` callback is in its callbacks)."""
+    return self._objective.held_out
 
-  @train_function.setter
-  def train_function(self, function):
-    # tf_keras assigns the step it already holds at every `fit`: that changes nothing.
-    if function is None or function is not self.__dict__.get("_fair_train_function"):
-      self._drop_kept_step()
-    object.__setattr__(self, "_fair_train_function", function)
+  @held_out_mode.setter
+  def held_out_mode(self, value):
+    self._objective.held_out = bool(value)
 
-  def _drop_kept_step(self):
-    object.__setattr__(self, "_other_mode_step", None)
-    object.__setattr__(self, "_trace_generation",
-                       self.__dict__.get("_trace_generation", 0) + 1)
+  def held_out_statistics(self, data):
+    """One held-out batch in inference mode: a `held_out.BatchStatistics` (traceable).
 
-  def _reset_train_function(self):
-    """Drops every traced step. Not `self.train_function = None`: Keras 3 skips an
-    assignment of the value an attribute already holds, and after a `fit` with
-    `HeldOutFairness` the current step is None while the other mode's is kept."""
-    object.__setattr__(self, "_fair_train_function", None)
-    self._drop_kept_step()
+    Args:
+      data: `(packed x, y)` or `(packed x, y, sample_weight)` of one batch.
+    """
+    return held_out_lib.batch_statistics(self, self._unpack(data), self._objective,
+                                         self._judged, self._reference_model,
+                                         getattr(self, "_signed_labels", False))
 
-  def _set_held_out_mode(self, held_out):
-    """Switches the step between the training batches' rates and held-out rates.
+  @property
+  def reference_model(self):
+    """The dense model degradation constraints compare against (`set_reference_model`),
+    or None."""
+    return self._reference_model
 
-    The step reads the mode when it is traced: the step of the mode left is kept and
-    given back when the mode returns (unless the step was reset in between), so that
-    a `fit` with `HeldOutFairness` after another does not trace the step again."""
-    if held_out == self._objective.held_out:
-      return
-    kept = self.__dict__.get("_other_mode_step")
-    current = self.__dict__.get("_fair_train_function")
-    self._objective.held_out = held_out
-    object.__setattr__(self, "_fair_train_function",
-                       kept[1] if kept is not None and kept[0] == held_out else None)
-    object.__setattr__(self, "_other_mode_step",
-                       None if current is None else (not held_out, current))
+  def check_data(self, x, y=None):
+    """The checks `fit` and `evaluate` make on array data before a step: group ids in
+    [0, num_groups) and labels the output can read.
+
+    Raises:
+      ValueError: Naming what is wrong.
+    """
+    self._check_packed_groups(x)
+    self._check_labels(x, y)
+
+  def held_out_pass(self, dataset):
+    """A traced pass of `held_out_statistics` summed over every batch of `dataset`:
+    made once per dataset and kept until `compile` or `set_reference_model` (which
+    change what it computes)."""
+    cache = self.__dict__.setdefault("_held_out_passes", {})
+    if id(dataset) not in cache:
+      cache[id(dataset)] = (dataset, held_out_lib.reduction_function(self, dataset))
+    return cache[id(dataset)][1]
+
+  def sparsity_status(self):
+    """(schedule's sparsity now, final sparsity of the schedule, measured sparsity of the
+    masks) as floats, from one traced call (kept until `compile`)."""
+    function = self.__dict__.get("_sparsity_status")
+    if function is None:
+      function = tf.function(lambda: (self.sparsity_at(), self.sparsity_at(2**40),
+                                      self.measured_sparsity()))
+      object.__setattr__(self, "_sparsity_status", function)
+    return tuple(float(v) for v in function())
+
+  def apply_held_out(self, rates, steps, back_off=False, tolerances=None):
+    """Takes the multipliers' dual step on measured held-out rates (`FairnessObjective.
+    apply_held_out`)."""
+    self._objective.apply_held_out(rates, steps, back_off=back_off, tolerances=tolerances)
 
   def _use_held_out(self, callbacks):
-    """Held-out mode while a `HeldOutFairness` callback is in `fit`'s callbacks (the
-    step is traced once per mode, `_set_held_out_mode`); else warns once that
-    multipliers steered by training rates do not make a gap hold on new data."""
-    listed = callbacks if isinstance(callbacks, (list, tuple)) else []
-    held_out = any(isinstance(c, held_out_lib.HeldOutFairness) for c in listed)
-    self._set_held_out_mode(held_out)
+    """Held-out mode while a `HeldOutFairness` callback is in `fit`'s callbacks (a value
+    the traced step reads: one trace serves both modes); else warns once that
+    multipliers steered by training rates do not make a gap hold on new data. Returns
+    the callbacks that steer on held-out data."""
+    steering = [c for c in step_guard.listed(callbacks)
+                if isinstance(c, held_out_lib.HeldOutFairness)]
+    if len(steering) > 1:
+      raise ValueError("fit got several HeldOutFairness callbacks: the multipliers can "
+                       "follow one held-out set only. Pass one.")
+    held_out = bool(steering)
+    self.held_out_mode = held_out
     lagrangian = [c.name for c in self.fairness if c.mode == "lagrangian"]
     if lagrangian and not held_out and not getattr(self, "_warned_training_rates", False):
       object.__setattr__(self, "_warned_training_rates", True)
@@ -423,6 +461,7 @@ class BiLevelTrainingMixin:
           "data. Give fit a held-out set with group ids: callbacks=[tf_fairprune."
           "HeldOutFairness((pack_group_data(x_val, g_val), y_val))].",
           UserWarning, stacklevel=3)
+    return steering
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
     self._check_packed_groups(args[0] if args else kwargs.get("x"))

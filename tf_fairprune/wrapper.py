@@ -99,6 +99,10 @@ class FairPruneWrapperLogic:
       (in, out), as TFMOT's `block_size`; (1, 1) prunes single weights.
     sparsity_m_by_n: `(N, M)`: keep N of every M consecutive inputs (e.g. (2, 4)).
     granularity: `"weight"` or `"channel"` (whole output channels / filters).
+    mask_scope: None (default: ranked as the model ranks every wrapper) or `"layer"`:
+      this layer's tensors stay out of a global ranking and are each pruned to the
+      target sparsity on their own (`fair_prune_wrapper(prune_embeddings="layer")`
+      sets it on embedding tables).
     **kwargs: Keyword arguments of `tf_keras.layers.Layer` (e.g. `name`).
 
   Raises:
@@ -122,7 +126,7 @@ class FairPruneWrapperLogic:
   _flavour = None
 
   def __init__(self, layer, block_size=(1, 1), sparsity_m_by_n=None, granularity="weight",
-               **kwargs):
+               mask_scope=None, **kwargs):
     flavour = self._flavour
     if not isinstance(layer, flavour.keras.layers.Layer):
       raise TypeError(
@@ -143,11 +147,15 @@ class FairPruneWrapperLogic:
       raise ValueError(
           f"Layer '{layer.name}' of type {type(layer).__name__} is not supported. "
           f"{registry._HOW_TO}")  # pylint: disable=protected-access
+    # Checked before int(): (True, 1) or (4.5, 1) would otherwise pass as (1, 1), (4, 1).
+    masking.check_structure_args(block_size, sparsity_m_by_n, granularity)
     self.block_size = tuple(int(b) for b in block_size)
     self.sparsity_m_by_n = (None if sparsity_m_by_n is None
                             else tuple(int(v) for v in sparsity_m_by_n))
     self.granularity = granularity
-    masking.check_structure_args(self.block_size, self.sparsity_m_by_n, granularity)
+    if mask_scope not in (None, "layer"):
+      raise ValueError(f"A wrapper's mask_scope must be None or 'layer', got {mask_scope!r}.")
+    self.mask_scope = mask_scope
     if granularity == "channel" and "Transpose" in type(layer).__name__:
       raise ValueError(f"granularity='channel' needs the output channels on the kernel's "
                        f"last axis; {type(layer).__name__} '{layer.name}' stores them second "
@@ -218,6 +226,8 @@ class FairPruneWrapperLogic:
     config.update(block_size=list(self.block_size),
                   sparsity_m_by_n=None if self.sparsity_m_by_n is None else list(self.sparsity_m_by_n),
                   granularity=self.granularity)
+    if self.mask_scope is not None:  # Absent otherwise: files stay as they were.
+      config["mask_scope"] = self.mask_scope
     return config
 
   @property

@@ -7,12 +7,19 @@ ones are imputed with an indicator column, categorical ones get a category of th
 and the dataset's `notes` say which columns had any.
 """
 
-import csv
 import dataclasses
 import importlib.util
 import os
 
 import numpy as np
+
+from tf_fairprune.datasets import csv_table
+from tf_fairprune.datasets.csv_table import MISSING  # pylint: disable=unused-import
+from tf_fairprune.datasets.csv_table import MISSING_CATEGORY
+from tf_fairprune.datasets.csv_table import random_split  # pylint: disable=unused-import
+
+_is_missing, _category, _number = csv_table.is_missing, csv_table.category, csv_table.number
+_is_infinite = csv_table.is_infinite
 
 
 @dataclasses.dataclass
@@ -85,14 +92,6 @@ def check_sensitive(sensitive, groups):
     raise ValueError(f"sensitive must be one of {sorted(groups)}, got {sensitive!r}.")
 
 
-def random_split(n, fractions, seed):
-  """Index arrays for (train, validation, test) given validation and test fractions."""
-  val_fraction, test_fraction = fractions
-  order = np.random.default_rng(seed).permutation(n)
-  n_test, n_val = int(round(test_fraction * n)), int(round(val_fraction * n))
-  return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
-
-
 def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_names):
   """Encodes dict rows into a `GroupDataset`.
 
@@ -109,50 +108,59 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
   def numbers(rows):
     return np.array([[_number(r[c]) for c in numeric] for r in rows],
                     dtype=np.float64).reshape(len(rows), len(numeric))
-  num = numbers(train_rows)
+  raws = [numbers(rows) for rows in rows_by_split]  # Parsed once: wide files are slow.
   # Missing numeric values: the training mean, plus a 0/1 "missing" indicator column
   # for every column that has any (in any split), so the model can tell.
-  mean = np.nan_to_num(np.nanmean(num, axis=0)) if len(num) else np.zeros(len(numeric))
-  std = np.nan_to_num(np.nanstd(num, axis=0)) + 1e-8 if len(num) else np.ones(len(numeric))
-  missing_cols = [i for i, c in enumerate(numeric)
-                  if any(np.isnan(numbers(rows)[:, i]).any() for rows in rows_by_split)]
-  notes = []
+  scale, mean, std = _moments(raws[0])
+  missing_cols = [i for i in range(len(numeric)) if any(np.isnan(raw[:, i]).any() for raw in raws)]
+  numeric_notes, categorical_notes = [], []
   for i in missing_cols:
-    counts = [int(np.isnan(numbers(rows)[:, i]).sum()) for rows in rows_by_split]
+    counts = [int(np.isnan(raw[:, i]).sum()) for raw in raws]
     infinite = sum(_is_infinite(r[numeric[i]]) for rows in rows_by_split for r in rows)
     what = (f" (of which {infinite} non-finite numbers: inf, -inf or out of float range)"
             if infinite else "")
-    notes.append(f"'{numeric[i]}': {sum(counts)} missing values{what} (train/validation/test "
-                 f"{'/'.join(map(str, counts))}) set to the training mean {mean[i]:.4g}, with "
-                 f"an indicator column '{numeric[i]}=missing'")
+    numeric_notes.append(
+        (numeric[i], sum(counts),
+         f"'{numeric[i]}': {sum(counts)} missing values{what} (train/validation/test "
+         f"{'/'.join(map(str, counts))}) set to the training mean {mean[i] * scale[i]:.4g}, "
+         f"with an indicator column '{numeric[i]}=missing'"))
   for c in categorical:
     counts = [sum(_is_missing(r[c]) for r in rows) for rows in rows_by_split]
     if sum(counts):
-      notes.append(f"'{c}': {sum(counts)} missing values (train/validation/test "
-                   f"{'/'.join(map(str, counts))}) encoded as a category of their own, "
-                   f"'{c}={MISSING_CATEGORY}'" if counts[0] else
-                   f"'{c}': {sum(counts)} missing values (train/validation/test "
-                   f"{'/'.join(map(str, counts))}) encoded as all zeros (no missing value "
-                   "in training)")
+      categorical_notes.append(
+          (c, sum(counts),
+           f"'{c}': {sum(counts)} missing values (train/validation/test "
+           f"{'/'.join(map(str, counts))}) encoded as a category of their own, "
+           f"'{c}={MISSING_CATEGORY}'" if counts[0] else
+           f"'{c}': {sum(counts)} missing values (train/validation/test "
+           f"{'/'.join(map(str, counts))}) encoded as all zeros (no missing value "
+           "in training)"))
+  notes = (_summarised(numeric_notes, "numeric", "set to the training mean, with an "
+                       "indicator column '<column>=missing' each") +
+           _summarised(categorical_notes, "categorical", "encoded as a category "
+                       f"'<column>={MISSING_CATEGORY}' (all zeros where training had none)"))
   categories = {c: sorted({_category(r[c]) for r in train_rows}) for c in categorical}
+  width = len(numeric) + len(missing_cols) + sum(len(v) for v in categories.values())
 
-  def encode(rows):
-    raw = numbers(rows)
+  def encode(rows, raw):
+    # Filled in place (float32): a float64 copy per column and a concatenation would
+    # need three times the memory of the result.
+    x = np.zeros((len(rows), width), np.float32)
     gaps = np.isnan(raw)
-    parts = [(np.where(gaps, mean, raw) - mean) / std, gaps[:, missing_cols].astype(float)]
+    x[:, :len(numeric)] = (np.where(gaps, mean, raw / scale) - mean) / std
+    x[:, len(numeric):len(numeric) + len(missing_cols)] = gaps[:, missing_cols]
+    start = len(numeric) + len(missing_cols)
     for c in categorical:
       lookup = {v: i for i, v in enumerate(categories[c])}
-      onehot = np.zeros((len(rows), len(lookup)))
       for j, r in enumerate(rows):
         value = _category(r[c])
         if value in lookup:  # Unseen categories stay all-zero.
-          onehot[j, lookup[value]] = 1.0
-      parts.append(onehot)
-    return Split(np.concatenate(parts, axis=1).astype(np.float32),
-                 np.array([label_fn(r) for r in rows], dtype=np.float32),
+          x[j, start + lookup[value]] = 1.0
+      start += len(lookup)
+    return Split(x, np.array([label_fn(r) for r in rows], dtype=np.float32),
                  np.array([group_fn(r) for r in rows], dtype=np.int32))
 
-  train, val, test = (encode(rows) for rows in rows_by_split)
+  train, val, test = (encode(rows, raw) for rows, raw in zip(rows_by_split, raws))
   return GroupDataset(name=name, train=train, validation=val, test=test,
                       group_names=list(group_names),
                       feature_names=list(numeric) + [f"{numeric[i]}=missing" for i in missing_cols]
@@ -160,48 +168,32 @@ def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_n
                       notes=notes)
 
 
-MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
-MISSING_CATEGORY = "missing"  # The one category of every missing spelling.
+def _summarised(column_notes, kind, what, most=10):
+  """The notes of (column, missing count, note), or one note when there are more than
+  `most` (a wide file would print one line per column)."""
+  if len(column_notes) <= most:
+    return [note for _, _, note in column_notes]
+  shown = ", ".join(f"'{c}' {n}" for c, n, _ in column_notes[:5])
+  return [f"{len(column_notes)} {kind} columns have missing values "
+          f"({sum(n for _, n, _ in column_notes)} in all; {shown}, ...): {what}"]
 
 
-def _is_missing(value):
-  return value is None or str(value).strip().lower() in MISSING
-
-
-def _category(value):
-  """A categorical cell; every spelling of a missing value is one category."""
-  return MISSING_CATEGORY if _is_missing(value) else value
-
-
-def _is_infinite(value):
-  """A number that is not finite: 'inf', '-inf', '1e999' (overflows to inf)."""
-  if _is_missing(value):
-    return False
-  try:
-    return not np.isfinite(float(value))
-  except (TypeError, ValueError):
-    return False
-
-
-def _number(value):
-  """float(value); NaN for a missing value (empty, 'NaN', 'NA', '?', ...) and for a
-  non-finite number (inf, -inf, 1e999): both are imputed, never used as they are."""
-  if _is_missing(value):
-    return float("nan")
-  number = float(value)
-  return number if np.isfinite(number) else float("nan")
-
-
-def _is_number(value):
-  """A number (finite or not: a non-finite one is treated as missing), or a missing
-  value: what a numeric column may hold."""
-  if _is_missing(value):
-    return True
-  try:
-    float(value)
-    return True
-  except (TypeError, ValueError):
-    return False
+def _moments(num):
+  """(scale, mean, std) of each column of the training numbers, the mean and std in
+  units of `scale`: 1 where the plain moments are finite, else the column's largest
+  |value| (numbers near 1e308 overflow the variance and x - mean)."""
+  columns = num.shape[1]
+  if not len(num):
+    return np.ones(columns), np.zeros(columns), np.ones(columns)
+  with np.errstate(over="ignore", invalid="ignore"):
+    mean, std = np.nanmean(num, axis=0), np.nanstd(num, axis=0)
+  scale = np.ones(columns)
+  wide = ~(np.isfinite(mean) & np.isfinite(std)) & ~np.all(np.isnan(num), axis=0)
+  if wide.any():
+    scale[wide] = np.nanmax(np.abs(num[:, wide]), axis=0)
+    mean[wide] = np.nanmean(num[:, wide] / scale[wide], axis=0)
+    std[wide] = np.nanstd(num[:, wide] / scale[wide], axis=0)
+  return scale, np.nan_to_num(mean), np.nan_to_num(std) + 1e-8
 
 
 def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
@@ -211,12 +203,18 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   categorical. Missing numeric values (empty, 'NaN', 'NA', '?', ...) and non-finite
   ones ('inf', '-inf', '1e999') are set to the training mean, with a 0/1
   '<column>=missing' indicator feature; missing categorical cells are one category,
-  '<column>=missing'. The dataset's `notes` say which columns had any. Rows are split at random (validation and test fractions).
+  '<column>=missing'. Rows are split at random (validation and test fractions). The
+  file is read and checked by `csv_table.inspect_csv` (UTF-8 with or without a BOM;
+  ',' or, if the header has no comma, ';', tab or '|' as delimiter); the dataset's
+  `notes` say what a user should know: which columns had missing values, which label
+  value is the positive class, a delimiter other than ','.
 
   Args:
     path: The CSV file (with a header row).
-    label: Name of the binary label column (its two values sorted; the second is 1).
-    group: Name of the sensitive-attribute column (its values sorted give the ids).
+    label: Name of the binary label column (its two values ordered, as numbers when
+      both are; the second is 1). Every row needs one.
+    group: Name of the sensitive-attribute column (its values sorted give the ids;
+      missing cells are one group, 'missing').
     seed: Seed of the split.
     fractions: (validation, test) fractions.
 
@@ -224,29 +222,25 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     A `GroupDataset`.
 
   Raises:
-    ValueError: If the file is empty, a column is missing or the label is not binary.
+    ValueError: One line for every file it cannot train on (see `inspect_csv`): empty,
+      not UTF-8 text, duplicate column names, ragged rows, a missing column, a label
+      that is not binary or missing on a row, one group, no feature, too few rows.
+    OSError: If the file cannot be opened.
+
+  Example:
+
+  ```python
+  data = load_csv("data.csv", label="income", group="sex")
+  print(data.group_names, data.train.x.shape, data.notes)
+  ```
   """
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  if not rows:
-    raise ValueError(f"{path} has no rows.")
-  for col, flag in ((label, "label"), (group, "group")):
-    if col not in rows[0]:
-      raise ValueError(f"{path} has no column {col!r} (the {flag}); columns: {sorted(rows[0])}.")
-  labels = sorted({r[label] for r in rows})
-  if len(labels) != 2:
-    raise ValueError(f"The label column {label!r} must be binary, found {labels[:5]}.")
-  group_names = sorted({r[group] for r in rows})
-  features = [c for c in rows[0] if c not in (label, group)]
-  # Numeric: every value a number or missing (non-finite ones imputed as missing), and
-  # at least one finite number.
-  numeric = [c for c in features if all(_is_number(r[c]) for r in rows)
-             and any(np.isfinite(_number(r[c])) for r in rows)]
-  categorical = [c for c in features if c not in numeric]
-  splits = random_split(len(rows), fractions, seed)
-  return build(os.path.basename(path), [[rows[i] for i in idx] for idx in splits],
-               numeric, categorical, lambda r: labels.index(r[label]),
-               lambda r: group_names.index(r[group]), group_names)
+  plan = csv_table.inspect_csv(path, label, group, seed, fractions)
+  label_ids = {v: i for i, v in enumerate(plan.labels)}
+  group_ids = {v: i for i, v in enumerate(plan.group_names)}
+  data = build(os.path.basename(path), plan.splits, plan.numeric, plan.categorical,
+               lambda r: label_ids[r[label]], lambda r: group_ids[r[group]], plan.group_names)
+  data.notes[:0] = plan.notes
+  return data
 
 
 def merge_small_groups(dataset, min_size):
@@ -262,12 +256,20 @@ def merge_small_groups(dataset, min_size):
 
   Returns:
     A new `GroupDataset` (the input is unchanged); its `notes` say what was merged.
+
+  Raises:
+    ValueError: If every group has fewer than `min_size` rows: one group is left, and
+      fairness across groups needs two.
   """
   sizes = np.bincount(dataset.train.groups, minlength=dataset.num_groups)
   small = [g for g in range(dataset.num_groups) if sizes[g] < min_size]
   if not small:
     return dataset
   kept = [g for g in range(dataset.num_groups) if g not in small]
+  if not kept:
+    raise ValueError(f"every group has fewer than {min_size} training rows (the largest "
+                     f"{sizes.max()}): merged, they would be one group, and fairness needs "
+                     "two; use a smaller minimum.")
   remap = np.zeros(dataset.num_groups, np.int32)
   remap[kept] = np.arange(len(kept))
   remap[small] = len(kept)

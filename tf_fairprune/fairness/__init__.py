@@ -10,6 +10,7 @@ from tf_fairprune.fairness.constraints import EqualizedOdds
 from tf_fairprune.fairness.constraints import EqualOpportunity
 from tf_fairprune.fairness.constraints import ExcessDegradation
 from tf_fairprune.fairness.constraints import FairnessConstraint
+from tf_fairprune.fairness.constraints import MaxGroupLoss
 from tf_fairprune.fairness.constraints import PerformanceFairness
 from tf_fairprune.fairness.enforcement import Lagrangian
 from tf_fairprune.fairness.enforcement import Penalty
@@ -18,7 +19,8 @@ from tf_fairprune.fairness.held_out import HeldOutFairness
 __all__ = [
     "DegradationFairness", "DemographicParity", "EqualOpportunity", "EqualizedOdds",
     "ExcessDegradation",
-    "FairnessConstraint", "FairnessReport", "HeldOutFairness", "Lagrangian", "Penalty",
+    "FairnessConstraint", "FairnessReport", "HeldOutFairness", "Lagrangian", "MaxGroupLoss",
+    "Penalty",
     "PerformanceFairness", "dense_correctness",
     "evaluate_fairness", "fairness_report",
 ]

@@ -31,6 +31,7 @@ term is exactly zero at θ = θ_dense.
 
 import tensorflow as tf
 
+from tf_fairprune import checks
 from tf_fairprune.fairness import enforcement as enforcement_lib
 from tf_fairprune.fairness import outcomes
 
@@ -72,6 +73,12 @@ class FairnessConstraint:
   default_name = "gap"
   needs_dense = False  # Compares against the dense model's outputs.
   num_terms = 1  # Rates per group the constraint bounds (equalized odds: TPR and FPR).
+  # The name of the gap in the audit (`evaluate_fairness`'s report, fairlearn's names).
+  audit_gap = None
+  # How the one-sided constraints are formed from the group rates: "pairwise" (rate_i −
+  # rate_j for every ordered pair), "excess" (each group's rate − the overall rate) or
+  # "group" (each group's rate), for the intervals (`intervals.gap_interval`).
+  kind = "pairwise"
 
   def __init__(self, tolerance=0.01, enforcement=None, surrogate="margin", temperature=0.5,
                from_logits=None, positive_class=1, name=None, **rule_args):
@@ -81,9 +88,7 @@ class FairnessConstraint:
     if surrogate not in SURROGATES:
       raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}.")
     for arg, value in (("tolerance", tolerance), ("temperature", temperature)):
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-          0.0 <= float(value) < float("inf")):
-        raise ValueError(f"{arg} must be a finite number >= 0, got {value!r}.")
+      checks.number(arg, value)
     if float(temperature) == 0.0:
       raise ValueError("temperature must be > 0.")
     if enforcement is None:
@@ -144,11 +149,7 @@ class FairnessConstraint:
     """
     raise NotImplementedError
 
-  def statistics(self, y_true, y_pred, groups, sample_weight, num_groups, dense=None,
-                 from_logits=None):
-    """Per-group sums and counts, summed over replicas: (smooth, hard, counts), [T, K]."""
-    if from_logits is None:
-      from_logits = bool(self.from_logits)
+  def _check_dense(self, dense):
     if self.needs_dense and dense is None:
       raise ValueError(
           f"{type(self).__name__} compares against the dense model, which this model does "
@@ -156,6 +157,36 @@ class FairnessConstraint:
           "`model.set_reference_model(dense_model)` — after `load_model` too — or pack "
           "the dense model's outputs with the data: pack_group_data(x, groups, "
           "dense_outputs=dense_model.predict(x)).")
+
+  def hard_statistics(self, y_true, y_pred, groups, sample_weight, num_groups, dense=None,
+                      from_logits=None):
+    """The sufficient statistics of the hard outcomes for intervals, each [T, K] float64,
+    summed over replicas: (Σ w·v, Σ w·v², Σ w, Σ w², rows), over the rows each term
+    counts (`intervals.GroupSums`). Measured outside the training step (held-out sets);
+    the first and third are the hard sums and counts the multipliers read."""
+    if from_logits is None:
+      from_logits = bool(self.from_logits)
+    self._check_dense(dense)
+    groups = tf.reshape(tf.cast(groups, tf.int32), [-1])
+    weights = tf.cast(outcomes.example_weights(sample_weight, groups), tf.float64)
+    out = [[] for _ in range(5)]
+    for _, hard_v, eligible in self.terms(y_true, y_pred, from_logits, dense):
+      eligible = tf.cast(eligible, tf.float64)
+      w = weights * eligible
+      hard_v = tf.cast(hard_v, tf.float64)
+      for i, (values, per_row) in enumerate(((hard_v, w), (tf.square(hard_v), w),
+                                             (tf.ones_like(w), w), (w, w),
+                                             (tf.ones_like(w), tf.cast(eligible > 0,
+                                                                       tf.float64)))):
+        out[i].append(outcomes.group_sums(values, groups, per_row, num_groups, tf.float64))
+    return tuple(tf.stack(o) for o in out)
+
+  def statistics(self, y_true, y_pred, groups, sample_weight, num_groups, dense=None,
+                 from_logits=None):
+    """Per-group sums and counts, summed over replicas: (smooth, hard, counts), [T, K]."""
+    if from_logits is None:
+      from_logits = bool(self.from_logits)
+    self._check_dense(dense)
     groups = tf.reshape(tf.cast(groups, tf.int32), [-1])
     weights = outcomes.example_weights(sample_weight, groups)
     smooth, hard, counts = [], [], []
@@ -185,11 +216,13 @@ class FairnessConstraint:
     se = 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
     return tf.sqrt(tf.square(se)[..., :, None] + tf.square(se)[..., None, :])
 
-  def violations(self, ref_hard_sums, ref_counts, held_out=False):
-    """Measured value − ε (less the Lagrangian rule's noise margin on training rates),
-    per one-sided constraint; −ε where the groups are absent (counts as met)."""
+  def violations(self, ref_hard_sums, ref_counts, held_out=False, tolerances=None):
+    """Measured value − ε (less the Lagrangian rule's noise margin on training rates;
+    less `tolerances` on held-out rates), per one-sided constraint; −ε where the groups
+    are absent (counts as met)."""
     if self.mode == "lagrangian":
-      return self.enforcement.violations(self, ref_hard_sums, ref_counts, held_out)
+      return self.enforcement.violations(self, ref_hard_sums, ref_counts, held_out,
+                                         tolerances)
     values, valid = self.values(ref_hard_sums, ref_counts)
     return tf.where(valid, values, 0.0) - self.tolerance
 
@@ -199,7 +232,7 @@ class FairnessConstraint:
     return tf.reduce_max(tf.where(valid, values, 0.0))
 
   def penalty(self, smooth_sums, counts, ref_hard_sums, ref_counts, multipliers=None,
-              held_out=False):
+              held_out=False, tolerances=None):
     """The loss term of this batch.
 
     Args:
@@ -207,7 +240,10 @@ class FairnessConstraint:
       ref_hard_sums, ref_counts: [T, K] measured hard sums and counts (held-out rates,
         or the running training rates) that the rule reads.
       multipliers: The Lagrange multipliers (Lagrangian rule), `multiplier_shape`.
-      held_out: Whether the reference rates are held-out ones.
+      held_out: Whether the reference rates are held-out ones (a bool, or a bool tensor
+        the traced step reads).
+      tolerances: With held-out rates, the tolerance of each one-sided constraint
+        (`multiplier_shape`; default ε everywhere).
 
     Returns:
       Lagrangian: Σ λ · smooth value over the one-sided constraints present in the
@@ -217,14 +253,15 @@ class FairnessConstraint:
     smooth, valid = self.values(smooth_sums, counts)
     smooth = tf.where(valid, smooth, 0.0)
     return self.enforcement.penalty(self, smooth, ref_hard_sums, ref_counts, multipliers,
-                                    held_out=held_out)
+                                    held_out=held_out, tolerances=tolerances)
 
   def updated_multipliers(self, multipliers, ref_hard_sums, ref_counts, held_out=False,
-                          steps=1.0):
+                          steps=1.0, tolerances=None):
     """One clipped dual-ascent step per one-sided constraint on its measured value;
     a constraint whose groups are absent counts as met (its multiplier decays)."""
     return self.enforcement.updated_multipliers(self, multipliers, ref_hard_sums, ref_counts,
-                                                held_out=held_out, steps=steps)
+                                                held_out=held_out, steps=steps,
+                                                tolerances=tolerances)
 
   # ------------------------------------------------------------ serialisation
   def get_config(self):
@@ -262,6 +299,7 @@ class PerformanceFairness(FairnessConstraint):
   """
 
   default_name = "performance_gap"
+  audit_gap = "performance_gap"
 
   def terms(self, y_true, y_pred, from_logits, dense):
     smooth, hard = self._correct(y_true, y_pred, from_logits)
@@ -292,6 +330,7 @@ class DegradationFairness(_DegradationBase):
   """
 
   default_name = "degradation_gap"
+  audit_gap = "degradation_gap"
 
 
 class ExcessDegradation(_DegradationBase):
@@ -311,6 +350,8 @@ class ExcessDegradation(_DegradationBase):
   """
 
   default_name = "max_excess_gap"
+  audit_gap = "max_excess_gap"
+  kind = "excess"
 
   def multiplier_shape(self, num_groups):
     return (self.num_terms, num_groups)
@@ -322,10 +363,43 @@ class ExcessDegradation(_DegradationBase):
     return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
 
 
+class MaxGroupLoss(_DegradationBase):
+  """A floor for every group: no group loses more than ε of accuracy against the dense
+  model, max_g R_g ≤ ε.
+
+  Parity constraints (`PerformanceFairness`, `DemographicParity`, ...) can be met by
+  making the better-served group worse off (levelling down). Adding this floor keeps
+  every group's loss against the dense model within ε, so a gap can only close as far as
+  that allows. `ExcessDegradation` bounds each group's loss *beyond the average*; this
+  bounds the loss itself.
+
+  Example:
+
+  ```python
+  fairness = [PerformanceFairness(tolerance=0.03), MaxGroupLoss(tolerance=0.02)]
+  pruned = tf_fairprune.fair_prune_wrapper(dense, 0.9, fairness=fairness)
+  ```
+  """
+
+  default_name = "max_group_loss"
+  audit_gap = "max_group_loss"
+  kind = "group"
+
+  def multiplier_shape(self, num_groups):
+    return (self.num_terms, num_groups)
+
+  def values(self, sums, counts):
+    return tf.math.divide_no_nan(sums, counts), counts > 0
+
+  def standard_errors(self, counts):
+    return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
+
+
 class DemographicParity(FairnessConstraint):
   """Gap in selection rate P(ŷ = positive) between groups (fairlearn's name)."""
 
   default_name = "demographic_parity_gap"
+  audit_gap = "demographic_parity_difference"
 
   def terms(self, y_true, y_pred, from_logits, dense):
     smooth, hard = self._positive(y_pred, from_logits)
@@ -336,6 +410,7 @@ class EqualOpportunity(FairnessConstraint):
   """Gap in true-positive rate between groups."""
 
   default_name = "equal_opportunity_gap"
+  audit_gap = "equal_opportunity_difference"
 
   def terms(self, y_true, y_pred, from_logits, dense):
     smooth, hard = self._positive(y_pred, from_logits)
@@ -346,6 +421,7 @@ class EqualizedOdds(FairnessConstraint):
   """The larger of the TPR gap and the FPR gap between groups (fairlearn's definition)."""
 
   default_name = "equalized_odds_gap"
+  audit_gap = "equalized_odds_difference"
   num_terms = 2
 
   def terms(self, y_true, y_pred, from_logits, dense):
@@ -355,5 +431,5 @@ class EqualizedOdds(FairnessConstraint):
 
 
 # Registered with each flavour's Keras (keras2.py, keras3.py), so .keras files hold them.
-CONSTRAINTS = (PerformanceFairness, DegradationFairness, ExcessDegradation,
+CONSTRAINTS = (PerformanceFairness, DegradationFairness, ExcessDegradation, MaxGroupLoss,
                DemographicParity, EqualOpportunity, EqualizedOdds)

@@ -18,19 +18,15 @@ model weights kept by `FairnessObjective`, so it is saved and replicated with th
 
 import tensorflow as tf
 
+from tf_fairprune import checks
+
 
 def _check_number(arg, value):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-      0.0 <= float(value) < float("inf")):
-    raise ValueError(f"{arg} must be a finite number >= 0, got {value!r}.")
-  return float(value)
+  return checks.number(arg, value)
 
 
 def _check_decay(value):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-      0.0 <= float(value) < 1.0):
-    raise ValueError(f"rate_decay must be in [0, 1), got {value!r}.")
-  return float(value)
+  return checks.number("rate_decay", value, 0.0, 1.0)
 
 
 class Lagrangian:
@@ -49,8 +45,10 @@ class Lagrangian:
       (0 uses each batch alone).
     noise_margin: Training rates only: z, the standard errors (0.5/√n per group of the
       running rates) a value must exceed ε by to count as violated, so a small group's
-      batch noise does not drive λ. Held-out rates are measured on a fixed set: there is
-      no batch noise to chase, and a margin would only raise the ε the user stated.
+      batch noise does not drive λ. Held-out rates (`HeldOutFairness`) are judged
+      against ε where the held-out set resolves ε, and against the half-width of their
+      simultaneous 95% interval where it does not (a gap the set cannot tell from noise
+      never drives λ); a margin on resolvable gaps would only raise the ε stated.
 
   Raises:
     ValueError: For a negative or non-finite number, or a decay outside [0, 1).
@@ -66,28 +64,43 @@ class Lagrangian:
     self.rate_decay = _check_decay(rate_decay)
     self.noise_margin = _check_number("noise_margin", noise_margin)
 
-  def violations(self, constraint, hard_sums, counts, held_out=False):
-    """Measured value − ε (− z · se on training rates), per one-sided constraint;
-    −ε where the groups are absent (counts as met)."""
-    values, valid = constraint.values(hard_sums, counts)
-    if not held_out:
-      values = values - self.noise_margin * constraint.standard_errors(counts)
-    return tf.where(valid, values, 0.0) - constraint.tolerance
+  def violations(self, constraint, hard_sums, counts, held_out=False, tolerances=None):
+    """Measured value − ε per one-sided constraint; −ε where the groups are absent
+    (counts as met).
 
-  def penalty(self, constraint, smooth, hard_sums, counts, multipliers, held_out=False):
+    Training rates (`held_out` False): the value less `noise_margin` standard errors.
+    Held-out rates (`held_out` True, or a bool tensor the traced step reads): the value
+    less `tolerances` — per one-sided constraint, ε or, where the held-out set cannot
+    resolve ε, the half-width of its interval (`HeldOutFairness`), so that a violation
+    counts only where the held-out set can tell it from noise; ε when None.
+    """
+    values, valid = constraint.values(hard_sums, counts)
+    tolerance = constraint.tolerance
+    def training():
+      margin = values - self.noise_margin * constraint.standard_errors(counts)
+      return tf.where(valid, margin, 0.0) - tolerance
+    def measured():
+      return tf.where(valid, values, 0.0) - (tolerance if tolerances is None else tolerances)
+    if isinstance(held_out, bool):
+      return measured() if held_out else training()
+    return tf.where(held_out, measured(), training())
+
+  def penalty(self, constraint, smooth, hard_sums, counts, multipliers, held_out=False,
+              tolerances=None):
     """Σ λ_eff · smooth value, λ_eff = clip(λ + κ · violation) (no gradient into λ)."""
     if self.damping:
       multipliers = tf.clip_by_value(
-          multipliers + self.damping * self.violations(constraint, hard_sums, counts, held_out),
+          multipliers + self.damping * self.violations(constraint, hard_sums, counts, held_out,
+                                                       tolerances),
           0.0, self.max_multiplier)
     return tf.reduce_sum(tf.stop_gradient(multipliers) * smooth)
 
   def updated_multipliers(self, constraint, multipliers, hard_sums, counts, held_out=False,
-                          steps=1.0):
+                          steps=1.0, tolerances=None):
     """One clipped dual-ascent step covering `steps` training steps."""
     return tf.clip_by_value(
         multipliers + self.multiplier_lr * steps *
-        self.violations(constraint, hard_sums, counts, held_out),
+        self.violations(constraint, hard_sums, counts, held_out, tolerances),
         0.0, self.max_multiplier)
 
   def get_config(self):
@@ -127,8 +140,9 @@ class Penalty:
     self.squared = bool(squared)
     self.rate_decay = _check_decay(rate_decay)
 
-  def penalty(self, constraint, smooth, hard_sums, counts, multipliers=None, held_out=False):
-    del multipliers, held_out
+  def penalty(self, constraint, smooth, hard_sums, counts, multipliers=None, held_out=False,
+              tolerances=None):
+    del multipliers, held_out, tolerances
     ref, ref_valid = constraint.values(hard_sums, counts)
     worst = tf.argmax(tf.reshape(tf.where(ref_valid, ref, -3.0e38), [-1]),
                       output_type=tf.int32)

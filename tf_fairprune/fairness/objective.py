@@ -112,12 +112,33 @@ class FairnessObjective:
         for c in self.constraints]
     self.from_logits = [c.from_logits for c in self.constraints]
     self.loss_from_logits = False
-    # True while `fit` runs with a HeldOutFairness callback: the running rates then
-    # hold the held-out set's rates and only that callback moves them and the
-    # multipliers. Read when the step is traced (the model keeps one traced step per
-    # value: `BiLevelTrainingMixin._set_held_out_mode`).
-    self.held_out = False
+    # Held-out steering (`HeldOutFairness`): a value the traced step reads, so one trace
+    # serves both modes. While True the running rates hold the held-out set's rates and
+    # only `apply_held_out` moves them and the multipliers; `held_out_tolerances` holds
+    # each one-sided constraint's tolerance there. Transient state of a `fit`: plain
+    # variables, not model weights (never saved), made in the owner's strategy scope.
+    with owner.distribute_strategy.scope():
+      self._held_out = tf.Variable(False, trainable=False, name="held_out_mode")
+      self.held_out_tolerances = [
+          tf.Variable(tf.fill(c.multiplier_shape(num_groups), c.tolerance), trainable=False,
+                      name=f"{c.name}_held_out_tolerance")
+          for c in self.constraints]
     self._apply_held_out_traced = None  # apply_held_out's tf.function, made on first use.
+
+  @property
+  def held_out(self):
+    """Whether the step reads held-out rates (a Python bool)."""
+    return bool(self._held_out.numpy())
+
+  @held_out.setter
+  def held_out(self, value):
+    value = bool(value)
+    if not value and self.held_out:
+      # The running rates hold the held-out set's totals: a later fit on training rates
+      # starts from none rather than decaying from them.
+      for var in self.running_hard + self.running_counts:
+        var.assign(tf.zeros_like(var))
+    self._held_out.assign(value)
 
   @property
   def variables(self):
@@ -150,17 +171,21 @@ class FairnessObjective:
                          dense=dense if c.needs_dense else None, from_logits=fl)
             for c, fl in zip(self.constraints, self.from_logits)]
 
-  def _reference(self, i, hard, counts):
-    """The hard sums and counts the rules read: the held-out rates last measured
-    (held-out mode), else the running training rates including this batch (the
-    batch alone with `rate_decay=0`)."""
+  def _training_reference(self, i, hard, counts):
+    """The running training rates including this batch (the batch alone with
+    `rate_decay=0`)."""
     c = self.constraints[i]
-    if self.held_out:
-      return self.running_hard[i], self.running_counts[i]
     if c.rate_decay == 0.0:
       return hard, counts
     return (c.rate_decay * self.running_hard[i] + hard,
             c.rate_decay * self.running_counts[i] + counts)
+
+  def _reference(self, i, hard, counts):
+    """The hard sums and counts the rules read: the held-out rates last measured
+    (held-out mode), else the running training rates including this batch."""
+    train_h, train_c = self._training_reference(i, hard, counts)
+    return (tf.where(self._held_out, self.running_hard[i], train_h),
+            tf.where(self._held_out, self.running_counts[i], train_c))
 
   def batch_statistics(self, labels, y_pred, sample_weight, groups, dense, reference=None):
     """`statistics` of a training or test batch. Without dense outputs packed with the
@@ -186,7 +211,8 @@ class FairnessObjective:
     if not self.constraints or not self.fairness_on:
       return LevelLosses(None, None, True)
     terms = [c.penalty(smooth, counts, *self._reference(i, hard, counts),
-                       multipliers=self.multipliers[i], held_out=self.held_out)
+                       multipliers=self.multipliers[i], held_out=self._held_out,
+                       tolerances=self.held_out_tolerances[i])
              for i, (c, (smooth, hard, counts)) in enumerate(zip(self.constraints, stats))]
     total = tf.add_n(terms)
     if num_replicas > 1:
@@ -198,18 +224,17 @@ class FairnessObjective:
   def update(self, stats, finite):
     """After a training step, if `finite`: running rates, then dual ascent (nothing in
     held-out mode: `apply_held_out` moves them)."""
-    if self.held_out:
-      return
+    keep_going = tf.logical_and(finite, tf.logical_not(self._held_out))
     for i, (c, (_, hard, counts)) in enumerate(zip(self.constraints, stats)):
-      ref_h, ref_c = self._reference(i, hard, counts)
+      ref_h, ref_c = self._training_reference(i, hard, counts)
       updates = [(self.running_hard[i], ref_h), (self.running_counts[i], ref_c)]
       if c.mode == "lagrangian":
         updates.append((self.multipliers[i],
                         c.updated_multipliers(self.multipliers[i], ref_h, ref_c)))
       for var, new in updates:
-        var.assign(tf.where(finite, new, var))
+        var.assign(tf.where(keep_going, new, var))
 
-  def apply_held_out(self, measured, steps, back_off=False):
+  def apply_held_out(self, measured, steps, back_off=False, tolerances=None):
     """One held-out measurement: store its rates and take the multipliers' dual step.
 
     Args:
@@ -217,20 +242,28 @@ class FairnessObjective:
       steps: Training steps since the previous measurement (the dual step covers them).
       back_off: The accuracy floor was hit: halve the multipliers instead of raising
         them, and drop the proportional push until the next measurement.
+      tolerances: Per constraint, the tolerance of each one-sided constraint on this set
+        (`multiplier_shape`: ε, or the half-width of its interval where the set cannot
+        resolve ε); None: ε everywhere.
     """
     measured = [(np.asarray(hard, np.float32), np.asarray(counts, np.float32))
                 for hard, counts in measured]
+    if tolerances is None:
+      tolerances = [np.full(c.multiplier_shape(self.num_groups), c.tolerance, np.float32)
+                    for c in self.constraints]
+    tolerances = [np.asarray(t, np.float32) for t in tolerances]
     # One traced call instead of ~10 eager ops per constraint. `steps` and `back_off`
     # stay Python values (as in the eager form, where lr · steps is a Python product):
     # one trace per value met, a handful per run. The constraints' configuration is an
-    # argument too, so a changed tolerance or rule traces again instead of being missed.
+    # argument too, so a changed rule traces again instead of being missed.
     if self._apply_held_out_traced is None:
       self._apply_held_out_traced = tf.function(self._apply_held_out)
-    self._apply_held_out_traced(measured, float(steps), bool(back_off),
+    self._apply_held_out_traced(measured, tolerances, float(steps), bool(back_off),
                                 tuple(repr(c) for c in self.constraints))
 
-  def _apply_held_out(self, measured, steps, back_off, unused_config=None):
-    for i, (c, (hard, counts)) in enumerate(zip(self.constraints, measured)):
+  def _apply_held_out(self, measured, tolerances, steps, back_off, unused_config=None):
+    for i, (c, (hard, counts), tol) in enumerate(zip(self.constraints, measured, tolerances)):
+      self.held_out_tolerances[i].assign(tol)
       if back_off:
         self.running_hard[i].assign(tf.zeros_like(hard))
         self.running_counts[i].assign(tf.zeros_like(counts))
@@ -239,6 +272,7 @@ class FairnessObjective:
         continue
       if c.mode == "lagrangian":
         self.multipliers[i].assign(c.updated_multipliers(
-            self.multipliers[i], hard, counts, held_out=True, steps=float(steps)))
+            self.multipliers[i], hard, counts, held_out=True, steps=float(steps),
+            tolerances=tol))
       self.running_hard[i].assign(hard)
       self.running_counts[i].assign(counts)

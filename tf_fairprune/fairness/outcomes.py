@@ -71,6 +71,22 @@ def labels_outside(y_true, y_pred, signed=False):
   return tf.reduce_any((y < (-1.0 if signed else 0.0)) | (y > 1.0))
 
 
+def labels_outside_rows(y_true, y_pred, signed=False):
+  """[B] bools: the row's label cannot be read as a class of this output, or is NaN/inf
+  (the per-row form of `labels_outside`, for measurements outside training)."""
+  y = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
+  rows = tf.reshape(y, [tf.shape(y)[0], -1])
+  finite = tf.reduce_all(tf.math.is_finite(rows), axis=-1)
+  if is_multiclass(y_pred):
+    if y.shape.rank == 2 and y.shape[-1] == y_pred.shape[-1]:
+      return tf.logical_not(finite)  # One-hot.
+    classes = tf.cast(tf.shape(y_pred)[-1], tf.float32)
+    bad = (rows < 0) | (rows >= classes) | (rows != tf.round(rows))
+  else:
+    bad = (rows < (-1.0 if signed else 0.0)) | (rows > 1.0)
+  return tf.logical_or(tf.reduce_any(bad, axis=-1), tf.logical_not(finite))
+
+
 def check_label_array(y, units, signed=False):
   """The numpy side of `labels_outside`, with the values found: for arrays at `fit`.
 
@@ -78,8 +94,12 @@ def check_label_array(y, units, signed=False):
     ValueError: Saying what the labels must be.
   """
   y = np.asarray(y)
-  if y.size == 0 or not np.issubdtype(y.dtype, np.number):
+  if y.size == 0 or y.dtype == bool:
     return
+  if not np.issubdtype(y.dtype, np.number):
+    raise ValueError(f"Labels must be numbers (0/1, or class ids), got dtype {y.dtype} "
+                     f"(e.g. {y.reshape(-1)[0]!r}): map them first, e.g. "
+                     "y = (y == 'yes').astype('float32').")
   if units == 1:
     low = -1.0 if signed else 0.0
     bad = (y < low) | (y > 1.0)
@@ -229,10 +249,11 @@ def soft_step(margin, temperature):
 all_reduce_sum = replicas.replica_sum  # Sums over replicas; identity on one device.
 
 
-def group_sums(values, groups, weights, num_groups):
-  """[K] sums of `values * weights` by group, summed over replicas."""
+def group_sums(values, groups, weights, num_groups, dtype=tf.float32):
+  """[K] sums of `values * weights` by group, summed over replicas (in `dtype`: the
+  held-out measurement sums in float64, so that squared weights cannot overflow)."""
   return all_reduce_sum(tf.math.unsorted_segment_sum(
-      tf.cast(values, tf.float32) * weights, groups, num_groups))
+      tf.cast(values, dtype) * tf.cast(weights, dtype), groups, num_groups))
 
 
 def pairwise_differences(sums, counts):
