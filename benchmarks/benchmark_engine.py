@@ -73,6 +73,9 @@ flags.DEFINE_bool("jit_compile", False, "Compile the bi-level steps with XLA.")
 flags.DEFINE_list("parts", ["time", "memory", "tflite", "topk"], "What to measure "
                   "(with --jit_compile also 'pooling': the dense small CNN's epoch with and "
                   "without XLA, by pooling layer).")
+flags.DEFINE_string("note", "", "What else ran on the machine during this run (written "
+                    "beside the machine in the section, e.g. 'shared with the fairness "
+                    "benchmark').")
 flags.DEFINE_bool("keep_other_rows", True, "With --configs: keep the previous run's rows of "
                   "the configurations not measured now (marked as such) in the results and "
                   "the section.")
@@ -423,7 +426,7 @@ def main(argv):
   results = {"command": " ".join(["python benchmarks/benchmark_engine.py"] + sys.argv[1:]),
              "machine": bench_utils.machine(), "sparsity": FLAGS.sparsity, "runs": FLAGS.runs,
              "jit_compile": FLAGS.jit_compile, "load_average_before": os.getloadavg(),
-             "models": {}}
+             "note": FLAGS.note, "models": {}}
   configs = selected_configs()
   for name in FLAGS.models:
     x, y, batch = make_data(name, FLAGS.quick)
@@ -477,6 +480,20 @@ def _ratio_cell(s):
 
 TARGETS = (("bip", 1.15), ("bifp", 1.3))  # Issue 28 (BiFP's moonshot: 1.1×).
 MEMORY_TARGET = 1.1
+HELD_OUT_TARGET = 0.25  # Issue 27: HeldOutFairness adds at most this × TFMOT's epoch.
+
+
+def held_out_cost(entry, version):
+  """Per round, (BiFP + HeldOutFairness epoch − BiFP epoch) / TFMOT's epoch of the same
+  round: median and quartiles (None without the three rows of this run)."""
+  times = entry.get("epoch_seconds", {})
+  held, plain = (times.get(f"{m}/{version}") for m in ("bifp_held_out", "bifp"))
+  tfmot = times.get("tfmot/2")
+  if not (held and plain and tfmot) or entry["summary"].get(f"bifp/{version}", {}).get(
+      "previous_run"):
+    return None
+  extra = (np.asarray(held) - np.asarray(plain)) / np.asarray(tfmot)
+  return tuple(float(v) for v in np.percentile(extra, [50, 25, 75]))
 
 
 def _ordered(summary):
@@ -523,6 +540,13 @@ def render(results):
         met.append(f"- {name}, {NAMES.get(lab.split('/')[0]).strip('*')} "
                    f"{FLAVOURS[lab.split('/')[1]]}: peak memory {ratio:.2f}× TFMOT's — target "
                    f"≤ {MEMORY_TARGET}×: {'met' if ratio <= MEMORY_TARGET else 'missed'}.")
+    for version in ("2", "3"):
+      cost = held_out_cost(r, version)
+      if cost is not None:
+        met.append(f"- {name}, {FLAVOURS[version]}: `HeldOutFairness` adds {cost[0]:.2f}× "
+                   f"TFMOT's epoch to BiFP default's (per-round median, quartiles "
+                   f"{cost[1]:.2f}–{cost[2]:.2f}) — target (issue 27) ≤ {HELD_OUT_TARGET}×: "
+                   f"{'met' if cost[0] <= HELD_OUT_TARGET else 'missed'}.")
     if "bip_alternating/2" in summary and "fastest_ratio" in summary["bip_alternating/2"]:
       met.append(f"- {name}: `alternating` (two passes) = "
                  f"{summary['bip_alternating/2']['paired_median']:.2f}× TFMOT on tf_keras.")
@@ -556,7 +580,7 @@ def _render_timing(results, rows, met):
   xla = results.get("jit_compile")
   return f"""## Pruning engine{' under XLA' if xla else ''}: training cost{'' if xla else ', memory, TFLite size'}
 
-Command: `{results.get('command', 'python benchmarks/benchmark_engine.py')}`{' (the TFLite sizes and top-k times below are from the last run that measured them)' if not xla and 'tflite' not in results.get('command', 'tflite') else ''} — machine: {results['machine']}{', the bi-level steps compiled with XLA (`jit_compile=True`; TFMOT as it runs by default)' if xla else ''}.
+Command: `{results.get('command', 'python benchmarks/benchmark_engine.py')}`{' (the TFLite sizes and top-k times below are from the last run that measured them)' if not xla and 'tflite' not in results.get('command', 'tflite') else ''} — machine: {results['machine']}{'; ' + results['note'] if results.get('note') else ''}{', the bi-level steps compiled with XLA (`jit_compile=True`; TFMOT as it runs by default)' if xla else ''}.
 Models ({models}) on random data; sparsity {results['sparsity']:.0%}; SGD(0.01, momentum
 0.9) for the weights, SGD(0.1, momentum 0.9) for the scores; TFMOT: `prune_low_magnitude`
 with `ConstantSparsity` and `UpdatePruningStep` (tf_keras only). BiP: fairness off.

@@ -155,7 +155,7 @@ def render(results):
                  f"{_extra_ms(e, 'bip') / e['dense_params'] * 1e6:.1f}"])
   return f"""## How the step's cost grows with the model and the batch
 
-Command: `{results['command']}` — machine: {results['machine']}; load average before /
+Command: `{results['command']}` — machine: {results['machine']}{'; ' + results['note'] if results.get('note') else ''}; load average before /
 after (1-minute; above 2 the 2 cores were shared): {results['load_before']:.1f} /
 {results['load_after']:.1f}. tf_keras (TFMOT's flavour), 90% sparsity, random data;
 SGD(0.01, momentum 0.9) for the weights, SGD(0.1, momentum 0.9) for the scores.
@@ -203,17 +203,17 @@ def main(argv):
     results = {"command": " ".join(["python benchmarks/benchmark_scaling.py"] + sys.argv[1:]),
                "machine": bench_utils.machine(), "rounds": FLAGS.rounds,
                "target_seconds": FLAGS.target_seconds, "load_before": os.getloadavg()[0],
-               "cases": {}}
+               "note": FLAGS.note, "cases": {}}
     start = time.time()
     for name in names:
       results["cases"][name] = measure(name)
       results["cases"][name]["load_after"] = os.getloadavg()[0]
-    results["load_after"] = os.getloadavg()[0]
-    results["minutes"] = (time.time() - start) / 60
-    if not FLAGS.quick:
-      os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
-      with open(FLAGS.results, "w") as f:
-        json.dump(results, f, indent=1)
+      results["load_after"] = os.getloadavg()[0]
+      results["minutes"] = (time.time() - start) / 60
+      if not FLAGS.quick:  # After every case: a stopped run keeps the cases it measured.
+        os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+        with open(FLAGS.results, "w") as f:
+          json.dump(results, f, indent=1)
   text = render(results)
   if not FLAGS.quick:
     bench_utils.write_section("scaling", text)
