@@ -580,7 +580,7 @@ def _render_timing(results, rows, met):
   xla = results.get("jit_compile")
   return f"""## Pruning engine{' under XLA' if xla else ''}: training cost{'' if xla else ', memory, TFLite size'}
 
-Command: `{results.get('command', 'python benchmarks/benchmark_engine.py')}`{' (the TFLite sizes and top-k times below are from the last run that measured them)' if not xla and 'tflite' not in results.get('command', 'tflite') else ''} — machine: {results['machine']}{'; ' + results['note'] if results.get('note') else ''}{', the bi-level steps compiled with XLA (`jit_compile=True`; TFMOT as it runs by default)' if xla else ''}.
+Command: `{results.get('command', 'python benchmarks/benchmark_engine.py')}`{'' if xla else _earlier_parts(results.get('command', ''))} — machine: {results['machine']}{'; ' + results['note'] if results.get('note') else ''}{', the bi-level steps compiled with XLA (`jit_compile=True`; TFMOT as it runs by default)' if xla else ''}.
 Models ({models}) on random data; sparsity {results['sparsity']:.0%}; SGD(0.01, momentum
 0.9) for the weights, SGD(0.1, momentum 0.9) for the scores; TFMOT: `prune_low_magnitude`
 with `ConstantSparsity` and `UpdatePruningStep` (tf_keras only). BiP: fairness off.
@@ -604,6 +604,16 @@ Load average before / after (1-minute; above the core count the machine was shar
 {_previous_note(results)}Targets (issue 28: BiP ≤ 1.15×, BiFP default ≤ 1.3× TFMOT's epoch, moonshot 1.1×; peak memory ≤ 1.1× TFMOT's):
 {chr(10).join(met)}
 """
+
+
+def _earlier_parts(command):
+  """Names the parts shown from an earlier run (`--parts` without them)."""
+  if "--parts" not in command:
+    return ""
+  earlier = [what for part, what in (("tflite", "TFLite sizes"), ("topk", "top-k times"))
+             if part not in command]
+  return (f" (the {' and '.join(earlier)} below are from the last run that measured them)"
+          if earlier else "")
 
 
 def _previous_note(results):

@@ -7,7 +7,7 @@ the entry that comes first in flattened order wins (for a global mask the wrappe
 layers are concatenated in model order). Three selection methods give identical masks:
 
 * `"histogram"` (default): a two-pass radix select of the k-th largest |score| on its
-  float bits (two `bincount`s), then one comparison. About 11-15x faster than a sort on
+  float bits (two `bincount`s), then one comparison. 11-16x faster than a sort on
   CPU (BENCHMARKS.md, "Pruning engine").
 * `"bisect"`: a 31-step bisection on the float bits (one compare-and-count pass per
   step). No scatter and no sort, so it is the one to use under XLA
