@@ -5,7 +5,7 @@ Keras' SGD with momentum updates a variable in five element-wise passes
 `ResourceApplyKerasMomentum` kernel does the same arithmetic in one pass:
 accum ← accum·μ − grad·η, var ← var + accum. Each entry goes through the same IEEE
 operations in the same order (−(g·η) + m·μ equals m·μ − g·η exactly), so the scores and
-momenta come out bit for bit as Keras computes them (tests/test_bilevel.py checks it on
+momenta come out bit for bit as Keras computes them (tests/test_fused_sgd.py checks it on
 both flavours, with a constant rate and a schedule).
 
 The scores are a second parameter-sized tensor updated at every step, so this is one
