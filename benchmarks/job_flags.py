@@ -83,7 +83,9 @@ def define_fairness_flags(flags):
   flags.DEFINE_float("harm_tolerance", 0.01,
                      "The report names a gap closed while a group lost more than this "
                      "fraction of accuracy against the dense model (beyond its interval) "
-                     "as 'met by levelling down' (0.01 = 1 point).")
+                     "as 'met by levelling down' (0.01 = 1 point); without an excess "
+                     "constraint it is also the ε of each group's 'do no harm' verdict "
+                     "in the Groups table.")
   flags.DEFINE_float("max_accuracy_loss", None,
                      "Validation accuracy the fair model may give up against the run's "
                      "most accurate iterate, a fraction (0.02 = 2 points); below it the "
@@ -158,6 +160,40 @@ def _csv_table():
   return module
 
 
+# The sensitive attributes of each built-in dataset, the first its default.
+BUILTIN_GROUPS = {"adult": ("sex", "race"), "compas": ("race", "sex"),
+                  "german": ("sex", "age"), "colored-fmnist": ("colour", "class")}
+
+
+def builtin_group(name, group=None):
+  """`(base, sensitive)` of a built-in dataset: "adult-sex" -> ("adult", "sex");
+  "adult" with --group=race,sex -> ("adult", "race,sex").
+
+  Raises:
+    FlagError: For an unknown name or attribute, or a --group beside a name that fixes one.
+  """
+  if name == "colored-fmnist" or name in BUILTIN_GROUPS:
+    base, fixed = name, None
+  else:
+    base, _, fixed = name.partition("-")
+    if base not in BUILTIN_GROUPS or fixed not in BUILTIN_GROUPS[base]:
+      raise FlagError(f"--dataset: unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
+                      f"{', '.join(b for b in BUILTIN_GROUPS if b != 'colored-fmnist')} with "
+                      "--group, or csv:PATH.")
+  if group and fixed:
+    raise FlagError(f"--dataset={name} fixes the group ({fixed!r}); for other or several "
+                    f"attributes name the dataset alone: --dataset={base} --group={group}.")
+  columns = [c.strip() for c in (group or fixed or BUILTIN_GROUPS[base][0]).split(",")]
+  unknown = [c for c in columns if c not in BUILTIN_GROUPS[base]]
+  if unknown or len(set(columns)) != len(columns) or not all(columns):
+    raise FlagError(f"--group={group}: {base} has the sensitive attributes "
+                    f"{', '.join(BUILTIN_GROUPS[base])} (each at most once, comma-separated).")
+  if base == "colored-fmnist" and "colour" not in columns:
+    raise FlagError(f"--group={group}: colored-fmnist's groups are its colours ('colour' or "
+                    "'class,colour').")
+  return base, ",".join(columns)
+
+
 def check_dataset(name, label=None, group=None, seed=0):
   """A known dataset name, or a csv:PATH the job can train on (with that split seed).
 
@@ -166,9 +202,8 @@ def check_dataset(name, label=None, group=None, seed=0):
   """
   if name.startswith("csv:"):
     check_csv(name, label, group, seed)
-  elif name not in DATASETS:
-    raise FlagError(f"--dataset: unknown dataset {name!r}: use one of {', '.join(DATASETS)} "
-                    "or csv:PATH.")
+  else:
+    builtin_group(name, group)
 
 
 def check_output_dir(path):

@@ -20,6 +20,7 @@ from tf_fairprune.fairness import evaluate_fairness
 from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.quantization import kernel_sparsity
 
+import job_flags  # pylint: disable=g-bad-import-order
 from job_flags import DATASETS, DEFAULT_EPSILON, DEFAULT_FAIRNESS, DEFAULT_OPTIMIZER  # pylint: disable=g-bad-import-order,unused-import
 from job_flags import define_fairness_flags, FAIRNESS_FLAGS, METHODS, TF_KERAS_ONLY  # pylint: disable=unused-import
 import bench_utils  # pylint: disable=g-bad-import-order
@@ -47,22 +48,25 @@ def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
                  minority_fraction=0.05, correlation=0.0):
   """A `GroupDataset` by name: one of `DATASETS` or `csv:PATH` (then label and group).
 
+  `group` ("race,sex": any number of columns) picks the sensitive attribute(s) of a
+  built-in dataset named without one ("adult", "compas", "german", "colored-fmnist");
+  several form one group per combination.
+
   Raises:
-    ValueError: For an unknown name or a CSV without label/group columns.
+    ValueError: For an unknown name, a CSV without label/group columns, or a group given
+      for a dataset whose name already fixes one.
   """
   if name.startswith("csv:"):
     if not label or not group:
       raise ValueError("--dataset=csv:PATH needs --label=COL and --group=COL.")
     return datasets.load_csv(name[4:], label, group, seed)
-  if name == "colored-fmnist":
+  base, sensitive = job_flags.builtin_group(name, group)
+  if base == "colored-fmnist":
     return datasets.load_colored_fashion_mnist(
         minority_fraction=minority_fraction, correlation=correlation,
-        train_size=image_train_size, seed=seed)
+        train_size=image_train_size, seed=seed, sensitive=sensitive)
   loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas,
              "german": datasets.load_german}
-  base, _, sensitive = name.partition("-")
-  if base not in loaders or name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}: use one of {', '.join(DATASETS)} or csv:PATH.")
   return loaders[base](sensitive, seed=seed)
 
 

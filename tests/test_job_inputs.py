@@ -262,3 +262,28 @@ def test_recorded_flags_make_paths_absolute(tmp_path, monkeypatch):
                                                 "output_dir"])
   assert recorded == {"dataset": f"csv:{tmp_path / 'd.csv'}",
                       "dense_model": str(tmp_path / "m.keras"), "fairness": ["excess"]}
+
+
+@pytest.mark.parametrize("name,group,expected", [
+    ("adult-sex", None, ("adult", "sex")),
+    ("adult", None, ("adult", "sex")),  # The dataset's first attribute.
+    ("adult", "race,sex", ("adult", "race,sex")),
+    ("compas", " sex , race ", ("compas", "sex,race")),
+    ("german-age", None, ("german", "age")),
+    ("colored-fmnist", "class,colour", ("colored-fmnist", "class,colour")),
+])
+def test_builtin_datasets_take_one_or_several_attributes(name, group, expected):
+  assert job_flags.builtin_group(name, group) == expected
+
+
+@pytest.mark.parametrize("name,group,message", [
+    ("adult-sex", "race,sex", "fixes the group \\('sex'\\).*--dataset=adult --group=race,sex"),
+    ("adult", "sex,shoe_size", "adult has the sensitive attributes sex, race"),
+    ("adult", "sex,sex", "each at most once"),
+    ("colored-fmnist", "class", "'colour' or 'class,colour'"),
+    ("adult-shoe_size", None, "unknown dataset 'adult-shoe_size'"),
+    ("mnist", None, "unknown dataset 'mnist'"),
+])
+def test_builtin_groups_the_job_cannot_use_are_one_line(name, group, message):
+  with pytest.raises(job_flags.FlagError, match=message):
+    job_flags.check_dataset(name, group=group)

@@ -28,6 +28,7 @@ from tf_fairprune.export import TFLiteExport
 from tf_fairprune.fairness.held_out import HeldOutFairness
 from tf_fairprune.groups import intersectional_groups
 from tf_fairprune.groups import pack_group_data
+from tf_fairprune.intersections import Intersections
 from tf_fairprune.keras2 import FairPruneModel
 from tf_fairprune.keras2 import FairPruneWrapper
 from tf_fairprune.keras2 import FunctionalFairPruneModel
@@ -50,6 +51,7 @@ __all__ = [
     "FairPruningSummaries",
     "FairPruneWrapper",
     "HeldOutFairness",
+    "Intersections",
     "FunctionalFairPruneModel",
     "TFLiteExport",
     "export_tflite",

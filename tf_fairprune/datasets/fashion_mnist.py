@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from tf_fairprune import intersections
 from tf_fairprune.datasets import tabular
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
@@ -61,7 +62,7 @@ def colorize(images, groups):
 
 def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir=None,
                                validation_fraction=0.1, train_size=None, test_size=None,
-                               seed=0):
+                               seed=0, sensitive="colour"):
   """Fashion-MNIST with a colour group (semi-synthetic), 10 classes.
 
   Args:
@@ -73,14 +74,21 @@ def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir
     train_size: Keep only this many training images (a random subset), for quick runs.
     test_size: Keep only this many test images.
     seed: Seed of the colours, the validation split and the subsets.
+    sensitive: `"colour"` (the two colours), or `"class,colour"`: one group per
+      garment class and colour that occur (up to 20), named
+      "class=Coat, colour=minority colour".
 
   Returns:
     A `GroupDataset` (semi_synthetic=True) with images [n, 28, 28, 3] and int32 labels.
 
   Raises:
     FileNotFoundError: If the images are missing (the message says how to get them).
-    ValueError: For a fraction or correlation out of range.
+    ValueError: For a fraction or correlation out of range, or another `sensitive`.
   """
+  columns = tabular.sensitive_columns(sensitive, {"colour": None, "class": None})
+  if "colour" not in columns:
+    raise ValueError(f"sensitive must include 'colour' (the semi-synthetic attribute), got "
+                     f"{sensitive!r}.")
   if not 0.0 < minority_fraction <= 0.5:
     raise ValueError(f"minority_fraction must be in (0, 0.5], got {minority_fraction}.")
   if not 0.0 <= correlation <= 1.0:
@@ -113,6 +121,22 @@ def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir
                     None if train_size is None else max(1, int(train_size * validation_fraction)))
   test = make(test_x, test_y, test_size)
   name = f"colored-fmnist-p{minority_fraction:g}-c{correlation:g}"
+  names = list(GROUP_NAMES)
+  if len(columns) > 1:
+    name += "-" + "+".join(columns)
+    train, validation, test, names = _intersect(columns, (train, validation, test))
   return tabular.GroupDataset(name=name, train=train, validation=validation, test=test,
-                              group_names=list(GROUP_NAMES), feature_names=[],
-                              semi_synthetic=True)
+                              group_names=names, feature_names=[], semi_synthetic=True)
+
+
+def _intersect(columns, splits):
+  """The splits with one group per (class, colour) combination that occurs in any."""
+  value = {"class": lambda s: np.asarray(CLASS_NAMES, object)[s.y],
+           "colour": lambda s: np.asarray(GROUP_NAMES, object)[s.groups]}
+  order = {"class": CLASS_NAMES, "colour": GROUP_NAMES}
+  combined = intersections.Intersections(
+      {c: np.concatenate([value[c](s) for s in splits]) for c in columns},
+      categories={c: order[c] for c in columns})
+  out = [tabular.Split(s.x, s.y, combined.ids({c: value[c](s) for c in columns}))
+         for s in splits]
+  return (*out, list(combined.group_names))

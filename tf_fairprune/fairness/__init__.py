@@ -13,13 +13,14 @@ from tf_fairprune.fairness.constraints import FairnessConstraint
 from tf_fairprune.fairness.constraints import MaxGroupLoss
 from tf_fairprune.fairness.constraints import PerformanceFairness
 from tf_fairprune.fairness.enforcement import Lagrangian
+from tf_fairprune.fairness.group_verdicts import GroupVerdict
 from tf_fairprune.fairness.enforcement import Penalty
 from tf_fairprune.fairness.held_out import HeldOutFairness
 
 __all__ = [
     "DegradationFairness", "DemographicParity", "EqualOpportunity", "EqualizedOdds",
     "ExcessDegradation",
-    "FairnessConstraint", "FairnessReport", "HeldOutFairness", "Lagrangian", "MaxGroupLoss",
+    "FairnessConstraint", "FairnessReport", "GroupVerdict", "HeldOutFairness", "Lagrangian", "MaxGroupLoss",
     "Penalty",
     "PerformanceFairness", "dense_correctness",
     "evaluate_fairness", "fairness_report",

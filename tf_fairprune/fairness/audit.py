@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fairprune import groups as groups_lib
+from tf_fairprune.fairness import group_verdicts as group_verdicts_lib
 from tf_fairprune.fairness import intervals as intervals_lib
 from tf_fairprune.fairness import outcomes
 from tf_fairprune.fairness import verdict as verdict_lib
@@ -75,7 +76,7 @@ class FairnessReport:
       Rate-based gaps are None for multi-class labels, and every gap is None when fewer
       than two groups are present (nothing to compare).
     intervals: Gap name → [lower, upper], 95% simultaneous over the gap's comparisons
-      (Newcombe/MOVER for rates, Agresti–Min for paired losses; `intervals.py`).
+      (Newcombe/MOVER for rates, paired MOVER–Wilson for losses; `intervals.py`).
     resolution: Gap name → the smallest ε this data could show to be met (the largest
       half-width of the gap's comparisons).
     dense_gaps, dense_intervals: The dense model's gaps on the same rows (with a dense
@@ -99,6 +100,7 @@ class FairnessReport:
   def __post_init__(self):
     self._losses = None  # `GroupLoss`es against the dense model (simultaneous).
     self._rows = None  # (y_true, y_pred, groups, num_groups): to compare with another model.
+    self._dense_pred = None
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -120,6 +122,27 @@ class FairnessReport:
         (y == ref_pred).astype(float) - (y == pred).astype(float), np.ones(len(y)), groups, k,
         paired=True)
     return verdict_lib.group_losses(loss, [g["name"] for g in self.groups])
+
+  def group_verdicts(self, epsilon, max_loss=None):
+    """Each group's verdict on "its loss beyond the average ≤ ε" (and "its loss against
+    the dense model ≤ `max_loss`"), with intervals simultaneous over the groups
+    (`group_verdicts.GroupVerdict`): the groups this data can judge, worst-off first,
+    then those it cannot.
+
+    Args:
+      epsilon: ε (a fraction: 0.01 = 1 point).
+      max_loss: δ (a fraction), or None.
+
+    Raises:
+      ValueError: Without a dense model (nothing to lose against).
+    """
+    if self._dense_pred is None:
+      raise ValueError("group_verdicts needs the dense model's predictions "
+                       "(fairness_report(..., dense_pred=...)).")
+    y, pred, groups, k = self._rows
+    sums = _gap_sums(y, pred, groups, k, False, self._dense_pred)
+    return group_verdicts_lib.judge_groups(sums["performance_gap"], sums["max_excess_gap"],
+                                           [g["name"] for g in self.groups], epsilon, max_loss)
 
   def verdict(self, gap, epsilon, harm_tolerance=verdict_lib.HARM_TOLERANCE, reference=None):
     """The verdict on "gap ≤ ε" on this data (`verdict.Verdict`): met, not met, cannot
@@ -275,6 +298,7 @@ def fairness_report(y_true, y_pred, groups, dense_pred=None, group_names=None, n
                  for n, i in found.items() if gaps.get(n) is not None},
       resolution={n: i.resolution for n, i in found.items() if gaps.get(n) is not None})
   report._rows = (y_true, y_pred, groups, k)  # pylint: disable=protected-access
+  report._dense_pred = dense_pred  # pylint: disable=protected-access
   if dense_pred is not None:
     losses = verdict_lib.group_losses(sums["max_group_loss"], names)
     by_name = {g.name: g for g in losses}

@@ -19,8 +19,9 @@ Per-group intervals:
   for a difference of two proportions is Newcombe's hybrid score interval (Newcombe
   1998, method 10);
 * the accuracy a group lost against the dense model, a mean of per-row values in
-  {−1, 0, 1} over the same rows (paired): the Agresti–Min interval (Wald after adding ½
-  to each cell of the 2×2 table; Agresti & Min 2005), combined the same way.
+  {−1, 0, 1} over the same rows (paired): Wilson intervals for the shares of rows it
+  gained and lost, combined by MOVER with their multinomial correlation (Newcombe 1998,
+  paired method 10), and combined with other groups the same way.
 
 With sample weights, sizes are Kish's effective sizes (Σw)² / Σw².
 
@@ -58,18 +59,31 @@ def wilson(rate, n, z):
 
 
 def paired_difference(mean, second_moment, n, z):
-  """Agresti–Min interval of a mean of per-row values in {−1, 0, 1} (a paired difference
-  of two proportions, e.g. dense correct − pruned correct), from its mean and the mean of
-  its squares (the discordant share); (nan, nan) where n = 0."""
+  """Interval of a mean of per-row values in {−1, 0, 1} (a paired difference of two
+  proportions, e.g. dense correct − pruned correct), from its mean and the mean of its
+  squares (the discordant share); (nan, nan) where n = 0.
+
+  The mean is p₊ − p₋ (the shares of +1 and −1 rows). Each share gets Wilson's
+  interval and the difference MOVER's, with the correlation of the two multinomial
+  shares, −√(p₊p₋ / ((1 − p₊)(1 − p₋))) (Newcombe 1998's paired method 10 in MOVER form;
+  Tang, Ling & Tian 2010). Unlike a Wald interval it keeps its level at the small
+  discordant shares and large Bonferroni z of many groups.
+  """
   mean, second, n = (np.asarray(v, np.float64) for v in (mean, second_moment, n))
-  up = np.clip((second + mean) / 2, 0, 1) * n  # Rows with +1 (e.g. only dense correct).
-  down = np.clip((second - mean) / 2, 0, 1) * n  # Rows with −1.
-  total = n + 2.0
-  p_up, p_down = (up + 0.5) / total, (down + 0.5) / total
-  centre = p_up - p_down
-  half = z * np.sqrt(np.clip(p_up + p_down - centre ** 2, 0, None) / total)
-  lower = np.where(n > 0, np.clip(centre - half, -1.0, 1.0), np.nan)
-  upper = np.where(n > 0, np.clip(centre + half, -1.0, 1.0), np.nan)
+  up = np.clip((second + mean) / 2, 0, 1)  # Share of +1 rows (e.g. only dense correct).
+  down = np.clip((second - mean) / 2, 0, 1)  # Share of −1 rows.
+  up_lower, up_upper = wilson(up, n, z)
+  down_lower, down_upper = wilson(down, n, z)
+  # Where a share is 1 every row moved one way: the correlation's limit there is −1.
+  rho = -np.sqrt(np.divide(up * down, (1 - up) * (1 - down),
+                           out=np.ones_like(up), where=(up < 1) & (down < 1)))
+  centre = up - down
+  def reach(a, b):  # MOVER's half-width from the two one-sided distances.
+    return np.sqrt(np.clip(a * a + b * b - 2 * rho * a * b, 0, None))
+  lower = centre - reach(up - up_lower, down_upper - down)
+  upper = centre + reach(up_upper - up, down - down_lower)
+  lower = np.where(n > 0, np.clip(lower, -1.0, 1.0), np.nan)
+  upper = np.where(n > 0, np.clip(upper, -1.0, 1.0), np.nan)
   return lower, upper
 
 

@@ -11,6 +11,12 @@ import tensorflow as tf
 from tf_fairprune.fairness import outcomes
 
 
+# Up to this many groups the logs hold each group's rate (accuracy_g0, ...); beyond it,
+# the worst and best group's: a log key per group would flood the progress bar and
+# History, and slicing K scalars out every step costs more than the group sums.
+PER_GROUP_LOGS = 10
+
+
 def _add_state(metric, name, shape):
   """A zero-initialised state variable of which one replica's copy is read."""
   return metric._flavour.add_state(metric, name, shape)  # pylint: disable=protected-access
@@ -47,9 +53,17 @@ class GroupRatesLogic:
       if self._measure is not None:
         return self._measure(self.sums, self.counts)
       return tf.reduce_max(outcomes.worst_pair_gap(self.sums, self.counts))
-    rates = tf.where(self.counts[0] > 0, tf.math.divide_no_nan(self.sums[0], self.counts[0]),
-                     float("nan"))
-    return {f"{self.prefix}_g{k}": rates[k] for k in range(self.num_groups)}
+    present = self.counts[0] > 0
+    rates = tf.math.divide_no_nan(self.sums[0], self.counts[0])
+    if self.num_groups <= PER_GROUP_LOGS:
+      rates = tf.where(present, rates, float("nan"))
+      return {f"{self.prefix}_g{k}": rates[k] for k in range(self.num_groups)}
+    nan = tf.constant(float("nan"))
+    some = tf.reduce_any(present)
+    return {f"{self.prefix}_worst_group": tf.where(
+                some, tf.reduce_min(tf.where(present, rates, float("inf"))), nan),
+            f"{self.prefix}_best_group": tf.where(
+                some, tf.reduce_max(tf.where(present, rates, -float("inf"))), nan)}
 
 
 class LastValueLogic:

@@ -352,8 +352,8 @@ class HeldOutFairness(keras.callbacks.Callback):
       self._warn(
           f"the held-out set cannot show ε met for {', '.join(blind)} (points; 95%, "
           f"simultaneous over the groups; at the rates of the freshly pruned model): its "
-          f"smallest groups have {rows[0][0]} and {rows[1][0]} rows ({rows[0][1]}, "
-          f"{rows[1][1]}). Violations it cannot tell from noise do not move the "
+          f"smallest groups have {rows[0][0]} and {rows[1][0]} rows ({rows[0][1]!r}, "
+          f"{rows[1][1]!r}). Violations it cannot tell from noise do not move the "
           "multipliers (where nothing else binds, the run is fairness off) and its verdicts "
           "there will be 'cannot tell': give it more rows, merge small groups, or raise ε.")
 
