@@ -134,6 +134,11 @@ def _scoped_apply(fn):
   return wrapped
 
 
+def flavour_classes():
+  """The registered flavours' `Flavour` classes (tf_keras, and Keras 3 if installed)."""
+  return [type(f) for f in flavours.registered()]
+
+
 def instrument():
   """Wraps the step's parts in name scopes (in memory; trace-time only)."""
   mixin = training.BiLevelTrainingMixin
@@ -142,7 +147,7 @@ def instrument():
                       ("_score_gradients", "implicit_grad"), ("_update_metrics", "metrics"),
                       ("_logs", "logs")):
     setattr(mixin, name, _scoped(scope, getattr(mixin, name)))
-  for cls in (flavours.TfKeras, flavours.Keras3):
+  for cls in flavour_classes():
     for name in ("task_loss", "track_loss"):
       setattr(cls, name, _scoped("task_loss", getattr(cls, name)))
   objective.FairnessObjective.level_losses = _scoped(

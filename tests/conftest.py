@@ -88,3 +88,40 @@ def mlp():
 @pytest.fixture
 def data():
   return make_data()
+
+
+class MaskAudit:
+  """After every training batch: do the masks equal the full top-k of the scores (the
+  stable sort's, the reference the fast selections are tested against)?
+
+  `callback()` is the Keras callback; `checked` counts the batches, `wrong` lists those
+  whose masks differed.
+  """
+
+  def __init__(self, model):
+    self.model, self.checked, self.wrong = model, 0, []
+
+  def __call__(self, batch, logs=None):
+    from tf_fairprune import masking  # pylint: disable=g-import-not-at-top
+    wrappers = self.model.fair_prune_wrappers
+    scope = self.model.mask_scope
+    # Wrappers with mask_scope="layer" are ranked on their own, outside a global ranking.
+    alone = [getattr(w, "mask_scope", None) == "layer" and scope == "global" for w in wrappers]
+    if all(alone):
+      alone = [False] * len(wrappers)
+    expected, actual = [], []
+    for part, part_scope in ((True, "layer"), (False, scope)):
+      ranked = [w for w, a in zip(wrappers, alone) if a == part]
+      if not ranked:
+        continue
+      expected += masking.structured_masks(
+          [s for w in ranked for s in w.score_variables], self.model.sparsity_at(),
+          [w.structure for w in ranked for _ in w.score_variables], part_scope,
+          method="sort", floor=self.model._mask_updater.layer_floor)  # pylint: disable=protected-access
+      actual += [m for w in ranked for m in w.mask_variables]
+    self.checked += 1
+    if not all(np.array_equal(a.numpy(), e.numpy()) for a, e in zip(actual, expected)):
+      self.wrong.append(batch)
+
+  def callback(self):
+    return flavours.of(self.model).keras.callbacks.LambdaCallback(on_train_batch_end=self)

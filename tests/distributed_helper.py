@@ -84,6 +84,26 @@ def dataset(strategy):
   return ds
 
 
+AUDIT = {"checked": 0, "wrong": []}  # The mirrored run's re-ranks against a full top-k.
+
+
+class MaskAudit(keras.callbacks.Callback):
+  """After every re-rank: are the masks the full (stable sort) top-k of the scores?"""
+
+  def on_train_batch_end(self, batch, logs=None):
+    model = self.model
+    if int(model.optimizer.iterations.numpy()) % MASK_UPDATE_FREQUENCY:
+      return  # Not a re-rank step.
+    wrappers = model.fair_prune_wrappers
+    expected = tf_fairprune.masking.topk_masks(
+        [s for w in wrappers for s in w.score_variables], model.sparsity_at(),
+        model.mask_scope, method="sort", floor=model._mask_updater.layer_floor)  # pylint: disable=protected-access
+    AUDIT["checked"] += 1
+    if not all(np.array_equal(np.asarray(m), e.numpy()) for m, e in
+               zip([m for w in wrappers for m in w.mask_variables], expected)):
+      AUDIT["wrong"].append(int(model.optimizer.iterations.numpy()))
+
+
 def unfair_data(mode, seed=1, n=1024):
   """Held-out rows labelled so that the initial model is right on every row of group 0
   and wrong on every row of group 1: a gap far beyond the set's noise, so that the
@@ -98,11 +118,12 @@ def unfair_data(mode, seed=1, n=1024):
   return tf_fairprune.pack_group_data(x, g, dense_correct=dense_correct), y
 
 
-def callbacks(mode):
+def callbacks(mode, strategy=None):
+  audit = [MaskAudit()] if strategy is not None else []
   if not HELD_OUT:
-    return []
-  return [tf_fairprune.HeldOutFairness(unfair_data(mode), update_every=2, restore=False,
-                                       verbose=0)]
+    return audit
+  return audit + [tf_fairprune.HeldOutFairness(unfair_data(mode), update_every=2,
+                                               restore=False, verbose=0)]
 
 
 def train(strategy, mode, resume_from=None):
@@ -114,13 +135,13 @@ def train(strategy, mode, resume_from=None):
       model = build(mode)
   ds = dataset(strategy)
   if resume_from is None:
-    model.fit(ds, epochs=2, verbose=0, callbacks=callbacks(mode))
+    model.fit(ds, epochs=2, verbose=0, callbacks=callbacks(mode, strategy))
     return state(model), model
-  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode))
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode, strategy))
   model.save(resume_from)
   with strategy.scope():
     model = keras.models.load_model(resume_from)
-  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode))
+  model.fit(ds, epochs=1, verbose=0, callbacks=callbacks(mode, strategy))
   return state(model), model
 
 
@@ -144,7 +165,8 @@ def main(argv):
         model_a.get_weights(), build(mode).get_weights())))
     with open(out, "w") as f:
       json.dump({"diffs": diffs, "replicas": strategy.num_replicas_in_sync, "moved": moved,
-                 "multiplier": float(model_b.fairness_multipliers[0].numpy().max())}, f)
+                 "multiplier": float(model_b.fairness_multipliers[0].numpy().max()),
+                 "mask_audit": AUDIT}, f)
   elif kind == "single":
     np.savez(out, **train(None, mode)[0])
   else:

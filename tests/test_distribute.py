@@ -39,6 +39,10 @@ def test_two_replicas_match_one_device(tmp_path, kind, mode, keras_version):
   assert result["multiplier"] > 0  # The Lagrangian constraint was active.
   # Weights, scores, masks, multipliers and both optimizers' slots.
   assert max(result["diffs"].values()) <= 1e-5, result["diffs"]
+  # Every re-rank under the strategy (each replica starting its search from its own
+  # last threshold) equals the full top-k of the scores.
+  assert result["mask_audit"]["checked"] >= 4 and not result["mask_audit"]["wrong"], \
+      result["mask_audit"]
 
 
 def _free_ports(n):

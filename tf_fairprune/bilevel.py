@@ -101,7 +101,8 @@ def score_gradients(g_s, g_theta, scale, num_replicas=1, replica_sum=None):
       out.append(gs)
       continue
     gt = tf.cast(gt, gs.dtype)
-    if num_replicas > 1:
-      gt = replica_sum(gt)
-    out.append(gs + implicit_gradient(gt, scale) / num_replicas)
+    if num_replicas == 1:  # Not `/ 1`: that is one more pass over the scores.
+      out.append(gs + implicit_gradient(gt, scale))
+      continue
+    out.append(gs + implicit_gradient(replica_sum(gt), scale) / num_replicas)
   return out

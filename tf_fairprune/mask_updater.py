@@ -35,44 +35,97 @@ class MaskUpdater:
   def sparsity_at(self, step):
     return pruning_schedule.sparsity_at(self.target_sparsity, step)
 
+  def _hint(self, part, rows):
+    """The variable holding where the last ranking of `part` found its thresholds (the
+    warm start of `masking.ranked_masks`), made on first use outside any traced function.
+
+    It only saves work (any value gives the same masks), so it is neither saved nor
+    synchronised: each replica keeps its own copy (identical scores give them the same
+    values anyway) and a model read from a file starts without one.
+    """
+    hints = self.__dict__.setdefault("_hint_variables", {})
+    hint = hints.get(part)
+    if hint is None or hint.shape[0] != rows:
+      with tf.init_scope():
+        hint = tf.Variable(masking.initial_hint(rows), trainable=False,
+                           name=f"mask_threshold_hint_{part}",
+                           synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      hints[part] = hint
+    return hint
+
+  def _parts(self, wrappers):
+    """[(name, wrappers, scope)]: the rankings `ranked` makes. Wrappers ranked on their own
+    (`FairPruneWrapper(mask_scope="layer")`, e.g. the embedding tables TFLite stores
+    dense) stay out of a global ranking: each tensor at the step's sparsity, the others
+    ranked globally among themselves."""
+    alone = [ranked_alone(w) for w in wrappers]
+    if self.scope == "global" and any(alone) and not all(alone):
+      return [("alone", [w for w, a in zip(wrappers, alone) if a], "layer"),
+              ("joint", [w for w, a in zip(wrappers, alone) if not a], self.scope)]
+    return [("joint", wrappers, self.scope)]
+
   def ranked(self, wrappers, step, jit_compile=False):
-    """The top-k masks of the scores at `step`'s sparsity, one tensor per mask variable.
+    """The top-k masks of the scores at `step`'s sparsity and the warm starts to keep.
 
     Args:
       wrappers: The built `FairPruneWrapper` layers, in model order.
       step: The training step whose sparsity applies.
       jit_compile: Rank by bisection (XLA compiles the histogram's scatters poorly;
         both give the same mask).
-    """
-    alone = [ranked_alone(w) for w in wrappers]
-    if self.scope == "global" and any(alone) and not all(alone):
-      # Wrappers ranked on their own (`FairPruneWrapper(mask_scope="layer")`, e.g. the
-      # embedding tables TFLite stores dense) stay out of the global ranking: each
-      # tensor at the step's sparsity, the others ranked globally among themselves.
-      parts = {a: iter(self._ranked([w for w, b in zip(wrappers, alone) if b == a], step,
-                                    jit_compile, "layer" if a else self.scope))
-               for a in (True, False)}
-      return [next(parts[a]) for w, a in zip(wrappers, alone) for _ in w.score_variables]
-    return self._ranked(wrappers, step, jit_compile, self.scope)
 
-  def _ranked(self, wrappers, step, jit_compile, scope):
-    """`ranked` of `wrappers` under one `scope`."""
+    Returns:
+      (masks, hints): one mask tensor per mask variable in model order, and one
+      (hint variable, its next value) per ranking that searched a threshold, in the
+      order of `hint_variables`.
+    """
+    parts = self._parts(wrappers)
+    results = {name: self._ranked(part, step, jit_compile, scope, name)
+               for name, part, scope in parts}
+    if len(parts) == 1:
+      masks = results["joint"][0]
+    else:
+      ordered = {name: iter(results[name][0]) for name in results}
+      masks = [next(ordered["alone" if ranked_alone(w) else "joint"])
+               for w in wrappers for _ in w.score_variables]
+    hints = [(results[name][1], results[name][2]) for name, _, _ in parts
+             if results[name][1] is not None]
+    return masks, hints
+
+  def _ranked(self, wrappers, step, jit_compile, scope, part):
+    """(masks, hint variable, next hint) of `wrappers` ranked under one `scope`; no hint
+    (None, None) when nothing is ranked by top-k."""
     scores = [s for w in wrappers for s in w.score_variables]
+    structures = [w.structure for w in wrappers for _ in w.score_variables]
     method = "bisect" if jit_compile else "histogram"
-    if any(w.is_structured for w in wrappers):
-      structures = [w.structure for w in wrappers for _ in w.score_variables]
-      return masking.structured_masks(scores, self.sparsity_at(step), structures,
-                                      scope=scope, method=method, floor=self.layer_floor)
-    return masking.topk_masks(scores, self.sparsity_at(step), scope=scope, method=method,
-                              floor=self.layer_floor)
+    rows = masking.hint_size(scope, structures)
+    if not rows:  # N:M everywhere: no threshold to search.
+      return masking.structured_masks(scores, self.sparsity_at(step), structures, scope=scope,
+                                      method=method, floor=self.layer_floor), None, None
+    hint = self._hint(part, rows)
+    masks, next_hint = masking.ranked_masks(scores, self.sparsity_at(step), hint, structures,
+                                            scope, method, self.layer_floor)
+    return masks, hint, next_hint
+
+  def hint_variables(self, wrappers):
+    """The hint variables `ranked` warm-starts from for these wrappers, in its order."""
+    variables = []
+    for name, part, scope in self._parts(wrappers):
+      rows = masking.hint_size(scope, [w.structure for w in part for _ in w.score_variables])
+      if rows:
+        variables.append(self._hint(name, rows))
+    return variables
 
   def assign(self, wrappers, step, jit_compile=False):
     """Sets the masks to the top-k of the scores at `step`'s sparsity (`ranked`)."""
     masks = [m for w in wrappers for m in w.mask_variables]
     if not masks:
       return
-    for var, value in zip(masks, self.ranked(wrappers, step, jit_compile)):
+    values, hints = self.ranked(wrappers, step, jit_compile)
+    for var, value in zip(masks, values):
       var.assign(value)
+    for hint, next_hint in hints:
+      hint.assign(next_hint)
 
   def after_step(self, wrappers, step, ok, jit_compile=False):
     """After a training step: re-rank if it was applied (`ok`) and the frequency is due.
@@ -86,9 +139,13 @@ class MaskUpdater:
     if replicas.under_strategy():
       # A mirrored assign may not sit inside a cond: the cond picks the values (the
       # new ranking or the masks as they are), the assign follows outside it.
-      values = tf.cond(refresh, lambda: self.ranked(wrappers, step, jit_compile),
-                       lambda: [tf.identity(m) for m in masks])
-      for var, value in zip(masks, values):
+      hints = self.hint_variables(wrappers)
+      def rerank():
+        values, next_hints = self.ranked(wrappers, step, jit_compile)
+        return values + [n for _, n in next_hints]
+      kept = [tf.identity(v) for v in masks + hints]
+      values = tf.cond(refresh, rerank, lambda: kept)
+      for var, value in zip(masks + hints, values):
         var.assign(value)
     else:
       def update():

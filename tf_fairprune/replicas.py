@@ -38,10 +38,25 @@ def all_true(local):
   return local
 
 
+def _each_finite(tensors):
+  return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+
+
 def all_finite(tensors):
-  """True when every tensor is finite on every replica (the same answer on all)."""
-  checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
-  return all_true(tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True))
+  """True when every tensor is finite on every replica (the same answer on all).
+
+  One pass per tensor in the common case: a sum is finite only when every entry is (an
+  inf or a NaN makes it inf or NaN), so a finite total answers at once; otherwise (a
+  non-finite entry, or finite ones whose sum overflows) every entry is checked, so the
+  answer is exact either way.
+  """
+  tensors = [t for t in tensors if t is not None]
+  if not tensors:
+    return all_true(tf.constant(True))
+  total = tf.add_n([tf.cast(tf.reduce_sum(t), tf.float32) for t in tensors])
+  local = tf.cond(tf.math.is_finite(total), lambda: tf.constant(True),
+                  lambda: _each_finite(tensors))
+  return all_true(local)
 
 
 class _UnwrapPreventer:

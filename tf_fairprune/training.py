@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tf_fairprune import bilevel
 from tf_fairprune import config as config_lib
+from tf_fairprune import fused_sgd
 from tf_fairprune import groups as groups_lib
 from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
@@ -611,7 +612,7 @@ class BiLevelTrainingMixin:
       ok_w = tf.logical_and(finite, running)
       ok = tf.logical_and(ok_w, replicas.all_finite(loss_scale.unscale(g_w, factor) + g_s))
     replicas.apply_if(ok_w, self.optimizer, g_w, weights)
-    replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
+    fused_sgd.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok
 
   def _alternating_update(self, batch, running, weights, scores, thetas):
@@ -635,7 +636,7 @@ class BiLevelTrainingMixin:
     g_s = self._score_gradients(grads[:len(scores)], grads[len(scores):])
     finite = tf.logical_and(finite, replicas.all_finite([upper] + g_s))
     ok = tf.logical_and(finite, running)
-    replicas.apply_if(ok, self.mask_optimizer, g_s, scores)
+    fused_sgd.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok
 
   def train_step(self, data):

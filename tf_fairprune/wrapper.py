@@ -147,11 +147,12 @@ class FairPruneWrapperLogic:
       raise ValueError(
           f"Layer '{layer.name}' of type {type(layer).__name__} is not supported. "
           f"{registry._HOW_TO}")  # pylint: disable=protected-access
+    # Checked before int(): (True, 1) or (4.5, 1) would otherwise pass as (1, 1), (4, 1).
+    masking.check_structure_args(block_size, sparsity_m_by_n, granularity)
     self.block_size = tuple(int(b) for b in block_size)
     self.sparsity_m_by_n = (None if sparsity_m_by_n is None
                             else tuple(int(v) for v in sparsity_m_by_n))
     self.granularity = granularity
-    masking.check_structure_args(self.block_size, self.sparsity_m_by_n, granularity)
     if mask_scope not in (None, "layer"):
       raise ValueError(f"A wrapper's mask_scope must be None or 'layer', got {mask_scope!r}.")
     self.mask_scope = mask_scope
