@@ -467,3 +467,20 @@ def test_prune_embeddings_decides_where_the_table_is_ranked(k, option):
     assert kept["emb"] < 0.1 < kept["hid"]
   with pytest.raises(ValueError, match="prune_embeddings"):
     tf_fairprune.fair_prune_wrapper(model, 0.9, prune_embeddings="yes")
+
+
+def test_multi_output_model_without_constraints_prunes_without_naming_an_output(k):
+  # It failed in the first step asking for fairness_output although nothing is judged.
+  pruned = tf_fairprune.fair_prune_wrapper(_two_output_model(k), 0.5, fairness=[])
+  pruned.compile(optimizer=k.optimizers.SGD(0.05),
+                 loss={"cls": k.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       "reg": "mse"})
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 8)).astype("float32")
+  y = {"cls": (x[:, 0] > 0).astype("int32"), "reg": x[:, :1]}
+  for data in (x, tf_fairprune.pack_group_data(x, (x[:, 1] > 0).astype("int32"))):
+    logs = pruned.fit(data, y, batch_size=16, epochs=1, verbose=0).history
+    assert {"cls_loss", "reg_loss", "sparsity"} <= set(logs)
+    assert not any(key.startswith("accuracy_") for key in logs)  # Nothing judged.
+    assert all(np.isfinite(v[-1]) for v in logs.values())
+  assert float(pruned.measured_sparsity()) == pytest.approx(0.5, abs=0.05)

@@ -179,6 +179,15 @@ class BiLevelTrainingMixin:
     weights or losses); a single value is returned as it is."""
     return outputs_lib.judged(self, self.fairness_output, value)
 
+  @property
+  def _judges_an_output(self):
+    """Whether group statistics are kept: a model with one output, a judged output named
+    (`fairness_output`), or constraints (which then require one). A model with several
+    outputs and neither trains as a plain pruned model, without group metrics."""
+    outputs = getattr(self, "outputs", None)
+    return (not outputs or len(outputs) <= 1 or self.fairness_output is not None or
+            bool(self.fairness))
+
   def set_reference_model(self, model):
     """Sets the dense model that degradation constraints compare against.
 
@@ -540,12 +549,16 @@ class BiLevelTrainingMixin:
           "The model has fairness constraints but the data carries no group ids. Pack "
           "them with x = tf_fairprune.pack_group_data(x, groups).")
     # The judged output's labels (multi-output models), as the group statistics read them.
-    labels = outcomes.decision_labels(self._judged(y), getattr(self, "_signed_labels", False))
+    labels = None
+    if self._judges_an_output:
+      labels = outcomes.decision_labels(self._judged(y), getattr(self, "_signed_labels", False))
     return _Batch(x, y, sample_weight, groups, dense, bad_ids, labels)
 
   def _fairness_statistics(self, batch, y_pred):
     """Per constraint: (smooth sums, hard sums, counts), all [T, K], of the judged output
     (multi-output models)."""
+    if not self.fairness:
+      return []
     reference = None
     if self._reference_model is not None:
       reference = lambda: self._judged(self._reference_model(batch.x, training=False))
@@ -575,6 +588,9 @@ class BiLevelTrainingMixin:
 
   def _update_metrics(self, batch, y_pred, stats, training=True):
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
+    if not self._judges_an_output:  # No judged output: no group statistics.
+      self._fair_metrics.update_state(self.measured_sparsity(), stats, self.fairness_multipliers)
+      return
     judged = self._judged(y_pred)
     if batch.groups is not None:
       # Labels the group statistics cannot read (e.g. {0, 2} for one output): counted
@@ -589,7 +605,8 @@ class BiLevelTrainingMixin:
         from_logits=self._objective.metric_from_logits)
 
   def _logs(self, batch):
-    return self._fair_metrics.logs(self.metrics, has_groups=batch.groups is not None)
+    return self._fair_metrics.logs(self.metrics, has_groups=batch.groups is not None and
+                                   self._judges_an_output)
 
   # ---------------------------------------------------------------- the steps
   def _joint_update(self, batch, running, weights, scores, thetas):
