@@ -340,8 +340,8 @@ def _name_groups(path, rows, columns):
   intersections = _intersections()
   attributes = {c: [r[c] for r in rows] for c in columns}
   try:
-    combined = intersections.Intersections(
-        attributes, categories={c: _ordered(set(v)) for c, v in attributes.items()})
+    # Its own order is `_ordered`'s: numbers as numbers, else as strings.
+    combined = intersections.Intersections(attributes)
   except ValueError as err:
     raise ValueError(f"{path}: {err}") from err
   ids = combined.ids(attributes)
