@@ -92,6 +92,10 @@ flags.DEFINE_float("tolerance", 0.01, "Fair: validation accuracy within this of 
 flags.DEFINE_bool("held_out", True, "Constrained methods steer their multipliers on the "
                   "validation split and return the iterate selected there (HeldOutFairness); "
                   "the rows in BENCHMARKS.md's main section predate it (--noheld_out).")
+flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average` (the library "
+                  "default): the overall loss R in ψ_g = R_g − R is a fixed reference for the "
+                  "gradient; the rows in BENCHMARKS.md's main section predate it "
+                  "(--nodetach_average).")
 flags.DEFINE_float("collapse_share", 0.99, "Collapsed: one prediction covers this share.")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for seed 0's intervals.")
 flags.DEFINE_bool("quick", False, "Smoke run: 1 seed, 90% only, 1 epoch, no tuning.")
@@ -180,9 +184,12 @@ class _Cell:
     keras.utils.set_random_seed(self.seed)
     dense = self.tf_keras_dense if method in pipeline.TF_KERAS_ONLY else self.dense
     self.k.utils.set_random_seed(self.seed)
+    constraints = pipeline.make_constraints(epsilon=FLAGS.epsilon)
+    for c in constraints:  # BiFP's default: ExcessDegradation.
+      c.detach_average = FLAGS.detach_average
     outcome = pipeline.prune(
         method, dense, data, sparsity, FLAGS.epochs, self.batch_size,
-        pipeline.make_constraints(epsilon=FLAGS.epsilon), "max_excess_gap", FLAGS.epsilon,
+        constraints, "max_excess_gap", FLAGS.epsilon,
         FLAGS.tolerance, verbose=0, optimizer=optimizer, held_out=FLAGS.held_out)
     model = outcome["model"]
     pred = audit_lib.predict_labels(model, data.test.x, True, 1024)
@@ -197,7 +204,7 @@ class _Cell:
                batch_size=self.batch_size, dense_epochs=list(self.dense.dense_epochs),
                majority_prediction_share=share, collapsed=share >= FLAGS.collapse_share,
                epsilon=FLAGS.epsilon, validation_history=outcome["history"],
-               held_out=FLAGS.held_out)
+               held_out=FLAGS.held_out, detach_average=FLAGS.detach_average)
     if full and self.seed == 0:
       row["bootstrap_95"] = bootstrap_intervals(data, pred, self.dense_pred)
       export = tflite_export(model, data, method != "dense")
@@ -210,12 +217,26 @@ def _steering_note(rows):
   """How the constrained methods' multipliers were steered in these rows."""
   held = sum(bool(r.get("held_out")) for r in rows)
   if held == len(rows):
-    return ("Constrained methods (BiFP, CEAG, two-stage) steer their multipliers on the "
+    note = ("Constrained methods (BiFP, CEAG, two-stage) steer their multipliers on the "
             "validation split and return the iterate selected there (`HeldOutFairness`).")
-  if held == 0:
-    return ("These rows predate `HeldOutFairness`: the constrained methods' multipliers read "
+  elif held == 0:
+    note = ("These rows predate `HeldOutFairness`: the constrained methods' multipliers read "
             "the training batches (rerun them so with `--noheld_out`).")
-  return f"{held} of {len(rows)} rows steer the multipliers on the validation split."
+  else:
+    note = f"{held} of {len(rows)} rows steer the multipliers on the validation split."
+  return note + _detach_note(rows)
+
+
+def _detach_note(rows):
+  """Whether ψ_g's gradient flowed into the average in these rows."""
+  detached = sum(bool(r.get("detach_average")) for r in rows)
+  if detached == len(rows):
+    return ""
+  if detached == 0:
+    return (" The rows predate `ExcessDegradation(detach_average=True)`: the gradient of "
+            "ψ_g = R_g − R reached the average R (rerun them so with `--nodetach_average`; "
+            "section \"intersections\" measures the change).")
+  return f" {detached} of {len(rows)} rows detach the average from ψ_g's gradient."
 
 
 def _labels(y):

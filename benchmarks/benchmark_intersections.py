@@ -117,11 +117,16 @@ def run_dataset(spec, done, out):
             f"{row['max_excess']:.4f} {time.perf_counter() - start:.0f}s", flush=True)
 
 
-def load_rows():
+# The constrained rows measured with the average inside ψ_g's gradient
+# (`ExcessDegradation(detach_average=False)`, the default before), for the before/after.
+ATTACHED = ".jsonl.attached_average"
+
+
+def load_rows(suffix=".jsonl"):
   rows = []
   if os.path.isdir(RESULTS):
     for f in sorted(os.listdir(RESULTS)):
-      if f.endswith(".jsonl"):
+      if f.endswith(suffix):
         with open(os.path.join(RESULTS, f), encoding="utf-8") as fh:
           rows += [json.loads(line) for line in fh if line.strip()]
   return rows
@@ -131,7 +136,7 @@ def _ms(values, scale=100):
   return bench_utils.fmt_mean_std(values, scale)
 
 
-def render(rows):
+def render(rows, attached=()):
   out = [
       "Command: `python benchmarks/benchmark_intersections.py` "
       f"({bench_utils.machine()}). One group per combination of two attributes; every "
@@ -145,7 +150,20 @@ def render(rows):
       "where CEAG is more accurate and has a smaller max ψ. *= BiP*: seeds whose per-group test "
       "figures are BiP's exactly (the constraint never bound: where the validation split "
       "cannot tell a group's loss from noise, held-out steering does not act on it). "
-      f"*Collapsed*: ≥ {COLLAPSED:.0%} of the test predictions one class.", ""]
+      f"*Collapsed*: ≥ {COLLAPSED:.0%} of the test predictions one class.", "",
+      _table(rows)]
+  if attached:
+    # BiP's rows are the same runs in both (no constraint).
+    bip = [r for r in rows if r["method"] == "bip"]
+    out += ["", "The same runs with the average inside ψ_g's gradient "
+            "(`ExcessDegradation(detach_average=False)`, the default before; rows in "
+            f"`benchmarks/results/intersections/*{ATTACHED}`): lowering ψ_g = R_g − R then "
+            "also pushes every other row's loss up.", "",
+            _table(bip + [r for r in attached if r["method"] != "bip"])]
+  return "\n".join(out) + "\n"
+
+
+def _table(rows):
   table = []
   for spec in dict.fromkeys(r["spec"] for r in rows):
     mine = [r for r in rows if r["spec"] == spec]
@@ -173,10 +191,9 @@ def render(rows):
           "–" if method == "ceag" else f"{dominated}/{len(rs)}",
           "–" if method == "bip" else f"{same}/{len(rs)}",
           str(sum(r["largest_class_share"] >= COLLAPSED for r in rs))])
-  out.append(bench_utils.table(
+  return bench_utils.table(
       ["dataset", "method", "seeds", "groups", "accuracy", "judged (mean)", "not met",
-       "max ψ", "within 1 pt of BiP", "dominated by CEAG", "= BiP", "collapsed"], table))
-  return "\n".join(out) + "\n"
+       "max ψ", "within 1 pt of BiP", "dominated by CEAG", "= BiP", "collapsed"], table)
 
 
 def main(argv):
@@ -192,7 +209,7 @@ def main(argv):
   rows = load_rows()
   if not rows:
     raise app.UsageError(f"No results in {RESULTS}: run without --render_only first.")
-  text = render(rows)
+  text = render(rows, load_rows(ATTACHED))
   if FLAGS.write_markdown:
     bench_utils.write_section("intersections", text)
   print(text)

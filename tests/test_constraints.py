@@ -363,3 +363,24 @@ def test_degradation_model_loaded_from_a_keras_file_asks_for_its_reference(k, tm
   restored.set_reference_model(dense)
   restored.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
   assert dense.trainable and _same(dense_weights, dense.get_weights())
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_excess_detached_average_only_helps_the_group(detach):
+  """ψ_0 = R_0 − R: with the average detached its gradient reaches group 0's rate alone;
+  without, it also pushes group 1's loss up (what collapsed many-group runs)."""
+  c = C.ExcessDegradation(tolerance=0.0, detach_average=detach,
+                          enforcement=tf_fairprune.fairness.Lagrangian(noise_margin=0.0, damping=0.0))
+  s = tf.Variable([[0.2, 0.1]])  # Per-group degradation sums; counts 1 each.
+  counts = tf.ones([1, 2])
+  lam = tf.constant([[1.0, 0.0]])  # Only group 0's constraint binds.
+  with tf.GradientTape() as tape:
+    loss = c.penalty(s, counts, tf.stop_gradient(s), counts, lam)
+  grad = tape.gradient(loss, s).numpy()[0]
+  assert grad[0] > 0  # Lowering group 0's loss lowers the term either way.
+  if detach:
+    assert grad[1] == 0.0
+  else:
+    assert grad[1] < 0  # Raising group 1's loss would lower ψ_0.
+  assert float(c.measure(s, counts)) == pytest.approx(0.05)  # The measurement is unchanged.
+  assert C.ExcessDegradation.from_config(c.get_config()).detach_average == detach

@@ -341,6 +341,15 @@ class ExcessDegradation(_DegradationBase):
   than average (or gains) is never penalised, so it does not fight an accuracy-gap
   constraint the way the two-sided `DegradationFairness` does.
 
+  Args:
+    detach_average: Whether the loss term treats R as a fixed reference (default): the
+      gradient of ψ_g then only helps group g. Without it, the gradient of −R pushes
+      every other row's loss *up*; with many binding groups (20 class × colour groups
+      of colored Fashion-MNIST) that collapsed training (BENCHMARKS.md, "intersections"). Balancing Act's code
+      has the same switch (`detach_model_constraint_contribution`). The measured ψ_g is
+      the same either way.
+    **kwargs: As for `FairnessConstraint`.
+
   Example:
 
   ```python
@@ -353,11 +362,18 @@ class ExcessDegradation(_DegradationBase):
   audit_gap = "max_excess_gap"
   kind = "excess"
 
+  def __init__(self, *args, detach_average=True, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.detach_average = bool(detach_average)
+
   def multiplier_shape(self, num_groups):
     return (self.num_terms, num_groups)
 
   def values(self, sums, counts):
-    return outcomes.excesses(sums, counts)
+    return outcomes.excesses(sums, counts, detach_average=self.detach_average)
+
+  def get_config(self):
+    return {**super().get_config(), "detach_average": self.detach_average}
 
   def standard_errors(self, counts):
     return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))

@@ -269,14 +269,19 @@ def pairwise_differences(sums, counts):
   return rates[..., :, None] - rates[..., None, :], valid
 
 
-def excesses(sums, counts):
+def excesses(sums, counts, detach_average=False):
   """([T, K] rate_g - overall rate, [T, K] valid): Balancing Act's ψ_g per group.
 
-  Valid for the groups present when at least two are.
+  Valid for the groups present when at least two are. With `detach_average` the overall
+  rate is a reference the gradient does not flow into (Balancing Act's
+  `detach_model_constraint_contribution`): ψ_g is lowered by helping group g only, not
+  by raising everyone else's loss.
   """
   rates = tf.math.divide_no_nan(sums, counts)
   present = counts > 0
   overall = tf.math.divide_no_nan(tf.reduce_sum(sums, -1), tf.reduce_sum(counts, -1))
+  if detach_average:
+    overall = tf.stop_gradient(overall)
   enough = tf.reduce_sum(tf.cast(present, tf.int32), axis=-1, keepdims=True) >= 2
   return rates - overall[..., None], tf.logical_and(present, enough)
 
