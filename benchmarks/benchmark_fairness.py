@@ -236,11 +236,16 @@ def run_seed(name, seed, done, out, before=None):
         FLAGS.harm_epsilon, gap="max_excess_gap")
 
 
-def load_rows(directory=RESULTS):
+# Do-no-harm rows measured with the average inside ψ_g's gradient
+# (`ExcessDegradation(detach_average=False)`, the default before), for the before/after.
+ATTACHED = ".jsonl.attached_average"
+
+
+def load_rows(directory=RESULTS, suffix=".jsonl"):
   rows = []
   if os.path.isdir(directory):
     for f in sorted(os.listdir(directory)):
-      if f.endswith(".jsonl"):
+      if f.endswith(suffix):
         with open(os.path.join(directory, f), encoding="utf-8") as fh:
           rows += [json.loads(line) for line in fh if line.strip()]
   return rows
@@ -431,7 +436,8 @@ and ε: fairlearn's result does not depend on this library).
     for sp in (float(s) for s in FLAGS.harm_sparsities):
       psi = {}
       for run, title in (("gmp", "GMP (TFMOT, per-layer)"), ("bip", "BiP"),
-                         ("bifp_excess", f"BiFP excess ε={FLAGS.harm_epsilon * 100:g}")):
+                         ("bifp_excess", f"BiFP excess ε={FLAGS.harm_epsilon * 100:g}"),
+                         ("bifp_excess_attached", "  the same, average attached (before)")):
         r = sel(run, sp)
         if not r:
           continue
@@ -449,7 +455,9 @@ and ε: fairlearn's result does not depend on this library).
           verdicts.append(f"{sp:.0%}: BiP ψ {b * 100:.1f} ≤ 2 (target does not apply; BiFP {f * 100:.1f})")
     if harm:
       out.append("Do no harm (`ExcessDegradation(tolerance=0.01)`, BiFP's default, steered on "
-                 "validation):\n\n" + bench_utils.table(harm_header, harm) + "\n\n"
+                 "validation; *average attached*: the rows measured before ψ_g's gradient "
+                 "treated the average R as fixed, `detach_average=False`, in "
+                 f"`benchmarks/results/fairness_verdict/*{ATTACHED}`):\n\n" + bench_utils.table(harm_header, harm) + "\n\n"
                  + "\n".join(f"- {v}" for v in verdicts) + "\n")
   return "\n\n".join(out)
 
@@ -512,6 +520,7 @@ def main(argv):
   rows = load_rows()
   if not rows:
     raise app.UsageError(f"No results in {RESULTS}: run without --render_only first.")
+  rows += [dict(r, run="bifp_excess_attached") for r in load_rows(RESULTS, ATTACHED)]
   text = render(rows)
   plot(rows)
   if FLAGS.write_markdown:
