@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""README's flag table of the main job, generated from the flag definitions.
+"""docs/job.md's flag table of the main job, generated from the flag definitions.
 
-  python .ci/flag_table.py            # exit 1 if README's table differs from the flags
+  python .ci/flag_table.py            # exit 1 if docs/job.md's table differs from the flags
   python .ci/flag_table.py --write    # rewrite it
 
-The table sits between `<!-- BEGIN flags -->` and `<!-- END flags -->` in README.md. It
+The table sits between `<!-- BEGIN flags -->` and `<!-- END flags -->` in docs/job.md. It
 is rendered from the absl flags that examples/fair_prune.py defines (its own, then the
 fairness flags of benchmarks/job_flags.py) and the method list of its docstring.
 Importing the job imports absl and job_flags only, not TensorFlow: this takes a second.
@@ -19,7 +19,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = os.path.join(ROOT, "examples", "fair_prune.py")
-README = os.path.join(ROOT, "README.md")
+TARGET = os.path.join(ROOT, "docs", "job.md")
+TARGET_NAME = "docs/job.md"
 BEGIN, END = "<!-- BEGIN flags -->", "<!-- END flags -->"
 
 
@@ -77,26 +78,26 @@ def render():
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--write", action="store_true", help="Rewrite README's table.")
+  parser.add_argument("--write", action="store_true", help=f"Rewrite {TARGET_NAME}'s table.")
   args = parser.parse_args(argv)
-  text = open(README, encoding="utf-8").read()
+  text = open(TARGET, encoding="utf-8").read()
   pattern = re.compile(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), re.S)
   match = pattern.search(text)
   if not match:
-    print(f"README.md has no {BEGIN} ... {END} block.")
+    print(f"{TARGET_NAME} has no {BEGIN} ... {END} block.")
     return 1
   table = render() + "\n"
   if match.group(1) == table:
-    print("README.md: the flag table matches examples/fair_prune.py.")
+    print(f"{TARGET_NAME}: the flag table matches examples/fair_prune.py.")
     return 0
   if args.write:
-    with open(README, "w", encoding="utf-8") as f:
+    with open(TARGET, "w", encoding="utf-8") as f:
       f.write(text[:match.start(1)] + table + text[match.end(1):])
-    print("README.md: flag table rewritten.")
+    print(f"{TARGET_NAME}: flag table rewritten.")
     return 0
   sys.stdout.writelines(difflib.unified_diff(
-      match.group(1).splitlines(True), table.splitlines(True), "README.md", "flags"))
-  print("\nREADME.md: the flag table differs from the flags; run "
+      match.group(1).splitlines(True), table.splitlines(True), TARGET_NAME, "flags"))
+  print(f"\n{TARGET_NAME}: the flag table differs from the flags; run "
         "`python .ci/flag_table.py --write`.")
   return 1
 

@@ -69,11 +69,6 @@ def machine():
           f"TF {tf.__version__}")
 
 
-README_MD = os.path.join(ROOT, "README.md")
-# The detailed results table that README's summary links to (section "results").
-RESULTS_MD = os.path.join(ROOT, "docs", "results.md")
-
-
 def anchor(heading):
   """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces '-'."""
   kept = "".join(c for c in heading.strip().lower() if c.isalnum() or c in "_- ")

@@ -93,13 +93,13 @@ def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with
   moved = [np.abs(v.numpy() - b).max() for v, b in zip(pruned.trainable_variables, before)]
   assert max(moved) > 0
   assert float(pruned.measured_sparsity()) == pytest.approx(0.5, abs=0.01)
-  if not with_fairness:  # Strip, then export a float32 copy as the README says.
+  if not with_fairness:  # Strip, then export a float32 copy as docs/training.md says.
     stripped = tf_fairprune.strip_fair_pruning(pruned)
     assert stripped.layers[-1].compute_dtype == "float16"
     np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
                                atol=1e-2)
     namespace = {"keras": k, "tf_fairprune": tf_fairprune, "pruned": pruned, "x": x}
-    block = _readme_blocks("### Mixed precision")[0]
+    block = _doc_blocks("docs/training.md", "## Mixed precision")[0]
     exec(block.replace("/tmp/model.tflite", str(tmp_path / "m.tflite")), namespace)  # pylint: disable=exec-used
     copy = namespace["float32_copy"](stripped)
     assert all(l.compute_dtype == "float32" for l in copy.layers)
@@ -110,10 +110,10 @@ def test_mixed_float16_trains_in_float16_with_float32_scores(mixed_float16, with
     assert result.weight_sparsity == pytest.approx(0.5, abs=0.01)
 
 
-def _readme_blocks(title):
-  """The python code blocks of the README section `title`."""
+def _doc_blocks(page, title):
+  """The python code blocks of the section `title` of the Markdown file `page`."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+  text = open(os.path.join(root, page), encoding="utf-8").read()
   section = text.split(f"\n{title}\n", 1)[1].split("\n##", 1)[0]
   return re.findall(r"```python\n(.*?)```", section, re.S)
 

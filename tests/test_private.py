@@ -13,8 +13,11 @@ def test_tf_keras_private_names_resolve():
   assert issubclass(_private.Functional, keras.Model)
   assert callable(_private.reconstruct_from_config)
   assert callable(_private.connect_ancillary_layers)
-  with _private.SharedObjectLoadingScope():
-    pass
+  from tf_keras.src.saving.legacy import serialization  # pylint: disable=g-import-not-at-top
+  with _private.SharedObjectLoadingScope() as scope:  # What keras2.py's loading enters.
+    assert serialization._shared_object_loading_scope() is scope  # pylint: disable=protected-access
+  assert isinstance(serialization._shared_object_loading_scope(),  # pylint: disable=protected-access
+                    serialization.NoopLoadingScope)
 
 
 def test_tfmot_registry_tables_resolve():
@@ -58,8 +61,12 @@ def test_layer_graph_private_names_resolve_on_both_flavours(k):
   assert flavours.of(model).is_graph_model(model) and flavours.of(model).is_graph_model(functional)
   nodes = flavours.of(model).inbound_nodes(functional, functional.get_layer("logits"))
   assert len(nodes) == 1 and len(nodes[0][1]) == 1
-  _private.compile_config(model)["mask_optimizer"] = "sgd"  # What record_compile_argument writes.
-  flavours.of(model).record_compile_argument(model, "mask_optimizer", "sgd")
+  # A compile argument recorded through the flavour table lands where Keras reads the
+  # compile arguments of a saved model back.
+  assert "probe_argument" not in _private.compile_config(model)
+  flavours.of(model).record_compile_argument(model, "probe_argument", "sgd")
+  assert _private.compile_config(model)["probe_argument"] == "sgd"
+  assert model.get_compile_config()["probe_argument"] == "sgd"
 
 
 def test_compile_private_calls_of_each_flavour_table(k):
@@ -74,8 +81,14 @@ def test_compile_private_calls_of_each_flavour_table(k):
                flavour.second_task_loss(model, y, y_pred, None),
                flavour.test_loss(model, x, y, y_pred, None)):
     assert np.isfinite(float(loss))
-  flavour.track_loss(model, x, flavour.task_loss(model, y, y_pred, None))
+  task_loss = flavour.task_loss(model, y, y_pred, None)
+  flavour.track_loss(model, x, task_loss)
   flavour.update_compiled_metrics(model, y, y_pred, None)
+  logs = model.get_metrics_result()
+  # The reported loss is the task loss (tf_keras tracks it inside compiled_loss, Keras 3
+  # through track_loss); y is all ones, so accuracy is the share of outputs above 0.5.
+  assert float(logs["loss"]) == pytest.approx(float(task_loss), rel=1e-5)
+  assert float(logs["accuracy"]) == pytest.approx(float(np.mean(y_pred.numpy() > 0.5)))
 
 
 def test_replica_private_names_resolve():
@@ -115,4 +128,4 @@ def test_dtype_policy_and_state_unlocking_on_both_flavours(k):
   flavour = flavours.of(layer)
   with flavour.state_unlocked(layer):  # A built layer may still create a variable.
     extra = layer.add_weight(name="extra", shape=(1,), initializer="zeros")
-  assert extra is not None
+  assert extra.shape == (1,) and any(w is extra for w in layer.weights)

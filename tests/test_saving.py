@@ -27,7 +27,11 @@ def test_h5_is_refused_before_anything_is_written(tmp_path):
   stripped = tf_fairprune.strip_fair_pruning(model)
   stripped.save(str(tmp_path / "plain.h5"))
   stripped.save(str(tmp_path / "plain_saved_model"))
-  keras.models.load_model(str(tmp_path / "plain_saved_model"))
+  x = np.random.default_rng(0).standard_normal((4, 8)).astype("float32")
+  for name in ("plain.h5", "plain_saved_model"):
+    restored = keras.models.load_model(str(tmp_path / name))
+    np.testing.assert_allclose(restored.predict(x, verbose=0), stripped.predict(x, verbose=0),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("ext", ["keras"])

@@ -196,11 +196,10 @@ def level_variables(model):
 #   "target": every tensor at most its gain at the target sparsity (floor-held too),
 #   "model":  at most the model-wide gain ‖Θ‖ / ‖M ⊙ Θ‖ over all wrapped tensors,
 #   "none":   no bound (the behaviour before; ResNet-10's floor-held convs at 99% got
-#             gains of 11-13 and both benchmark runs ended as constant predictors).
+#             gains of an order of magnitude and the benchmark runs collapsed).
 # The alternatives stay for benchmarks/benchmark_layer_floor.py, which measured them
 # (BENCHMARKS.md "Layer floor vs pure global ranking"): "floor" and "both" were the only
-# rules with no collapsed run over ResNet-10 at 95/99% and MobileNetV2 at 90/95%, level
-# on mean accuracy (51.01 vs 51.04%: a tie). "floor" is the default because it changes
+# rules with no collapsed run there, tied on mean accuracy. "floor" is the default because it changes
 # only the floor-held tensors: every model where the floor holds nothing (the MLPs and
 # CNNs of the other benchmarks) is rescaled exactly as before, so their rows stay valid.
 RESCALE_CAPS = ("both", "floor", "target", "model", "none")

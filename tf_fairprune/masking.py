@@ -7,8 +7,8 @@ the entry that comes first in flattened order wins (for a global mask the wrappe
 layers are concatenated in model order). Three selection methods give identical masks:
 
 * `"histogram"` (default): a two-pass radix select of the k-th largest |score| on its
-  float bits (two `bincount`s), then one comparison. 11-16x faster than a sort on
-  CPU (BENCHMARKS.md, "Pruning engine").
+  float bits (two `bincount`s), then one comparison. Many times faster than a sort
+  on CPU (BENCHMARKS.md, "Pruning engine").
 * `"bisect"`: a 31-step bisection on the float bits (one compare-and-count pass per
   step). No scatter and no sort, so it is the one to use under XLA
   (`jit_compile=True`), where histograms compile poorly and sorts run slowly on CPU.
@@ -170,14 +170,14 @@ def _masks_at(bits_list, threshold, equal, ties, static_shapes):
 
 
 # ---------------------------------------------------------------- warm start
-# Between two re-ranks the scores move a little, and so does the threshold (measured
-# on the engine benchmark's MLP and CNN: a median 2e-5 of its value per step, at most
-# 1e-4). A warm start looks for the new threshold only in a band of bit patterns
-# around the last one: a compare per entry finds the few entries inside the band and a
-# count those above it; the k-th largest is then picked among the band's entries. When
-# the threshold is not inside the band (a jump, a first step) the full radix select
-# runs instead, so the masks are exactly those of a full top-k either way; the hint
-# only decides how much work that takes.
+# Between two re-ranks the scores move a little, and so does the threshold (on the
+# engine benchmark's MLP and CNN, well inside the narrowest band below). A warm start
+# looks for the new threshold only in a band of bit patterns around the last one: a
+# compare per entry finds the few entries inside the band and a count those above it;
+# the k-th largest is then picked among the band's entries. When the threshold is not
+# inside the band (a jump, a first step) the full radix select runs instead, so the
+# masks are exactly those of a full top-k either way; the hint only decides how much
+# work that takes.
 HINT_MIN_HALF_WIDTH = 2**11  # Bit patterns either side: about ±2.4e-4 of the value.
 HINT_MAX_HALF_WIDTH = 2**22
 

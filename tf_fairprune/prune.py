@@ -74,9 +74,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       ended as a constant predictor (see `FairPruneModel.rescale_to_masks`). Under
       global ranking the gain is bounded: a tensor that the `layer_floor` holds (it
       keeps only its floor) is not rescaled — blowing its few weights up by
-      ‖θ‖ / ‖m ⊙ θ‖ (11–13 on ResNet-10 at 99%) made both benchmark runs constant
-      predictors. False starts from the dense weights exactly (step 0 = magnitude
-      pruning).
+      ‖θ‖ / ‖m ⊙ θ‖ made ResNet-10's runs at 99% constant predictors (BENCHMARKS.md,
+      "Layer floor vs pure global ranking"). False starts from the dense weights
+      exactly (step 0 = magnitude pruning).
     layer_floor: With `mask_scope="global"`, every wrapped tensor keeps at least
       max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1), so global ranking
       never empties a layer (it did: 11 layers of ResNet50 at 90%); the total sparsity
@@ -88,8 +88,8 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       prunable weights, the ones the file can hold sparse. `"layer"` prunes each
       table to the target sparsity on its own, outside the global ranking (it then
       never takes the pruning the other layers need). `True` ranks them with every
-      other tensor (the behaviour before; a 90% token transformer kept 1% of its
-      table and its other layers were pruned far less, a file 0.9x the dense one).
+      other tensor (the behaviour before; a token transformer's table then took most
+      of the pruning: BENCHMARKS.md, "Embedding tables: pruned or not").
     fairness_output: For a model with several outputs: the name (as in the original
       model) or index of the output that the fairness constraints and the per-group
       metrics judge. Default: the only output; with several outputs and fairness

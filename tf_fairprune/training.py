@@ -248,12 +248,12 @@ class BiLevelTrainingMixin:
     same run recovered the dense accuracy. Masks and scores are unchanged.
 
     The exception: under global ranking with `layer_floor` a tensor that ranking alone
-    would empty keeps just its floor, max(1, ⌈ρ·(1−s)·n⌉) weights (0.1% of a
-    ResNet-10 conv at 99%), and ‖θ‖ / ‖m ⊙ θ‖ multiplied those few weights by 11–13:
-    both ResNet-10 runs at 99% ended as constant predictors (10% accuracy). The floor
-    is there to keep a path through the layer, not to restore its output, so a
-    floor-held tensor is not rescaled (0/2 collapsed, 41.4 ± 5.1%). Every other tensor
-    is rescaled as before, so models where the floor holds nothing are unchanged.
+    would empty keeps just its floor, max(1, ⌈ρ·(1−s)·n⌉) weights, and ‖θ‖ / ‖m ⊙ θ‖
+    multiplied those few weights by an order of magnitude: ResNet-10 runs at 99% ended
+    as constant predictors. The floor is there to keep a path through the layer, not
+    to restore its output, so a floor-held tensor is not rescaled (then no run
+    collapsed). Every other tensor is rescaled as before, so models where the floor
+    holds nothing are unchanged.
     Measured against capping the gains (at each tensor's gain at the target sparsity,
     or the model-wide gain) on ResNet-10 and MobileNetV2: only the rules that leave
     floor-held tensors alone collapsed no run; none was best everywhere (MobileNetV2
