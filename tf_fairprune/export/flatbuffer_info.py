@@ -73,6 +73,7 @@ class FlatbufferInfo:
     return name
 
   def tensor_name(self, index):
+    """The name of tensor `index`, as a str."""
     return _text(self.tensors[index].name)
 
   def is_sparse(self, index):
@@ -81,6 +82,7 @@ class FlatbufferInfo:
 
   @functools.cached_property
   def has_sparse_tensors(self):
+    """True when any tensor is stored sparse."""
     return any(t.sparsity is not None for t in self.tensors)
 
   @functools.cached_property
@@ -173,6 +175,7 @@ class FlatbufferInfo:
 
 
 def _indices(values):
+  """A flatbuffer vector that may be absent (None) as an iterable."""
   return [] if values is None else values
 
 
