@@ -79,7 +79,7 @@ def test_bad_arguments_write_nothing(tmp_path, x):
 def test_existing_file_is_untouched_when_conversion_fails(tmp_path, x, monkeypatch):
   path = tmp_path / "keep.tflite"
   path.write_bytes(b"previous")
-  from tf_fairprune import export
+  from tf_fairprune.export import pipeline as export
   def broken(*args, **kwargs):
     raise RuntimeError("simulated interpreter failure")
   monkeypatch.setattr(export, "_run", broken)
@@ -180,7 +180,7 @@ def test_written_file_matches_keras_for_small_and_odd_layers(tmp_path, sizes, sp
 
 
 def test_a_file_that_does_not_match_is_never_written(tmp_path, monkeypatch):
-  from tf_fairprune import export as export_lib  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.export import pipeline as export_lib  # pylint: disable=g-import-not-at-top
   model = _mlp((8, 16, 1))
   real = export_lib._run  # pylint: disable=protected-access
 
@@ -253,7 +253,7 @@ def test_a_narrow_first_layer_is_stored_dense_alone(tmp_path, k):
 
 
 def test_gpu_target_keeps_convolution_sparsity_in_a_mixed_model(tmp_path):
-  from tf_fairprune import export as export_lib  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.export.flatbuffer_info import FlatbufferInfo  # pylint: disable=g-import-not-at-top
   cnn = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
                           keras.layers.Conv2D(32, 3, activation="relu"),
                           keras.layers.Flatten(), keras.layers.Dense(16)])
@@ -264,7 +264,7 @@ def test_gpu_target_keeps_convolution_sparsity_in_a_mixed_model(tmp_path):
   dense = tf_fairprune.export_tflite(cnn, tmp_path / "d.tflite", sparse=False, sample_inputs=x)
   assert gpu.sparse and gpu.densified_ops == 2 and "FULLY_CONNECTED" in gpu.note
   flatbuffer = (tmp_path / "gpu.tflite").read_bytes()
-  assert export_lib._gpu_unfoldable_ops(flatbuffer) == []  # pylint: disable=protected-access
+  assert FlatbufferInfo(flatbuffer).gpu_unfoldable_ops == []
   # The convolutions' weights stay sparse (before: the whole file was written dense).
   interpreter = tf.lite.Interpreter(model_content=flatbuffer)
   sparse_shapes = [tuple(t["shape"]) for t in interpreter.get_tensor_details()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tf_fairprune
-from tf_fairprune import export as export_lib
+from tf_fairprune.export import pipeline as export_lib
 
 
 def _ill_conditioned(k, scale=1e5):

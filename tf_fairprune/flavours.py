@@ -127,6 +127,16 @@ class Flavour:
     """[(node, input tensors)] of the calls of `layer` that belong to `model`'s graph."""
     raise NotImplementedError
 
+  # Export.
+  def io_names(self, model):
+    """(input names, output names) of a built `model`, to match its TFLite signature's;
+    an empty list for a side the model does not name. The flavours differ here: a
+    subclassed model has `inputs = None` on tf_keras and no `inputs` on Keras 3, and a
+    Keras 3 Sequential has no `output_names`."""
+    inputs = getattr(model, "inputs", None) or []
+    return ([t.name.split(":")[0] for t in inputs],
+            list(getattr(model, "output_names", None) or []))
+
 
 def register(flavour):
   """Makes `flavour` known to `of` (called once by each flavour's module)."""
