@@ -286,6 +286,24 @@ def test_help_is_readable():
   assert "--epsilon" in run.stdout
 
 
+@pytest.mark.slow  # Imports TensorFlow before checking the flags (the package does).
+def test_the_module_entry_point_runs_the_same_job(tmp_path):
+  # `python -m tf_fairprune.job` (and the tf-fairprune command, the same `main.run`) load
+  # the job as a submodule of the imported package, not from its files.
+  def module(*flags):
+    return subprocess.run([sys.executable, "-m", "tf_fairprune.job", *flags],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  run = module("--help")
+  assert "90 percent sparsity" in run.stdout, run.stderr[-2000:]  # absl exits 1 on --help.
+  assert "--epsilon" in run.stdout and "--dataset" in run.stdout
+  run = module("--sparsity=1.5", f"--output_dir={tmp_path / 'out'}")
+  last = run.stderr.strip().splitlines()[-1]
+  assert run.returncode == 2 and last == (
+      "python -m tf_fairprune.job: error: --sparsity must be in [0, 1), got 1.5."), last
+  assert not (tmp_path / "out").exists()
+
+
 def _run_without_tensorflow(tmp_path, *flags):
   """The main job with an importable `tensorflow` that fails: what it reports before
   importing TensorFlow."""
