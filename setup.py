@@ -13,6 +13,8 @@ setuptools.setup(
     license="Apache-2.0",
     packages=setuptools.find_packages(include=["tf_fairprune", "tf_fairprune.*"]),
     python_requires=">=3.10",
+    # The main job (tf_fairprune.job): `tf-fairprune --help`.
+    entry_points={"console_scripts": ["tf-fairprune = tf_fairprune.job.main:run"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "tf-keras>=2.16,<2.22",

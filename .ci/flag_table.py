@@ -5,9 +5,10 @@
   python .ci/flag_table.py --write    # rewrite it
 
 The table sits between `<!-- BEGIN flags -->` and `<!-- END flags -->` in docs/job.md. It
-is rendered from the absl flags that examples/fair_prune.py defines (its own, then the
-fairness flags of benchmarks/job_flags.py) and the method list of its docstring.
-Importing the job imports absl and job_flags only, not TensorFlow: this takes a second.
+is rendered from the absl flags that tf_fairprune/job/flags.py defines (its own, then the
+fairness flags of tf_fairprune/job/flag_checks.py) and the method list of the docstring of
+tf_fairprune/job/main.py. The job is loaded as examples/fair_prune.py loads it: absl and
+the job's pre-TensorFlow modules only, not TensorFlow, so this takes a second.
 """
 
 import argparse
@@ -25,11 +26,11 @@ BEGIN, END = "<!-- BEGIN flags -->", "<!-- END flags -->"
 
 
 def _load_job():
+  """tf_fairprune.job's `main` module, loaded as examples/fair_prune.py loads it."""
   spec = importlib.util.spec_from_file_location("fair_prune", JOB)
   module = importlib.util.module_from_spec(spec)
-  sys.modules["fair_prune"] = module
   spec.loader.exec_module(module)
-  return module
+  return module.job_main()
 
 
 def _default(flag):
@@ -60,14 +61,15 @@ def _row(flag):
 def render():
   from absl import flags  # pylint: disable=g-import-not-at-top
   job = _load_job()
-  key_flags = flags.FLAGS.get_key_flags_for_module("fair_prune")
-  own_names = {f.name for f in flags.FLAGS.get_flags_for_module("fair_prune")}
+  module = job.job_flags.__name__  # Where the job defines its flags.
+  key_flags = flags.FLAGS.get_key_flags_for_module(module)
+  own_names = {f.name for f in flags.FLAGS.get_flags_for_module(module)}
   own = [f for f in key_flags if f.name in own_names]
   shared = [f for f in key_flags if f.name not in own_names]
   header = ["| flag | default | what it sets |", "|---|---|---|"]
   out = ["The main job's flags (`python examples/fair_prune.py --help` prints the same):", ""]
   out += header + [_row(f) for f in own]
-  out += ["", "Fairness flags (defined in `benchmarks/job_flags.py`, shared with "
+  out += ["", "Fairness flags (defined in `tf_fairprune/job/flag_checks.py`, shared with "
           "`examples/celeba_resnet10.py`):", ""]
   out += header + [_row(f) for f in shared]
   methods = job.__doc__.split("Methods (E = --epochs):\n", 1)[1].rstrip()

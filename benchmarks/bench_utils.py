@@ -10,6 +10,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_fairprune.baselines.tracking import callback_class  # pylint: disable=unused-import
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
 
@@ -19,18 +21,6 @@ Every table below is written by a script in this repository; each section names 
 command that produced it. Timings are medians of repeated runs measured in one process
 and reported as ratios; absolute times depend on the machine (named in each section).
 """
-
-
-_CALLBACK_CLASSES = {}
-
-
-def callback_class(logic, k, name):
-  """The class `name` with `logic` mixed into the Keras module `k`'s Callback, made
-  once per pair (how a harness callback runs under either flavour's fit)."""
-  key = (logic, k)
-  if key not in _CALLBACK_CLASSES:
-    _CALLBACK_CLASSES[key] = type(name, (logic, k.callbacks.Callback), {})
-  return _CALLBACK_CLASSES[key]
 
 
 class EpochTimerLogic:

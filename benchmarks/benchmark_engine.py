@@ -159,7 +159,7 @@ def build(name, method, sparsity, k=keras, x=None, y=None, jit_compile=False, mo
     pruned.compile(optimizer=opt, mask_optimizer=k.optimizers.SGD(0.1, momentum=0.9),
                    loss=_loss(name, k), jit_compile=jit_compile)
     return pruned, [], x
-  # BiFP default, as benchmarks/pipeline.py's prune("bifp", ...) builds it.
+  # BiFP default, as tf_fairprune.baselines.prune("bifp", ...) builds it.
   outputs = model.predict(x, batch_size=1024, verbose=0) if x is not None else None
   pruned = tf_fairprune.fair_prune_wrapper(
       model, sparsity, fairness=[tf_fairprune.fairness.ExcessDegradation(tolerance=0.01)],

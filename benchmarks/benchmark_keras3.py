@@ -155,7 +155,7 @@ def main(argv):
   del argv
   if FLAGS.quick:
     FLAGS.k3_runs, FLAGS.epochs, FLAGS.k3_seeds, FLAGS.k3_epochs = 1, 2, 1, 1
-  if pipeline.tf_fairprune.flavours.keras3() is None:
+  if tf_fairprune.flavours.keras3() is None:
     raise app.UsageError("Keras 3 is not installed (pip install 'keras>=3').")
   results = {"machine": bench_utils.machine(), "runs": FLAGS.k3_runs,
              "sparsity": FLAGS.sparsity, "epochs": FLAGS.k3_epochs,

@@ -29,15 +29,12 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
-
-# The shared pipeline (data, the method zoo, the job flags) lives with the benchmarks.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "benchmarks"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_fairprune import baselines  # pylint: disable=g-import-not-at-top
 from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
 from tf_fairprune import models  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import evaluate_fairness  # pylint: disable=g-import-not-at-top
+from tf_fairprune.job import fairness_flags  # pylint: disable=g-import-not-at-top
+from tf_fairprune.job import flag_checks  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manual_dir", None, "Directory with CelebA's five files (first run).")
@@ -45,7 +42,7 @@ flags.DEFINE_string("data_dir", None, "tfds data directory.")
 flags.DEFINE_string("target", "Smiling", "CelebA attribute to predict.")
 flags.DEFINE_string("sensitive", "Male", "Sensitive attribute.")
 flags.DEFINE_enum("method", "bifp", ["bifp", "bip", "bifp_no_mask_term", "bifp_no_weight_term"],
-                  "Bi-level method (fairness levels as in fair_prune.py).")
+                  "Bi-level method (fairness levels as in tf_fairprune.baselines).")
 flags.DEFINE_float("sparsity", 0.9, "Target sparsity.")
 flags.DEFINE_enum("granularity", "weight", ["weight", "channel"], "Mask granularity.")
 flags.DEFINE_integer("image_size", 64, "Images are resized to this size.")
@@ -55,8 +52,8 @@ flags.DEFINE_integer("dense_epochs", 10, "Dense training epochs (unless --dense_
 flags.DEFINE_string("dense_model", None, "Start from this trained dense model.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap the steps per epoch (quick runs).")
-pipeline.define_fairness_flags(flags)
-for _name in pipeline.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
+flag_checks.define_fairness_flags(flags)
+for _name in flag_checks.FAIRNESS_FLAGS:  # Listed by --help, not only --helpfull.
   flags.declare_key_flag(_name)
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_integer("seed", 0, "Seed.")
@@ -90,8 +87,8 @@ def run(config, data):
     logging.info("Phase 2/4: %s to %.0f%% sparsity", config["method"], 100 * config["sparsity"])
     pruned = tf_fairprune.fair_prune_wrapper(
         dense, config["sparsity"], granularity=config["granularity"],
-        fairness=config.get("fairness") or pipeline.make_constraints(),
-        fairness_on=pipeline.LEVELS[config["method"]], num_groups=data.num_groups)
+        fairness=config.get("fairness") or baselines.make_constraints(),
+        fairness_on=baselines.LEVELS[config["method"]], num_groups=data.num_groups)
     pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                    mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss)
   callbacks, steer = [], None
@@ -146,7 +143,7 @@ def main(argv):
       "method", "sparsity", "granularity", "image_size", "width", "epochs", "dense_epochs",
       "dense_model", "batch_size", "steps_per_epoch", "strategy", "seed", "output_dir",
       "held_out", "max_accuracy_loss")}
-  config["fairness"] = pipeline.fairness_from_flags(FLAGS)
+  config["fairness"] = fairness_flags.fairness_from_flags(FLAGS)
   results = run(config, data)
   print(open(os.path.join(config["output_dir"], "report.md")).read())
   logging.info("accuracy %.4f, performance gap %.4f, degradation gap %.4f",

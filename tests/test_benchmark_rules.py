@@ -1,4 +1,5 @@
-"""The benchmark's judging rules and baseline setup (benchmarks/bench_utils.py, pipeline.py)."""
+"""The benchmark's judging rules and baseline setup (benchmarks/bench_utils.py,
+tf_fairprune/baselines)."""
 
 import os
 import sys
@@ -9,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
 import bench_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_fairprune import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _cell(accuracies, gaps, gap="degradation_gap"):
@@ -38,7 +39,7 @@ def test_dominates_needs_a_gain_beyond_noise_and_no_loss():
 
 @pytest.mark.parametrize("sparsity,ramp_steps", [(0.9, 117), (0.99, 1000), (0.5, 7), (0.9, 3)])
 def test_gmp_schedule_reaches_the_target_on_a_pruning_step(sparsity, ramp_steps):
-  schedule = pipeline.gmp_schedule(sparsity, ramp_steps)
+  schedule = baselines.gmp_schedule(sparsity, ramp_steps)
   assert schedule.end_step <= max(ramp_steps, schedule.frequency)
   assert schedule.end_step % schedule.frequency == 0  # TFMOT prunes only on those steps.
   assert schedule.frequency <= 100
@@ -49,12 +50,12 @@ def test_gmp_schedule_reaches_the_target_on_a_pruning_step(sparsity, ramp_steps)
 @pytest.mark.parametrize("spec", ["sgd", "adam:-1", "rmsprop:0.1", "sgd:abc", "sgd:nan"])
 def test_make_optimizer_rejects_bad_specs(spec):
   with pytest.raises(ValueError, match="optimizer"):
-    pipeline.make_optimizer(spec)
+    baselines.make_optimizer(spec)
 
 
 def test_make_optimizer():
-  assert float(pipeline.make_optimizer("adam:0.001").learning_rate) == pytest.approx(0.001)
-  sgd = pipeline.make_optimizer("sgd:0.03")
+  assert float(baselines.make_optimizer("adam:0.001").learning_rate) == pytest.approx(0.001)
+  sgd = baselines.make_optimizer("sgd:0.03")
   assert float(sgd.learning_rate) == pytest.approx(0.03) and sgd.momentum == 0.9
 
 

@@ -171,7 +171,6 @@ def test_benchmark_grid_tunes_writes_rows_renders_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_celeba_resnet10_job_on_tfds_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
   sys.path.insert(0, os.path.join(ROOT, "examples"))
   import celeba_resnet10  # pylint: disable=g-import-not-at-top
   from tf_fairprune import datasets  # pylint: disable=g-import-not-at-top
@@ -250,11 +249,59 @@ def test_main_job_warns_about_tiny_groups_and_merges_them(tmp_path):
                                            "zip=z0, sex=M"]
 
 
+def _in_repo_problems(path):
+  """What in the script at `path` needs more than the installed library: sys.path edits
+  and imports of modules that live in benchmarks/, examples/ or tests/."""
+  import ast  # pylint: disable=g-import-not-at-top
+  local = {os.path.splitext(f)[0] for d in ("benchmarks", "examples", "tests")
+           for f in os.listdir(os.path.join(ROOT, d)) if f.endswith(".py")}
+  problems = []
+  for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+    if (isinstance(node, ast.Attribute) and node.attr == "path" and
+        isinstance(node.value, ast.Name) and node.value.id == "sys"):
+      problems.append(f"line {node.lineno}: sys.path")
+    names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+             [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+    if isinstance(node, ast.ImportFrom) and node.module == "sys":
+      names += [f"sys.{a.name}" for a in node.names]
+    for name in names:
+      if name.split(".")[0] in local or name == "sys.path":
+        problems.append(f"line {node.lineno}: imports {name}")
+  return problems
+
+
+def test_examples_need_only_the_installed_library():
+  # What a user copies from examples/ runs with the library alone: no sys.path edits and
+  # no import of the benchmarks' (or another example's) modules.
+  scripts = sorted(f for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".py"))
+  assert "fair_prune.py" in scripts and "celeba_resnet10.py" in scripts
+  found = {f: _in_repo_problems(os.path.join(ROOT, "examples", f)) for f in scripts}
+  assert not any(found.values()), found
+
+
 def test_help_is_readable():
   run = subprocess.run([sys.executable, MAIN, "--help"], capture_output=True, text=True,
                        timeout=300)
   assert "90 percent sparsity" in run.stdout and "examples/fair_prune.pyparsity" not in run.stdout
   assert "--epsilon" in run.stdout
+
+
+@pytest.mark.slow  # Imports TensorFlow before checking the flags (the package does).
+def test_the_module_entry_point_runs_the_same_job(tmp_path):
+  # `python -m tf_fairprune.job` (and the tf-fairprune command, the same `main.run`) load
+  # the job as a submodule of the imported package, not from its files.
+  def module(*flags):
+    return subprocess.run([sys.executable, "-m", "tf_fairprune.job", *flags],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  run = module("--help")
+  assert "90 percent sparsity" in run.stdout, run.stderr[-2000:]  # absl exits 1 on --help.
+  assert "--epsilon" in run.stdout and "--dataset" in run.stdout
+  run = module("--sparsity=1.5", f"--output_dir={tmp_path / 'out'}")
+  last = run.stderr.strip().splitlines()[-1]
+  assert run.returncode == 2 and last == (
+      "python -m tf_fairprune.job: error: --sparsity must be in [0, 1), got 1.5."), last
+  assert not (tmp_path / "out").exists()
 
 
 def _run_without_tensorflow(tmp_path, *flags):
@@ -314,8 +361,7 @@ def test_a_failed_run_leaves_no_empty_output_dir(tmp_path):
 def test_tradeoff_plot_labels_are_readable_and_every_gap_is_plotted():
   pytest.importorskip("matplotlib")
   import types  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.join(ROOT, "examples"))
-  import tradeoff_plot  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.job import plot as tradeoff_plot  # pylint: disable=g-import-not-at-top
   names = [f"a rather long group name number {i}" for i in range(6)]
   groups = [dict(name=n, size=100 + i, accuracy=0.80 + 0.01 * i, dense_accuracy=0.81 + 0.006 * i)
             for i, n in enumerate(names)]
@@ -349,8 +395,7 @@ def test_tradeoff_plot_labels_are_readable_and_every_gap_is_plotted():
 def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
   # The job's report from audits alone (no training): a gap closed by dropping women's
   # accuracy is "met by levelling down", in points, with who lost what and the remedy.
-  sys.path.insert(0, os.path.join(ROOT, "examples"))
-  import job_report  # pylint: disable=g-import-not-at-top
+  from tf_fairprune.job import report as job_report  # pylint: disable=g-import-not-at-top
   from tf_fairprune.fairness import fairness_report  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(1)
   groups = np.r_[np.zeros(6000, int), np.ones(3000, int)]

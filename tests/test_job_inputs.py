@@ -3,19 +3,16 @@ outputs and output activation) and the --output_dir of an earlier run."""
 
 import json
 import os
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 
+from tf_fairprune import baselines
 from tf_fairprune import datasets
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import dense_model_file  # pylint: disable=g-import-not-at-top,wrong-import-position
-import job_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-import job_output  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_fairprune.job import dense_model_file
+from tf_fairprune.job import flag_checks as job_flags
+from tf_fairprune.job import output as job_output
 
 
 def _data(classes=2, features=6, n=120, seed=0):
@@ -75,8 +72,7 @@ def test_a_logits_model_is_returned_as_it_is(tmp_path, k):
 
 
 def test_the_audit_reads_a_converted_model_right(tmp_path):
-  import pipeline  # pylint: disable=g-import-not-at-top
-  keras = pipeline.keras
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
   data = _data(n=400)
   model = _mlp(keras, activation="sigmoid")
   model.compile("adam", "binary_crossentropy")
@@ -85,9 +81,9 @@ def test_the_audit_reads_a_converted_model_right(tmp_path):
   model.save(path)
   truth = float(np.mean((model.predict(data.test.x, verbose=0)[:, 0] > 0.5) == data.test.y))
   read, _ = dense_model_file.load(path, keras, data)
-  assert pipeline.audit(read, read, data.test, data).accuracy == pytest.approx(truth)
+  assert baselines.audit(read, read, data.test, data).accuracy == pytest.approx(truth)
   # What the job computed when it took the file as it is: every row positive.
-  assert pipeline.audit(model, model, data.test, data).accuracy == pytest.approx(
+  assert baselines.audit(model, model, data.test, data).accuracy == pytest.approx(
       float(np.mean(data.test.y)))
   assert truth > float(np.mean(data.test.y)) + 0.1
 

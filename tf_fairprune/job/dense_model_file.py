@@ -3,7 +3,7 @@ against the dataset and read as logits.
 
 `saved_flavour` and `keras_for` run before TensorFlow is imported (they read the file's
 metadata with zipfile / h5py); `load` runs after, with the Keras module chosen. Every
-problem is one line: a `job_flags.FlagError` before the import, a `ValueError` after.
+problem is one line: a `flag_checks.FlagError` before the import, a `ValueError` after.
 
 The job trains, audits and packs the dense outputs (for the degradation constraints) as
 logits. A model whose last layer applies a sigmoid (binary) or a softmax (multi-class)
@@ -17,8 +17,8 @@ import json
 import os
 import zipfile
 
-from job_flags import FlagError  # pylint: disable=g-bad-import-order
-from job_flags import TF_KERAS_ONLY
+from .flag_checks import FlagError
+from .flag_checks import TF_KERAS_ONLY
 
 KERAS_NAME = {"2": "tf_keras", "3": "Keras 3"}
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

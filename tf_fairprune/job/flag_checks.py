@@ -1,59 +1,56 @@
-"""What the example jobs know before TensorFlow is imported: method, dataset and
-constraint names, and the checks of their flags.
+"""What the jobs know before TensorFlow is imported: method, dataset and constraint
+names, the fairness flags, and the checks of the flag values.
 
 A bad flag or a missing CSV file is reported in about a second, without the 10-15 s
-TensorFlow import; `pipeline.py` re-exports these names and checks at import that they
-match the library's.
+TensorFlow import. This module imports only the standard library: the two library
+modules it needs (`baselines/names.py`, `datasets/csv_table.py`, both free of
+TensorFlow) are loaded from their files, since importing them as submodules would run
+`tf_fairprune/__init__.py`, which imports TensorFlow.
+
+Example:
+
+```python
+check_dataset("adult", group="race,sex")  # raises FlagError naming the flag if bad
+```
 """
 
 import importlib.util
 import os
 
-METHODS = ("bifp", "bifp_layer", "bip", "bip_layer", "bifp_no_mask_term", "bifp_no_weight_term",
-           "gmp", "magnitude_ft", "ceag", "two_stage", "dense")
-# Methods that need TFMOT, which works on tf_keras models only.
-TF_KERAS_ONLY = ("gmp", "two_stage")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _source_file(relpath):
+  """The tf_fairprune module at `relpath` (e.g. "datasets/csv_table.py"), loaded from its
+  file without importing the package (and with it TensorFlow)."""
+  spec = importlib.util.spec_from_file_location(
+      "_tf_fairprune_" + relpath[:-len(".py")].replace("/", "_"),
+      os.path.join(_PACKAGE_DIR, relpath))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+_names = _source_file("baselines/names.py")
+METHODS = _names.METHODS
+TF_KERAS_ONLY = _names.TF_KERAS_ONLY
+CONSTRAINT_NAMES = _names.CONSTRAINT_NAMES
+AUDIT_GAP = _names.AUDIT_GAP
+DEFAULT_FAIRNESS = _names.DEFAULT_FAIRNESS
+DEFAULT_EPSILON = _names.DEFAULT_EPSILON
+DEFAULT_OPTIMIZER = _names.DEFAULT_OPTIMIZER
+parse_optimizer = _names.parse_optimizer
 DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
             "colored-fmnist")
-# --fairness names (pipeline.CONSTRAINTS maps them to the classes) and the modes
-# (tf_fairprune.fairness.constraints.MODES).
-CONSTRAINT_NAMES = ("performance", "degradation", "excess", "group_loss",
-                    "demographic_parity", "equalized_odds", "equal_opportunity")
+# The enforcement modes of --fairness_mode (tf_fairprune.fairness.constraints.MODES; the
+# job checks at its start that they agree).
 MODES = ("lagrangian", "penalty")
-# The audit's name of the gap each --fairness constraint bounds.
-AUDIT_GAP = {"performance": "performance_gap", "degradation": "degradation_gap",
-             "excess": "max_excess_gap", "group_loss": "max_group_loss",
-             "demographic_parity": "demographic_parity_difference",
-             "equalized_odds": "equalized_odds_difference",
-             "equal_opportunity": "equal_opportunity_difference"}
-# BiFP's default: "do no harm" — no group loses more than 1 point beyond the average.
-DEFAULT_FAIRNESS = ("excess",)
-DEFAULT_EPSILON = 0.01
-DEFAULT_OPTIMIZER = "sgd:0.01"
-
-
 FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
                   "max_accuracy_loss", "max_group_loss", "harm_tolerance")
 
 
 class FlagError(ValueError):
   """A bad flag value; the message names the flag."""
-
-
-def parse_optimizer(spec):
-  """(name, learning rate) from "sgd:LR" or "adam:LR".
-
-  Raises:
-    ValueError: For another name or a learning rate that is not a positive number.
-  """
-  name, _, rate = str(spec).partition(":")
-  try:
-    rate = float(rate)
-  except ValueError:
-    rate = float("nan")
-  if name not in ("sgd", "adam") or not rate > 0:
-    raise ValueError(f"Bad optimizer {spec!r}: use 'sgd:LR' or 'adam:LR' with LR > 0.")
-  return name, rate
 
 
 def define_fairness_flags(flags):
@@ -140,24 +137,11 @@ def check_csv(spec, label, group, seed=0):
     what = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
     raise FlagError(f"--dataset=csv:{path}: the file {what}.")
   try:
-    _csv_table().inspect_csv(path, label, group, seed)
+    _source_file("datasets/csv_table.py").inspect_csv(path, label, group, seed)
   except OSError as err:
     raise FlagError(f"--dataset=csv:{path} cannot be read: {err}") from err
   except ValueError as err:
     raise FlagError(str(err)) from err
-
-
-def _csv_table():
-  """tf_fairprune/datasets/csv_table.py, loaded by path: importing it as a submodule
-  would import the package, and with it TensorFlow (10-15 s)."""
-  spec = importlib.util.find_spec("tf_fairprune")  # Finds the package, runs nothing.
-  if spec is None or not spec.submodule_search_locations:
-    raise FlagError("tf_fairprune is not installed (pip install -e .).")
-  path = os.path.join(spec.submodule_search_locations[0], "datasets", "csv_table.py")
-  module_spec = importlib.util.spec_from_file_location("_csv_table_for_flags", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
 
 
 # The sensitive attributes of each built-in dataset, the first its default.

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 
-from job_flags import FlagError  # pylint: disable=g-bad-import-order
+from .flag_checks import FlagError
 
 RESULTS = "results.json"
 # Every file a run writes; an earlier run's ones are removed when a new run publishes.

@@ -1,7 +1,14 @@
 """tradeoff.png of the main job: each group's accuracy (dense, fairness off, pruned) and
 every gap, with ε and the fairness-off model's gaps.
 
-Kept apart from `fair_prune.py` (no flags, no TensorFlow) so that it can be tested.
+No flags and no TensorFlow, so that it can be tested alone. matplotlib is optional
+(`pip install tf_fairprune[plots]`): it is imported only when a figure is drawn.
+
+Example:
+
+```python
+plot(results, report, "tradeoff.png")  # results: the job's results.json dict
+```
 """
 
 import textwrap

@@ -1,4 +1,4 @@
-"""report.md and the verdict fields of results.json for the main job (`fair_prune.py`).
+"""report.md and the verdict fields of results.json for the main job (`tf_fairprune.job`).
 
 Built from the library's audits (`tf_fairprune.fairness.evaluate_fairness` reports of the
 validation and test splits, for the pruned, dense and fairness-off models) and the
