@@ -1,0 +1,66 @@
+r"""One BiFP run on colored Fashion-MNIST class × colour (SEMI-SYNTHETIC) with chosen
+multiplier settings: the held-out trajectory and the test accuracy.
+
+The do-no-harm constraint on 20 label-defined groups oscillates with the multipliers'
+defaults (BENCHMARKS.md, "intersections"); this reruns one seed of that benchmark's
+BiFP cell (same data, dense model, budget) with other settings:
+
+  python benchmarks/probe_multipliers.py --seed=0 --damping=10 --multiplier_lr=0.2
+  python benchmarks/probe_multipliers.py --seed=0 --damping=0 --multiplier_lr=0.05
+  python benchmarks/probe_multipliers.py --seed=0 --nodetach_average
+"""
+
+import contextlib
+import io
+import os
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+import pipeline  # pylint: disable=g-import-not-at-top
+import tf_fairprune  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_float("damping", 10.0, "Lagrangian damping κ.")
+flags.DEFINE_float("multiplier_lr", 0.2, "Lagrangian dual step η.")
+flags.DEFINE_bool("detach_average", True, "ExcessDegradation's detach_average.")
+flags.DEFINE_integer("image_train_size", 12000, "Training images (the benchmark's).")
+
+
+def main(argv):
+  del argv
+  data = pipeline.load_dataset("colored-fmnist", FLAGS.seed, group="class,colour",
+                               image_train_size=FLAGS.image_train_size, minority_fraction=0.2)
+  batch_size = pipeline.default_batch_size(data, 256)
+  keras.utils.set_random_seed(FLAGS.seed)
+  with contextlib.redirect_stdout(io.StringIO()):
+    dense = pipeline.train_dense(data, 5, batch_size)
+  keras.utils.set_random_seed(FLAGS.seed)
+  rule = tf_fairprune.fairness.Lagrangian(damping=FLAGS.damping,
+                                          multiplier_lr=FLAGS.multiplier_lr)
+  constraint = tf_fairprune.fairness.ExcessDegradation(
+      tolerance=0.01, detach_average=FLAGS.detach_average, enforcement=rule)
+  out = pipeline.prune("bifp", dense, data, 0.9, 5, batch_size, fairness=[constraint],
+                       verbose=0)
+  held_out = out["held_out"]
+  for c in held_out.get("candidates") or []:
+    c = c if isinstance(c, dict) else c.__dict__
+    print(f"step {c['step']}: validation accuracy {c['accuracy']:.3f}, "
+          f"violation {c['violation']:+.3f}")
+  print("selected:", {k: (held_out.get("selected") or {}).get(k)
+                      for k in ("step", "accuracy", "reason")})
+  pred = out["model"].predict(data.test.x, verbose=0).argmax(-1)
+  print(f"test accuracy {np.mean(pred == data.test.y):.4f}; largest class share "
+        f"{np.bincount(pred).max() / len(pred):.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
