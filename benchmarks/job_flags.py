@@ -16,7 +16,7 @@ TF_KERAS_ONLY = ("gmp", "two_stage")
 DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
             "colored-fmnist")
 # --fairness names (pipeline.CONSTRAINTS maps them to the classes) and the modes
-# (tf_fairprune.fairness.constraints.MODES).
+# (the rules' names, tf_fairprune.fairness.enforcement.RULES).
 CONSTRAINT_NAMES = ("performance", "degradation", "excess", "group_loss",
                     "demographic_parity", "equalized_odds", "equal_opportunity")
 MODES = ("lagrangian", "penalty")

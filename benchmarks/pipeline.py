@@ -16,6 +16,7 @@ from tf_fairprune import datasets
 from tf_fairprune import models
 from tf_fairprune._compat import tfmot
 from tf_fairprune.fairness import constraints as constraints_lib
+from tf_fairprune.fairness import enforcement as enforcement_lib
 from tf_fairprune.fairness import evaluate_fairness
 from tf_fairprune.fairness import held_out as held_out_lib
 from tf_fairprune.quantization import kernel_sparsity
@@ -272,12 +273,13 @@ AUDIT_GAP = job_flags.AUDIT_GAP
 # The flags' names are known before TensorFlow is imported (job_flags); they must agree.
 assert tuple(CONSTRAINTS) == job_flags.CONSTRAINT_NAMES, (tuple(CONSTRAINTS),
                                                           job_flags.CONSTRAINT_NAMES)
-assert tuple(constraints_lib.MODES) == job_flags.MODES, constraints_lib.MODES
+assert tuple(enforcement_lib.RULES) == job_flags.MODES, tuple(enforcement_lib.RULES)
 
 
 def make_constraints(names=DEFAULT_FAIRNESS, mode="lagrangian", epsilon=DEFAULT_EPSILON,
                      weight=1.0):
-  """Constraints by name (see `CONSTRAINTS`), all with the same mode, ε and weight.
+  """Constraints by name (see `CONSTRAINTS`), all with the same ε and rule: `mode` names
+  it (--fairness_mode), `weight` is the `Penalty` rule's.
 
   Raises:
     ValueError: For an unknown name or mode, or a bad ε or weight.
@@ -288,7 +290,11 @@ def make_constraints(names=DEFAULT_FAIRNESS, mode="lagrangian", epsilon=DEFAULT_
     raise ValueError(f"Unknown fairness constraint(s) {unknown}: use {', '.join(CONSTRAINTS)}.")
   if len(set(names)) != len(names):
     raise ValueError(f"A fairness constraint is named twice in {names}.")
-  return [CONSTRAINTS[n](tolerance=epsilon, mode=mode, weight=weight) for n in names]
+  if mode not in enforcement_lib.RULES:
+    raise ValueError(f"mode must be one of {tuple(enforcement_lib.RULES)}, got {mode!r}.")
+  rules = {"lagrangian": enforcement_lib.Lagrangian(),  # --fairness_mode's values.
+           "penalty": enforcement_lib.Penalty(weight=weight)}
+  return [CONSTRAINTS[n](tolerance=epsilon, enforcement=rules[mode]) for n in names]
 
 
 def fairness_from_flags(flags_values):
@@ -431,7 +437,7 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
   def fit_bilevel(pruned, fit_epochs, track):
     callbacks = [track]
     steer = None
-    if held_out and any(c.mode == "lagrangian" for c in pruned.fairness):
+    if held_out and any(c.enforcement.uses_held_out for c in pruned.fairness):
       steer = tf_fairprune.HeldOutFairness(
           (_packed(data.validation, dense), data.validation.y),
           max_accuracy_loss=max_accuracy_loss, verbose=0, group_names=data.group_names)

@@ -7,7 +7,7 @@ import tf_keras as keras
 
 import tf_fairprune
 from tf_fairprune import flavours
-from tf_fairprune.fairness import ExcessDegradation, PerformanceFairness
+from tf_fairprune.fairness import ExcessDegradation, Lagrangian, Penalty, PerformanceFairness
 from conftest import KERAS3, make_data, make_mlp
 
 pytestmark = pytest.mark.skipif(KERAS3 is None, reason="Keras 3 is not installed")
@@ -28,8 +28,9 @@ def _fit(k, weights, x, groups, y, update_mode):
   dense.set_weights(weights)
   pruned = tf_fairprune.fair_prune_wrapper(
       dense, 0.7, update_mode=update_mode, implicit_gradient_scale=0.1, num_groups=2,
-      fairness=[ExcessDegradation(tolerance=0.0, multiplier_lr=1.0, noise_margin=0.0),
-                PerformanceFairness(mode="penalty", weight=2.0)])
+      fairness=[ExcessDegradation(tolerance=0.0,
+                                  enforcement=Lagrangian(multiplier_lr=1.0, noise_margin=0.0)),
+                PerformanceFairness(enforcement=Penalty(weight=2.0))])
   pruned.compile(optimizer=k.optimizers.SGD(0.1, momentum=0.9),
                  mask_optimizer=k.optimizers.SGD(2.0, momentum=0.9),
                  loss=k.losses.BinaryCrossentropy(from_logits=True))
