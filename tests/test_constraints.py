@@ -230,6 +230,23 @@ def test_multipliers_rise_while_violated_and_return_to_zero():
   assert float(tf.reduce_max(big)) == 1.0  # Clipped at λ_max.
 
 
+def test_each_rule_owns_its_state():
+  lagrangian = C.PerformanceFairness()
+  state = lagrangian.enforcement.init(lagrangian, 3)
+  assert [tuple(v.shape) for v in tf.nest.flatten(state)] == [(1, 3, 3)]
+  assert float(tf.reduce_max(state.multipliers)) == 0.0
+  halved = lagrangian.enforcement.back_off(E.LagrangianState(tf.fill([1, 3, 3], 0.8)))
+  np.testing.assert_allclose(halved.multipliers.numpy(), 0.4)
+  penalty = C.PerformanceFairness(enforcement=E.Penalty())
+  state = penalty.enforcement.init(penalty, 3)
+  assert not tf.nest.flatten(state)  # A fixed weight has nothing to remember.
+  sums, counts = tf.constant([[3.0, 1.0, 2.0]]), tf.ones([1, 3])
+  assert penalty.enforcement.update(penalty, state, sums, counts) == state
+  assert penalty.enforcement.back_off(state) == state
+  np.testing.assert_array_equal(
+      penalty.enforcement.multipliers(penalty, state, 3).numpy(), np.zeros([1, 3, 3]))
+
+
 def _unfair_data(n=512):
   rng = np.random.default_rng(0)
   x = rng.standard_normal((n, 8)).astype("float32")
