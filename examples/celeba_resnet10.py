@@ -92,7 +92,7 @@ def run(config, data):
     pruned.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                    mask_optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss)
   callbacks, steer = [], None
-  if config.get("held_out", True) and any(c.mode == "lagrangian" for c in pruned.fairness):
+  if config.get("held_out", True) and any(c.enforcement.uses_held_out for c in pruned.fairness):
     # The multipliers read the validation split; the iterate is selected there.
     steer = tf_fairprune.HeldOutFairness(val, max_accuracy_loss=config.get("max_accuracy_loss"))
     callbacks.append(steer)

@@ -31,7 +31,7 @@ else:
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 import tf_fairprune  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import DegradationFairness, PerformanceFairness  # pylint: disable=g-import-not-at-top
+from tf_fairprune.fairness import DegradationFairness, Lagrangian, Penalty, PerformanceFairness  # pylint: disable=g-import-not-at-top
 
 GLOBAL_BATCH = 32
 STEPS = 6
@@ -57,8 +57,8 @@ def build(mode):
   model = tf_fairprune.fair_prune_wrapper(
       dense, 0.6, implicit_gradient_scale=0.5, update_mode=mode,
       mask_update_frequency=MASK_UPDATE_FREQUENCY,
-      fairness=[PerformanceFairness(mode="lagrangian", multiplier_lr=0.5, tolerance=0.0),
-                DegradationFairness(mode="penalty", weight=2.0)])
+      fairness=[PerformanceFairness(enforcement=Lagrangian(multiplier_lr=0.5), tolerance=0.0),
+                DegradationFairness(enforcement=Penalty(weight=2.0))])
   model.set_reference_model(None)
   model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 mask_optimizer=keras.optimizers.SGD(1.0, momentum=0.9),

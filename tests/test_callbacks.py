@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tf_fairprune
+from tf_fairprune.fairness import Lagrangian
 from tf_fairprune.fairness import PerformanceFairness
 from conftest import compile_binary, make_data, make_mlp
 
@@ -16,7 +17,7 @@ def test_summaries_are_written(tmp_path, k):
   x, y = make_data(n=128)
   g = (x[:, 2] > 0).astype(int)
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
-      make_mlp(k=k), 0.6, fairness=[PerformanceFairness(mode="lagrangian")]))
+      make_mlp(k=k), 0.6, fairness=[PerformanceFairness(enforcement=Lagrangian())]))
   model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=2, verbose=0,
             callbacks=[tf_fairprune.FairPruningSummaries(str(tmp_path), update_freq=2)])
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top

@@ -8,6 +8,7 @@ import tf_keras as keras
 
 import tf_fairprune
 from tf_fairprune.fairness import constraints as C
+from tf_fairprune.fairness import enforcement as E
 from tf_fairprune.fairness import outcomes
 from tf_fairprune.fairness.objective import DenseReference
 from conftest import FLAVOURS, compile_binary, make_mlp
@@ -24,6 +25,17 @@ def _toy(n=400, seed=0):
   return x, y, g, dense_correct
 
 
+def _loss(c, smooth_sums, counts, ref_hard, ref_counts, multipliers=None):
+  """The loss term of c's rule (`multipliers`: a Lagrangian rule's state)."""
+  state = E.PenaltyState() if multipliers is None else E.LagrangianState(multipliers)
+  return c.enforcement.loss(c, state, smooth_sums, counts, ref_hard, ref_counts)
+
+
+def _dual_step(c, multipliers, hard, counts):
+  """The multipliers after one update of c's Lagrangian rule."""
+  return c.enforcement.update(c, E.LagrangianState(multipliers), hard, counts).multipliers
+
+
 def _dense_ref(x, seed=1):
   """Outputs of a fixed 'dense' linear model, for the degradation constraints."""
   rng = np.random.default_rng(seed)
@@ -35,7 +47,7 @@ def test_penalty_gradient_reduces_the_hard_gap_it_names(cls):
   x, y, g, _ = _toy()
   w = tf.Variable([[3.0], [0.0]])
   b = tf.Variable([0.5])
-  constraint = cls(from_logits=True, mode="penalty", tolerance=0.0, squared=False)
+  constraint = cls(from_logits=True, enforcement=E.Penalty(squared=False), tolerance=0.0)
   dense = _dense_ref(x)
   def stats():
     return constraint.statistics(y, x @ w + b, g, None, 2, dense=dense)
@@ -44,7 +56,7 @@ def test_penalty_gradient_reduces_the_hard_gap_it_names(cls):
   for _ in range(150):
     with tf.GradientTape() as tape:
       smooth, hard, counts = stats()
-      loss = constraint.penalty(smooth, counts, hard, counts)
+      loss = _loss(constraint, smooth, counts, hard, counts)
     opt.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b]))
   _, hard1, counts1 = stats()
   before, after = float(constraint.measure(hard0, counts0)), float(constraint.measure(hard1, counts1))
@@ -70,15 +82,16 @@ def test_degradation_is_zero_at_the_dense_model_smooth_and_hard():
     smooth, hard, counts = c.statistics(y, dense.outputs, g, None, 2, dense=dense)
     np.testing.assert_allclose(smooth.numpy(), 0.0, atol=1e-6)
     assert float(c.measure(hard, counts)) == 0.0
-    assert float(c.penalty(smooth, counts, hard, counts, tf.ones(c.multiplier_shape(2)))) == 0.0
+    assert float(_loss(c, smooth, counts, hard, counts, tf.ones(c.multiplier_shape(2)))) == 0.0
 
 
 def test_excess_is_one_sided():
   # Per-example degradation: group 0 loses 0.1 on average, group 1 nothing.
   sums, counts = tf.constant([[10.0, 0.0]]), tf.constant([[100.0, 100.0]])
-  c = C.ExcessDegradation(tolerance=0.01, multiplier_lr=1.0, noise_margin=0.0)
+  c = C.ExcessDegradation(tolerance=0.01,
+                          enforcement=E.Lagrangian(multiplier_lr=1.0, noise_margin=0.0))
   assert float(c.measure(sums, counts)) == pytest.approx(0.05)  # ψ = 0.1 - 0.05.
-  lam = c.updated_multipliers(tf.zeros([1, 2]), sums, counts).numpy()
+  lam = _dual_step(c, tf.zeros([1, 2]), sums, counts).numpy()
   assert lam[0, 0] == pytest.approx(0.04) and lam[0, 1] == 0.0  # Group 1 gained: never pushed.
 
 
@@ -89,31 +102,32 @@ def _pair_loss(constraints, multipliers, s, dense_rates):
   for c, lam in zip(constraints, multipliers):
     sums = (dense_rates - s)[None] if c.needs_dense else s[None]
     hard = tf.stop_gradient(sums)
-    total += c.penalty(sums, counts, hard, counts, lam)
+    total += _loss(c, sums, counts, hard, counts, lam)
   return total
 
 
-@pytest.mark.parametrize("mode", ["penalty", "lagrangian"])
-def test_performance_plus_degradation_never_cancels_silently(mode):
+@pytest.mark.parametrize("rule", [E.Penalty(), E.Lagrangian(noise_margin=0.0)],
+                         ids=["penalty", "lagrangian"])
+def test_performance_plus_degradation_never_cancels_silently(rule):
   """Dense gap D = 0.2, pruned gap P = 0.15 (0 < P < D): the old linear equal-weight
   pair has exactly zero gradient there; the defaults move the gap."""
   dense_rates = tf.constant([0.9, 0.7])  # D = 0.2, group 0 ahead.
   s = tf.Variable([0.85, 0.70])           # P = 0.15.
-  pair = [C.PerformanceFairness(mode=mode, tolerance=0.02, noise_margin=0.0),
-          C.DegradationFairness(mode=mode, tolerance=0.02, noise_margin=0.0)]
+  pair = [C.PerformanceFairness(enforcement=rule, tolerance=0.02),
+          C.DegradationFairness(enforcement=rule, tolerance=0.02)]
   lams = [tf.zeros(c.multiplier_shape(2)) for c in pair]
-  if mode == "lagrangian":
+  if rule.drives_multipliers:
     for _ in range(20):  # Dual ascent on the measured (here: fixed) rates.
-      lams = [c.updated_multipliers(lam, *(((dense_rates - s)[None] if c.needs_dense else s[None]),
-                                          tf.ones([1, 2])))
+      lams = [_dual_step(c, lam, ((dense_rates - s)[None] if c.needs_dense else s[None]),
+                         tf.ones([1, 2]))
               for c, lam in zip(pair, lams)]
   with tf.GradientTape() as tape:
     loss = _pair_loss(pair, lams, s, dense_rates)
   grad = tape.gradient(loss, s).numpy()
   # Gradient descent narrows P (the larger violation, 0.13 vs 0.03): s0 down / s1 up.
   assert grad[0] - grad[1] > 1e-3
-  old = [C.PerformanceFairness(mode="penalty", squared=False, tolerance=0.0),
-         C.DegradationFairness(mode="penalty", squared=False, tolerance=0.0)]
+  old = [C.PerformanceFairness(enforcement=E.Penalty(squared=False), tolerance=0.0),
+         C.DegradationFairness(enforcement=E.Penalty(squared=False), tolerance=0.0)]
   with tf.GradientTape() as tape:
     loss = _pair_loss(old, [None, None], s, dense_rates)
   np.testing.assert_allclose(tape.gradient(loss, s).numpy(), 0.0, atol=1e-7)
@@ -132,7 +146,7 @@ def test_absent_groups_contribute_nothing_and_give_finite_gradients():
   for groups in ([0, 0, 0], [2, 2, 2]):
     with tf.GradientTape() as tape:
       smooth, hard, counts = c.statistics(y, logits, tf.constant(groups), None, 3)
-      loss = c.penalty(smooth, counts, hard, counts, tf.ones(c.multiplier_shape(3)))
+      loss = _loss(c, smooth, counts, hard, counts, tf.ones(c.multiplier_shape(3)))
     assert float(c.measure(hard, counts)) == 0.0 and float(loss) == 0.0
     grad = tape.gradient(loss, logits)
     assert grad is None or np.all(np.isfinite(grad.numpy()))
@@ -171,48 +185,66 @@ def test_multiclass_outputs_probabilities_and_one_hot():
   logits = tf.Variable(tf.math.log(probs))
   with tf.GradientTape() as tape:
     smooth, hard, counts = C.PerformanceFairness(from_logits=True).statistics(sparse, logits, g, None, 2)
-    loss = C.PerformanceFairness().penalty(smooth, counts, hard, counts, tf.ones([1, 2, 2]))
+    loss = _loss(C.PerformanceFairness(), smooth, counts, hard, counts, tf.ones([1, 2, 2]))
   assert np.all(np.isfinite(tape.gradient(loss, logits).numpy()))
 
 
 def test_penalty_shapes():
   # Two groups with smooth rates 0.9 / 0.6: gap 0.3.
   sums, counts = tf.constant([[0.9, 0.6]]), tf.ones([1, 2])
-  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.1, squared=False)
-  assert float(c.penalty(sums, counts, sums, counts)) == pytest.approx(0.4)
-  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.1)  # Squared by default.
-  assert float(c.penalty(sums, counts, sums, counts)) == pytest.approx(0.08)
-  c = C.PerformanceFairness(mode="penalty", weight=2.0, tolerance=0.5)
-  assert float(c.penalty(sums, counts, sums, counts)) == 0.0
-  c = C.PerformanceFairness(tolerance=0.1, damping=0.0)  # Lagrangian: Σ λ · value.
+  c = C.PerformanceFairness(enforcement=E.Penalty(weight=2.0, squared=False), tolerance=0.1)
+  assert float(_loss(c, sums, counts, sums, counts)) == pytest.approx(0.4)
+  c = C.PerformanceFairness(enforcement=E.Penalty(weight=2.0), tolerance=0.1)  # Squared.
+  assert float(_loss(c, sums, counts, sums, counts)) == pytest.approx(0.08)
+  c = C.PerformanceFairness(enforcement=E.Penalty(weight=2.0), tolerance=0.5)
+  assert float(_loss(c, sums, counts, sums, counts)) == 0.0
+  c = C.PerformanceFairness(tolerance=0.1, enforcement=E.Lagrangian(damping=0.0))  # Σ λ · value.
   lam = tf.constant([[[0.0, 3.0], [1.0, 0.0]]])
-  assert float(c.penalty(sums, counts, sums, counts, lam)) == pytest.approx(3 * 0.3 - 1 * 0.3)
+  assert float(_loss(c, sums, counts, sums, counts, lam)) == pytest.approx(3 * 0.3 - 1 * 0.3)
 
 
 def test_noise_margin_ignores_gaps_within_sampling_error():
-  c = C.PerformanceFairness(tolerance=0.0, multiplier_lr=1.0)  # z = 1 by default.
+  c = C.PerformanceFairness(tolerance=0.0,
+                            enforcement=E.Lagrangian(multiplier_lr=1.0))  # z = 1 by default.
   gap_of_10_points = tf.constant([[0.9, 0.8]])
   small, large = tf.fill([1, 2], 20.0), tf.fill([1, 2], 2000.0)  # se ≈ 0.16 vs 0.016.
-  assert float(tf.reduce_max(c.updated_multipliers(tf.zeros([1, 2, 2]), gap_of_10_points * small,
-                                                   small))) == 0.0
-  assert float(tf.reduce_max(c.updated_multipliers(tf.zeros([1, 2, 2]), gap_of_10_points * large,
-                                                   large))) > 0.05
+  assert float(tf.reduce_max(_dual_step(c, tf.zeros([1, 2, 2]), gap_of_10_points * small,
+                                        small))) == 0.0
+  assert float(tf.reduce_max(_dual_step(c, tf.zeros([1, 2, 2]), gap_of_10_points * large,
+                                        large))) > 0.05
 
 
 def test_multipliers_rise_while_violated_and_return_to_zero():
-  c = C.PerformanceFairness(tolerance=0.05, multiplier_lr=0.5, max_multiplier=1.0,
-                            noise_margin=0.0)
+  c = C.PerformanceFairness(tolerance=0.05, enforcement=E.Lagrangian(
+      multiplier_lr=0.5, max_multiplier=1.0, noise_margin=0.0))
   lam = tf.zeros([1, 2, 2])
   trace = []
   for gap in [0.25] * 5 + [0.0] * 30:
-    lam = c.updated_multipliers(lam, tf.constant([[0.5 + gap, 0.5]]), tf.ones([1, 2]))
+    lam = _dual_step(c, lam, tf.constant([[0.5 + gap, 0.5]]), tf.ones([1, 2]))
     trace.append(float(lam[0, 0, 1]))
     assert float(lam[0, 1, 0]) == 0.0  # The other direction is never violated.
   assert all(b > a for a, b in zip(trace[:4], trace[1:5]))
   assert max(trace) == pytest.approx(0.5)  # 5 steps of 0.5 * 0.2, then λ_max = 1 not reached.
   assert trace[-1] == 0.0 and min(trace) >= 0.0
-  big = c.updated_multipliers(tf.zeros([1, 2, 2]) + 0.9, tf.constant([[1.0, 0.0]]), tf.ones([1, 2]))
+  big = _dual_step(c, tf.zeros([1, 2, 2]) + 0.9, tf.constant([[1.0, 0.0]]), tf.ones([1, 2]))
   assert float(tf.reduce_max(big)) == 1.0  # Clipped at λ_max.
+
+
+def test_each_rule_owns_its_state():
+  lagrangian = C.PerformanceFairness()
+  state = lagrangian.enforcement.init(lagrangian, 3)
+  assert [tuple(v.shape) for v in tf.nest.flatten(state)] == [(1, 3, 3)]
+  assert float(tf.reduce_max(state.multipliers)) == 0.0
+  halved = lagrangian.enforcement.back_off(E.LagrangianState(tf.fill([1, 3, 3], 0.8)))
+  np.testing.assert_allclose(halved.multipliers.numpy(), 0.4)
+  penalty = C.PerformanceFairness(enforcement=E.Penalty())
+  state = penalty.enforcement.init(penalty, 3)
+  assert not tf.nest.flatten(state)  # A fixed weight has nothing to remember.
+  sums, counts = tf.constant([[3.0, 1.0, 2.0]]), tf.ones([1, 3])
+  assert penalty.enforcement.update(penalty, state, sums, counts) == state
+  assert penalty.enforcement.back_off(state) == state
+  np.testing.assert_array_equal(
+      penalty.enforcement.multipliers(penalty, state, 3).numpy(), np.zeros([1, 3, 3]))
 
 
 def _unfair_data(n=512):
@@ -232,8 +264,8 @@ def _unfair_data(n=512):
 def test_lagrangian_mode_in_training(k, tolerance, rises):
   x, y, g = _unfair_data()
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
-      make_mlp(k=k), 0.5, fairness=[C.PerformanceFairness(mode="lagrangian", tolerance=tolerance,
-                                                           multiplier_lr=0.1)]))
+      make_mlp(k=k), 0.5, fairness=[C.PerformanceFairness(
+          tolerance=tolerance, enforcement=E.Lagrangian(multiplier_lr=0.1))]))
   history = model.fit(tf_fairprune.pack_group_data(x, g), y, batch_size=64, epochs=2, verbose=0)
   multiplier = float(model.fairness_multipliers[0].numpy().max())
   assert history.history["performance_gap_multiplier"][-1] == pytest.approx(multiplier)
@@ -244,7 +276,7 @@ def _one_step(fairness_on):
   keras.utils.set_random_seed(0)
   x, y, g = _unfair_data(64)
   model = tf_fairprune.fair_prune_wrapper(
-      make_mlp(), 0.5, fairness=[C.PerformanceFairness(mode="penalty", weight=50.0)],
+      make_mlp(), 0.5, fairness=[C.PerformanceFairness(enforcement=E.Penalty(weight=50.0))],
       fairness_on=fairness_on,
       implicit_gradient_scale=1.0)
   model.compile(optimizer=keras.optimizers.SGD(0.1), mask_optimizer=keras.optimizers.SGD(1.0),
@@ -271,14 +303,14 @@ def test_ablation_switches_route_fairness_gradients_to_exactly_their_level():
 
 
 def test_bad_constraint_arguments(k):
-  with pytest.raises(ValueError, match="mode"):
-    C.PerformanceFairness(mode="hard")
+  with pytest.raises(ValueError, match="enforcement rule 'hard'"):
+    C.PerformanceFairness(enforcement="hard")
   with pytest.raises(ValueError, match="surrogate"):
     C.PerformanceFairness(surrogate="hinge")
   with pytest.raises(ValueError, match="rate_decay"):
-    C.PerformanceFairness(rate_decay=1.0)
+    C.PerformanceFairness(enforcement=E.Lagrangian(rate_decay=1.0))
   with pytest.raises(ValueError, match="weight"):
-    C.PerformanceFairness(weight=-1)
+    C.PerformanceFairness(enforcement=E.Penalty(weight=-1))
   with pytest.raises(ValueError, match="tolerance"):
     C.DemographicParity(tolerance=float("nan"))
   with pytest.raises(TypeError, match="fairness"):
@@ -330,8 +362,8 @@ def test_fair_model_saves_constraints_and_multipliers(tmp_path, k):
   x, y, g = _unfair_data(128)
   model = compile_binary(tf_fairprune.fair_prune_wrapper(
       make_mlp(k=k), 0.5, num_groups=3, fairness_on=("mask",),
-      fairness=[C.PerformanceFairness(mode="lagrangian", multiplier_lr=0.2, tolerance=0.0),
-                C.EqualizedOdds(mode="penalty", weight=0.5, tolerance=0.02)]))
+      fairness=[C.PerformanceFairness(enforcement=E.Lagrangian(multiplier_lr=0.2), tolerance=0.0),
+                C.EqualizedOdds(enforcement=E.Penalty(weight=0.5), tolerance=0.02)]))
   model.fit(tf_fairprune.pack_group_data(x, g), y, epochs=1, verbose=0)
   path = str(tmp_path / "fair.keras")
   model.save(path)

@@ -415,12 +415,14 @@ def test_job_report_renders_verdicts_in_points_and_names_levelling_down():
   warnings_ = job_report.verdict_warnings(constraints)
   assert len(warnings_) == 1 and "Female (n=3000) lost 10.0 points" in warnings_[0]
   assert "against fairness off" in warnings_[0] and "--max_group_loss" in warnings_[0]
-  did = job_report.what_fairness_did({"bound": False}, [0.0], True, "bip", "lagrangian")
+  did = job_report.what_fairness_did({"bound": False}, [0.0], True, "bip", True)
   assert not did["bound"] and "never bound" in did["text"] and "identical" in did["text"]
   # Without held-out steering (fairness off, or steering turned off) there is no selection.
-  alone = job_report.what_fairness_did(None, [0.0, 0.5], False, "bip", "lagrangian")
+  alone = job_report.what_fairness_did(None, [0.0, 0.5], False, "bip", True)
   assert alone["bound"] and "No held-out steering" in alone["text"]
-  assert not job_report.what_fairness_did(None, [], None, None, "lagrangian")["bound"]
+  assert not job_report.what_fairness_did(None, [], None, None, True)["bound"]
+  fixed = job_report.what_fairness_did(None, [0.0], None, None, False)  # Penalty rules.
+  assert fixed["bound"] and not fixed["steered"] and "fixed weight" in fixed["text"]
   results = dict(method="bifp", dataset="toy", semi_synthetic=False, target_sparsity=0.995,
                  sparsity=0.99499, seed=0, train_seconds=1.0, train_steps=10,
                  constraints=constraints, fairness_mode="lagrangian", held_out_selection=None,

@@ -7,7 +7,7 @@ import tf_keras as keras
 
 import tf_fairprune
 from tf_fairprune import flavours
-from tf_fairprune.fairness import ExcessDegradation, PerformanceFairness
+from tf_fairprune.fairness import ExcessDegradation, Lagrangian, Penalty, PerformanceFairness
 from conftest import KERAS3, make_data, make_mlp
 
 pytestmark = pytest.mark.skipif(KERAS3 is None, reason="Keras 3 is not installed")
@@ -28,8 +28,9 @@ def _fit(k, weights, x, groups, y, update_mode):
   dense.set_weights(weights)
   pruned = tf_fairprune.fair_prune_wrapper(
       dense, 0.7, update_mode=update_mode, implicit_gradient_scale=0.1, num_groups=2,
-      fairness=[ExcessDegradation(tolerance=0.0, multiplier_lr=1.0, noise_margin=0.0),
-                PerformanceFairness(mode="penalty", weight=2.0)])
+      fairness=[ExcessDegradation(tolerance=0.0,
+                                  enforcement=Lagrangian(multiplier_lr=1.0, noise_margin=0.0)),
+                PerformanceFairness(enforcement=Penalty(weight=2.0))])
   pruned.compile(optimizer=k.optimizers.SGD(0.1, momentum=0.9),
                  mask_optimizer=k.optimizers.SGD(2.0, momentum=0.9),
                  loss=k.losses.BinaryCrossentropy(from_logits=True))
@@ -48,7 +49,10 @@ def test_both_flavours_train_to_the_same_model(update_mode):
   assert flavours.of(a) is flavours.TF_KERAS and flavours.of(b) is not flavours.TF_KERAS
   # Weights, scores, masks and the multipliers: the same numbers.
   named_a, named_b = _named(a), _named(b)
-  assert sorted(named_a) == sorted(named_b) and len(named_a) == 14
+  # 13: a Penalty rule has no multiplier (one weight fewer than when every constraint had one).
+  assert sorted(named_a) == sorted(named_b) and len(named_a) == 13
+  assert ("", "performance_gap_multiplier") not in named_a
+  assert ("", "max_excess_gap_multiplier") in named_a
   for key, value in named_a.items():
     np.testing.assert_allclose(value, named_b[key], rtol=1e-4, atol=1e-5, err_msg=str(key))
   assert float(tf.reduce_max(a.fairness_multipliers[0])) > 0  # The constraint acted.

@@ -373,15 +373,17 @@ def test_training_rates_warn_once_and_held_out_does_not(k):
 
 def test_penalty_mode_is_unchanged_by_held_out_mode_defaults():
   c = PerformanceFairness(enforcement=Penalty(weight=2.0))
-  assert c.mode == "penalty" and c.weight == 2.0
-  same = PerformanceFairness(mode="penalty", weight=2.0)
-  assert same.enforcement == c.enforcement
+  assert isinstance(c.enforcement, Penalty) and c.enforcement.weight == 2.0
+  assert not c.enforcement.uses_held_out and not c.enforcement.drives_multipliers
+  # The pre-rule spelling is refused, naming the rule to pass instead.
+  with pytest.raises(TypeError, match=r"enforcement=Penalty\(weight=2.0, "):
+    PerformanceFairness(mode="penalty", weight=2.0)
   restored = PerformanceFairness.from_config(c.get_config())
   assert restored.enforcement == c.enforcement
   assert PerformanceFairness(enforcement="penalty").enforcement == Penalty()
   with pytest.raises(ValueError, match="Unknown enforcement rule"):
     PerformanceFairness(enforcement="hard")
-  with pytest.raises(ValueError, match="not both"):
+  with pytest.raises(TypeError, match="enforcement=Penalty"):
     PerformanceFairness(enforcement=Penalty(), weight=1.0)
   with pytest.raises(TypeError, match="unexpected"):
     PerformanceFairness(wieght=1.0)

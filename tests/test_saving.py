@@ -1,9 +1,13 @@
 """Save, load and resume: .keras (other formats refused), config round trip, resumption."""
 
+import io
+import json
 import os
 import subprocess
 import sys
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +15,7 @@ import tf_keras as keras
 
 import tf_fairprune
 from tf_fairprune._compat import tfmot
+from tf_fairprune.fairness import EqualizedOdds, Lagrangian, Penalty, PerformanceFairness
 from conftest import compile_binary, make_data, make_mlp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,6 +67,75 @@ def test_save_load_round_trip(tmp_path, ext, sparsity, k):
   restored.fit(x, y, batch_size=32, epochs=1, verbose=0)
   if ext == "keras":  # Only the .keras format stores the second optimizer.
     assert int(restored.mask_optimizer.iterations) > 0
+
+
+def _edit_keras_file(path, edit_config=None, edit_weights=None):
+  """Edits a .keras file in place: its config dict and its weights' h5 file."""
+  with zipfile.ZipFile(path) as z:
+    files = {name: z.read(name) for name in z.namelist()}
+  if edit_config:
+    config = json.loads(files["config.json"])
+    edit_config(config)
+    files["config.json"] = json.dumps(config).encode()
+  if edit_weights:
+    buffer = io.BytesIO(files["model.weights.h5"])
+    with h5py.File(buffer, "r+") as h5:
+      edit_weights(h5)
+    files["model.weights.h5"] = buffer.getvalue()
+  with zipfile.ZipFile(path, "w") as z:
+    for name, data in files.items():
+      z.writestr(name, data)
+
+
+def _as_pre_rule_file(path, model):
+  """Rewrites a .keras file of `model` as saved before enforcement rules owned their
+  state: each constraint's rule spelled as its settings (`mode=`, `weight=`, ...), and
+  a zero multiplier for each Penalty constraint in the model's own weights (then: one
+  multiplier per constraint, then the running rates). Returns those weights."""
+  def spell_settings(config):
+    for c in config["config"]["fair_pruning"]["fairness"]:
+      rule = c["config"].pop("enforcement")
+      c["config"].update(mode=rule["class_name"].lower(), **rule["config"])
+  old = []
+  def add_zero_multipliers(h5):
+    own = iter([h5["vars"][str(i)][()] for i in range(len(h5["vars"]))])
+    old.extend(next(own) if c.enforcement.drives_multipliers else
+               np.zeros(c.multiplier_shape(model.num_groups), np.float32)
+               for c in model.fairness)
+    old.extend(own)
+    del h5["vars"]
+    for i, value in enumerate(old):
+      h5.create_dataset(f"vars/{i}", data=value)
+  _edit_keras_file(path, spell_settings, add_zero_multipliers)
+  return old
+
+
+def test_a_file_of_the_pre_rule_spelling_and_layout_loads(tmp_path, k):
+  model = tf_fairprune.fair_prune_wrapper(make_mlp(k=k), 0.5, num_groups=2, fairness=[
+      PerformanceFairness(enforcement=Lagrangian(multiplier_lr=0.3), tolerance=0.0),
+      EqualizedOdds(enforcement=Penalty(weight=0.5, squared=False), tolerance=0.02)])
+  rng = np.random.default_rng(0)
+  for v in model._objective.variables:  # pylint: disable=protected-access
+    v.assign(rng.uniform(0.1, 1.0, v.shape).astype("float32"))
+  path = str(tmp_path / "old.keras")
+  model.save(path)
+  old = _as_pre_rule_file(path, model)
+  assert len(old) == len(model._objective.variables) + 1  # pylint: disable=protected-access
+  restored = k.models.load_model(path)
+  assert [repr(c) for c in restored.fairness] == [repr(c) for c in model.fairness]
+  assert restored.fairness[1].enforcement == Penalty(weight=0.5, squared=False)
+  for a, b in zip(model._objective.variables, restored._objective.variables):  # pylint: disable=protected-access
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  # Saved again, the file has the current layout.
+  restored.save(str(tmp_path / "again.keras"))
+  again = k.models.load_model(str(tmp_path / "again.keras"))
+  np.testing.assert_array_equal(again.fairness_multipliers[0].numpy(),
+                                model.fairness_multipliers[0].numpy())
+  # An extra weight that is not a stateless rule's (zero) multiplier is refused.
+  _edit_keras_file(path, edit_weights=lambda h5: h5["vars"]["1"].write_direct(
+      np.ones(h5["vars"]["1"].shape, np.float32)))
+  with pytest.raises(ValueError, match="variables"):
+    k.models.load_model(path)
 
 
 def _run(keras_version, *args):

@@ -145,7 +145,7 @@ class BiLevelTrainingMixin:
                          doc="The levels whose loss gets the fairness terms.")
   fairness_multipliers = property(
       lambda self: self._objective.multipliers,
-      doc="One Lagrange multiplier variable per constraint (0 in penalty mode).")
+      doc="The multipliers of each constraint's rule (zeros for a fixed-weight Penalty).")
 
   def fair_pruning_config(self):
     """The pruning arguments of this model, JSON-serializable."""
@@ -444,6 +444,10 @@ class BiLevelTrainingMixin:
       object.__setattr__(self, "_sparsity_status", function)
     return tuple(float(v) for v in function())
 
+  def load_own_variables(self, store):  # pylint: disable=missing-function-docstring
+    # Also .keras files of the pre-rule layout (`objective.load_own_variables`).
+    fairness_objective.load_own_variables(super().load_own_variables, self._objective, store)
+
   def apply_held_out(self, rates, steps, back_off=False, tolerances=None):
     """Takes the multipliers' dual step on measured held-out rates (`FairnessObjective.
     apply_held_out`)."""
@@ -461,7 +465,7 @@ class BiLevelTrainingMixin:
                        "follow one held-out set only. Pass one.")
     held_out = bool(steering)
     self.held_out_mode = held_out
-    lagrangian = [c.name for c in self.fairness if c.mode == "lagrangian"]
+    lagrangian = [c.name for c in self.fairness if c.enforcement.uses_held_out]
     if lagrangian and not held_out and not getattr(self, "_warned_training_rates", False):
       object.__setattr__(self, "_warned_training_rates", True)
       warnings.warn(

@@ -10,6 +10,7 @@ make_constraints(["performance", "group_loss"], epsilon=0.02)
 
 from tf_fairprune.baselines import names as names_lib
 from tf_fairprune.fairness import constraints as constraints_lib
+from tf_fairprune.fairness import enforcement as enforcement_lib
 
 # Names -> constraint classes (`names_lib.AUDIT_GAP`: the audit's name of the gap each bounds).
 CONSTRAINTS = {
@@ -28,13 +29,13 @@ assert tuple(CONSTRAINTS) == names_lib.CONSTRAINT_NAMES, (tuple(CONSTRAINTS),
 
 def make_constraints(names=names_lib.DEFAULT_FAIRNESS, mode="lagrangian",
                      epsilon=names_lib.DEFAULT_EPSILON, weight=1.0):
-  """Constraints by name (see `CONSTRAINTS`), all with the same mode, ε and weight.
+  """Constraints by name (see `CONSTRAINTS`), all with the same ε and rule.
 
   Args:
     names: A name or a list of names (default: BiFP's, "excess").
-    mode: "lagrangian" or "penalty".
+    mode: The rule's name (--fairness_mode): "lagrangian" or "penalty".
     epsilon: Each constraint's tolerance, a fraction (0.01 = 1 point).
-    weight: The penalty mode's weight.
+    weight: The `Penalty` rule's weight.
 
   Returns:
     A list of constraints.
@@ -48,4 +49,8 @@ def make_constraints(names=names_lib.DEFAULT_FAIRNESS, mode="lagrangian",
     raise ValueError(f"Unknown fairness constraint(s) {unknown}: use {', '.join(CONSTRAINTS)}.")
   if len(set(names)) != len(names):
     raise ValueError(f"A fairness constraint is named twice in {names}.")
-  return [CONSTRAINTS[n](tolerance=epsilon, mode=mode, weight=weight) for n in names]
+  if mode not in enforcement_lib.RULES:
+    raise ValueError(f"mode must be one of {tuple(enforcement_lib.RULES)}, got {mode!r}.")
+  rules = {"lagrangian": enforcement_lib.Lagrangian(),  # --fairness_mode's values.
+           "penalty": enforcement_lib.Penalty(weight=weight)}
+  return [CONSTRAINTS[n](tolerance=epsilon, enforcement=rules[mode]) for n in names]

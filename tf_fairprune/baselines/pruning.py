@@ -147,7 +147,7 @@ def prune(method, dense, data, sparsity, epochs, batch_size, fairness=None,
   def fit_bilevel(pruned, fit_epochs, track):
     callbacks = [track]
     steer = None
-    if held_out and any(c.mode == "lagrangian" for c in pruned.fairness):
+    if held_out and any(c.enforcement.uses_held_out for c in pruned.fairness):
       steer = tf_fairprune.HeldOutFairness(
           (_packed(data.validation, dense), data.validation.y),
           max_accuracy_loss=max_accuracy_loss, verbose=0, group_names=data.group_names)

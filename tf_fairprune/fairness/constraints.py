@@ -5,9 +5,9 @@ reported, and what the tolerance ε bounds) and *smooth* (what is differentiated
 two are tied together the way proxy-Lagrangian methods do (Cotter et al. 2019; Cooper;
 Balancing Act's CEAG):
 
-* The hard gap decides. In Lagrangian mode a multiplier grows while the *measured*
-  gap exceeds ε (in penalty mode the *measured* rates pick the pair of groups to act
-  on). A surrogate that can be lowered without changing a decision therefore cannot
+* The hard gap decides. Under the `Lagrangian` rule a multiplier grows while the
+  *measured* gap exceeds ε (under `Penalty` the *measured* rates pick the pair of
+  groups to act on). A surrogate that can be lowered without changing a decision therefore cannot
   satisfy the constraint.
 * The surrogate only supplies the direction. The default (`surrogate="margin"`) is a
   sigmoid of each example's logit margin divided by `temperature` × the batch's mean
@@ -16,10 +16,11 @@ Balancing Act's CEAG):
   (`"probability"`, the probability of the true class) shrink its gap while the
   decisions stayed put.
 
-How a constraint is enforced is a separate rule (`enforcement.py`): `Lagrangian`
-(default: state ε, a multiplier per one-sided constraint finds the weight — reading
-held-out rates when `fit` gets a `HeldOutFairness` callback) or `Penalty` (the paper's
-fixed weight). The gap is split into one-sided constraints — rate_i − rate_j ≤ ε for
+A constraint defines only the gap: its one-sided values and their standard errors.
+How it is enforced is a separate rule (`enforcement.py`) that owns its state, loss term
+and update: `Lagrangian` (default: state ε, a multiplier per one-sided constraint finds
+the weight — reading held-out rates when `fit` gets a `HeldOutFairness` callback) or
+`Penalty` (the paper's fixed weight). The gap is split into one-sided constraints — rate_i − rate_j ≤ ε for
 every ordered pair of groups; ψ_g ≤ ε for every group of `ExcessDegradation` — so a gap
 pushed past zero releases the multiplier that pushed it (one multiplier on |gap| kept
 pushing and reversed the gap in our first measurement).
@@ -35,7 +36,6 @@ from tf_fairprune import checks
 from tf_fairprune.fairness import enforcement as enforcement_lib
 from tf_fairprune.fairness import outcomes
 
-MODES = tuple(enforcement_lib.RULES)
 SURROGATES = ("margin", "probability")
 
 
@@ -58,16 +58,11 @@ class FairnessConstraint:
     positive_class: The class treated as "positive" by selection-rate and TPR/FPR
       based constraints on multi-class outputs.
     name: Name of the gap in logs (defaults per class, e.g. `"performance_gap"`).
-    **rule_args: The earlier spelling, still accepted: `mode="lagrangian"|"penalty"`
-      with the rule's arguments (`weight`, `squared`, `multiplier_lr`,
-      `max_multiplier`, `rate_decay`, `damping`, `noise_margin`), e.g.
-      `PerformanceFairness(mode="penalty", weight=2.0)` is
-      `PerformanceFairness(enforcement=Penalty(weight=2.0))`.
 
   Raises:
-    ValueError: For a negative or non-finite number, a decay outside [0, 1), an
-      unknown mode or surrogate, or both `enforcement` and rule arguments.
-    TypeError: For an unknown argument.
+    ValueError: For a negative or non-finite number, or an unknown rule or surrogate.
+    TypeError: For an unknown argument, or the rule's settings given to the constraint
+      (`mode=`, `weight=`, ...: the message names the `enforcement=` spelling).
   """
 
   default_name = "gap"
@@ -81,48 +76,23 @@ class FairnessConstraint:
   kind = "pairwise"
 
   def __init__(self, tolerance=0.01, enforcement=None, surrogate="margin", temperature=0.5,
-               from_logits=None, positive_class=1, name=None, **rule_args):
-    unknown = sorted(set(rule_args) - set(enforcement_lib.LEGACY_ARGS))
+               from_logits=None, positive_class=1, name=None, **unknown):
     if unknown:
-      raise TypeError(f"{type(self).__name__} got unexpected argument(s) {unknown}.")
+      raise TypeError(_unknown_arguments(type(self).__name__, unknown))
     if surrogate not in SURROGATES:
       raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}.")
     for arg, value in (("tolerance", tolerance), ("temperature", temperature)):
       checks.number(arg, value)
     if float(temperature) == 0.0:
       raise ValueError("temperature must be > 0.")
-    if enforcement is None:
-      enforcement = enforcement_lib.from_legacy(**rule_args)
-    elif rule_args:
-      raise ValueError(f"Give either enforcement= or the rule's arguments {sorted(rule_args)}, "
-                       "not both.")
-    else:
-      enforcement = enforcement_lib.deserialize(enforcement)
-    self.enforcement = enforcement
+    self.enforcement = enforcement_lib.deserialize(
+        enforcement_lib.Lagrangian() if enforcement is None else enforcement)
     self.tolerance = float(tolerance)
     self.surrogate = surrogate
     self.temperature = float(temperature)
     self.from_logits = from_logits
     self.positive_class = int(positive_class)
     self.name = name or self.default_name
-
-  @property
-  def mode(self):
-    """`"lagrangian"` or `"penalty"`: the kind of the enforcement rule."""
-    return self.enforcement.mode
-
-  @property
-  def rate_decay(self):
-    return getattr(self.enforcement, "rate_decay", 0.0)
-
-  def __getattr__(self, name):
-    # The rule's settings read as before (c.weight, c.multiplier_lr, ...).
-    if name in enforcement_lib.LEGACY_ARGS and "enforcement" in self.__dict__:
-      try:
-        return getattr(self.__dict__["enforcement"], name)
-      except AttributeError:
-        pass
-    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
   # ------------------------------------------------------------ per-example outcomes
   def _correct(self, y_true, y_pred, from_logits):
@@ -216,52 +186,10 @@ class FairnessConstraint:
     se = 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
     return tf.sqrt(tf.square(se)[..., :, None] + tf.square(se)[..., None, :])
 
-  def violations(self, ref_hard_sums, ref_counts, held_out=False, tolerances=None):
-    """Measured value − ε (less the Lagrangian rule's noise margin on training rates;
-    less `tolerances` on held-out rates), per one-sided constraint; −ε where the groups
-    are absent (counts as met)."""
-    if self.mode == "lagrangian":
-      return self.enforcement.violations(self, ref_hard_sums, ref_counts, held_out,
-                                         tolerances)
-    values, valid = self.values(ref_hard_sums, ref_counts)
-    return tf.where(valid, values, 0.0) - self.tolerance
-
   def measure(self, hard_sums, counts):
     """The hard gap (what is reported and bounded): the largest constraint value."""
     values, valid = self.values(hard_sums, counts)
     return tf.reduce_max(tf.where(valid, values, 0.0))
-
-  def penalty(self, smooth_sums, counts, ref_hard_sums, ref_counts, multipliers=None,
-              held_out=False, tolerances=None):
-    """The loss term of this batch.
-
-    Args:
-      smooth_sums, counts: This batch's [T, K] smooth sums and counts.
-      ref_hard_sums, ref_counts: [T, K] measured hard sums and counts (held-out rates,
-        or the running training rates) that the rule reads.
-      multipliers: The Lagrange multipliers (Lagrangian rule), `multiplier_shape`.
-      held_out: Whether the reference rates are held-out ones (a bool, or a bool tensor
-        the traced step reads).
-      tolerances: With held-out rates, the tolerance of each one-sided constraint
-        (`multiplier_shape`; default ε everywhere).
-
-    Returns:
-      Lagrangian: Σ λ · smooth value over the one-sided constraints present in the
-      batch. Penalty: weight · max(0, smooth value − ε)² of the constraint whose hard
-      reference value is largest (linear with `squared=False`).
-    """
-    smooth, valid = self.values(smooth_sums, counts)
-    smooth = tf.where(valid, smooth, 0.0)
-    return self.enforcement.penalty(self, smooth, ref_hard_sums, ref_counts, multipliers,
-                                    held_out=held_out, tolerances=tolerances)
-
-  def updated_multipliers(self, multipliers, ref_hard_sums, ref_counts, held_out=False,
-                          steps=1.0, tolerances=None):
-    """One clipped dual-ascent step per one-sided constraint on its measured value;
-    a constraint whose groups are absent counts as met (its multiplier decays)."""
-    return self.enforcement.updated_multipliers(self, multipliers, ref_hard_sums, ref_counts,
-                                                held_out=held_out, steps=steps,
-                                                tolerances=tolerances)
 
   # ------------------------------------------------------------ serialisation
   def get_config(self):
@@ -273,11 +201,32 @@ class FairnessConstraint:
 
   @classmethod
   def from_config(cls, config):
-    return cls(**config)
+    # Files saved with the pre-rule spelling (mode=, weight=, ...) load as their rule.
+    return cls(**enforcement_lib.legacy_config(config))
 
   def __repr__(self):
     args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
     return f"{type(self).__name__}({args})"
+
+
+def _unknown_arguments(cls_name, unknown):
+  """The TypeError message for unknown constructor arguments: the rule's settings
+  (the pre-rule spelling) are named with their `enforcement=` equivalent."""
+  legacy = {k: v for k, v in unknown.items() if k in enforcement_lib.LEGACY_ARGS}
+  others = sorted(set(unknown) - set(legacy))
+  if others:
+    return f"{cls_name} got unexpected argument(s) {others}."
+  given = sorted(legacy)
+  if "mode" not in legacy:  # The rule whose settings these are (Lagrangian if both's).
+    legacy["mode"] = next((name for name, rule in enforcement_lib.RULES.items()
+                           if set(legacy) <= set(rule().get_config())), "lagrangian")
+  try:
+    rule = enforcement_lib.deserialize(enforcement_lib.legacy_config(legacy)["enforcement"])
+    spelled = f"enforcement={rule!r}"
+  except ValueError as err:
+    spelled = f"enforcement=Lagrangian(...) or enforcement=Penalty(...) ({err})"
+  return (f"{cls_name} takes its rule's settings in the rule, not as {given}: "
+          f"pass {spelled}.")
 
 
 def _all(values):

@@ -1,7 +1,15 @@
-"""How a fairness constraint is enforced: a small rule with its own settings.
+"""How a fairness constraint is enforced: a rule that owns its state, loss term and update.
 
-A constraint (`constraints.py`) says *which* gap and ε; a rule says *how* the training
-pushes the gap under ε — the way Optax separates an update rule from the parameters:
+A constraint (`constraints.py`) defines the gap — its one-sided values and their
+standard errors — and ε; a rule says *how* training pushes the gap under ε. As in
+Optax, a rule is a small value object with pure functions over a state it declares:
+
+* `init(constraint, num_groups, add_weight)` makes the rule's state (its variables);
+* `loss(constraint, state, ...)` is the fairness term of a batch;
+* `update(constraint, state, ...)` is the state after a measurement, and
+  `back_off(state)` the state when the held-out accuracy floor is hit.
+
+Two rules:
 
 * `Lagrangian` (default): one multiplier λ per one-sided constraint, raised while the
   measured *hard* value exceeds ε and lowered (to 0) once it does not, with a
@@ -10,26 +18,61 @@ pushes the gap under ε — the way Optax separates an update rule from the para
   a `tf_fairprune.HeldOutFairness` callback (Cotter et al., ICML 2019: a gap fitted on
   the training rows does not carry over to new people), else from running averages of
   the training batches.
-* `Penalty`: the paper's fixed-weight penalty, weight · max(0, surrogate gap − ε)².
+* `Penalty`: the paper's fixed-weight penalty, weight · max(0, surrogate gap − ε)². It
+  has no state.
 
-Both are small value objects; the state they act on (multipliers, measured rates) is
-model weights kept by `FairnessObjective`, so it is saved and replicated with the model.
+Callers ask a rule what it does (`drives_multipliers`, `uses_held_out`), never its
+name. The model makes the state's variables (`add_weight`), so the multipliers are
+model weights: saved, restored and replicated with the model.
+
+Example:
+
+```python
+rule = Lagrangian(multiplier_lr=0.5)
+c = PerformanceFairness(tolerance=0.02, enforcement=rule)
+state = rule.init(c, num_groups=2)           # LagrangianState(multipliers=<variable>)
+state = rule.update(c, state, hard_sums, counts)   # one dual-ascent step (tensors)
+```
 """
+
+import collections
 
 import tensorflow as tf
 
 from tf_fairprune import checks
 
-
-def _check_number(arg, value):
-  return checks.number(arg, value)
+# The state of each rule (a namedtuple of variables, or of tensors after `update`).
+LagrangianState = collections.namedtuple("LagrangianState", "multipliers")
+PenaltyState = collections.namedtuple("PenaltyState", "")
 
 
 def _check_decay(value):
   return checks.number("rate_decay", value, 0.0, 1.0)
 
 
-class Lagrangian:
+def _zeros_variable(name, shape):
+  """`init`'s default `add_weight`: a plain variable (outside a model, e.g. in tests)."""
+  return tf.Variable(tf.zeros(shape), trainable=False, name=name)
+
+
+class _Rule:
+  """Settings as a config dict; equal when of one class with equal settings."""
+
+  drives_multipliers = False  # Has multipliers that the measured rates move.
+  uses_held_out = False  # Reads held-out rates when `fit` has a `HeldOutFairness`.
+
+  def get_config(self):
+    raise NotImplementedError
+
+  def __repr__(self):
+    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+    return f"{type(self).__name__}({args})"
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+class Lagrangian(_Rule):
   """Find the weight that meets ε: a multiplier per one-sided constraint (PI dual ascent).
 
   After each measurement, `λ ← clip(λ + η · steps · (value − ε − z · se), 0, λ_max)`,
@@ -52,17 +95,34 @@ class Lagrangian:
 
   Raises:
     ValueError: For a negative or non-finite number, or a decay outside [0, 1).
+
+  Example:
+
+  ```python
+  fairness = [PerformanceFairness(tolerance=0.02, enforcement=Lagrangian(damping=0.0))]
+  ```
   """
 
-  mode = "lagrangian"
+  drives_multipliers = True
+  uses_held_out = True
 
   def __init__(self, multiplier_lr=0.2, max_multiplier=5.0, damping=10.0, rate_decay=0.9,
                noise_margin=1.0):
-    self.multiplier_lr = _check_number("multiplier_lr", multiplier_lr)
-    self.max_multiplier = _check_number("max_multiplier", max_multiplier)
-    self.damping = _check_number("damping", damping)
+    self.multiplier_lr = checks.number("multiplier_lr", multiplier_lr)
+    self.max_multiplier = checks.number("max_multiplier", max_multiplier)
+    self.damping = checks.number("damping", damping)
     self.rate_decay = _check_decay(rate_decay)
-    self.noise_margin = _check_number("noise_margin", noise_margin)
+    self.noise_margin = checks.number("noise_margin", noise_margin)
+
+  def init(self, constraint, num_groups, add_weight=_zeros_variable):
+    """The multipliers, zero: `add_weight(name, shape)` makes each variable (the model's
+    `add_weight`, so they are model weights)."""
+    return LagrangianState(add_weight("multiplier", constraint.multiplier_shape(num_groups)))
+
+  def multipliers(self, constraint, state, num_groups):
+    """The multipliers in force, `constraint.multiplier_shape(num_groups)`."""
+    del constraint, num_groups
+    return state.multipliers
 
   def violations(self, constraint, hard_sums, counts, held_out=False, tolerances=None):
     """Measured value − ε per one-sided constraint; −ε where the groups are absent
@@ -85,43 +145,56 @@ class Lagrangian:
       return measured() if held_out else training()
     return tf.where(held_out, measured(), training())
 
-  def penalty(self, constraint, smooth, hard_sums, counts, multipliers, held_out=False,
-              tolerances=None):
-    """Σ λ_eff · smooth value, λ_eff = clip(λ + κ · violation) (no gradient into λ)."""
+  def loss(self, constraint, state, smooth_sums, counts, ref_hard_sums, ref_counts,
+           held_out=False, tolerances=None):
+    """Σ λ_eff · smooth value over the one-sided constraints present in the batch,
+    λ_eff = clip(λ + κ · violation) (no gradient into λ).
+
+    Args:
+      constraint: The constraint (its gap).
+      state: This rule's state for the constraint.
+      smooth_sums, counts: This batch's [T, K] smooth sums and counts.
+      ref_hard_sums, ref_counts: [T, K] measured hard sums and counts (held-out rates,
+        or the running training rates) that the rule reads.
+      held_out: Whether the reference rates are held-out ones (a bool, or a bool tensor
+        the traced step reads).
+      tolerances: With held-out rates, the tolerance of each one-sided constraint
+        (`multiplier_shape`; default ε everywhere).
+    """
+    smooth, valid = constraint.values(smooth_sums, counts)
+    multipliers = state.multipliers
     if self.damping:
       multipliers = tf.clip_by_value(
-          multipliers + self.damping * self.violations(constraint, hard_sums, counts, held_out,
-                                                       tolerances),
+          multipliers + self.damping * self.violations(constraint, ref_hard_sums, ref_counts,
+                                                       held_out, tolerances),
           0.0, self.max_multiplier)
-    return tf.reduce_sum(tf.stop_gradient(multipliers) * smooth)
+    return tf.reduce_sum(tf.stop_gradient(multipliers) * tf.where(valid, smooth, 0.0))
 
-  def updated_multipliers(self, constraint, multipliers, hard_sums, counts, held_out=False,
-                          steps=1.0, tolerances=None):
-    """One clipped dual-ascent step covering `steps` training steps."""
-    return tf.clip_by_value(
-        multipliers + self.multiplier_lr * steps *
+  def update(self, constraint, state, hard_sums, counts, held_out=False, steps=1.0,
+             tolerances=None):
+    """The state after one clipped dual-ascent step covering `steps` training steps; a
+    one-sided constraint whose groups are absent counts as met (its multiplier decays)."""
+    return LagrangianState(tf.clip_by_value(
+        state.multipliers + self.multiplier_lr * steps *
         self.violations(constraint, hard_sums, counts, held_out, tolerances),
-        0.0, self.max_multiplier)
+        0.0, self.max_multiplier))
+
+  def back_off(self, state):
+    """The state when the accuracy floor is hit: the multipliers halved."""
+    return LagrangianState(0.5 * state.multipliers)
 
   def get_config(self):
     return {"multiplier_lr": self.multiplier_lr, "max_multiplier": self.max_multiplier,
             "damping": self.damping, "rate_decay": self.rate_decay,
             "noise_margin": self.noise_margin}
 
-  def __repr__(self):
-    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-    return f"{type(self).__name__}({args})"
 
-  def __eq__(self, other):
-    return type(self) is type(other) and self.get_config() == other.get_config()
-
-
-class Penalty:
+class Penalty(_Rule):
   """The paper's fixed-weight penalty on the worst one-sided constraint.
 
   `weight · max(0, smooth value − ε)²` (linear with `squared=False`) of the constraint
-  whose measured hard value is largest. Nothing adapts: the weight must be tuned, and ε
-  is a dead zone, not a guarantee.
+  whose measured hard value is largest. Nothing adapts (no state): the weight must be
+  tuned, and ε is a dead zone, not a guarantee.
 
   Args:
     weight: The penalty weight.
@@ -131,56 +204,55 @@ class Penalty:
 
   Raises:
     ValueError: For a negative or non-finite weight, or a decay outside [0, 1).
+
+  Example:
+
+  ```python
+  fairness = [PerformanceFairness(tolerance=0.02, enforcement=Penalty(weight=2.0))]
+  ```
   """
 
-  mode = "penalty"
-
   def __init__(self, weight=1.0, squared=True, rate_decay=0.9):
-    self.weight = _check_number("weight", weight)
+    self.weight = checks.number("weight", weight)
     self.squared = bool(squared)
     self.rate_decay = _check_decay(rate_decay)
 
-  def penalty(self, constraint, smooth, hard_sums, counts, multipliers=None, held_out=False,
-              tolerances=None):
-    del multipliers, held_out, tolerances
-    ref, ref_valid = constraint.values(hard_sums, counts)
+  def init(self, constraint, num_groups, add_weight=_zeros_variable):
+    del constraint, num_groups, add_weight
+    return PenaltyState()
+
+  def multipliers(self, constraint, state, num_groups):
+    """Zeros: a fixed weight has no multipliers."""
+    del state
+    return tf.zeros(constraint.multiplier_shape(num_groups))
+
+  def loss(self, constraint, state, smooth_sums, counts, ref_hard_sums, ref_counts,
+           held_out=False, tolerances=None):
+    """weight · max(0, smooth value − ε)² of the one-sided constraint whose reference
+    hard value is largest (the arguments as `Lagrangian.loss`'s; held-out settings are
+    not read)."""
+    del state, held_out, tolerances
+    smooth, valid = constraint.values(smooth_sums, counts)
+    ref, ref_valid = constraint.values(ref_hard_sums, ref_counts)
     worst = tf.argmax(tf.reshape(tf.where(ref_valid, ref, -3.0e38), [-1]),
                       output_type=tf.int32)
-    excess = tf.nn.relu(tf.gather(tf.reshape(smooth, [-1]), worst) - constraint.tolerance)
+    smooth = tf.reshape(tf.where(valid, smooth, 0.0), [-1])
+    excess = tf.nn.relu(tf.gather(smooth, worst) - constraint.tolerance)
     return self.weight * (tf.square(excess) if self.squared else excess)
+
+  def update(self, constraint, state, hard_sums, counts, held_out=False, steps=1.0,
+             tolerances=None):
+    del constraint, hard_sums, counts, held_out, steps, tolerances
+    return state
+
+  def back_off(self, state):
+    return state
 
   def get_config(self):
     return {"weight": self.weight, "squared": self.squared, "rate_decay": self.rate_decay}
 
-  def __repr__(self):
-    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-    return f"{type(self).__name__}({args})"
-
-  def __eq__(self, other):
-    return type(self) is type(other) and self.get_config() == other.get_config()
-
 
 RULES = {"lagrangian": Lagrangian, "penalty": Penalty}
-# The arguments `FairnessConstraint` still takes directly (the pre-rule signature).
-LEGACY_ARGS = ("mode", "weight", "multiplier_lr", "max_multiplier", "rate_decay", "damping",
-               "noise_margin", "squared")
-
-
-def from_legacy(mode="lagrangian", **kwargs):
-  """The rule that `FairnessConstraint(mode=..., weight=..., ...)` asked for.
-
-  Every argument is validated, as before; those of the other mode are ignored.
-  """
-  if mode not in RULES:
-    raise ValueError(f"mode must be one of {tuple(RULES)}, got {mode!r}.")
-  for arg, value in kwargs.items():
-    if arg == "rate_decay":
-      _check_decay(value)
-    elif arg != "squared":
-      _check_number(arg, value)
-  rule = RULES[mode]
-  accepted = set(rule().get_config())
-  return rule(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
 def serialize(rule):
@@ -188,12 +260,47 @@ def serialize(rule):
 
 
 def deserialize(config):
-  """A rule from a rule, its serialized dict, or its mode's name (default settings)."""
-  if isinstance(config, (Lagrangian, Penalty)):
+  """A rule from a rule, its serialized dict, or its name (default settings).
+
+  Raises:
+    ValueError: For anything else.
+  """
+  if isinstance(config, _Rule):
     return config
   if isinstance(config, str) and config in RULES:
     return RULES[config]()
   by_name = {cls.__name__: cls for cls in RULES.values()}
   if not isinstance(config, dict) or config.get("class_name") not in by_name:
-    raise ValueError(f"Unknown enforcement rule {config!r}: use one of {sorted(by_name)}.")
+    raise ValueError(f"Unknown enforcement rule {config!r}: use one of {sorted(by_name)} "
+                     f"(or their names {sorted(RULES)}).")
   return by_name[config["class_name"]](**config.get("config", {}))
+
+
+# ------------------------------------------------------------ the pre-rule spelling
+# Constraints once took the rule's settings directly: `mode="lagrangian"|"penalty"` and
+# `weight`, `multiplier_lr`, ... Files saved then hold those keys in each constraint's
+# config; `legacy_config` maps them to `enforcement` so such files still load.
+LEGACY_ARGS = ("mode", "weight", "multiplier_lr", "max_multiplier", "rate_decay", "damping",
+               "noise_margin", "squared")
+
+
+def legacy_config(config):
+  """A constraint config of the pre-rule spelling with its rule in `enforcement`.
+
+  Settings of the other rule (e.g. `weight` with `mode="lagrangian"`) are dropped, as
+  the pre-rule constructor did. A config without legacy keys is returned as is.
+
+  Raises:
+    ValueError: For an unknown mode or a bad setting.
+  """
+  legacy = {k: v for k, v in config.items() if k in LEGACY_ARGS}
+  if not legacy:
+    return config
+  config = {k: v for k, v in config.items() if k not in LEGACY_ARGS}
+  mode = legacy.pop("mode", "lagrangian")
+  if mode not in RULES:
+    raise ValueError(f"mode must be one of {tuple(RULES)}, got {mode!r}.")
+  rule = RULES[mode]
+  accepted = set(rule().get_config())
+  config["enforcement"] = serialize(rule(**{k: v for k, v in legacy.items() if k in accepted}))
+  return config

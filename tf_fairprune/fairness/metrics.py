@@ -85,7 +85,8 @@ class LastValueLogic:
 
 class ProgressMetrics:
   """The progress-bar metrics of one compile: the sparsity, the accuracy of each group,
-  each constraint's gap and the largest multiplier of each Lagrangian constraint.
+  each constraint's gap and the largest multiplier of each constraint whose rule has
+  multipliers (`Lagrangian`).
 
   The model keeps this object out of Keras attribute tracking (tracked, the metrics'
   state would be model weights: in `get_weights()` and saved files).
@@ -103,9 +104,9 @@ class ProgressMetrics:
                                              name="group_accuracy")
     self.gaps = [classes.GroupRates(num_groups, num_terms=c.num_terms, report="gap",
                                     name=c.name, measure=c.measure) for c in constraints]
-    self._lagrangian = [i for i, c in enumerate(constraints) if c.mode == "lagrangian"]
+    self._steered = [i for i, c in enumerate(constraints) if c.enforcement.drives_multipliers]
     self.multipliers = [classes.LastValue(name=f"{constraints[i].name}_multiplier")
-                        for i in self._lagrangian]
+                        for i in self._steered]
 
   def all(self):
     return [self.sparsity, self.group_accuracy] + self.gaps + self.multipliers
@@ -123,7 +124,7 @@ class ProgressMetrics:
           outcomes.group_sums(tf.ones_like(weights), groups, weights, self.num_groups)[None])
     for (_, hard, counts), metric in zip(stats, self.gaps):
       metric.update_state(hard, counts)
-    for metric, i in zip(self.multipliers, self._lagrangian):
+    for metric, i in zip(self.multipliers, self._steered):
       metric.update_state(tf.reduce_max(multipliers[i]))  # The largest, in the progress bar.
 
   def logs(self, metrics, has_groups):

@@ -1,12 +1,14 @@
-"""The fairness objective of a model: constraints → statistics → multipliers → losses.
+"""The fairness objective of a model: constraints → statistics → rule states → losses.
 
 `training.py` asks this module for three things per step: the group statistics of a
 batch (`batch_statistics`, which also calls the reference model when a degradation
 constraint needs it), the fairness loss of each level, scaled per replica (`level_losses`), and, after a
-finite step, the update of the multipliers and running rates (`update`). With held-out
-data (`held_out.HeldOutFairness`) the multipliers read the held-out set's rates instead
-(`apply_held_out`), measured every few steps outside the step. Everything
-about how a gap is measured, oriented and enforced lives here and in `constraints.py`.
+finite step, the update of the rules' states and the running rates (`update`). With
+held-out data (`held_out.HeldOutFairness`) the rules read the held-out set's rates
+instead (`apply_held_out`), measured every few steps outside the step. A constraint
+(`constraints.py`) defines the gap; its rule (`enforcement.py`) owns its state, loss
+term and update; this module makes the state's variables as model weights, keeps the
+measured rates the rules read, and assigns what the rules return.
 """
 
 import collections
@@ -68,11 +70,12 @@ def conflicts(fairness):
 
 
 class FairnessObjective:
-  """The constraints of one model, their multipliers and running rates.
+  """The constraints of one model, their rules' states and running rates.
 
   Args:
-    owner: The Keras model; its `add_weight` creates the multipliers and running
-      rates, so they are saved with the model and replicated under a strategy.
+    owner: The Keras model; its `add_weight` creates the rules' state (the
+      multipliers) and the running rates, so they are saved with the model and
+      replicated under a strategy.
     fairness: A constraint or a list of constraints.
     fairness_on: Levels whose loss gets the fairness terms.
     num_groups: K.
@@ -98,10 +101,14 @@ class FairnessObjective:
     first = owner._flavour.first_replica()  # pylint: disable=protected-access
     # Model weights, so .keras files keep them; every replica assigns the same
     # (all-reduced) values, so one replica's copy is read.
-    self.multipliers = [
-        owner.add_weight(name=f"{c.name}_multiplier", shape=c.multiplier_shape(num_groups),
-                         initializer="zeros", trainable=False, aggregation=first)
-        for c in self.constraints]
+    def weight_maker(c):
+      return lambda name, shape: owner.add_weight(
+          name=f"{c.name}_{name}", shape=shape, initializer="zeros", trainable=False,
+          aggregation=first)
+    # Each rule's state (Lagrangian: its multipliers; Penalty: none), made first: the
+    # order of a .keras file's weights.
+    self.states = [c.enforcement.init(c, num_groups, weight_maker(c))
+                   for c in self.constraints]
     self.running_hard = [
         owner.add_weight(name=f"{c.name}_running_hard", shape=(c.num_terms, num_groups),
                          initializer="zeros", trainable=False, aggregation=first)
@@ -141,9 +148,15 @@ class FairnessObjective:
     self._held_out.assign(value)
 
   @property
+  def multipliers(self):
+    """Per constraint, the multipliers its rule applies (zeros for a fixed weight)."""
+    return [c.enforcement.multipliers(c, state, self.num_groups)
+            for c, state in zip(self.constraints, self.states)]
+
+  @property
   def variables(self):
-    """Multipliers and running rates (updated only after a finite step)."""
-    return self.multipliers + self.running_hard + self.running_counts
+    """The rules' states and the running rates (updated only after a finite step)."""
+    return tf.nest.flatten(self.states) + self.running_hard + self.running_counts
 
   def __bool__(self):
     return bool(self.constraints)
@@ -174,11 +187,10 @@ class FairnessObjective:
   def _training_reference(self, i, hard, counts):
     """The running training rates including this batch (the batch alone with
     `rate_decay=0`)."""
-    c = self.constraints[i]
-    if c.rate_decay == 0.0:
+    decay = self.constraints[i].enforcement.rate_decay
+    if decay == 0.0:
       return hard, counts
-    return (c.rate_decay * self.running_hard[i] + hard,
-            c.rate_decay * self.running_counts[i] + counts)
+    return (decay * self.running_hard[i] + hard, decay * self.running_counts[i] + counts)
 
   def _reference(self, i, hard, counts):
     """The hard sums and counts the rules read: the held-out rates last measured
@@ -210,9 +222,9 @@ class FairnessObjective:
     both_or_neither = ("weights" in self.fairness_on) == ("mask" in self.fairness_on)
     if not self.constraints or not self.fairness_on:
       return LevelLosses(None, None, True)
-    terms = [c.penalty(smooth, counts, *self._reference(i, hard, counts),
-                       multipliers=self.multipliers[i], held_out=self._held_out,
-                       tolerances=self.held_out_tolerances[i])
+    terms = [c.enforcement.loss(c, self.states[i], smooth, counts,
+                                *self._reference(i, hard, counts), held_out=self._held_out,
+                                tolerances=self.held_out_tolerances[i])
              for i, (c, (smooth, hard, counts)) in enumerate(zip(self.constraints, stats))]
     total = tf.add_n(terms)
     if num_replicas > 1:
@@ -222,26 +234,42 @@ class FairnessObjective:
                        both_or_neither)
 
   def update(self, stats, finite):
-    """After a training step, if `finite`: running rates, then dual ascent (nothing in
-    held-out mode: `apply_held_out` moves them)."""
+    """After a training step, if `finite`: running rates, then each rule's update
+    (nothing in held-out mode: `apply_held_out` moves them)."""
     keep_going = tf.logical_and(finite, tf.logical_not(self._held_out))
     for i, (c, (_, hard, counts)) in enumerate(zip(self.constraints, stats)):
       ref_h, ref_c = self._training_reference(i, hard, counts)
+      state = self.states[i]
       updates = [(self.running_hard[i], ref_h), (self.running_counts[i], ref_c)]
-      if c.mode == "lagrangian":
-        updates.append((self.multipliers[i],
-                        c.updated_multipliers(self.multipliers[i], ref_h, ref_c)))
+      updates += _pairs(state, c.enforcement.update(c, state, ref_h, ref_c))
       for var, new in updates:
         var.assign(tf.where(keep_going, new, var))
 
+  def without_stateless_multipliers(self, store):
+    """A saved model's own weights (`store`: "0", "1", ... → values) in the current
+    layout if they have the pre-rule one (see `load_own_variables`), else None."""
+    stateless = [i for i, state in enumerate(self.states) if not tf.nest.flatten(state)]
+    count, num_constraints = len(store.keys()), len(self.constraints)
+    start = count - 3 * num_constraints  # [λ per constraint] + running hard + counts.
+    if not stateless or start < 0:
+      return None
+    for i in stateless:
+      value = np.asarray(store[str(start + i)])
+      if (value.shape != tuple(self.constraints[i].multiplier_shape(self.num_groups))
+          or np.any(value)):
+        return None
+    kept = [j for j in range(count) if j - start not in stateless]
+    return {str(new): np.asarray(store[str(old)]) for new, old in enumerate(kept)}
+
   def apply_held_out(self, measured, steps, back_off=False, tolerances=None):
-    """One held-out measurement: store its rates and take the multipliers' dual step.
+    """One held-out measurement: store its rates and take each rule's update.
 
     Args:
       measured: Per constraint, (hard sums, counts) [T, K] on the held-out set.
-      steps: Training steps since the previous measurement (the dual step covers them).
-      back_off: The accuracy floor was hit: halve the multipliers instead of raising
-        them, and drop the proportional push until the next measurement.
+      steps: Training steps since the previous measurement (the update covers them).
+      back_off: The accuracy floor was hit: each rule backs off instead (`back_off`:
+        the Lagrangian halves its multipliers), and the rates are cleared, which drops
+        the proportional push until the next measurement.
       tolerances: Per constraint, the tolerance of each one-sided constraint on this set
         (`multiplier_shape`: ε, or the half-width of its interval where the set cannot
         resolve ε); None: ε everywhere.
@@ -264,15 +292,44 @@ class FairnessObjective:
   def _apply_held_out(self, measured, tolerances, steps, back_off, unused_config=None):
     for i, (c, (hard, counts), tol) in enumerate(zip(self.constraints, measured, tolerances)):
       self.held_out_tolerances[i].assign(tol)
+      state = self.states[i]
       if back_off:
-        self.running_hard[i].assign(tf.zeros_like(hard))
-        self.running_counts[i].assign(tf.zeros_like(counts))
-        if c.mode == "lagrangian":
-          self.multipliers[i].assign(0.5 * self.multipliers[i])
-        continue
-      if c.mode == "lagrangian":
-        self.multipliers[i].assign(c.updated_multipliers(
-            self.multipliers[i], hard, counts, held_out=True, steps=float(steps),
-            tolerances=tol))
+        new = c.enforcement.back_off(state)
+        hard, counts = tf.zeros_like(hard), tf.zeros_like(counts)
+      else:
+        new = c.enforcement.update(c, state, hard, counts, held_out=True, steps=float(steps),
+                                   tolerances=tol)
+      for var, value in _pairs(state, new):
+        var.assign(value)
       self.running_hard[i].assign(hard)
       self.running_counts[i].assign(counts)
+
+
+def load_own_variables(load, objective, store):
+  """Loads a model's own weights with `load(store)` (Keras' `load_own_variables`), also
+  from a .keras file saved before enforcement rules owned their state.
+
+  Such files hold a multiplier for every constraint, also for rules that have none
+  (`Penalty`: always zero): the model's own weights then ended with one multiplier per
+  constraint and the running rates. Those zeros are dropped (nothing is lost; saving
+  again writes the current layout). Keras checks the count before assigning anything,
+  so a first attempt that fails leaves the model untouched.
+
+  Raises:
+    ValueError: Keras' own error, when `store` fits neither layout.
+  """
+  try:
+    load(store)
+  except ValueError as err:
+    current = objective.without_stateless_multipliers(store)
+    if current is None:
+      raise
+    try:
+      load(current)
+    except ValueError:
+      raise err  # pylint: disable=raise-missing-from
+
+
+def _pairs(state, new_state):
+  """(variable, new value) for each variable of a rule's state."""
+  return list(zip(tf.nest.flatten(state), tf.nest.flatten(new_state)))

@@ -11,12 +11,12 @@ constraints = fairness_from_flags(flags.FLAGS)  # after absl parsed the flags
 from absl import app
 
 from tf_fairprune.baselines.named_constraints import make_constraints
-from tf_fairprune.fairness import constraints as constraints_lib
+from tf_fairprune.fairness import enforcement as enforcement_lib
 
 from . import flag_checks
 
 # --fairness_mode's values are known before TensorFlow is imported; they must agree.
-assert tuple(constraints_lib.MODES) == flag_checks.MODES, constraints_lib.MODES
+assert tuple(enforcement_lib.RULES) == flag_checks.MODES, tuple(enforcement_lib.RULES)
 
 
 def fairness_from_flags(flags_values):

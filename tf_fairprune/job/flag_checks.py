@@ -42,8 +42,8 @@ DEFAULT_OPTIMIZER = _names.DEFAULT_OPTIMIZER
 parse_optimizer = _names.parse_optimizer
 DATASETS = ("adult-sex", "adult-race", "compas-race", "compas-sex", "german-sex",
             "colored-fmnist")
-# The enforcement modes of --fairness_mode (tf_fairprune.fairness.constraints.MODES; the
-# job checks at its start that they agree).
+# The rules of --fairness_mode (tf_fairprune.fairness.enforcement.RULES; the job checks
+# at its start that they agree).
 MODES = ("lagrangian", "penalty")
 FAIRNESS_FLAGS = ("fairness", "fairness_mode", "epsilon", "fairness_weight", "held_out",
                   "max_accuracy_loss", "max_group_loss", "harm_tolerance")

@@ -52,7 +52,7 @@ def constraint_verdicts(constraints, val, test, harm_tolerance, off_val=None, of
   return out
 
 
-def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairness_mode,
+def what_fairness_did(selected, multipliers, identical_to_off, off_method, steered,
                       off_verdicts=()):
   """A paragraph (and a dict) on whether the constraints bound and why the returned
   model is what it is.
@@ -63,11 +63,12 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
     identical_to_off: Whether the returned weights equal the fairness-off model's
       (None when there is no fairness-off run).
     off_method: The fairness-off method's name, or None.
-    fairness_mode: "lagrangian" or "penalty".
+    steered: Whether the constraints' rules have multipliers that measured rates steer
+      (`rule.drives_multipliers`; False for fixed `Penalty` weights).
     off_verdicts: The fairness-off model's validation `Verdict` dicts, one per constraint.
   """
   largest = max(multipliers, default=0.0)
-  if fairness_mode == "penalty":
+  if not steered:
     bound = True
     text = ("Penalty mode: the fairness term had a fixed weight all run (nothing is "
             "steered, so ε is a dead zone of the penalty, not a target).")
@@ -108,7 +109,7 @@ def what_fairness_did(selected, multipliers, identical_to_off, off_method, fairn
     else:
       text += f" It differs from {off_method}'s (fairness off) because the constraints bound."
   return {"bound": bound, "max_multiplier": largest, "identical_to_fairness_off":
-          identical_to_off, "text": text}
+          identical_to_off, "steered": bool(steered), "text": text}
 
 
 def verdict_warnings(constraints):
@@ -148,7 +149,7 @@ def _harm_text(group):
 def _steering(results):
   if results.get("held_out_selection") is not None:
     return "multipliers steered on the validation split, the iterate selected there"
-  if results["fairness_mode"] == "penalty":
+  if not (results.get("fairness_did") or {}).get("steered", True):
     return "penalty weights, nothing steered"
   return "multipliers steered on the training batches"
 

@@ -231,9 +231,10 @@ def fairness_verdict(data, dense, final, report, outcome, off):
                  if "pruned" in outcome else [])
   off_verdicts = ([off_val.verdict(gap, eps, FLAGS.harm_tolerance).to_dict()
                    for _, gap, eps in specs] if off_val is not None else [])
+  steered = any(c.enforcement.drives_multipliers
+                for c in fairness_flags.fairness_from_flags(FLAGS))
   did = report_lib.what_fairness_did(selected, multipliers, identical,
-                                     off[0] if off else None, FLAGS.fairness_mode,
-                                     off_verdicts)
+                                     off[0] if off else None, steered, off_verdicts)
   return {
       "constraints": constraints,
       "validation_accuracy": val.accuracy, "validation_gaps": dict(val.gaps),
