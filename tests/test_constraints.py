@@ -403,12 +403,12 @@ def test_excess_detached_average_only_helps_the_group(detach):
   """ψ_0 = R_0 − R: with the average detached its gradient reaches group 0's rate alone;
   without, it also pushes group 1's loss up (what collapsed many-group runs)."""
   c = C.ExcessDegradation(tolerance=0.0, detach_average=detach,
-                          enforcement=tf_fairprune.fairness.Lagrangian(noise_margin=0.0, damping=0.0))
+                          enforcement=E.Lagrangian(noise_margin=0.0, damping=0.0))
   s = tf.Variable([[0.2, 0.1]])  # Per-group degradation sums; counts 1 each.
   counts = tf.ones([1, 2])
   lam = tf.constant([[1.0, 0.0]])  # Only group 0's constraint binds.
   with tf.GradientTape() as tape:
-    loss = c.penalty(s, counts, tf.stop_gradient(s), counts, lam)
+    loss = _loss(c, s, counts, tf.stop_gradient(s), counts, lam)
   grad = tape.gradient(loss, s).numpy()[0]
   assert grad[0] > 0  # Lowering group 0's loss lowers the term either way.
   if detach:
