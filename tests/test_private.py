@@ -32,7 +32,7 @@ def test_interpreter_ops_lists_operators():
 
 
 # ---------------------------------------------------------------- both flavours
-# The private names behind `_private` and the flavour tables (keras2.py, keras3.py),
+# The private names behind `_private` and the flavour tables (flavour_*.py),
 # exercised on a compiled model of each flavour: a move fails here, not in a step.
 from conftest import make_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -86,7 +86,7 @@ def test_replica_private_names_resolve():
 
 
 def test_keras3_private_names_resolve():
-  keras3 = pytest.importorskip("tf_fairprune.keras3")
+  keras3 = pytest.importorskip("tf_fairprune.flavour_keras3")
   assert issubclass(keras3._Functional, keras3.keras.Model)  # pylint: disable=protected-access
   for name in ("_symbolic_build", "_maybe_symbolic_build"):
     assert hasattr(keras3.keras.Model, name), name

@@ -2,10 +2,10 @@
 
 Everything tf_fairprune does is written once, in logic modules that import no flavour.
 A flavour is one table (a `Flavour`): its Keras module, its concrete classes (the
-wrapper, the models, the metrics, the guard callback) and the few calls whose spelling
-differs. Each table lives with its classes in a module of its own (`keras2.py`,
-`keras3.py`) and registers itself here on import; `of(obj)` picks the table from the
-objects the user passes. Nothing global is switched: `tf.keras` keeps meaning what the
+wrapper, the models, the metrics) and the few calls whose spelling differs. Each table
+lives with its classes in a module of its own (`flavour_tf_keras.py`,
+`flavour_keras3.py`) and registers itself here on import; `of(obj)` picks the table
+from the objects the user passes. Nothing global is switched: `tf.keras` keeps meaning what the
 user's environment says.
 
 A new flavour-dependent class is registered in one place: the `classes` of each
@@ -22,7 +22,7 @@ _REGISTERED = {}  # name -> Flavour, in registration order (tf_keras first).
 # set by each flavour's module in its table.
 Classes = collections.namedtuple("Classes", [
     "FairPruneWrapper", "FairPruneModel", "FunctionalFairPruneModel", "GroupRates",
-    "LastValue", "GuardCallback"])
+    "LastValue"])
 
 
 def keras3():
@@ -158,7 +158,7 @@ def _tf_keras():
 
 
 def __getattr__(name):
-  # `flavours.TF_KERAS`: the tf_keras table, registered by `keras2.py` on import.
+  # `flavours.TF_KERAS`: the tf_keras table, registered by `flavour_tf_keras.py` on import.
   if name == "TF_KERAS":
     return _tf_keras()
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,8 @@ policy a model applies after each step: the sparsity schedule, the ranking scope
 update frequency, and the method that suits the compiler (bisection under XLA).
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -261,6 +263,32 @@ def rescale_to_masks(wrappers, sparsity, scope="global", layer_floor=0.0, cap=No
   for theta, gain in zip(thetas, rescale_gains(thetas, masks, sparsity, scope, layer_floor,
                                                cap)):
     theta.assign(theta * tf.cast(gain, theta.dtype))
+
+
+def warn_if_too_sparse(model, stacklevel=1):
+  """Warns when a wrapped tensor of `model` keeps no weight or the masks' sparsity
+  misses the schedule's (by more than 0.02).
+
+  Args:
+    model: A `FairPruneModel`.
+    stacklevel: The frame the warnings name, counted from this function's caller (1:
+      the caller, 2: the caller's caller).
+  """
+  wrappers = built_wrappers(model)
+  empty = empty_tensors(wrappers)
+  if empty:
+    warnings.warn(f"tf_fairprune: {', '.join(empty)} kept no weight at all: the model's "
+                  "output may no longer depend on its input (a constant predictor). "
+                  "Lower the sparsity, or use mask_scope='layer'.", UserWarning,
+                  stacklevel=stacklevel + 1)
+  if not wrappers:
+    return
+  target = float(model.sparsity_at())
+  measured = float(model.measured_sparsity())
+  if abs(measured - target) > 0.02:
+    warnings.warn(f"tf_fairprune: the masks remove {measured:.3f} of the prunable weights, "
+                  f"not the target {target:.3f} (blocks or channels larger than the "
+                  "layers allow?).", UserWarning, stacklevel=stacklevel + 1)
 
 
 def empty_tensors(wrappers):

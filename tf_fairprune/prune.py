@@ -7,6 +7,7 @@ from tf_fairprune import _private
 from tf_fairprune import cloning
 from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
+from tf_fairprune import mask_updater
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
@@ -289,7 +290,7 @@ def _initialise(pruned, dense, rescale):
   pruned.update_masks()
   if rescale:
     pruned.rescale_to_masks()
-  pruned._warn_if_too_sparse()  # pylint: disable=protected-access
+  mask_updater.warn_if_too_sparse(pruned, stacklevel=2)
 
 
 def fair_prune_scope():

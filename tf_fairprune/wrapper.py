@@ -85,7 +85,8 @@ class FairPruneWrapperLogic:
   """Wraps a layer so that its prunable weights are masked by learned scores.
 
   Everything a `FairPruneWrapper` does, for both Keras flavours: each flavour's class
-  (`keras2.py`, `keras3.py`) adds only its base (`keras.layers.Wrapper`) and `_flavour`.
+  (`flavour_tf_keras.py`, `flavour_keras3.py`) adds only its base
+  (`keras.layers.Wrapper`) and `_flavour`.
 
   Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
   base class); for Sequential and Functional models use `fair_prune_wrapper`, which

@@ -33,9 +33,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import callback_base
 from tf_fairprune import checks
 from tf_fairprune import groups as groups_lib
-from tf_fairprune._compat import keras
 from tf_fairprune.fairness import intervals as intervals_lib
 from tf_fairprune.fairness import verdict as verdict_lib
 from tf_fairprune.fairness.held_out import measure as measure_lib
@@ -133,7 +133,7 @@ def batched(data, batch_size, steps=None):
   return data
 
 
-class HeldOutFairness(keras.callbacks.Callback):
+class HeldOutFairness(callback_base.Callback):  # Both flavours: callback_base.py.
   """Steers the fairness multipliers on held-out data and returns the iterate that
   generalises, with verdicts a practitioner can sign.
 

@@ -1,10 +1,11 @@
 """tf_keras (Keras 2, TFMOT's flavour): its `Flavour` table and its concrete classes.
 
 Each class adds only its tf_keras base class to the flavour-free logic
-(`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics' and
-guard's logic). These are the classes `tf_fairprune.FairPruneWrapper` and
-`tf_fairprune.FairPruneModel` name; given Keras 3 objects they return the Keras 3
-classes instead (the flavour follows the objects passed).
+(`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics'
+logic; callbacks are one class for both flavours, see `callback_base.py`). These are
+the classes `tf_fairprune.FairPruneWrapper` and `tf_fairprune.FairPruneModel` name;
+given Keras 3 objects they return the Keras 3 classes instead (the flavour follows the
+objects passed).
 """
 
 import tensorflow as tf
@@ -12,7 +13,6 @@ import tensorflow as tf
 from tf_fairprune import _private
 from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
-from tf_fairprune import step_guard
 from tf_fairprune import training
 from tf_fairprune import wrapper
 from tf_fairprune._compat import keras
@@ -159,11 +159,7 @@ class LastValue(metrics.LastValueLogic, keras.metrics.Metric):
   _flavour = FLAVOUR
 
 
-class GuardCallback(step_guard.GuardLogic, keras.callbacks.Callback):
-  __doc__ = step_guard.GuardLogic.__doc__
-
-
 FLAVOUR.classes = flavours.Classes(
     FairPruneWrapper=FairPruneWrapper, FairPruneModel=FairPruneModel,
     FunctionalFairPruneModel=FunctionalFairPruneModel, GroupRates=GroupRates,
-    LastValue=LastValue, GuardCallback=GuardCallback)
+    LastValue=LastValue)
