@@ -2,9 +2,10 @@
 
 Each class adds only its Keras 3 base class to the flavour-free logic
 (`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics'
-logic; callbacks are one class for both flavours, see `callback_base.py`). You rarely name them: `fair_prune_wrapper` and `FairPruneWrapper(layer)`
-pick them for Keras 3 objects. Subclass `tf_fairprune.keras3.FairPruneModel` (their
-public names, `keras3.py`) for a subclassed Keras 3 model.
+logic; callbacks are one class for both flavours, see `callback_base.py`). You rarely
+name them: `fair_prune_wrapper` and `FairPruneWrapper(layer)` pick them for Keras 3
+objects. Subclass `tf_fairprune.keras3.FairPruneModel` (their public names,
+`keras3.py`) for a subclassed Keras 3 model.
 
 Raises ImportError on import when Keras 3 is not installed.
 """
@@ -94,6 +95,37 @@ class Keras3(flavours.Flavour):
 
   def record_compile_argument(self, model, name, value):
     model._compile_config.config[name] = value  # pylint: disable=protected-access
+
+  def loss_scale(self, optimizer):
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+      return None
+    return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
+
+  def weight_gradients(self, optimizer, grads):
+    return list(grads)  # Its LossScaleOptimizer unscales inside `apply`.
+
+  def aggregated_for_apply(self, optimizer, pairs):
+    return pairs, {}  # Keras 3 all-reduces inside apply (in the replica function).
+
+  def current_learning_rate(self, optimizer):
+    return tf.cast(optimizer.learning_rate, tf.float32)  # Reads a schedule at the step.
+
+  def momentum_slot(self, optimizer, variable):
+    # pylint: disable=protected-access
+    return optimizer.momentums[optimizer._get_variable_index(variable)]
+
+  def builds_on_first_call(self, layer):
+    return False  # Keras 3's MultiHeadAttention builds from its input shapes.
+
+  def build_attention_like(self, new, layer):
+    config = layer.get_build_config()  # Query, value (key) shapes.
+    if not config:
+      return False
+    new.build_from_config(config)
+    return True
+
+  def depthwise_kernel(self, layer):
+    return layer.kernel
 
   def is_graph_model(self, model):
     return (isinstance(model, keras.Sequential) or isinstance(model, _Functional) or

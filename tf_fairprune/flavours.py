@@ -118,6 +118,46 @@ class Flavour:
     """Stores a compile argument so that a saved model compiles again with it."""
     raise NotImplementedError
 
+  # Optimizers: mixed precision (loss_scale.py) and updates under a strategy (replicas.py).
+  def loss_scale(self, optimizer):
+    """The current loss scale (a float32 tensor) of a LossScaleOptimizer, else None."""
+    raise NotImplementedError
+
+  def weight_gradients(self, optimizer, grads):
+    """The gradients of a scaled loss as the weights' LossScaleOptimizer takes them."""
+    raise NotImplementedError
+
+  def aggregated_for_apply(self, optimizer, pairs):
+    """(pairs, apply_gradients kwargs) for an update applied inside a cross-replica
+    cond: the (gradient, variable) pairs all-reduced here when the optimizer would
+    otherwise do it in its merge call."""
+    raise NotImplementedError
+
+  def current_learning_rate(self, optimizer):
+    """The rate `apply_gradients` would use now (a schedule read at the current step)."""
+    raise NotImplementedError
+
+  def momentum_slot(self, optimizer, variable):
+    """The momentum variable an SGD optimizer keeps for `variable`."""
+    raise NotImplementedError
+
+  # Layers.
+  def builds_on_first_call(self, layer):
+    """True for a MultiHeadAttention that creates its sublayers only when called."""
+    raise NotImplementedError
+
+  def build_attention_like(self, new, layer):
+    """Builds MultiHeadAttention `new` for the input shapes `layer` was built with;
+    False when they are not known."""
+    raise NotImplementedError
+
+  def depthwise_kernel(self, layer):
+    """The kernel variable of a DepthwiseConv layer."""
+    raise NotImplementedError
+
+  # Elementwise layers only this flavour has (shrink passes channels through them).
+  extra_elementwise_layers = ()
+
   # Graphs of layers.
   def is_graph_model(self, model):
     """True for Sequential and Functional models (which can be cloned)."""

@@ -103,7 +103,7 @@ class MaskUpdater:
     rows = masking.hint_size(scope, structures)
     if not rows:  # N:M everywhere: no threshold to search.
       return masking.structured_masks(scores, self.sparsity_at(step), structures, scope=scope,
-                                      method=method, floor=self.layer_floor), None, None
+                                      method=method, layer_floor=self.layer_floor), None, None
     hint = self._hint(part, rows)
     masks, next_hint = masking.ranked_masks(scores, self.sparsity_at(step), hint, structures,
                                             scope, method, self.layer_floor)
@@ -189,7 +189,8 @@ def level_variables(model):
   return weights, scores, thetas
 
 
-# How `rescale_to_masks` bounds each tensor's gain (see `FairPruneModel.rescale_to_masks`):
+# How `rescale_to_masks` bounds each tensor's gain (see `FairPruneModel.rescale_to_masks`;
+# `fair_prune_wrapper(rescale=NAME)` picks one):
 #   "floor":  gain 1 for the tensors that the layer floor holds (they keep just their
 #             floor), every other tensor ‖θ‖ / ‖m ⊙ θ‖ as before (the default; with no
 #             floor, as with layer_floor=0, nothing changes),
@@ -206,11 +207,11 @@ def level_variables(model):
 # only the floor-held tensors: every model where the floor holds nothing (the MLPs and
 # CNNs of the other benchmarks) is rescaled exactly as before, so their rows stay valid.
 RESCALE_CAPS = ("both", "floor", "target", "model", "none")
-RESCALE_CAP = "floor"
+DEFAULT_RESCALE_CAP = "floor"
 
 
 def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=None):
-  """Each tensor's rescale gain ‖θ‖ / ‖m ⊙ θ‖, bounded by `cap` (default `RESCALE_CAP`).
+  """Each tensor's rescale gain ‖θ‖ / ‖m ⊙ θ‖, bounded by `cap`.
 
   Args:
     thetas, masks: The prunable tensors and their masks, aligned.
@@ -221,7 +222,7 @@ def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=
       tensor is floor-held when its mask keeps at most its `masking.layer_floors`
       entry of weights; with no floor, as with 0, no tensor is. Structured masks count
       their floors in blocks or channels, so their tensors are rescaled as before).
-    cap: One of `RESCALE_CAPS`; None reads `RESCALE_CAP`.
+    cap: One of `RESCALE_CAPS`; None means `DEFAULT_RESCALE_CAP`.
 
   Returns:
     A list of float32 scalar gains; 1 for a tensor whose mask keeps nothing.
@@ -229,7 +230,7 @@ def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=
   Raises:
     ValueError: For an unknown `cap`.
   """
-  cap = RESCALE_CAP if cap is None else cap
+  cap = DEFAULT_RESCALE_CAP if cap is None else cap
   if cap not in RESCALE_CAPS:
     raise ValueError(f"cap must be one of {RESCALE_CAPS}, got {cap!r}.")
   full = [tf.norm(tf.cast(t, tf.float32)) for t in thetas]

@@ -77,7 +77,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       keeps only its floor) is not rescaled — blowing its few weights up by
       ‖θ‖ / ‖m ⊙ θ‖ (11–13 on ResNet-10 at 99%) made both benchmark runs constant
       predictors. False starts from the dense weights exactly (step 0 = magnitude
-      pruning).
+      pruning). A name from `mask_updater.RESCALE_CAPS` rescales with that bound on
+      the gains instead (the alternatives `benchmarks/benchmark_layer_floor.py`
+      measures).
     layer_floor: With `mask_scope="global"`, every wrapped tensor keeps at least
       max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1), so global ranking
       never empties a layer (it did: 11 layers of ResNet50 at 90%); the total sparsity
@@ -101,8 +103,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
 
   Raises:
     TypeError: If `to_prune` is not a Keras model, layer or list of layers.
-    ValueError: For a bad sparsity, an already wrapped model or layer, a subclassed or
-      unbuilt model, an unsupported layer with kernels, or nothing to prune.
+    ValueError: For a bad sparsity or `rescale`, an already wrapped model or layer, a
+      subclassed or unbuilt model, an unsupported layer with kernels, or nothing to
+      prune.
 
   Example:
 
@@ -126,6 +129,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
   structure = _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity)
   target_sparsity = pruning_schedule.validate(target_sparsity)  # Also for layers.
   prune_embeddings = _check_prune_embeddings(prune_embeddings)
+  if isinstance(rescale, str) and rescale not in mask_updater.RESCALE_CAPS:
+    raise ValueError(f"rescale must be True, False or one of {mask_updater.RESCALE_CAPS}, "
+                     f"got {rescale!r}.")
   if isinstance(to_prune, (list, tuple)):
     return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
@@ -149,7 +155,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       fairness_on=fairness_on, num_groups=num_groups, fairness_output=fairness_output,
       layer_floor=layer_floor)  # Validated (constraints and levels by the model's objective).
   pruned = _construct(to_prune, policy, **config.as_kwargs())
-  _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
+  _initialise(pruned, to_prune, rescale=False if policy.selective else rescale)
   return pruned
 
 
@@ -289,7 +295,7 @@ def _initialise(pruned, dense, rescale):
     pruned.set_reference_model(reference)
   pruned.update_masks()
   if rescale:
-    pruned.rescale_to_masks()
+    pruned.rescale_to_masks(cap=rescale if isinstance(rescale, str) else None)
   mask_updater.warn_if_too_sparse(pruned, stacklevel=2)
 
 

@@ -221,7 +221,7 @@ class BiLevelTrainingMixin:
     """Re-ranks the masks from the current scores at the current step's sparsity."""
     self._mask_updater.assign(self._built_wrappers(), self._step(), jit_compile=self._jit())
 
-  def rescale_to_masks(self):
+  def rescale_to_masks(self, cap=None):
     """Multiplies each prunable tensor θ by ‖θ‖ / ‖m ⊙ θ‖ under its current mask,
     except the tensors that the layer floor holds under global ranking (gain 1).
 
@@ -243,10 +243,14 @@ class BiLevelTrainingMixin:
     floor-held tensors alone collapsed no run; none was best everywhere (MobileNetV2
     at 90–95% did better with every tensor rescaled). BENCHMARKS.md, "Layer floor vs
     pure global ranking".
+
+    Args:
+      cap: How the gains are bounded, one of `mask_updater.RESCALE_CAPS` (the
+        alternatives the benchmark measured); None: the default rule described above.
     """
     updater = self._mask_updater
     mask_updater_lib.rescale_to_masks(self._built_wrappers(), self.sparsity_at(),
-                                      updater.scope, updater.layer_floor)
+                                      updater.scope, updater.layer_floor, cap)
 
   def measured_sparsity(self):
     """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
@@ -529,14 +533,7 @@ class BiLevelTrainingMixin:
     del tape
     g_s = self._score_gradients(*(loss_scale.unscale(g, factor) for g in (g_s, g_theta)))
     g_w = loss_scale.weight_gradients(self.optimizer, g_w, factor)
-    if factor is None:
-      finite = replicas.all_finite([lower, upper] + g_w + g_s)
-      ok = tf.logical_and(finite, running)
-      ok_w = ok
-    else:  # An overflow of the scaled gradients is skipped by the LossScaleOptimizer.
-      finite = replicas.all_finite([lower, upper])
-      ok_w = tf.logical_and(finite, running)
-      ok = tf.logical_and(ok_w, replicas.all_finite(loss_scale.unscale(g_w, factor) + g_s))
+    finite, ok_w, ok = loss_scale.joint_step_flags(factor, [lower, upper], g_w, g_s, running)
     replicas.apply_if(ok_w, self.optimizer, g_w, weights)
     fused_sgd.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok

@@ -263,7 +263,10 @@ class HeldOutFairness(callback_base.Callback):  # Both flavours: callback_base.p
     self._settled = measured
     return settled
 
-  def _floor_hit(self, m):
+  def _below_accuracy_floor(self, m):
+    """Whether measurement `m` fell under the accuracy floor (the best candidate's
+    accuracy minus `max_accuracy_loss`) or collapsed: the multipliers then back off.
+    Not the layer floor, which is the density each layer keeps (`layer_floor`)."""
     if m.collapsed:
       return True
     if self.max_accuracy_loss is None:
@@ -291,7 +294,7 @@ class HeldOutFairness(callback_base.Callback):  # Both flavours: callback_base.p
     return max(multipliers, default=0.0) == 0.0 and m.violation(scale=0.5) < 0.0
 
   def _record(self, m, steps, epoch):
-    back_off = self._floor_hit(m)
+    back_off = self._below_accuracy_floor(m)
     bound, multipliers = self._apply(m, steps, back_off)
     self.last = m
     if not self._at_target():
