@@ -126,3 +126,14 @@ def test_an_optimizer_of_the_other_flavour_is_named(model_flavour, argument):
                      f"the model is a {model_flavour} model"):
     model.compile(loss="binary_crossentropy", **kwargs)
   model.compile(loss="binary_crossentropy", **{**kwargs, argument: k.optimizers.SGD(0.1)})
+
+
+def test_callbacks_are_one_class_on_both_flavours():
+  """callback_base.py's policy: every callback subclasses tf_keras' Callback (the only
+  base both fits accept), and no flavour table carries a callback class."""
+  from tf_fairprune import callback_base  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import step_guard  # pylint: disable=g-import-not-at-top
+  for cls in (step_guard.GuardCallback, tf_fairprune.HeldOutFairness,
+              tf_fairprune.FairPruningSummaries):
+    assert issubclass(cls, callback_base.Callback), cls
+  assert not any("Callback" in field for field in flavours.Classes._fields)

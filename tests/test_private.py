@@ -98,6 +98,24 @@ def test_every_flavour_table_is_complete():
     assert flavours.of(flavour.classes.FairPruneWrapper) is flavour
     wrapped = tf_fairprune.fair_prune_wrapper(make_mlp(k=flavour.keras), 0.5)
     assert isinstance(wrapped, flavour.classes.FairPruneModel)
+  # Every entry the base table leaves to the flavours is implemented by each of them.
+  entries = [n for n, f in vars(flavours.Flavour).items()
+             if callable(f) and "NotImplementedError" in f.__code__.co_names]
+  assert "loss_scale" in entries and "depthwise_kernel" in entries
+  for flavour in flavours.registered():
+    missing = [n for n in entries if getattr(type(flavour), n) is getattr(flavours.Flavour, n)]
+    assert not missing, (flavour.name, missing)
+
+
+def test_untracked_state_stays_out_of_keras_tracking(k):
+  outer = k.layers.Dense(2)
+  hidden, tracked = k.layers.Dense(1, name="hidden"), k.layers.Dense(1, name="tracked")
+  _private.untracked(outer, "hidden_helper", hidden)
+  outer.tracked_helper = tracked  # The contrast: an ordinary assignment is tracked.
+  sublayers = _private.flatten_layers(outer, include_self=False)
+  assert outer.hidden_helper is hidden
+  assert any(l is tracked for l in sublayers)
+  assert not any(l is hidden for l in sublayers)
 
 
 def test_tflite_converter_private_flag_exists():
