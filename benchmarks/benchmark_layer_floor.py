@@ -123,7 +123,7 @@ def scope_args(scope):
 def scope_cap(scope):
   """The `mask_updater.RESCALE_CAPS` entry a scope prunes with (the default for most)."""
   option = scope.partition("-")[2] if scope.startswith("floor") else ""
-  return CAP_OPTIONS[option] or mask_updater.RESCALE_CAP
+  return CAP_OPTIONS[option] or mask_updater.DEFAULT_RESCALE_CAP
 
 
 def emptied_layers(pruned):
@@ -198,13 +198,11 @@ def run(path):
       for method, scope, sparsity in todo:
         suffix, kwargs = scope_args(scope)
         k.utils.set_random_seed(seed)
-        cap, default_cap = scope_cap(scope), mask_updater.RESCALE_CAP
-        mask_updater.RESCALE_CAP = cap  # The rescale in fair_prune_wrapper reads it.
-        try:
-          outcome = pipeline.prune(method + suffix, dense, data, sparsity, FLAGS.epochs,
-                                   FLAGS.batch_size, verbose=0, structure=kwargs)
-        finally:
-          mask_updater.RESCALE_CAP = default_cap
+        cap = scope_cap(scope)
+        # fair_prune_wrapper(rescale=CAP) rescales the first masks under that rule.
+        structure = kwargs if kwargs.get("rescale") is False else dict(kwargs, rescale=cap)
+        outcome = pipeline.prune(method + suffix, dense, data, sparsity, FLAGS.epochs,
+                                 FLAGS.batch_size, verbose=0, structure=structure)
         report = pipeline.audit(outcome["model"], dense, data.test, data)
         row = pipeline.result_row(data, method, seed, sparsity, outcome, report)
         empty, density = emptied_layers(outcome["pruned"])

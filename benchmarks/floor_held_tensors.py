@@ -1,6 +1,6 @@
 r"""Which wrapped tensors the layer floor holds in the first mask of the benchmarks' MLPs.
 
-The default rescale (`mask_updater.RESCALE_CAP = "floor"`) differs from rescaling every
+The default rescale (`mask_updater.DEFAULT_RESCALE_CAP`, "floor") differs from rescaling every
 tensor only on tensors the floor holds. This prints, per tabular dataset and sparsity,
 each wrapped tensor's kept count, its floor, its rescale gain and which tensors are
 floor-held in the first mask of the trained dense MLP (the fairness and main benchmarks'

@@ -117,7 +117,7 @@ class MaskAudit:
       expected += masking.structured_masks(
           [s for w in ranked for s in w.score_variables], self.model.sparsity_at(),
           [w.structure for w in ranked for _ in w.score_variables], part_scope,
-          method="sort", floor=self.model._mask_updater.layer_floor)  # pylint: disable=protected-access
+          method="sort", layer_floor=self.model._mask_updater.layer_floor)  # pylint: disable=protected-access
       actual += [m for w in ranked for m in w.mask_variables]
     self.checked += 1
     if not all(np.array_equal(a.numpy(), e.numpy()) for a, e in zip(actual, expected)):

@@ -97,7 +97,7 @@ class MaskAudit(keras.callbacks.Callback):
     wrappers = model.fair_prune_wrappers
     expected = tf_fairprune.masking.topk_masks(
         [s for w in wrappers for s in w.score_variables], model.sparsity_at(),
-        model.mask_scope, method="sort", floor=model._mask_updater.layer_floor)  # pylint: disable=protected-access
+        model.mask_scope, method="sort", layer_floor=model._mask_updater.layer_floor)  # pylint: disable=protected-access
     AUDIT["checked"] += 1
     if not all(np.array_equal(np.asarray(m), e.numpy()) for m, e in
                zip([m for w in wrappers for m in w.mask_variables], expected)):

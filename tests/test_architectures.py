@@ -369,7 +369,7 @@ def test_layer_floor_holds_for_every_selection_method():
   rng = np.random.default_rng(0)
   scores = [tf.constant(rng.random((64, 64)), tf.float32),
             tf.constant(rng.random((32, 8)) * 1e-3, tf.float32)]
-  masks = {m: masking.topk_masks(scores, 0.95, method=m, floor=0.1)
+  masks = {m: masking.topk_masks(scores, 0.95, method=m, layer_floor=0.1)
            for m in masking.METHODS}
   for m in masking.METHODS:
     for a, b in zip(masks[m], masks["sort"]):

@@ -71,8 +71,8 @@ def test_layer_floor_benchmark_counts_emptied_layers_and_renders():
   assert [lf.scope_cap(s) for s in ("floor0.1", "layer", "floor0.1-uncapped",
                                     "floor0.1-capmodel", "floor0.1-capfloor",
                                     "floor0.1-captarget", "floor0.1-capboth")] == [
-                                        mask_updater.RESCALE_CAP,
-                                        mask_updater.RESCALE_CAP,
+                                        mask_updater.DEFAULT_RESCALE_CAP,
+                                        mask_updater.DEFAULT_RESCALE_CAP,
                                         "none", "model", "floor", "target", "both"]
   with pytest.raises(ValueError, match="scope"):
     lf.scope_args("global")

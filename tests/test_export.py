@@ -215,7 +215,7 @@ def test_gpu_target_keeps_fully_connected_weights_dense_and_reports_tfs_verdict(
 
 
 def test_qat_on_a_keras3_model_names_what_to_use_instead(tmp_path, x):
-  k3 = pytest.importorskip("tf_fairprune.keras3").keras
+  k3 = pytest.importorskip("tf_fairprune.flavour_keras3").keras
   pruned = _pruned(0.8, k=k3)
   with pytest.raises(TypeError, match="tf_keras models only.*quantize='dynamic'"):
     tf_fairprune.quantize_preserving_sparsity(pruned)

@@ -132,3 +132,14 @@ def test_an_optimizer_of_the_other_flavour_is_named(model_flavour, argument):
   own = k.optimizers.SGD(0.1)  # The model's own flavour is accepted.
   model.compile(loss="binary_crossentropy", **{**kwargs, argument: own})
   assert getattr(model, argument) is own
+
+
+def test_callbacks_are_one_class_on_both_flavours():
+  """callback_base.py's policy: every callback subclasses tf_keras' Callback (the only
+  base both fits accept), and no flavour table carries a callback class."""
+  from tf_fairprune import callback_base  # pylint: disable=g-import-not-at-top
+  from tf_fairprune import step_guard  # pylint: disable=g-import-not-at-top
+  for cls in (step_guard.GuardCallback, tf_fairprune.HeldOutFairness,
+              tf_fairprune.FairPruningSummaries):
+    assert issubclass(cls, callback_base.Callback), cls
+  assert not any("Callback" in field for field in flavours.Classes._fields)

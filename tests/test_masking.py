@@ -143,10 +143,10 @@ def test_floor_shortcut_gives_the_floored_ranking(scale, ties):
   for sparsity in (0.5, 0.9, 0.97):
     expected = _always_floored(scores, sparsity, 0.1)
     for method in masking.METHODS:
-      got = masking.topk_masks(scores, sparsity, method=method, floor=0.1)
+      got = masking.topk_masks(scores, sparsity, method=method, layer_floor=0.1)
       for a, b in zip(got, expected):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{method} {sparsity}")
-    fn = tf.function(lambda s: masking.topk_masks(scores, s, method="bisect", floor=0.1),
+    fn = tf.function(lambda s: masking.topk_masks(scores, s, method="bisect", layer_floor=0.1),
                      jit_compile=True)
     for a, b in zip(fn(tf.constant(sparsity, tf.float64)), expected):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -183,14 +183,14 @@ def test_any_hint_gives_the_full_top_k(method, group_size, monkeypatch):
     scores = [tf.constant(r, tf.float32) for r in raw]
     scope = "layer" if trial % 4 == 2 and method == "histogram" else "global"  # One compile.
     sparsity = (0.5, 0.9, 0.97, 0.0)[trial % 4]
-    expected = masking.topk_masks(scores, sparsity, scope, method="sort", floor=0.1)
+    expected = masking.topk_masks(scores, sparsity, scope, method="sort", layer_floor=0.1)
     rows = masking.hint_size(scope, [masking._PLAIN] * 3)  # pylint: disable=protected-access
     flat = np.abs(np.concatenate([r.ravel() for r in raw]).astype("float32"))
     kth = np.sort(flat)[::-1][int(masking.keep_count(sparsity, flat.size)) - 1]
     for hint in _hint_cases(rows, np.full(rows, np.float32(kth).view(np.int32)), rng):
       masks, next_hint = select(scores, tf.constant(sparsity, tf.float64),
                                 tf.constant(hint, tf.int32), scope=scope, method=method,
-                                floor=0.1)
+                                layer_floor=0.1)
       assert next_hint.shape == (rows, 2)
       if scope == "global":  # The next search starts at the threshold found.
         assert next_hint[0, 0] == np.float32(kth).view(np.int32)

@@ -14,7 +14,7 @@ def test_tf_keras_private_names_resolve():
   assert callable(_private.reconstruct_from_config)
   assert callable(_private.connect_ancillary_layers)
   from tf_keras.src.saving.legacy import serialization  # pylint: disable=g-import-not-at-top
-  with _private.SharedObjectLoadingScope() as scope:  # What keras2.py's loading enters.
+  with _private.SharedObjectLoadingScope() as scope:  # What flavour_tf_keras.py's loading enters.
     assert serialization._shared_object_loading_scope() is scope  # pylint: disable=protected-access
   assert isinstance(serialization._shared_object_loading_scope(),  # pylint: disable=protected-access
                     serialization.NoopLoadingScope)
@@ -35,7 +35,7 @@ def test_interpreter_ops_lists_operators():
 
 
 # ---------------------------------------------------------------- both flavours
-# The private names behind `_private` and the flavour tables (keras2.py, keras3.py),
+# The private names behind `_private` and the flavour tables (flavour_*.py),
 # exercised on a compiled model of each flavour: a move fails here, not in a step.
 from conftest import make_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -99,7 +99,7 @@ def test_replica_private_names_resolve():
 
 
 def test_keras3_private_names_resolve():
-  keras3 = pytest.importorskip("tf_fairprune.keras3")
+  keras3 = pytest.importorskip("tf_fairprune.flavour_keras3")
   assert issubclass(keras3._Functional, keras3.keras.Model)  # pylint: disable=protected-access
   for name in ("_symbolic_build", "_maybe_symbolic_build"):
     assert hasattr(keras3.keras.Model, name), name
@@ -111,6 +111,24 @@ def test_every_flavour_table_is_complete():
     assert flavours.of(flavour.classes.FairPruneWrapper) is flavour
     wrapped = tf_fairprune.fair_prune_wrapper(make_mlp(k=flavour.keras), 0.5)
     assert isinstance(wrapped, flavour.classes.FairPruneModel)
+  # Every entry the base table leaves to the flavours is implemented by each of them.
+  entries = [n for n, f in vars(flavours.Flavour).items()
+             if callable(f) and "NotImplementedError" in f.__code__.co_names]
+  assert "loss_scale" in entries and "depthwise_kernel" in entries
+  for flavour in flavours.registered():
+    missing = [n for n in entries if getattr(type(flavour), n) is getattr(flavours.Flavour, n)]
+    assert not missing, (flavour.name, missing)
+
+
+def test_untracked_state_stays_out_of_keras_tracking(k):
+  outer = k.layers.Dense(2)
+  hidden, tracked = k.layers.Dense(1, name="hidden"), k.layers.Dense(1, name="tracked")
+  _private.untracked(outer, "hidden_helper", hidden)
+  outer.tracked_helper = tracked  # The contrast: an ordinary assignment is tracked.
+  sublayers = _private.flatten_layers(outer, include_self=False)
+  assert outer.hidden_helper is hidden
+  assert any(l is tracked for l in sublayers)
+  assert not any(l is hidden for l in sublayers)
 
 
 def test_tflite_converter_private_flag_exists():

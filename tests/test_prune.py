@@ -119,6 +119,12 @@ def test_rescale_skips_a_tensor_held_at_the_floor(k):
     gains("huge")
 
 
+def test_rescale_rejects_an_unknown_rule_name(k):
+  model = k.Sequential([k.Input((4,)), k.layers.Dense(2)])
+  with pytest.raises(ValueError, match="rescale must be True, False or one of"):
+    tf_fairprune.fair_prune_wrapper(model, 0.5, rescale="huge")
+
+
 def test_rescale_cap_both_holds_floor_tensors_and_caps_the_rest_at_target(k):
   """The "both" cap: `tiny` (held at its floor) gets gain 1 as under "floor"; `mid`
   (weights ~0.5 of big's) keeps fewer than its 10% under global ranking but more than
@@ -133,12 +139,7 @@ def test_rescale_cap_both_holds_floor_tensors_and_caps_the_rest_at_target(k):
     model.get_layer(name).set_weights([scale * rng.standard_normal(shape).astype("float32")])
   names = ("big", "mid", "tiny")
   dense = {n: model.get_layer(n).kernel.numpy() for n in names}
-  default = mask_updater.RESCALE_CAP
-  mask_updater.RESCALE_CAP = "both"
-  try:
-    pruned = tf_fairprune.fair_prune_wrapper(model, 0.9)
-  finally:
-    mask_updater.RESCALE_CAP = default
+  pruned = tf_fairprune.fair_prune_wrapper(model, 0.9, rescale="both")
   by_name = {w.layer.name: w for w in pruned.fair_prune_wrappers}
   theta = {n: by_name[n].prunable_weights[0].numpy() for n in names}
   mask = {n: by_name[n].mask_variables[0].numpy() for n in names}

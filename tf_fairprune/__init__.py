@@ -19,7 +19,7 @@ tf_fairprune.export_tflite(final, "model.tflite")
 
 from tf_fairprune import fairness
 from tf_fairprune import flavours
-from tf_fairprune import keras2  # Registers the tf_keras flavour and its classes.
+from tf_fairprune import flavour_tf_keras  # Registers the tf_keras flavour and its classes.
 from tf_fairprune import masking
 from tf_fairprune import training
 from tf_fairprune.callbacks import FairPruningSummaries
@@ -29,9 +29,9 @@ from tf_fairprune.fairness.held_out import HeldOutFairness
 from tf_fairprune.groups import intersectional_groups
 from tf_fairprune.groups import pack_group_data
 from tf_fairprune.intersections import Intersections
-from tf_fairprune.keras2 import FairPruneModel
-from tf_fairprune.keras2 import FairPruneWrapper
-from tf_fairprune.keras2 import FunctionalFairPruneModel
+from tf_fairprune.flavour_tf_keras import FairPruneModel
+from tf_fairprune.flavour_tf_keras import FairPruneWrapper
+from tf_fairprune.flavour_tf_keras import FunctionalFairPruneModel
 from tf_fairprune.prune import fair_prune_scope
 from tf_fairprune.prune import fair_prune_wrapper
 from tf_fairprune.quantization import quantize_preserving_sparsity
@@ -42,7 +42,8 @@ from tf_fairprune.strip import strip_fair_pruning
 if flavours.keras3() is not None:
   # Registers the Keras 3 flavour and classes, so that Keras 3 .keras files load after
   # `import tf_fairprune` alone (importing Keras 3 leaves tf.keras as it was).
-  from tf_fairprune import keras3
+  from tf_fairprune import flavour_keras3
+  from tf_fairprune import keras3  # The Keras 3 classes' public names.
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """Every private name of tf_keras, Keras 3, TensorFlow, TFMOT and TFLite that
 tf_fairprune uses, one adapter each (Keras 3's compile internals are the Keras 3
-flavour table's, in `keras3.py`).
+flavour table's, in `flavour_keras3.py`).
 
 These are not public APIs and may move in a new release. Each is resolved here, at
 import where it can be, and a move fails with an error naming what is missing instead
@@ -70,6 +70,32 @@ def interpreter_ops(interpreter):
   `_get_ops_details`, or None where the interpreter lacks it (then op reports are empty)."""
   get = getattr(interpreter, "_get_ops_details", None)
   return get() if get is not None else None
+
+
+# Both flavours: state that Keras' attribute tracking must not see.
+def untracked(obj, name, value):
+  """Sets `obj.name = value` past Keras' attribute tracking (`Layer.__setattr__`).
+
+  Keras tracks every attribute set on a layer or model: a variable becomes one of its
+  weights (saved, counted, trained), a layer one of its sublayers, a list a tracked
+  wrapper. Use this for what must stay out of that bookkeeping: helpers whose variables
+  are the model's own or are made per `compile` (they would be saved twice, or under
+  a changing name), traced functions, flags, plain lists Keras itself keeps plain, and
+  the masked tensor a wrapper substitutes for a weight during one call. Reading the
+  attribute back is an ordinary `obj.name`.
+
+  Args:
+    obj: A layer or model (of either flavour), or any object.
+    name: The attribute's name.
+    value: Its value.
+
+  Example:
+
+  ```python
+  untracked(model, "_step_guard", step_guard.StepGuard())  # Not a tracked dependency.
+  ```
+  """
+  object.__setattr__(obj, name, value)
 
 
 # Both flavours: a layer's sublayers, recursively (what Keras' own weight tracking walks).

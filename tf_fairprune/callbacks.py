@@ -7,8 +7,8 @@ without it this callback fails at construction with the command that installs it
 
 import tensorflow as tf
 
+from tf_fairprune import callback_base
 from tf_fairprune import checks
-from tf_fairprune._compat import keras
 
 
 def _require_tensorboard():
@@ -21,7 +21,7 @@ def _require_tensorboard():
         "(or, from a checkout, `pip install -e \".[tensorboard]\"`).") from err
 
 
-class FairPruningSummaries(keras.callbacks.Callback):
+class FairPruningSummaries(callback_base.Callback):  # Both flavours: callback_base.py.
   """Logs per-layer sparsity, fairness gaps and Lagrange multipliers to TensorBoard.
 
   Args:

@@ -2,10 +2,10 @@
 
 Everything tf_fairprune does is written once, in logic modules that import no flavour.
 A flavour is one table (a `Flavour`): its Keras module, its concrete classes (the
-wrapper, the models, the metrics, the guard callback) and the few calls whose spelling
-differs. Each table lives with its classes in a module of its own (`keras2.py`,
-`keras3.py`) and registers itself here on import; `of(obj)` picks the table from the
-objects the user passes. Nothing global is switched: `tf.keras` keeps meaning what the
+wrapper, the models, the metrics) and the few calls whose spelling differs. Each table
+lives with its classes in a module of its own (`flavour_tf_keras.py`,
+`flavour_keras3.py`) and registers itself here on import; `of(obj)` picks the table
+from the objects the user passes. Nothing global is switched: `tf.keras` keeps meaning what the
 user's environment says.
 
 A new flavour-dependent class is registered in one place: the `classes` of each
@@ -22,7 +22,7 @@ _REGISTERED = {}  # name -> Flavour, in registration order (tf_keras first).
 # set by each flavour's module in its table.
 Classes = collections.namedtuple("Classes", [
     "FairPruneWrapper", "FairPruneModel", "FunctionalFairPruneModel", "GroupRates",
-    "LastValue", "GuardCallback"])
+    "LastValue"])
 
 
 def keras3():
@@ -118,6 +118,46 @@ class Flavour:
     """Stores a compile argument so that a saved model compiles again with it."""
     raise NotImplementedError
 
+  # Optimizers: mixed precision (loss_scale.py) and updates under a strategy (replicas.py).
+  def loss_scale(self, optimizer):
+    """The current loss scale (a float32 tensor) of a LossScaleOptimizer, else None."""
+    raise NotImplementedError
+
+  def weight_gradients(self, optimizer, grads):
+    """The gradients of a scaled loss as the weights' LossScaleOptimizer takes them."""
+    raise NotImplementedError
+
+  def aggregated_for_apply(self, optimizer, pairs):
+    """(pairs, apply_gradients kwargs) for an update applied inside a cross-replica
+    cond: the (gradient, variable) pairs all-reduced here when the optimizer would
+    otherwise do it in its merge call."""
+    raise NotImplementedError
+
+  def current_learning_rate(self, optimizer):
+    """The rate `apply_gradients` would use now (a schedule read at the current step)."""
+    raise NotImplementedError
+
+  def momentum_slot(self, optimizer, variable):
+    """The momentum variable an SGD optimizer keeps for `variable`."""
+    raise NotImplementedError
+
+  # Layers.
+  def builds_on_first_call(self, layer):
+    """True for a MultiHeadAttention that creates its sublayers only when called."""
+    raise NotImplementedError
+
+  def build_attention_like(self, new, layer):
+    """Builds MultiHeadAttention `new` for the input shapes `layer` was built with;
+    False when they are not known."""
+    raise NotImplementedError
+
+  def depthwise_kernel(self, layer):
+    """The kernel variable of a DepthwiseConv layer."""
+    raise NotImplementedError
+
+  # Elementwise layers only this flavour has (shrink passes channels through them).
+  extra_elementwise_layers = ()
+
   # Graphs of layers.
   def is_graph_model(self, model):
     """True for Sequential and Functional models (which can be cloned)."""
@@ -168,7 +208,7 @@ def _tf_keras():
 
 
 def __getattr__(name):
-  # `flavours.TF_KERAS`: the tf_keras table, registered by `keras2.py` on import.
+  # `flavours.TF_KERAS`: the tf_keras table, registered by `flavour_tf_keras.py` on import.
   if name == "TF_KERAS":
     return _tf_keras()
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

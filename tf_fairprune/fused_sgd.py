@@ -61,28 +61,16 @@ def fusable(optimizer, grads, variables):
   return True
 
 
-def _learning_rate(optimizer):
-  """The rate `apply_gradients` would use now (a schedule is read at the current step)."""
-  if hasattr(optimizer, "_compute_current_learning_rate"):  # tf_keras
-    optimizer._compute_current_learning_rate()  # pylint: disable=protected-access
-  return tf.cast(optimizer.learning_rate, tf.float32)
-
-
-def _momentum_slot(optimizer, variable):
-  if hasattr(optimizer, "_index_dict"):  # tf_keras
-    return optimizer.momentums[optimizer._index_dict[optimizer._var_key(variable)]]  # pylint: disable=protected-access
-  return optimizer.momentums[optimizer._get_variable_index(variable)]  # pylint: disable=protected-access
-
-
 def apply(optimizer, grads, variables):
   """What `optimizer.apply_gradients(zip(grads, variables))` does, fused (see `fusable`)."""
-  rate = _learning_rate(optimizer)
+  flavour = flavours.of(optimizer)
+  rate = flavour.current_learning_rate(optimizer)
   momentum = tf.constant(optimizer.momentum, tf.float32)
   for g, v in zip(grads, variables):
     if g is None:
       continue
     tf.raw_ops.ResourceApplyKerasMomentum(
-        var=v.handle, accum=_momentum_slot(optimizer, v).handle, lr=rate, grad=g,
+        var=v.handle, accum=flavour.momentum_slot(optimizer, v).handle, lr=rate, grad=g,
         momentum=momentum, use_locking=False, use_nesterov=False)
   optimizer.iterations.assign_add(1)
 

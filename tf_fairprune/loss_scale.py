@@ -10,17 +10,15 @@ scores' optimizer is a plain one: scores and masks stay float32), and lets the w
 
 import tensorflow as tf
 
+from tf_fairprune import flavours
+from tf_fairprune import replicas
+
 
 def of(optimizer):
   """The current loss scale (a float32 tensor) of a LossScaleOptimizer, else None."""
   if optimizer is None:
     return None
-  if hasattr(optimizer, "get_unscaled_gradients"):  # tf_keras' LossScaleOptimizer.
-    # The scale of a unit loss (this also records that the loss was scaled).
-    return tf.cast(optimizer.get_scaled_loss(tf.constant(1.0)), tf.float32)
-  if type(optimizer).__name__ == "LossScaleOptimizer" and hasattr(optimizer, "scale_loss"):
-    return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)  # Keras 3.
-  return None
+  return flavours.of(optimizer).loss_scale(optimizer)
 
 
 def scale(value, factor):
@@ -40,6 +38,33 @@ def unscale(grads, factor):
 def weight_gradients(optimizer, grads, factor):
   """The weights' gradients as their optimizer wants them: tf_keras' LossScaleOptimizer
   takes unscaled ones, Keras 3's unscales inside `apply`."""
-  if factor is not None and hasattr(optimizer, "get_unscaled_gradients"):
-    return optimizer.get_unscaled_gradients(grads)
-  return list(grads)
+  if factor is None:
+    return list(grads)
+  return flavours.of(optimizer).weight_gradients(optimizer, grads)
+
+
+def joint_step_flags(factor, losses, g_w, g_s, running):
+  """Whether a joint step may update, judged on every replica alike.
+
+  Args:
+    factor: The loss scale (`of`), or None.
+    losses: The levels' losses (unscaled).
+    g_w: The weights' gradients as their optimizer takes them (`weight_gradients`).
+    g_s: The scores' gradients (unscaled).
+    running: No earlier bad step and valid ids (a boolean tensor).
+
+  Returns:
+    (finite, ok_w, ok): the step is finite; the weights' optimizer may step; the
+    scores' may. Without loss scaling every loss and gradient counts for all three.
+    With it, an overflow of the scaled weight gradients is an expected step that the
+    LossScaleOptimizer skips (lowering its scale): `finite` and `ok_w` read the losses
+    only, and the scores skip that step too (`ok`).
+  """
+  if factor is None:
+    finite = replicas.all_finite(list(losses) + list(g_w) + list(g_s))
+    ok = tf.logical_and(finite, running)
+    return finite, ok, ok
+  finite = replicas.all_finite(list(losses))
+  ok_w = tf.logical_and(finite, running)
+  ok = tf.logical_and(ok_w, replicas.all_finite(unscale(g_w, factor) + list(g_s)))
+  return finite, ok_w, ok

@@ -5,6 +5,8 @@ policy a model applies after each step: the sparsity schedule, the ranking scope
 update frequency, and the method that suits the compiler (bisection under XLA).
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -101,7 +103,7 @@ class MaskUpdater:
     rows = masking.hint_size(scope, structures)
     if not rows:  # N:M everywhere: no threshold to search.
       return masking.structured_masks(scores, self.sparsity_at(step), structures, scope=scope,
-                                      method=method, floor=self.layer_floor), None, None
+                                      method=method, layer_floor=self.layer_floor), None, None
     hint = self._hint(part, rows)
     masks, next_hint = masking.ranked_masks(scores, self.sparsity_at(step), hint, structures,
                                             scope, method, self.layer_floor)
@@ -187,7 +189,8 @@ def level_variables(model):
   return weights, scores, thetas
 
 
-# How `rescale_to_masks` bounds each tensor's gain (see `FairPruneModel.rescale_to_masks`):
+# How `rescale_to_masks` bounds each tensor's gain (see `FairPruneModel.rescale_to_masks`;
+# `fair_prune_wrapper(rescale=NAME)` picks one):
 #   "floor":  gain 1 for the tensors that the layer floor holds (they keep just their
 #             floor), every other tensor ‖θ‖ / ‖m ⊙ θ‖ as before (the default; with no
 #             floor, as with layer_floor=0, nothing changes),
@@ -203,11 +206,11 @@ def level_variables(model):
 # only the floor-held tensors: every model where the floor holds nothing (the MLPs and
 # CNNs of the other benchmarks) is rescaled exactly as before, so their rows stay valid.
 RESCALE_CAPS = ("both", "floor", "target", "model", "none")
-RESCALE_CAP = "floor"
+DEFAULT_RESCALE_CAP = "floor"
 
 
 def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=None):
-  """Each tensor's rescale gain ‖θ‖ / ‖m ⊙ θ‖, bounded by `cap` (default `RESCALE_CAP`).
+  """Each tensor's rescale gain ‖θ‖ / ‖m ⊙ θ‖, bounded by `cap`.
 
   Args:
     thetas, masks: The prunable tensors and their masks, aligned.
@@ -218,7 +221,7 @@ def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=
       tensor is floor-held when its mask keeps at most its `masking.layer_floors`
       entry of weights; with no floor, as with 0, no tensor is. Structured masks count
       their floors in blocks or channels, so their tensors are rescaled as before).
-    cap: One of `RESCALE_CAPS`; None reads `RESCALE_CAP`.
+    cap: One of `RESCALE_CAPS`; None means `DEFAULT_RESCALE_CAP`.
 
   Returns:
     A list of float32 scalar gains; 1 for a tensor whose mask keeps nothing.
@@ -226,7 +229,7 @@ def rescale_gains(thetas, masks, sparsity, scope="global", layer_floor=0.0, cap=
   Raises:
     ValueError: For an unknown `cap`.
   """
-  cap = RESCALE_CAP if cap is None else cap
+  cap = DEFAULT_RESCALE_CAP if cap is None else cap
   if cap not in RESCALE_CAPS:
     raise ValueError(f"cap must be one of {RESCALE_CAPS}, got {cap!r}.")
   full = [tf.norm(tf.cast(t, tf.float32)) for t in thetas]
@@ -260,6 +263,32 @@ def rescale_to_masks(wrappers, sparsity, scope="global", layer_floor=0.0, cap=No
   for theta, gain in zip(thetas, rescale_gains(thetas, masks, sparsity, scope, layer_floor,
                                                cap)):
     theta.assign(theta * tf.cast(gain, theta.dtype))
+
+
+def warn_if_too_sparse(model, stacklevel=1):
+  """Warns when a wrapped tensor of `model` keeps no weight or the masks' sparsity
+  misses the schedule's (by more than 0.02).
+
+  Args:
+    model: A `FairPruneModel`.
+    stacklevel: The frame the warnings name, counted from this function's caller (1:
+      the caller, 2: the caller's caller).
+  """
+  wrappers = built_wrappers(model)
+  empty = empty_tensors(wrappers)
+  if empty:
+    warnings.warn(f"tf_fairprune: {', '.join(empty)} kept no weight at all: the model's "
+                  "output may no longer depend on its input (a constant predictor). "
+                  "Lower the sparsity, or use mask_scope='layer'.", UserWarning,
+                  stacklevel=stacklevel + 1)
+  if not wrappers:
+    return
+  target = float(model.sparsity_at())
+  measured = float(model.measured_sparsity())
+  if abs(measured - target) > 0.02:
+    warnings.warn(f"tf_fairprune: the masks remove {measured:.3f} of the prunable weights, "
+                  f"not the target {target:.3f} (blocks or channels larger than the "
+                  "layers allow?).", UserWarning, stacklevel=stacklevel + 1)
 
 
 def empty_tensors(wrappers):

@@ -324,15 +324,15 @@ def _threshold(bits_list, k, method, hint):
 LAYER_FLOOR = 0.1
 
 
-def layer_floors(sizes, sparsity, floor):
-  """Entries each tensor keeps at least under global ranking: max(1, ⌈floor·(1−s)·n⌉),
-  a fraction `floor` of its share at the average density; none when `floor` is 0 or
+def layer_floors(sizes, sparsity, layer_floor):
+  """Entries each tensor keeps at least under global ranking: max(1, ⌈ρ·(1−s)·n⌉), a
+  fraction ρ = `layer_floor` of its share at the average density; none when ρ is 0 or
   the floors would not fit in the k kept entries."""
-  if not floor:
+  if not layer_floor:
     return None
   density = 1.0 - tf.cast(sparsity, tf.float64)
-  floors = [tf.maximum(tf.cast(tf.math.ceil(float(floor) * density * float(n)), tf.int32), 1)
-            for n in sizes]
+  floors = [tf.maximum(tf.cast(tf.math.ceil(float(layer_floor) * density * float(n)),
+                              tf.int32), 1) for n in sizes]
   fits = tf.add_n(floors) <= keep_count(sparsity, sum(sizes))
   return [tf.where(fits, f, 0) for f in floors]
 
@@ -382,7 +382,7 @@ def _sort_masks(flats, sizes, k, floors):
   return tf.split(_sort_mask(tf.concat(flats, axis=0), k), sizes)
 
 
-def _topk(scores, sparsity, scope, method, floor, hint):
+def _topk(scores, sparsity, scope, method, layer_floor, hint):
   """Flat masks and the next hint (None without one); see `topk_masks`."""
   if not scores:
     raise ValueError("topk_masks needs at least one score tensor.")
@@ -395,7 +395,7 @@ def _topk(scores, sparsity, scope, method, floor, hint):
     flats = [tf.reshape(tf.abs(tf.cast(s, tf.float32)), [-1]) for s in scores]
     if scope == "layer":
       return [_sort_mask(f, keep_count(sparsity, n)) for f, n in zip(flats, sizes)], hint
-    floors = layer_floors(sizes, sparsity, floor)
+    floors = layer_floors(sizes, sparsity, layer_floor)
     return _sort_masks(flats, sizes, keep_count(sparsity, sum(sizes)), floors), hint
   bits = _abs_bits(scores)
   hints = [None] * len(scores) if hint is None else tf.unstack(hint)
@@ -407,14 +407,14 @@ def _topk(scores, sparsity, scope, method, floor, hint):
       thresholds.append(t)
   else:
     masks, threshold = _select(bits, keep_count(sparsity, sum(sizes)), method, hints[0],
-                               layer_floors(sizes, sparsity, floor))
+                               layer_floors(sizes, sparsity, layer_floor))
     thresholds = [threshold]
   if hint is None:
     return masks, None
   return masks, tf.stack([_next_hint(h, t) for h, t in zip(hints, thresholds)])
 
 
-def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
+def topk_masks(scores, sparsity, scope="global", method="histogram", layer_floor=0.0):
   """Computes exact top-k masks of |scores|.
 
   Args:
@@ -424,7 +424,7 @@ def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
       of every tensor.
     method: `"histogram"` (fast on CPU), `"bisect"` (for XLA) or `"sort"`; all
       give the same masks.
-    floor: For `"global"`: every tensor keeps at least its `layer_floors` entries
+    layer_floor: For `"global"`: every tensor keeps at least its `layer_floors` entries
       (its own largest), the rest is ranked globally, and exactly k entries are kept
       in total. Global magnitude ranking alone empties whole layers of deep networks
       (layers of large fan-in have small weights: "layer collapse", Tanaka et al.
@@ -442,7 +442,7 @@ def topk_masks(scores, sparsity, scope="global", method="histogram", floor=0.0):
   masks = topk_masks([kernel_scores, bias_scores], 0.9)  # 10% of all entries kept
   ```
   """
-  masks, _ = _topk(scores, sparsity, scope, method, floor, None)
+  masks, _ = _topk(scores, sparsity, scope, method, layer_floor, None)
   return [tf.reshape(m, s.shape) for m, s in zip(masks, scores)]
 
 
@@ -531,7 +531,7 @@ def _m_by_n_mask(score, n, m):
   return tf.experimental.numpy.moveaxis(tf.reshape(keep, moved.shape), -1, -2) * tf.ones(shape)
 
 
-def _structured(scores, sparsity, structures, scope, method, floor, hint):
+def _structured(scores, sparsity, structures, scope, method, layer_floor, hint):
   """Masks (shapes of `scores`) and the next hint (None without one)."""
   masks = [None] * len(scores)
   ranked, units = [], []
@@ -542,7 +542,7 @@ def _structured(scores, sparsity, structures, scope, method, floor, hint):
       ranked.append(i)
       units.append(_unit_scores(score, tuple(block_size), granularity))
   if units:
-    unit_masks, hint = _topk(units, sparsity, scope, method, floor, hint)
+    unit_masks, hint = _topk(units, sparsity, scope, method, layer_floor, hint)
     for i, unit_mask, unit in zip(ranked, unit_masks, units):
       block_size, _, granularity = structures[i]
       masks[i] = _expand_units(tf.reshape(unit_mask, unit.shape), scores[i].shape,
@@ -551,7 +551,7 @@ def _structured(scores, sparsity, structures, scope, method, floor, hint):
 
 
 def structured_masks(scores, sparsity, structures, scope="global", method="histogram",
-                     floor=0.0):
+                     layer_floor=0.0):
   """Top-k masks whose units are weights, blocks, channels or N:M groups.
 
   Args:
@@ -561,7 +561,7 @@ def structured_masks(scores, sparsity, structures, scope="global", method="histo
     structures: One `(block_size, sparsity_m_by_n, granularity)` per score.
     scope: `"global"` or `"layer"`, as in `topk_masks`.
     method: Selection method, as in `topk_masks`.
-    floor: The layer floor, as in `topk_masks`.
+    layer_floor: The layer floor, as in `topk_masks`.
 
   Returns:
     A list of float32 masks with the shapes of `scores`.
@@ -572,7 +572,7 @@ def structured_masks(scores, sparsity, structures, scope="global", method="histo
   masks = structured_masks([kernel_scores], 0.75, [((4, 1), None, "weight")])
   ```
   """
-  return _structured(scores, sparsity, structures, scope, method, floor, None)[0]
+  return _structured(scores, sparsity, structures, scope, method, layer_floor, None)[0]
 
 
 _PLAIN = ((1, 1), None, "weight")
@@ -586,13 +586,13 @@ def hint_size(scope, structures):
 
 
 def ranked_masks(scores, sparsity, hint, structures=None, scope="global", method="histogram",
-                 floor=0.0):
+                 layer_floor=0.0):
   """`structured_masks` (or `topk_masks` when `structures` is None), with each threshold
   search started from where the previous call found it: the same masks, less work when
   the scores moved little (the warm start above).
 
   Args:
-    scores, sparsity, scope, method, floor: As in `topk_masks` (`"sort"` ignores the
+    scores, sparsity, scope, method, layer_floor: As in `topk_masks` (`"sort"` ignores the
       hint).
     hint: int32 [hint_size(scope, structures), 2]: what the previous call returned, or
       `initial_hint(...)`. Any value gives the same masks; a good one saves the work.
@@ -612,5 +612,5 @@ def ranked_masks(scores, sparsity, hint, structures=None, scope="global", method
   structures = structures or [_PLAIN] * len(scores)
   hint = tf.convert_to_tensor(hint, tf.int32)
   if not hint_size(scope, structures):
-    return _structured(scores, sparsity, structures, scope, method, floor, None)[0], hint
-  return _structured(scores, sparsity, structures, scope, method, floor, hint)
+    return _structured(scores, sparsity, structures, scope, method, layer_floor, None)[0], hint
+  return _structured(scores, sparsity, structures, scope, method, layer_floor, hint)

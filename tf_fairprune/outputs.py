@@ -24,6 +24,31 @@ def original_output_names(model):
   return renamed if len(set(renamed)) == len(renamed) else None
 
 
+def use_original_names(model):
+  """Gives `model` its `original_output_names` (a plain list, as Keras sets it), if any."""
+  names = original_output_names(model)
+  if names is not None:
+    _private.untracked(model, "output_names", names)
+
+
+def judges_an_output(model):
+  """Whether `model` keeps group statistics: it has one output, names the judged output
+  (`fairness_output`), or has constraints (which then require one). A model with
+  several outputs and neither trains as a plain pruned model, without group metrics."""
+  outputs = getattr(model, "outputs", None)
+  return (not outputs or len(outputs) <= 1 or model.fairness_output is not None or
+          bool(model.fairness))
+
+
+def judged_loss(model, loss):
+  """The judged output's entry of `compile`'s `loss` (which says whether that output is
+  logits); `loss` itself when it is one loss or nothing is judged."""
+  if isinstance(loss, (dict, list, tuple)) and (model.fairness or
+                                                model.fairness_output is not None):
+    return judged(model, model.fairness_output, loss)
+  return loss
+
+
 def judged_index(model, choice):
   """Index of the output `choice` (a name, an index or None) names in `model`.
 

@@ -7,6 +7,7 @@ from tf_fairprune import _private
 from tf_fairprune import cloning
 from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
+from tf_fairprune import mask_updater
 from tf_fairprune import masking
 from tf_fairprune import pruning_schedule
 from tf_fairprune import registry
@@ -76,7 +77,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       keeps only its floor) is not rescaled — blowing its few weights up by
       ‖θ‖ / ‖m ⊙ θ‖ made ResNet-10's runs at 99% constant predictors (BENCHMARKS.md,
       "Layer floor vs pure global ranking"). False starts from the dense weights
-      exactly (step 0 = magnitude pruning).
+      exactly (step 0 = magnitude pruning). A name from `mask_updater.RESCALE_CAPS`
+      rescales with that bound on the gains instead (the alternatives
+      `benchmarks/benchmark_layer_floor.py` measures).
     layer_floor: With `mask_scope="global"`, every wrapped tensor keeps at least
       max(1, ⌈layer_floor·(1−s)·n⌉) of its n weights (default 0.1), so global ranking
       never empties a layer (it did: 11 layers of ResNet50 at 90%); the total sparsity
@@ -100,8 +103,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
 
   Raises:
     TypeError: If `to_prune` is not a Keras model, layer or list of layers.
-    ValueError: For a bad sparsity, an already wrapped model or layer, a subclassed or
-      unbuilt model, an unsupported layer with kernels, or nothing to prune.
+    ValueError: For a bad sparsity or `rescale`, an already wrapped model or layer, a
+      subclassed or unbuilt model, an unsupported layer with kernels, or nothing to
+      prune.
 
   Example:
 
@@ -125,6 +129,9 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
   structure = _check_structure(target_sparsity, block_size, sparsity_m_by_n, granularity)
   target_sparsity = pruning_schedule.validate(target_sparsity)  # Also for layers.
   prune_embeddings = _check_prune_embeddings(prune_embeddings)
+  if isinstance(rescale, str) and rescale not in mask_updater.RESCALE_CAPS:
+    raise ValueError(f"rescale must be True, False or one of {mask_updater.RESCALE_CAPS}, "
+                     f"got {rescale!r}.")
   if isinstance(to_prune, (list, tuple)):
     return [fair_prune_wrapper(l, target_sparsity, **structure) for l in to_prune]
   if isinstance(to_prune, BiLevelTrainingMixin):
@@ -148,7 +155,7 @@ def fair_prune_wrapper(to_prune, target_sparsity=_DEFAULTS.target_sparsity, mask
       fairness_on=fairness_on, num_groups=num_groups, fairness_output=fairness_output,
       layer_floor=layer_floor)  # Validated (constraints and levels by the model's objective).
   pruned = _construct(to_prune, policy, **config.as_kwargs())
-  _initialise(pruned, to_prune, rescale=rescale and not policy.selective)
+  _initialise(pruned, to_prune, rescale=False if policy.selective else rescale)
   return pruned
 
 
@@ -288,8 +295,8 @@ def _initialise(pruned, dense, rescale):
     pruned.set_reference_model(reference)
   pruned.update_masks()
   if rescale:
-    pruned.rescale_to_masks()
-  pruned._warn_if_too_sparse()  # pylint: disable=protected-access
+    pruned.rescale_to_masks(cap=rescale if isinstance(rescale, str) else None)
+  mask_updater.warn_if_too_sparse(pruned, stacklevel=2)
 
 
 def fair_prune_scope():

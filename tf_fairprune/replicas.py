@@ -9,6 +9,7 @@ without putting the strategy's merge call inside a cond (which raises).
 import tensorflow as tf
 
 from tf_fairprune import _private
+from tf_fairprune import flavours
 
 
 def num_replicas():
@@ -82,12 +83,7 @@ def apply_if(ok, optimizer, grads, variables):
   # Under a strategy a cond may not contain the optimizer's cross-replica merge: the
   # cond runs in cross-replica context around a per-replica apply, as Keras' own
   # LossScaleOptimizers do.
-  if hasattr(optimizer, "aggregate_gradients"):
-    # tf_keras: aggregate here, then apply without aggregating again.
-    pairs = optimizer.aggregate_gradients(pairs)
-    kwargs = {"skip_gradients_aggregation": True}
-  else:
-    kwargs = {}  # Keras 3 all-reduces inside apply (in the replica function).
+  pairs, kwargs = flavours.of(optimizer).aggregated_for_apply(optimizer, pairs)
   grads_only = [g for g, _ in pairs]
   wrapped = _UnwrapPreventer([v for _, v in pairs])
 

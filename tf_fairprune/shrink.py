@@ -31,13 +31,13 @@ from tf_fairprune._compat import tf
 class _Kinds:
   """The layer classes shrink reasons about, from one Keras flavour's `layers`."""
 
-  def __init__(self, layers):
-    self.layers = layers
+  def __init__(self, flavour):
+    layers = self.layers = flavour.keras.layers
     # Softmax (mixes channels) and PReLU (per-position slopes) are deliberately absent.
     self.elementwise = tuple(getattr(layers, n) for n in (
-        "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout",
-        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-        "GaussianDropout", "AlphaDropout") if hasattr(layers, n))
+        "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
+        "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+        "AlphaDropout") + flavour.extra_elementwise_layers)
     self.const_preserving = tuple(getattr(layers, f"{kind}{d}D") for d in (1, 2, 3) for kind in (
         "MaxPooling", "AveragePooling", "GlobalMaxPooling", "GlobalAveragePooling"))
     self.conv = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
@@ -46,13 +46,13 @@ class _Kinds:
 
 
 @functools.lru_cache(maxsize=None)
-def _kinds_of(layers):
-  return _Kinds(layers)
+def _kinds_of(flavour):
+  return _Kinds(flavour)
 
 
 def _kinds(layer_or_model):
   """The layer classes of `layer_or_model`'s Keras flavour."""
-  return _kinds_of(flavours.of(layer_or_model).keras.layers)
+  return _kinds_of(flavours.of(layer_or_model))
 
 
 @dataclasses.dataclass
@@ -80,9 +80,7 @@ def _is_depthwise(layer):
 
 
 def _depthwise_kernel(layer):
-  # tf_keras: depthwise_kernel; Keras 3: kernel.
-  kernel = getattr(layer, "depthwise_kernel", None)
-  return layer.kernel if kernel is None else kernel
+  return flavours.of(layer).depthwise_kernel(layer)
 
 
 def _is_conv(layer):

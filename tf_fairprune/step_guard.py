@@ -5,11 +5,13 @@ outside [0, num_groups). `StepGuard` decides per step (the same on every replica
 whether the updates may be applied, puts back the layer state the forward pass already
 changed (BatchNormalization's moving statistics), and once a step was bad, skips every
 later step of the same `fit` (with `steps_per_execution > 1` they run before `fit`
-can stop). `GuardLogic` (each flavour's `GuardCallback`) turns the counters into a message naming the batch.
+can stop). `GuardCallback` (one class for both flavours, see `callback_base.py`) turns
+the counters into a message naming the batch.
 """
 
 import tensorflow as tf
 
+from tf_fairprune import callback_base
 
 
 class StepGuard:
@@ -68,7 +70,16 @@ class StepGuard:
     self.first_bad_step.assign(-1)
 
 
-class GuardLogic:
+def forward_state_variables(model, wrappers, objective_variables):
+  """Non-trainable variables of `model` that a training forward pass may change (e.g.
+  BatchNormalization's moving statistics), which a bad step puts back: not the masks
+  of `wrappers` nor the fairness state (`objective_variables`)."""
+  own = {id(v) for w in wrappers for v in w.mask_variables}
+  own |= {id(v) for v in objective_variables}
+  return [v for v in model.non_trainable_variables if id(v) not in own]
+
+
+class GuardCallback(callback_base.Callback):
   """Stops `fit` after a bad step and says which batch it was; raises for bad ids.
 
   The step itself already changed nothing; this reports it. Added by the model's `fit`
@@ -170,12 +181,11 @@ def listed(callbacks):
   return [callbacks]
 
 
-def with_guard(callbacks, guard_class):
-  """`callbacks` plus a `guard_class()` (the model's flavour's `GuardCallback`) if it
-  has no guard."""
+def with_guard(callbacks):
+  """`callbacks` plus a `GuardCallback()` if it has no guard."""
   if is_callback_list(callbacks):
     return callbacks
   callbacks = listed(callbacks)
-  if not any(isinstance(c, GuardLogic) for c in callbacks):
-    callbacks.append(guard_class())
+  if not any(isinstance(c, GuardCallback) for c in callbacks):
+    callbacks.append(GuardCallback())
   return callbacks

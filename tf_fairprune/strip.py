@@ -4,6 +4,7 @@ import contextlib
 
 import numpy as np
 
+from tf_fairprune import _private
 from tf_fairprune import cloning
 from tf_fairprune import flavours
 from tf_fairprune import shrink as shrink_lib
@@ -121,7 +122,7 @@ def strip_fair_pruning(model, shrink=False):
       new.set_weights(source.get_weights())
   if not shrink:
     # Unsaved, untracked: which variables were pruned (`export_tflite`'s pruned_sparsity).
-    object.__setattr__(stripped, _PRUNED_VARIABLES, pruned)
+    _private.untracked(stripped, _PRUNED_VARIABLES, pruned)
     return stripped
   if not pruned_channels:
     raise ValueError("shrink=True removes channels pruned with granularity='channel'; "

@@ -25,17 +25,19 @@ import collections
 import dataclasses
 import warnings
 
-import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import _private
 from tf_fairprune import bilevel
 from tf_fairprune import config as config_lib
 from tf_fairprune import fused_sgd
 from tf_fairprune import groups as groups_lib
+from tf_fairprune import input_checks
 from tf_fairprune import loss_scale
 from tf_fairprune import mask_updater as mask_updater_lib
 from tf_fairprune import outputs as outputs_lib
 from tf_fairprune import replicas
+from tf_fairprune import save_format
 from tf_fairprune import step_guard
 from tf_fairprune import wrapper as wrapper_lib
 from tf_fairprune.fairness import held_out as held_out_lib
@@ -58,8 +60,8 @@ class BiLevelTrainingMixin:
   """A Keras model trained by bi-level fair pruning (the logic of `FairPruneModel`).
 
   The bi-level `train_step` for both Keras flavours: each flavour's model class
-  (`keras2.py`, `keras3.py`) adds only its base (`keras.Model`) and `_flavour`, the
-  table of the few calls whose spelling differs (`flavours.py`).
+  (`flavour_tf_keras.py`, `flavour_keras3.py`) adds only its base (`keras.Model`) and
+  `_flavour`, the table of the few calls whose spelling differs (`flavours.py`).
 
   Subclass it like `keras.Model` and use `FairPruneWrapper` layers inside; or call it
   with `inputs`/`outputs` like the functional API (that is what `fair_prune_wrapper`
@@ -113,22 +115,23 @@ class BiLevelTrainingMixin:
   # ---------------------------------------------------------------- configuration
   def _init_fair_pruning(self, config):
     """Sets the pruning arguments (a validated `config_lib.PruningConfig`)."""
-    object.__setattr__(self, "_pruning_config", config)
+    _private.untracked(self, "_pruning_config", config)
     self.num_groups = config.num_groups
     # Untracked helpers: their variables are the model's (objective) or per compile.
-    object.__setattr__(self, "_objective", fairness_objective.FairnessObjective(
+    _private.untracked(self, "_objective", fairness_objective.FairnessObjective(
         self, config.fairness, config.fairness_on, config.num_groups))
-    object.__setattr__(self, "_mask_updater", mask_updater_lib.MaskUpdater(
+    _private.untracked(self, "_mask_updater", mask_updater_lib.MaskUpdater(
         config.target_sparsity, config.mask_scope, config.mask_update_frequency,
         config.layer_floor))
-    object.__setattr__(self, "_reference_model", None)  # Never saved or trained.
+    _private.untracked(self, "_reference_model", None)  # Never saved or trained.
     self.implicit_gradient_scale = config.implicit_gradient_scale
     self.update_mode = config.update_mode
     self._source_class = config.source_class
     self.fairness_output = config.fairness_output
-    self._use_original_output_names()
+    outputs_lib.use_original_names(self)
     if config.fairness or config.fairness_output is not None:
-      self._fairness_output_index()  # A clear error now if it is ambiguous or unknown.
+      # A clear error now if the judged output is ambiguous or unknown.
+      outputs_lib.judged_index(self, config.fairness_output)
     self.mask_optimizer = None
     self.stopped_on_non_finite_loss = False
     self._upper_loss = None
@@ -165,28 +168,10 @@ class BiLevelTrainingMixin:
 
   # ---------------------------------------------------------------- multi-output models
   # (the rules live in outputs.py)
-  def _use_original_output_names(self):
-    names = outputs_lib.original_output_names(self)
-    if names is not None:
-      object.__setattr__(self, "output_names", names)  # A plain list, as Keras sets it.
-
-  def _fairness_output_index(self):
-    """Index of the output that the fairness constraints and group metrics judge."""
-    return outputs_lib.judged_index(self, self.fairness_output)
-
   def _judged(self, value):
     """The judged output's entry of a per-output structure (predictions, targets, sample
     weights or losses); a single value is returned as it is."""
     return outputs_lib.judged(self, self.fairness_output, value)
-
-  @property
-  def _judges_an_output(self):
-    """Whether group statistics are kept: a model with one output, a judged output named
-    (`fairness_output`), or constraints (which then require one). A model with several
-    outputs and neither trains as a plain pruned model, without group metrics."""
-    outputs = getattr(self, "outputs", None)
-    return (not outputs or len(outputs) <= 1 or self.fairness_output is not None or
-            bool(self.fairness))
 
   def set_reference_model(self, model):
     """Sets the dense model that degradation constraints compare against.
@@ -198,16 +183,15 @@ class BiLevelTrainingMixin:
     Args:
       model: The dense `tf_keras` model, or None.
     """
-    object.__setattr__(self, "_reference_model", model)
+    _private.untracked(self, "_reference_model", model)
     # The traced steps captured the previous reference: trace them again.
     self._drop_traced_functions()
 
   def _drop_traced_functions(self):
     """Forgets every traced function that captured the model's configuration."""
-    object.__setattr__(self, "train_function", None)
-    object.__setattr__(self, "test_function", None)
-    object.__setattr__(self, "_held_out_passes", {})
-    object.__setattr__(self, "_sparsity_status", None)
+    for name, value in (("train_function", None), ("test_function", None),
+                        ("_held_out_passes", {}), ("_sparsity_status", None)):
+      _private.untracked(self, name, value)
 
   # ---------------------------------------------------------------- pruning state
   # (the queries themselves live next to the mask updater, in mask_updater.py)
@@ -237,7 +221,7 @@ class BiLevelTrainingMixin:
     """Re-ranks the masks from the current scores at the current step's sparsity."""
     self._mask_updater.assign(self._built_wrappers(), self._step(), jit_compile=self._jit())
 
-  def rescale_to_masks(self):
+  def rescale_to_masks(self, cap=None):
     """Multiplies each prunable tensor θ by ‖θ‖ / ‖m ⊙ θ‖ under its current mask,
     except the tensors that the layer floor holds under global ranking (gain 1).
 
@@ -259,21 +243,18 @@ class BiLevelTrainingMixin:
     floor-held tensors alone collapsed no run; none was best everywhere (MobileNetV2
     at 90–95% did better with every tensor rescaled). BENCHMARKS.md, "Layer floor vs
     pure global ranking".
+
+    Args:
+      cap: How the gains are bounded, one of `mask_updater.RESCALE_CAPS` (the
+        alternatives the benchmark measured); None: the default rule described above.
     """
     updater = self._mask_updater
     mask_updater_lib.rescale_to_masks(self._built_wrappers(), self.sparsity_at(),
-                                      updater.scope, updater.layer_floor)
+                                      updater.scope, updater.layer_floor, cap)
 
   def measured_sparsity(self):
     """Fraction of prunable weights whose mask is 0, as a float32 tensor."""
     return self._mask_updater.measured_sparsity(self._built_wrappers())
-
-  def _forward_state_variables(self):
-    """Non-trainable variables that a training forward pass may change (e.g.
-    BatchNormalization's moving statistics): not masks or the fairness state."""
-    own = {id(v) for w in self._built_wrappers() for v in w.mask_variables}
-    own |= {id(v) for v in self._objective.variables}
-    return [v for v in self.non_trainable_variables if id(v) not in own]
 
   # ---------------------------------------------------------------- compile / fit
   def compile(self, optimizer="rmsprop", loss=None, metrics=None, mask_optimizer=None,
@@ -313,33 +294,19 @@ class BiLevelTrainingMixin:
       # Build both optimizers on their own variables now, so that a loader that builds
       # `optimizer` on all trainable variables finds it built.
       self._build_optimizers()
-    judged_loss = loss
-    if isinstance(loss, (dict, list, tuple)) and (self.fairness or self.fairness_output is not None):
-      judged_loss = self._judged(loss)  # The judged output's loss says if it takes logits.
+    judged_loss = outputs_lib.judged_loss(self, loss)  # Says if the output is logits.
     # A hinge loss: labels -1/1, decision at 0 (read as logits).
-    object.__setattr__(self, "_signed_labels", outcomes.is_hinge_loss(judged_loss))
+    _private.untracked(self, "_signed_labels", outcomes.is_hinge_loss(judged_loss))
     self._objective.resolve_from_logits(self._signed_labels or
                                         outcomes.from_logits_of(judged_loss))
     with self.distribute_strategy.scope():
       # Untracked on purpose (see ProgressMetrics).
-      object.__setattr__(self, "_fair_metrics", fair_metrics.ProgressMetrics(
+      _private.untracked(self, "_fair_metrics", fair_metrics.ProgressMetrics(
           self._flavour.classes, self.num_groups, self.fairness))
-      object.__setattr__(self, "_step_guard", step_guard.StepGuard())
+      _private.untracked(self, "_step_guard", step_guard.StepGuard())
 
   def save(self, filepath, *args, **kwargs):  # pylint: disable=missing-function-docstring
-    save_format = kwargs.get("save_format") or (args[1] if len(args) > 1 else None)
-    path = str(filepath)
-    keras_format = save_format == "keras" or (save_format is None and path.endswith(".keras"))
-    if not keras_format:
-      kind = ".h5" if save_format in ("h5", "hdf5") or path.endswith((".h5", ".hdf5")) \
-          else "a SavedModel directory"
-      raise ValueError(
-          f"tf_fairprune: a model being fair-pruned saves as .keras only, not as {kind} "
-          f"({path}): .h5 keeps neither the mask optimizer nor the fairness constraints' "
-          "state (training would not resume where it stopped), and a SavedModel does not "
-          "reload its training metrics. Save it as .keras (model.save('model.keras')); for "
-          "serving, strip it first (strip_fair_pruning) — a plain model saves in any "
-          "format. Nothing was written.")
+    save_format.check_keras_format(filepath, *args, **kwargs)
     return super().save(filepath, *args, **kwargs)
 
   def compile_from_config(self, config):
@@ -365,12 +332,9 @@ class BiLevelTrainingMixin:
     if not self._flavour.is_compiled(self) or self.mask_optimizer is None:
       raise RuntimeError("You must compile the model (with `compile(optimizer=..., "
                          "loss=..., mask_optimizer=...)`) before calling `fit`.")
-    self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    self._check_labels(args[0] if args else kwargs.get("x"),
-                       args[1] if len(args) > 1 else kwargs.get("y"))
+    input_checks.check_arrays(self, *input_checks.x_and_y(args, kwargs), stacklevel=2)
     steering = self._use_held_out(kwargs.get("callbacks"))
-    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None),
-                                     self._flavour.classes.GuardCallback)
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None))
     self.stopped_on_non_finite_loss = False
     if self.built:
       self.update_masks()
@@ -382,7 +346,7 @@ class BiLevelTrainingMixin:
         callback.finish()
     finally:
       self.held_out_mode = False  # Training rates for whatever runs next.
-    self._warn_if_too_sparse()
+    mask_updater_lib.warn_if_too_sparse(self, stacklevel=2)
     return history
 
   # ---------------------------------------------------------------- held-out steering
@@ -422,8 +386,7 @@ class BiLevelTrainingMixin:
     Raises:
       ValueError: Naming what is wrong.
     """
-    self._check_packed_groups(x)
-    self._check_labels(x, y)
+    input_checks.check_arrays(self, x, y, stacklevel=2)
 
   def held_out_pass(self, dataset):
     """A traced pass of `held_out_statistics` summed over every batch of `dataset`:
@@ -441,7 +404,7 @@ class BiLevelTrainingMixin:
     if function is None:
       function = tf.function(lambda: (self.sparsity_at(), self.sparsity_at(2**40),
                                       self.measured_sparsity()))
-      object.__setattr__(self, "_sparsity_status", function)
+      _private.untracked(self, "_sparsity_status", function)
     return tuple(float(v) for v in function())
 
   def load_own_variables(self, store):  # pylint: disable=missing-function-docstring
@@ -465,11 +428,11 @@ class BiLevelTrainingMixin:
                        "follow one held-out set only. Pass one.")
     held_out = bool(steering)
     self.held_out_mode = held_out
-    lagrangian = [c.name for c in self.fairness if c.enforcement.uses_held_out]
-    if lagrangian and not held_out and not getattr(self, "_warned_training_rates", False):
-      object.__setattr__(self, "_warned_training_rates", True)
+    steered = [c.name for c in self.fairness if c.enforcement.uses_held_out]
+    if steered and not held_out and not getattr(self, "_warned_training_rates", False):
+      _private.untracked(self, "_warned_training_rates", True)
       warnings.warn(
-          f"tf_fairprune: the multipliers of {', '.join(lagrangian)} read the training "
+          f"tf_fairprune: the multipliers of {', '.join(steered)} read the training "
           "batches' rates: a gap closed on the training rows often stays open on new "
           "data. Give fit a held-out set with group ids: callbacks=[tf_fairprune."
           "HeldOutFairness((pack_group_data(x_val, g_val), y_val))].",
@@ -477,59 +440,9 @@ class BiLevelTrainingMixin:
     return steering
 
   def evaluate(self, *args, **kwargs):  # pylint: disable=missing-function-docstring
-    self._check_packed_groups(args[0] if args else kwargs.get("x"))
-    self._check_labels(args[0] if args else kwargs.get("x"),
-                       args[1] if len(args) > 1 else kwargs.get("y"))
-    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None),
-                                     self._flavour.classes.GuardCallback)
+    input_checks.check_arrays(self, *input_checks.x_and_y(args, kwargs), stacklevel=2)
+    callbacks = step_guard.with_guard(kwargs.pop("callbacks", None))
     return super().evaluate(*args, callbacks=callbacks, **kwargs)
-
-  def _check_packed_groups(self, x):
-    """Checks packed numpy ids at once (the in-graph check covers every other input)."""
-    if not isinstance(x, dict) or groups_lib.GROUP_KEY not in x:
-      return
-    ids = x[groups_lib.GROUP_KEY]
-    if isinstance(ids, (tf.Tensor, tf.data.Dataset)) or not hasattr(ids, "__len__"):
-      return
-    ids = groups_lib.check_ids(ids, self.num_groups)
-    present = np.unique(ids)
-    if len(present) == 1:
-      warnings.warn(f"tf_fairprune: the data holds one group only (id {present[0]}): there "
-                    "is nothing to compare, so every gap is 0 and fairness terms do nothing.",
-                    UserWarning, stacklevel=3)
-
-  def _check_labels(self, x, y):
-    """Checks numpy labels at once against the model's output units, when known and group
-    ids are packed (only then are group statistics formed; the in-graph check in
-    `_update_metrics` covers every other input). A model without group data may be a
-    regression."""
-    if not isinstance(x, dict) or groups_lib.GROUP_KEY not in x:
-      return
-    if y is None or not isinstance(y, (np.ndarray, list)):
-      return
-    outputs = getattr(self, "outputs", None) or []
-    shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()
-    if not shape:
-      return
-    units = 1 if len(shape) == 1 else shape[-1]
-    outcomes.check_label_array(y, units, getattr(self, "_signed_labels", False))
-
-  def _warn_if_too_sparse(self):
-    """Warns when a wrapped tensor keeps no weight or the sparsity misses the target."""
-    wrappers = self._built_wrappers()
-    empty = mask_updater_lib.empty_tensors(wrappers)
-    if empty:
-      warnings.warn(f"tf_fairprune: {', '.join(empty)} kept no weight at all: the model's "
-                    "output may no longer depend on its input (a constant predictor). "
-                    "Lower the sparsity, or use mask_scope='layer'.", UserWarning, stacklevel=3)
-    if not wrappers:
-      return
-    target = float(self.sparsity_at())
-    measured = float(self.measured_sparsity())
-    if abs(measured - target) > 0.02:
-      warnings.warn(f"tf_fairprune: the masks remove {measured:.3f} of the prunable weights, "
-                    f"not the target {target:.3f} (blocks or channels larger than the "
-                    "layers allow?).", UserWarning, stacklevel=3)
 
   # ---------------------------------------------------------------- the step's parts
   def _unpack(self, data):
@@ -554,7 +467,7 @@ class BiLevelTrainingMixin:
           "them with x = tf_fairprune.pack_group_data(x, groups).")
     # The judged output's labels (multi-output models), as the group statistics read them.
     labels = None
-    if self._judges_an_output:
+    if outputs_lib.judges_an_output(self):
       labels = outcomes.decision_labels(self._judged(y), getattr(self, "_signed_labels", False))
     return _Batch(x, y, sample_weight, groups, dense, bad_ids, labels)
 
@@ -592,7 +505,7 @@ class BiLevelTrainingMixin:
 
   def _update_metrics(self, batch, y_pred, stats, training=True):
     self._flavour.update_compiled_metrics(self, batch.y, y_pred, batch.sample_weight)
-    if not self._judges_an_output:  # No judged output: no group statistics.
+    if not outputs_lib.judges_an_output(self):  # No judged output: no group statistics.
       self._fair_metrics.update_state(self.measured_sparsity(), stats, self.fairness_multipliers)
       return
     judged = self._judged(y_pred)
@@ -610,7 +523,7 @@ class BiLevelTrainingMixin:
 
   def _logs(self, batch):
     return self._fair_metrics.logs(self.metrics, has_groups=batch.groups is not None and
-                                   self._judges_an_output)
+                                   outputs_lib.judges_an_output(self))
 
   # ---------------------------------------------------------------- the steps
   def _joint_update(self, batch, running, weights, scores, thetas):
@@ -624,14 +537,7 @@ class BiLevelTrainingMixin:
     del tape
     g_s = self._score_gradients(*(loss_scale.unscale(g, factor) for g in (g_s, g_theta)))
     g_w = loss_scale.weight_gradients(self.optimizer, g_w, factor)
-    if factor is None:
-      finite = replicas.all_finite([lower, upper] + g_w + g_s)
-      ok = tf.logical_and(finite, running)
-      ok_w = ok
-    else:  # An overflow of the scaled gradients is skipped by the LossScaleOptimizer.
-      finite = replicas.all_finite([lower, upper])
-      ok_w = tf.logical_and(finite, running)
-      ok = tf.logical_and(ok_w, replicas.all_finite(loss_scale.unscale(g_w, factor) + g_s))
+    finite, ok_w, ok = loss_scale.joint_step_flags(factor, [lower, upper], g_w, g_s, running)
     replicas.apply_if(ok_w, self.optimizer, g_w, weights)
     fused_sgd.apply_if(ok, self.mask_optimizer, g_s, scores)
     return out, finite, ok
@@ -668,7 +574,8 @@ class BiLevelTrainingMixin:
     self._build_optimizers()
     guard = self._step_guard
     running = guard.running(batch.bad_ids)  # No bad step yet and valid ids.
-    state = self._forward_state_variables()
+    state = step_guard.forward_state_variables(self, self._built_wrappers(),
+                                               self._objective.variables)
     saved = guard.snapshot(state)
     update = self._joint_update if self.update_mode == "joint" else self._alternating_update
     out, finite, ok = update(batch, running, weights, scores, thetas)

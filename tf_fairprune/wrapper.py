@@ -16,6 +16,7 @@ import inspect
 import tensorflow as tf
 
 from tf_fairprune import _private
+from tf_fairprune import flavours
 from tf_fairprune import masking
 from tf_fairprune import registry
 
@@ -42,20 +43,7 @@ def build_like(new, layer):
   """Builds `new` (a copy of `layer`, or `layer` itself) for the input shapes `layer`
   was built with, as TFMOT does before it wraps MultiHeadAttention, so that the
   sublayers' kernels exist. Returns False when the shapes are not known."""
-  if hasattr(layer, "get_build_config") and not hasattr(new, "_build_from_signature"):
-    config = layer.get_build_config()  # Keras 3: query, value (key) shapes.
-    if not config:
-      return False
-    new.build_from_config(config)
-    return True
-  config = layer.get_config()  # tf_keras: call it once on zeros of those shapes.
-  if config.get("query_shape") is None or config.get("value_shape") is None:
-    return False
-  def zeros(shape):
-    return None if shape is None else tf.zeros([1] + list(shape)[1:])
-  new(zeros(config["query_shape"]), zeros(config["value_shape"]),
-      key=zeros(config.get("key_shape")))
-  return True
+  return flavours.of(layer).build_attention_like(new, layer)
 
 
 def _sublayers_built(layer):
@@ -85,7 +73,8 @@ class FairPruneWrapperLogic:
   """Wraps a layer so that its prunable weights are masked by learned scores.
 
   Everything a `FairPruneWrapper` does, for both Keras flavours: each flavour's class
-  (`keras2.py`, `keras3.py`) adds only its base (`keras.layers.Wrapper`) and `_flavour`.
+  (`flavour_tf_keras.py`, `flavour_keras3.py`) adds only its base
+  (`keras.layers.Wrapper`) and `_flavour`.
 
   Use it directly inside subclassed models (with `tf_fairprune.FairPruneModel` as the
   base class); for Sequential and Functional models use `fair_prune_wrapper`, which
@@ -185,8 +174,7 @@ class FairPruneWrapperLogic:
     self._create_scores()
 
   def _builds_from_call_signature(self):
-    return (hasattr(self.layer, "_build_from_signature") and
-            not getattr(self.layer, "_built_from_signature", False))
+    return self._flavour.builds_on_first_call(self.layer)
 
   def _create_scores(self):
     weights = registry.get_prunable_weights(self.layer)
@@ -282,19 +270,19 @@ class FairPruneWrapperLogic:
     for (owner, attr, var), score, mask in zip(
         self._targets, self.score_variables, self.mask_variables):
       m = masking.straight_through(tf.convert_to_tensor(score), tf.convert_to_tensor(mask))
-      # object.__setattr__ bypasses Keras attribute tracking: the variable stays the
-      # tracked weight, only this call reads the masked tensor in its place.
-      object.__setattr__(owner, attr, var * tf.cast(m, var.dtype))
+      # Past Keras attribute tracking: the variable stays the tracked weight, only this
+      # call reads the masked tensor in its place.
+      _private.untracked(owner, attr, var * tf.cast(m, var.dtype))
     bias = self._masked_bias()
     if bias is not None:
-      object.__setattr__(self.layer, "bias", bias[1])
+      _private.untracked(self.layer, "bias", bias[1])
     try:
       return self.layer.call(inputs, *args, **kwargs)
     finally:
       for owner, attr, var in self._targets:
-        object.__setattr__(owner, attr, var)
+        _private.untracked(owner, attr, var)
       if bias is not None:
-        object.__setattr__(self.layer, "bias", bias[0])
+        _private.untracked(self.layer, "bias", bias[0])
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)

@@ -395,6 +395,6 @@ class EqualizedOdds(FairnessConstraint):
     return [(smooth, hard, positive), (smooth, hard, 1.0 - positive)]
 
 
-# Registered with each flavour's Keras (keras2.py, keras3.py), so .keras files hold them.
+# Registered with each flavour's Keras (flavour_*.py), so .keras files hold them.
 CONSTRAINTS = (PerformanceFairness, DegradationFairness, ExcessDegradation, MaxGroupLoss,
                DemographicParity, EqualOpportunity, EqualizedOdds)

@@ -2,8 +2,8 @@
 
 A gap reported for an epoch is the gap of the epoch's group rates, not an average of
 per-batch gaps (which would overweight small batches and absent groups). The metric
-classes are flavour-free logic; each flavour's module (`keras2.py`, `keras3.py`) adds
-its `keras.metrics.Metric` base and its `_flavour` table.
+classes are flavour-free logic; each flavour's module (`flavour_tf_keras.py`,
+`flavour_keras3.py`) adds its `keras.metrics.Metric` base and its `_flavour` table.
 """
 
 import tensorflow as tf

@@ -181,8 +181,8 @@ class FairnessObjective:
   def statistics(self, y, y_pred, sample_weight, groups, dense):
     """Per constraint: (smooth sums, hard sums, counts), each [T, K], all-reduced."""
     return [c.statistics(y, y_pred, groups, sample_weight, self.num_groups,
-                         dense=dense if c.needs_dense else None, from_logits=fl)
-            for c, fl in zip(self.constraints, self.from_logits)]
+                         dense=dense if c.needs_dense else None, from_logits=logits)
+            for c, logits in zip(self.constraints, self.from_logits)]
 
   def _training_reference(self, i, hard, counts):
     """The running training rates including this batch (the batch alone with

@@ -33,9 +33,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_fairprune import callback_base
 from tf_fairprune import checks
 from tf_fairprune import groups as groups_lib
-from tf_fairprune._compat import keras
 from tf_fairprune.fairness import intervals as intervals_lib
 from tf_fairprune.fairness import verdict as verdict_lib
 from tf_fairprune.fairness.held_out import measure as measure_lib
@@ -133,7 +133,7 @@ def batched(data, batch_size, steps=None):
   return data
 
 
-class HeldOutFairness(keras.callbacks.Callback):
+class HeldOutFairness(callback_base.Callback):  # Both flavours: callback_base.py.
   """Steers the fairness multipliers on held-out data and returns the iterate that
   generalises, with verdicts a practitioner can sign.
 
@@ -263,7 +263,10 @@ class HeldOutFairness(keras.callbacks.Callback):
     self._settled = measured
     return settled
 
-  def _floor_hit(self, m):
+  def _below_accuracy_floor(self, m):
+    """Whether measurement `m` fell under the accuracy floor (the best candidate's
+    accuracy minus `max_accuracy_loss`) or collapsed: the multipliers then back off.
+    Not the layer floor, which is the density each layer keeps (`layer_floor`)."""
     if m.collapsed:
       return True
     if self.max_accuracy_loss is None:
@@ -291,7 +294,7 @@ class HeldOutFairness(keras.callbacks.Callback):
     return max(multipliers, default=0.0) == 0.0 and m.violation(scale=0.5) < 0.0
 
   def _record(self, m, steps, epoch):
-    back_off = self._floor_hit(m)
+    back_off = self._below_accuracy_floor(m)
     bound, multipliers = self._apply(m, steps, back_off)
     self.last = m
     if not self._at_target():

@@ -97,21 +97,21 @@ def batch_statistics(model, batch, objective, judged, reference_model, signed=Fa
     dense = groups_lib.DenseReference(outputs=judged(reference_model(batch.x, training=False)))
   num_groups = objective.num_groups
   sums = [c.hard_statistics(labels, y_pred, batch.groups, sample_weight, num_groups,
-                            dense=dense if c.needs_dense else None, from_logits=fl)
-          for c, fl in zip(objective.constraints, objective.from_logits)]
-  fl = objective.metric_from_logits
+                            dense=dense if c.needs_dense else None, from_logits=logits)
+          for c, logits in zip(objective.constraints, objective.from_logits)]
+  from_logits = objective.metric_from_logits
   weights = outcomes.example_weights(sample_weight, batch.groups)
-  correct = outcomes.hard_correct(labels, y_pred, fl)
+  correct = outcomes.hard_correct(labels, y_pred, from_logits)
   accuracy = _sums(correct, batch.groups, weights, num_groups)
   loss, dense_classes = (), tf.zeros([0])
   if dense is not None:
     if dense.outputs is not None:
-      dense_correct = outcomes.hard_correct(labels, dense.outputs, fl)
-      dense_classes = _class_counts(dense.outputs, fl)
+      dense_correct = outcomes.hard_correct(labels, dense.outputs, from_logits)
+      dense_classes = _class_counts(dense.outputs, from_logits)
     else:
       dense_correct = tf.reshape(tf.cast(dense.correct_values, tf.float32), [-1])
     loss = _sums(dense_correct - correct, batch.groups, weights, num_groups)
-  return BatchStatistics(sums, accuracy, loss, _class_counts(y_pred, fl),
+  return BatchStatistics(sums, accuracy, loss, _class_counts(y_pred, from_logits),
                          dense_classes, _label_counts(labels, y_pred),
                          _invalid(batch, y_pred, judged(batch.y), sample_weight, signed))
 

@@ -1,10 +1,11 @@
 """tf_keras (Keras 2, TFMOT's flavour): its `Flavour` table and its concrete classes.
 
 Each class adds only its tf_keras base class to the flavour-free logic
-(`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics' and
-guard's logic). These are the classes `tf_fairprune.FairPruneWrapper` and
-`tf_fairprune.FairPruneModel` name; given Keras 3 objects they return the Keras 3
-classes instead (the flavour follows the objects passed).
+(`wrapper.FairPruneWrapperLogic`, `training.BiLevelTrainingMixin`, the metrics'
+logic; callbacks are one class for both flavours, see `callback_base.py`). These are
+the classes `tf_fairprune.FairPruneWrapper` and `tf_fairprune.FairPruneModel` name;
+given Keras 3 objects they return the Keras 3 classes instead (the flavour follows the
+objects passed).
 """
 
 import tensorflow as tf
@@ -12,7 +13,6 @@ import tensorflow as tf
 from tf_fairprune import _private
 from tf_fairprune import config as config_lib
 from tf_fairprune import flavours
-from tf_fairprune import step_guard
 from tf_fairprune import training
 from tf_fairprune import wrapper
 from tf_fairprune._compat import keras
@@ -63,6 +63,50 @@ class TfKeras(flavours.Flavour):
 
   def record_compile_argument(self, model, name, value):
     _private.compile_config(model)[name] = value
+
+  def loss_scale(self, optimizer):
+    if not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+      return None
+    # The scale of a unit loss (this also records that the loss was scaled).
+    return tf.cast(optimizer.get_scaled_loss(tf.constant(1.0)), tf.float32)
+
+  def weight_gradients(self, optimizer, grads):
+    return optimizer.get_unscaled_gradients(grads)  # It takes unscaled gradients.
+
+  def aggregated_for_apply(self, optimizer, pairs):
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+      # Aggregate here, then apply without aggregating again.
+      return optimizer.aggregate_gradients(pairs), {"skip_gradients_aggregation": True}
+    return pairs, {}  # A legacy optimizer aggregates in apply_gradients.
+
+  def current_learning_rate(self, optimizer):
+    optimizer._compute_current_learning_rate()  # pylint: disable=protected-access
+    return tf.cast(optimizer.learning_rate, tf.float32)
+
+  def momentum_slot(self, optimizer, variable):
+    # pylint: disable=protected-access
+    return optimizer.momentums[optimizer._index_dict[optimizer._var_key(variable)]]
+
+  def builds_on_first_call(self, layer):
+    # tf_keras' MultiHeadAttention: `_build_from_signature` makes its sublayers.
+    return (hasattr(layer, "_build_from_signature") and
+            not getattr(layer, "_built_from_signature", False))
+
+  def build_attention_like(self, new, layer):
+    # Call it once on zeros of the shapes in `layer`'s config.
+    config = layer.get_config()
+    if config.get("query_shape") is None or config.get("value_shape") is None:
+      return False
+    def zeros(shape):
+      return None if shape is None else tf.zeros([1] + list(shape)[1:])
+    new(zeros(config["query_shape"]), zeros(config["value_shape"]),
+        key=zeros(config.get("key_shape")))
+    return True
+
+  def depthwise_kernel(self, layer):
+    return layer.depthwise_kernel
+
+  extra_elementwise_layers = ("ThresholdedReLU",)
 
   def is_graph_model(self, model):
     return isinstance(model, keras.Sequential) or _private.is_graph_network(model)
@@ -159,11 +203,7 @@ class LastValue(metrics.LastValueLogic, keras.metrics.Metric):
   _flavour = FLAVOUR
 
 
-class GuardCallback(step_guard.GuardLogic, keras.callbacks.Callback):
-  __doc__ = step_guard.GuardLogic.__doc__
-
-
 FLAVOUR.classes = flavours.Classes(
     FairPruneWrapper=FairPruneWrapper, FairPruneModel=FairPruneModel,
     FunctionalFairPruneModel=FunctionalFairPruneModel, GroupRates=GroupRates,
-    LastValue=LastValue, GuardCallback=GuardCallback)
+    LastValue=LastValue)
