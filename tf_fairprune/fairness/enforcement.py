@@ -56,10 +56,16 @@ def _zeros_variable(name, shape):
 
 
 class _Rule:
-  """Settings as a config dict; equal when of one class with equal settings."""
+  """Settings as a config dict; equal when of one class with equal settings.
+
+  What the training step asks of every rule: `drives_multipliers`, `uses_held_out`,
+  `rate_decay` (of the running training rates the rule reads; 0: each batch alone),
+  `init`, `multipliers`, `loss`, `update`, `back_off` and `get_config`.
+  """
 
   drives_multipliers = False  # Has multipliers that the measured rates move.
   uses_held_out = False  # Reads held-out rates when `fit` has a `HeldOutFairness`.
+  rate_decay = 0.0  # Decay of the running training rates the rule reads.
 
   def get_config(self):
     raise NotImplementedError
