@@ -638,7 +638,7 @@ def readme_summary(rows, sparsities=(0.9, 0.98)):
           "(every sparsity, the performance gaps, group sizes, intervals and the targets are "
           f"there). Mean ± std over {'/'.join(map(str, seeds))} seeds, test split, in points; every "
           "method starts from the same converged dense model and has its optimizer tuned on "
-          "validation (setup in BENCHMARKS.md).\n\n" + bench_utils.table(header, body))
+          "validation (setup: the section above).\n\n" + bench_utils.table(header, body))
 
 
 def plot(rows, quick):

@@ -64,6 +64,9 @@ flags.DEFINE_integer("image_train_size", 6000, "colored-fmnist: training images 
 flags.DEFINE_float("harm_epsilon", 0.01, "ε of ExcessDegradation.")
 flags.DEFINE_bool("render_only", False, "Only render BENCHMARKS.md and the plot.")
 flags.DEFINE_bool("harm", True, "Run the do-no-harm part too.")
+flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average` in the "
+                  "do-no-harm rows; --nodetach_average reruns the earlier rows (the average "
+                  "in ψ_g's gradient) into <dataset>.jsonl.attached_average.")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
 RESULTS = os.path.join(bench_utils.ROOT, "benchmarks", "results", "fairness_verdict")
@@ -190,7 +193,8 @@ def run_seed(name, seed, done, out, before=None):
     row = _row(data, seed, run_name, sparsity, outcome, dense, epsilon, gap,
                reference=fairness_off.get(sparsity))
     selected = (outcome.get("held_out") or {}).get("selected") or {}
-    row.update(held_out=held_out and bool(outcome.get("held_out")),
+    row.update(detach_average=[getattr(c, "detach_average", None) for c in fairness or []],
+               held_out=held_out and bool(outcome.get("held_out")),
                selected_epoch=selected.get("epoch"), selected_step=selected.get("step"),
                selected_met=selected.get("met"), bound=selected.get("bound"),
                selected_reason=selected.get("reason"))
@@ -232,13 +236,22 @@ def run_seed(name, seed, done, out, before=None):
   for sparsity in (float(s) for s in FLAGS.harm_sparsities):
     run("gmp", "gmp", sparsity)
     run("bip", "bip", sparsity)
-    run("bifp_excess", "bifp", sparsity, [C.ExcessDegradation(tolerance=FLAGS.harm_epsilon)],
+    run("bifp_excess", "bifp", sparsity,
+        [C.ExcessDegradation(tolerance=FLAGS.harm_epsilon,
+                             detach_average=FLAGS.detach_average)],
         FLAGS.harm_epsilon, gap="max_excess_gap")
 
 
 # Do-no-harm rows measured with the average inside ψ_g's gradient
 # (`ExcessDegradation(detach_average=False)`, the default before), for the before/after.
 ATTACHED = ".jsonl.attached_average"
+
+
+def _read(path):
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def load_rows(directory=RESULTS, suffix=".jsonl"):
@@ -506,10 +519,10 @@ def main(argv):
     os.makedirs(RESULTS, exist_ok=True)
     for name in FLAGS.datasets:
       path = os.path.join(RESULTS, f"{name}.jsonl")
-      existing = []
-      if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-          existing = [json.loads(line) for line in f if line.strip()]
+      existing = _read(path)
+      if not FLAGS.detach_average:  # Only the do-no-harm rows differ: they go apart.
+        path = os.path.join(RESULTS, f"{name}{ATTACHED}")
+        existing = [r for r in existing if r["run"] != "bifp_excess"] + _read(path)
       done = {(r["seed"], r["run"], r["sparsity"]): r for r in existing}
       before = {(r["seed"], r["run"], r["sparsity"]): r for r in load_rows(BEFORE)
                 if r["dataset"].startswith(name) and r["run"].startswith("oracle")}

@@ -54,6 +54,9 @@ flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs.")
 flags.DEFINE_integer("batch_size", 256, "Largest batch size (pipeline.default_batch_size).")
 flags.DEFINE_integer("image_train_size", 12000, "colored-fmnist: training images.")
 flags.DEFINE_float("minority_fraction", 0.2, "colored-fmnist: share of the minority colour.")
+flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average`; "
+                  "--nodetach_average reruns the earlier constrained rows (the average in "
+                  "ψ_g's gradient) into <dataset>.jsonl.attached_average.")
 flags.DEFINE_bool("render_only", False, "Only render BENCHMARKS.md from the rows.")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
@@ -104,11 +107,13 @@ def run_dataset(spec, done, out):
     for method in todo:
       keras.utils.set_random_seed(seed)
       start = time.perf_counter()
-      fairness = [C.ExcessDegradation(tolerance=FLAGS.epsilon)]
+      fairness = [C.ExcessDegradation(tolerance=FLAGS.epsilon,
+                                      detach_average=FLAGS.detach_average)]
       with contextlib.redirect_stdout(io.StringIO()):
         outcome = pipeline.prune(method, dense, data, FLAGS.sparsity, FLAGS.epochs, batch_size,
                                  fairness=fairness, verbose=0)
-      row = dict(_row(data, seed, method, outcome, dense), spec=spec)
+      row = dict(_row(data, seed, method, outcome, dense), spec=spec,
+                 detach_average=FLAGS.detach_average)
       out.write(json.dumps(row) + "\n")
       out.flush()
       done[(spec, seed, method)] = row
@@ -201,9 +206,14 @@ def main(argv):
   if not FLAGS.render_only:
     os.makedirs(RESULTS, exist_ok=True)
     existing = load_rows()
+    suffix = ".jsonl"
+    if not FLAGS.detach_average:  # BiP's rows are shared; the constrained ones go apart.
+      suffix = ATTACHED
+      existing = [r for r in existing if r["method"] == "bip"] + [
+          r for r in load_rows(ATTACHED) if r["method"] != "bip"]
     done = {(r["spec"], r["seed"], r["method"]): r for r in existing}
     for spec in FLAGS.datasets:
-      path = os.path.join(RESULTS, spec.split(":")[0] + ".jsonl")
+      path = os.path.join(RESULTS, spec.split(":")[0] + suffix)
       with open(path, "a", encoding="utf-8") as out:
         run_dataset(spec, done, out)
   rows = load_rows()

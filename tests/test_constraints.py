@@ -417,3 +417,17 @@ def test_excess_detached_average_only_helps_the_group(detach):
     assert grad[1] < 0  # Raising group 1's loss would lower ψ_0.
   assert float(c.measure(s, counts)) == pytest.approx(0.05)  # The measurement is unchanged.
   assert C.ExcessDegradation.from_config(c.get_config()).detach_average == detach
+
+
+def test_excess_of_a_file_without_the_option_resumes_attached():
+  old = C.ExcessDegradation(tolerance=0.02).get_config()
+  del old["detach_average"]  # As saved before the option existed.
+  assert not C.ExcessDegradation.from_config(old).detach_average
+  assert C.ExcessDegradation().detach_average  # The default for new constraints.
+
+
+def test_one_constraint_not_in_a_list_is_kept_in_the_config():
+  """A single constraint (not a list) is one constraint, for the config as for the model."""
+  from tf_fairprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  c = C.PerformanceFairness(tolerance=0.03)
+  assert config_lib.PruningConfig(fairness=c).fairness == [c]

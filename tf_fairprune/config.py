@@ -65,7 +65,7 @@ class PruningConfig:
     self.layer_floor = floor
     if isinstance(self.fairness_on, str):
       self.fairness_on = (self.fairness_on,)  # One level; validated by the objective.
-    if hasattr(self.fairness, "penalty"):
+    if hasattr(self.fairness, "multiplier_shape"):
       self.fairness = [self.fairness]  # One constraint; validated by the objective.
     output = self.fairness_output
     if output is not None and not (isinstance(output, str) or checks.is_integer(output)):

@@ -15,7 +15,7 @@ groups = tf_fairprune.Intersections({"sex": sex_train, "race": race_train},
 g_train = groups.ids({"sex": sex_train, "race": race_train})
 g_test = groups.ids({"sex": sex_test, "race": race_test})
 x_packed = tf_fairprune.pack_group_data(x_train, g_train)
-report = tf_fairprune.fairness_report(y_test, pred, g_test, group_names=groups.group_names)
+report = tf_fairprune.fairness.fairness_report(y_test, pred, g_test, group_names=groups.group_names)
 ```
 """
 

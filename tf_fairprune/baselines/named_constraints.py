@@ -23,8 +23,9 @@ CONSTRAINTS = {
     "equal_opportunity": constraints_lib.EqualOpportunity,
 }
 # The names are known without TensorFlow (`names_lib`); they must agree.
-assert tuple(CONSTRAINTS) == names_lib.CONSTRAINT_NAMES, (tuple(CONSTRAINTS),
-                                                          names_lib.CONSTRAINT_NAMES)
+if tuple(CONSTRAINTS) != names_lib.CONSTRAINT_NAMES:  # Not an assert: it holds under -O too.
+  raise RuntimeError(f"constraint names disagree: {tuple(CONSTRAINTS)} vs "
+                     f"{names_lib.CONSTRAINT_NAMES}")
 
 
 def make_constraints(names=names_lib.DEFAULT_FAIRNESS, mode="lagrangian",

@@ -293,10 +293,11 @@ class ExcessDegradation(_DegradationBase):
   Args:
     detach_average: Whether the loss term treats R as a fixed reference (default): the
       gradient of ψ_g then only helps group g. Without it, the gradient of −R pushes
-      every other row's loss *up*; with many binding groups (20 class × colour groups
-      of colored Fashion-MNIST) that collapsed training (BENCHMARKS.md, "intersections"). Balancing Act's code
-      has the same switch (`detach_model_constraint_contribution`). The measured ψ_g is
-      the same either way.
+      every other row's loss *up*; with many binding groups (20 class × colour groups of
+      colored Fashion-MNIST) that collapsed training (BENCHMARKS.md, "Intersectional
+      groups", the rows before the selection guard). Balancing Act's code has the same
+      switch (`detach_model_constraint_contribution`). The measured ψ_g is the same
+      either way. A file saved before this option existed loads with False.
     **kwargs: As for `FairnessConstraint`.
 
   Example:
@@ -323,6 +324,12 @@ class ExcessDegradation(_DegradationBase):
 
   def get_config(self):
     return {**super().get_config(), "detach_average": self.detach_average}
+
+  @classmethod
+  def from_config(cls, config):
+    # A file saved before the option existed trained with the average attached: it
+    # resumes as it was.
+    return super().from_config({"detach_average": False, **config})
 
   def standard_errors(self, counts):
     return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))

@@ -16,7 +16,9 @@ from tf_fairprune.fairness import enforcement as enforcement_lib
 from . import flag_checks
 
 # --fairness_mode's values are known before TensorFlow is imported; they must agree.
-assert tuple(enforcement_lib.RULES) == flag_checks.MODES, tuple(enforcement_lib.RULES)
+if tuple(enforcement_lib.RULES) != flag_checks.MODES:  # Not an assert: it holds under -O too.
+  raise RuntimeError(f"--fairness_mode values {flag_checks.MODES} disagree with the rules "
+                     f"{tuple(enforcement_lib.RULES)}")
 
 
 def fairness_from_flags(flags_values):

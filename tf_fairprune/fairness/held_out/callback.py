@@ -2,8 +2,8 @@
 that generalises.
 
 A network can close a gap on its training rows by fitting those rows, while the gap on
-new people stays where it was (measured: Adult/sex, ε = 3 points — training gap 4.3,
-test gap 10.6). Cotter et al. (ICML 2019, "Training well-generalizing classifiers for
+new people stays where it was (BENCHMARKS.md, "Fairness controls": training-rate
+steering). Cotter et al. (ICML 2019, "Training well-generalizing classifiers for
 fairness metrics and other data-dependent constraints") fix it by letting the
 multiplier player read a separate dataset. The callback wires three parts together:
 

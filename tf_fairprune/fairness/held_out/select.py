@@ -13,7 +13,8 @@ Every held-out measurement at the target sparsity is a `Candidate`. The rule
 3. else the one with the smallest such violation — within `UNMET_ACCURACY_LOSS` (5
    points) of the most accurate candidate when no budget is given: a constraint no
    iterate met is not worth any accuracy (on colored Fashion-MNIST with 20 class ×
-   colour groups the smallest violation was an iterate at 16% accuracy, BiP's 84%).
+   colour groups the smallest violation was an iterate near chance accuracy:
+   BENCHMARKS.md, "Intersectional groups").
 
 Rule 1 keeps a run whose constraints the data cannot resolve from returning an iterate
 picked on noise: it is then exactly the fairness-off model, with a "cannot tell"
