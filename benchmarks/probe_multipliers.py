@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_float("damping", 10.0, "Lagrangian damping κ.")
 flags.DEFINE_float("multiplier_lr", 0.2, "Lagrangian dual step η.")
+flags.DEFINE_float("max_multiplier", 5.0, "Lagrangian λ_max.")
 flags.DEFINE_bool("detach_average", True, "ExcessDegradation's detach_average.")
 flags.DEFINE_integer("image_train_size", 12000, "Training images (the benchmark's).")
 
@@ -45,7 +46,8 @@ def main(argv):
     dense = pipeline.train_dense(data, 5, batch_size)
   keras.utils.set_random_seed(FLAGS.seed)
   rule = tf_fairprune.fairness.Lagrangian(damping=FLAGS.damping,
-                                          multiplier_lr=FLAGS.multiplier_lr)
+                                          multiplier_lr=FLAGS.multiplier_lr,
+                                          max_multiplier=FLAGS.max_multiplier)
   constraint = tf_fairprune.fairness.ExcessDegradation(
       tolerance=0.01, detach_average=FLAGS.detach_average, enforcement=rule)
   out = pipeline.prune("bifp", dense, data, 0.9, 5, batch_size, fairness=[constraint],
@@ -58,8 +60,13 @@ def main(argv):
   print("selected:", {k: (held_out.get("selected") or {}).get(k)
                       for k in ("step", "accuracy", "reason")})
   pred = out["model"].predict(data.test.x, verbose=0).argmax(-1)
+  # The figures of benchmark_intersections.py's rows: per group, simultaneous intervals.
+  groups = pipeline.audit(out["model"], dense, data.test, data).group_verdicts(0.01)
   print(f"test accuracy {np.mean(pred == data.test.y):.4f}; largest class share "
-        f"{np.bincount(pred).max() / len(pred):.3f}")
+        f"{np.bincount(pred).max() / len(pred):.3f}; max ψ "
+        f"{100 * max(g.excess for g in groups):.1f} points; judged "
+        f"{sum(g.judged for g in groups)}/{len(groups)}, not met "
+        f"{sum(g.verdict == 'not met' for g in groups)}")
 
 
 if __name__ == "__main__":
