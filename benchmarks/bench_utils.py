@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: timing, BENCHMARKS.md sections, stats."""
 
+import json
 import os
 import platform
 import re
@@ -38,6 +39,22 @@ class EpochTimerLogic:
 
 class EpochTimer(EpochTimerLogic, keras.callbacks.Callback):
   __doc__ = EpochTimerLogic.__doc__
+
+
+def read_rows(path):
+  """The JSON rows of a .jsonl file, one per non-empty line; [] when it does not exist."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def read_row_files(directory, suffix=".jsonl"):
+  """The rows of every file of `directory` whose name ends with `suffix`, by file name."""
+  if not os.path.isdir(directory):
+    return []
+  return [row for name in sorted(os.listdir(directory)) if name.endswith(suffix)
+          for row in read_rows(os.path.join(directory, name))]
 
 
 def median(values):

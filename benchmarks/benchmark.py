@@ -118,10 +118,7 @@ def _path(name):
 
 
 def _load_rows(path):
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return bench_utils.read_rows(path)
 
 
 def _unique(rows):

@@ -247,21 +247,8 @@ def run_seed(name, seed, done, out, before=None):
 ATTACHED = ".jsonl.attached_average"
 
 
-def _read(path):
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def load_rows(directory=RESULTS, suffix=".jsonl"):
-  rows = []
-  if os.path.isdir(directory):
-    for f in sorted(os.listdir(directory)):
-      if f.endswith(suffix):
-        with open(os.path.join(directory, f), encoding="utf-8") as fh:
-          rows += [json.loads(line) for line in fh if line.strip()]
-  return rows
+  return bench_utils.read_row_files(directory, suffix)
 
 
 def _ms(values, scale=100):
@@ -519,10 +506,11 @@ def main(argv):
     os.makedirs(RESULTS, exist_ok=True)
     for name in FLAGS.datasets:
       path = os.path.join(RESULTS, f"{name}.jsonl")
-      existing = _read(path)
+      existing = bench_utils.read_rows(path)
       if not FLAGS.detach_average:  # Only the do-no-harm rows differ: they go apart.
         path = os.path.join(RESULTS, f"{name}{ATTACHED}")
-        existing = [r for r in existing if r["run"] != "bifp_excess"] + _read(path)
+        existing = ([r for r in existing if r["run"] != "bifp_excess"] +
+                    bench_utils.read_rows(path))
       done = {(r["seed"], r["run"], r["sparsity"]): r for r in existing}
       before = {(r["seed"], r["run"], r["sparsity"]): r for r in load_rows(BEFORE)
                 if r["dataset"].startswith(name) and r["run"].startswith("oracle")}

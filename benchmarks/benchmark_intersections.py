@@ -128,13 +128,7 @@ ATTACHED = ".jsonl.attached_average"
 
 
 def load_rows(suffix=".jsonl"):
-  rows = []
-  if os.path.isdir(RESULTS):
-    for f in sorted(os.listdir(RESULTS)):
-      if f.endswith(suffix):
-        with open(os.path.join(RESULTS, f), encoding="utf-8") as fh:
-          rows += [json.loads(line) for line in fh if line.strip()]
-  return rows
+  return bench_utils.read_row_files(RESULTS, suffix)
 
 
 def _ms(values, scale=100):

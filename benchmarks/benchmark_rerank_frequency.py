@@ -58,10 +58,7 @@ FLAGS.set_default("datasets", ["compas-race", "german-sex", "adult-sex"])
 
 
 def _load():
-  if not os.path.exists(FLAGS.rows):
-    return []
-  with open(FLAGS.rows, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return bench_utils.read_rows(FLAGS.rows)
 
 
 def run_seed(name, seed, done, out):
