@@ -156,3 +156,13 @@ def dominates(ours, theirs, gap):
            [t[gap] - o[gap] for o, t in pairs])
   not_worse = all(-lower_bound([-x for x in d]) >= 0 for d in gains)
   return not_worse and any(lower_bound(d) > 0 for d in gains)
+
+
+def predates_note(rows, key, note):
+  """`note` when no row records `key` as true, how many do when some do, "" when all do:
+  the sentence that says which rows ran before a setting (rows without the key did)."""
+  done = sum(bool(r.get(key)) for r in rows)
+  if done == len(rows):
+    return ""
+  return note if done == 0 else f" {done} of {len(rows)} rows ran with `{key}`."
+

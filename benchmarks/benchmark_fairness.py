@@ -47,6 +47,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import constraints as C  # pylint: disable=g-import-not-at-top
+from tf_fairprune.fairness import enforcement as E  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["adult-sex", "adult-race", "compas-race", "german-sex",
@@ -67,6 +68,10 @@ flags.DEFINE_bool("harm", True, "Run the do-no-harm part too.")
 flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average` in the "
                   "do-no-harm rows; --nodetach_average reruns the earlier rows (the average "
                   "in ψ_g's gradient) into <dataset>.jsonl.attached_average.")
+flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row` (the library default) in "
+                  "every constrained row; the rows here predate it (--noper_row).")
+flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure` (the library "
+                  "default); the rows here predate it (--nosplit_pressure).")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
 RESULTS = os.path.join(bench_utils.ROOT, "benchmarks", "results", "fairness_verdict")
@@ -151,6 +156,11 @@ def oracle(data, epsilon, seed):
   return out
 
 
+def _rule():
+  """The constrained rows' rule: the library's default Lagrangian (`--per_row`)."""
+  return E.Lagrangian(per_row=FLAGS.per_row, split_pressure=FLAGS.split_pressure)
+
+
 def run_seed(name, seed, done, out, before=None):
   before = before or {}
   data = pipeline.load_dataset(name, seed, image_train_size=FLAGS.image_train_size)
@@ -194,6 +204,9 @@ def run_seed(name, seed, done, out, before=None):
                reference=fairness_off.get(sparsity))
     selected = (outcome.get("held_out") or {}).get("selected") or {}
     row.update(detach_average=[getattr(c, "detach_average", None) for c in fairness or []],
+               per_row=[getattr(c.enforcement, "per_row", None) for c in fairness or []],
+               split_pressure=[getattr(c.enforcement, "split_pressure", None)
+                               for c in fairness or []],
                held_out=held_out and bool(outcome.get("held_out")),
                selected_epoch=selected.get("epoch"), selected_step=selected.get("step"),
                selected_met=selected.get("met"), bound=selected.get("bound"),
@@ -226,11 +239,12 @@ def run_seed(name, seed, done, out, before=None):
   for fraction in (float(f) for f in FLAGS.fractions):
     epsilon = fraction * bip["val_performance_gap"]
     run(f"bifp_performance_{fraction:g}", "bifp", FLAGS.sparsity,
-        [C.PerformanceFairness(tolerance=epsilon)], epsilon)
+        [C.PerformanceFairness(tolerance=epsilon, enforcement=_rule())], epsilon)
     run_oracle(f"oracle_{fraction:g}", epsilon)
   epsilon = 0.5 * bip["val_performance_gap"]
   run("bifp_performance_train_0.5", "bifp", FLAGS.sparsity,
-      [C.PerformanceFairness(tolerance=epsilon)], epsilon, held_out=False)
+      [C.PerformanceFairness(tolerance=epsilon, enforcement=_rule())], epsilon,
+      held_out=False)
   if not FLAGS.harm:
     return
   for sparsity in (float(s) for s in FLAGS.harm_sparsities):
@@ -238,7 +252,7 @@ def run_seed(name, seed, done, out, before=None):
     run("bip", "bip", sparsity)
     run("bifp_excess", "bifp", sparsity,
         [C.ExcessDegradation(tolerance=FLAGS.harm_epsilon,
-                             detach_average=FLAGS.detach_average)],
+                             detach_average=FLAGS.detach_average, enforcement=_rule())],
         FLAGS.harm_epsilon, gap="max_excess_gap")
 
 
@@ -352,6 +366,18 @@ def dose_targets(dr, fractions, sparsity):
   return lines
 
 
+def _per_row_note(rows):
+  """Whether the constrained rows' multipliers weighed each row alike (`per_row`)."""
+  constrained = [dict(r, per_row=all(r.get("per_row") or [False])) for r in rows
+                 if r["run"].startswith("bifp")]
+  return bench_utils.predates_note(
+      constrained, "per_row",
+      " The constrained rows predate `Lagrangian(per_row=True, split_pressure=True)`: a "
+      "multiplier weighed each row of its group by 1/(the group's share), and pushed on its "
+      "own however many others pushed (rerun them so with `--noper_row --nosplit_pressure`; "
+      "section \"intersections\" measures the change).")
+
+
 def render(rows):
   datasets = [d for d in dict.fromkeys(r["dataset"] for r in rows)]
   fractions = [float(f) for f in FLAGS.fractions]
@@ -385,7 +411,7 @@ gap than BiP on the same seed. **colored Fashion-MNIST is semi-synthetic** (the 
 is a colour drawn onto real images). The smallest gap a test split can resolve (95%, its two
 smallest groups) is in each dataset's header: below it a test gap is mostly sampling noise.
 The oracle rows of seeds already run are reused from the earlier run (same splits, seeds
-and ε: fairlearn's result does not depend on this library).
+and ε: fairlearn's result does not depend on this library).{_per_row_note(rows)}
 """]
   for d in datasets:
     dr = [r for r in rows if r["dataset"] == d]

@@ -40,6 +40,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import constraints as C  # pylint: disable=g-import-not-at-top
+from tf_fairprune.fairness import enforcement as E  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["compas:race+sex", "adult:race+sex",
@@ -54,9 +55,14 @@ flags.DEFINE_integer("dense_epochs", 5, "Dense training epochs.")
 flags.DEFINE_integer("batch_size", 256, "Largest batch size (pipeline.default_batch_size).")
 flags.DEFINE_integer("image_train_size", 12000, "colored-fmnist: training images.")
 flags.DEFINE_float("minority_fraction", 0.2, "colored-fmnist: share of the minority colour.")
-flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average`; "
-                  "--nodetach_average reruns the earlier constrained rows (the average in "
-                  "ψ_g's gradient) into <dataset>.jsonl.attached_average.")
+flags.DEFINE_integer("image_validation_size", 6000, "colored-fmnist: validation images (all "
+                     "6,000 held out of the training set: steering acts only where the "
+                     "validation split resolves ε).")
+flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average`.")
+flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row`.")
+flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure`.")
+flags.DEFINE_string("rows_suffix", "", "Write the rows to <dataset>.jsonl<suffix>: the "
+                    "earlier settings' rows (`EARLIER`) are rerun with their flags and suffix.")
 flags.DEFINE_bool("render_only", False, "Only render BENCHMARKS.md from the rows.")
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
@@ -68,6 +74,7 @@ def _load(spec, seed):
   name, _, group = spec.partition(":")
   return pipeline.load_dataset(name, seed, group=group.replace("+", ",") or None,
                                image_train_size=FLAGS.image_train_size,
+                               image_validation_size=FLAGS.image_validation_size,
                                minority_fraction=FLAGS.minority_fraction)
 
 
@@ -108,12 +115,17 @@ def run_dataset(spec, done, out):
       keras.utils.set_random_seed(seed)
       start = time.perf_counter()
       fairness = [C.ExcessDegradation(tolerance=FLAGS.epsilon,
-                                      detach_average=FLAGS.detach_average)]
+                                      detach_average=FLAGS.detach_average,
+                                      enforcement=E.Lagrangian(
+                                          per_row=FLAGS.per_row,
+                                          split_pressure=FLAGS.split_pressure))]
       with contextlib.redirect_stdout(io.StringIO()):
         outcome = pipeline.prune(method, dense, data, FLAGS.sparsity, FLAGS.epochs, batch_size,
                                  fairness=fairness, verbose=0)
       row = dict(_row(data, seed, method, outcome, dense), spec=spec,
-                 detach_average=FLAGS.detach_average)
+                 detach_average=FLAGS.detach_average, per_row=FLAGS.per_row,
+                 split_pressure=FLAGS.split_pressure,
+                 validation_rows=len(data.validation.y))
       out.write(json.dumps(row) + "\n")
       out.flush()
       done[(spec, seed, method)] = row
@@ -122,20 +134,34 @@ def run_dataset(spec, done, out):
             f"{row['max_excess']:.4f} {time.perf_counter() - start:.0f}s", flush=True)
 
 
-# The constrained rows measured with the average inside ψ_g's gradient
-# (`ExcessDegradation(detach_average=False)`, the default before), for the before/after.
-ATTACHED = ".jsonl.attached_average"
+# Rows of earlier settings, for the before/after: (file suffix, what differed, the flags
+# that rerun them). Each file holds its own BiP rows.
+EARLIER = (
+    (".per_group_multipliers",
+     "each multiplier weighing its group's rows by 1/(the group's share) and pushing on "
+     "its own however many others push (`Lagrangian(per_row=False, "
+     "split_pressure=False)`, the defaults before) and, on colored Fashion-MNIST, a "
+     "validation split of 1,200 images (a tenth of the training subset)",
+     "--noper_row --nosplit_pressure --image_validation_size=1200 "
+     "--rows_suffix=.per_group_multipliers"),
+    (".attached_average",
+     "as the previous and with the average inside ψ_g's gradient "
+     "(`ExcessDegradation(detach_average=False)`): lowering ψ_g = R_g − R then also "
+     "pushes every other row's loss up",
+     "--noper_row --nosplit_pressure --nodetach_average --image_validation_size=1200 "
+     "--rows_suffix=.attached_average"),
+)
 
 
-def load_rows(suffix=".jsonl"):
-  return bench_utils.read_row_files(RESULTS, suffix)
+def load_rows(suffix=""):
+  return bench_utils.read_row_files(RESULTS, ".jsonl" + suffix)
 
 
 def _ms(values, scale=100):
   return bench_utils.fmt_mean_std(values, scale)
 
 
-def render(rows, attached=()):
+def render(rows, earlier=()):
   out = [
       "Command: `python benchmarks/benchmark_intersections.py` "
       f"({bench_utils.machine()}). One group per combination of two attributes; every "
@@ -145,20 +171,17 @@ def render(rows, attached=()):
       "(intervals 95% simultaneous over the groups): *judged* = groups whose verdict on "
       "\"loss beyond the average ≤ ε\" is not \"cannot tell\"; *not met* = judged groups "
       "that lost clearly more; max ψ = the largest loss beyond the average over all groups "
-      "(points). Accuracy and max ψ: mean ± std over the seeds. *Dominated by CEAG*: seeds "
+      "(points), *max ψ judged* over the judged groups (the seeds that judged any). Accuracy and max ψ: mean ± std over the seeds. *Dominated by CEAG*: seeds "
       "where CEAG is more accurate and has a smaller max ψ. *= BiP*: seeds whose per-group test "
       "figures are BiP's exactly (the constraint never bound: where the validation split "
       "cannot tell a group's loss from noise, held-out steering does not act on it). "
       f"*Collapsed*: ≥ {COLLAPSED:.0%} of the test predictions one class.", "",
       _table(rows)]
-  if attached:
-    # BiP's rows are the same runs in both (no constraint).
-    bip = [r for r in rows if r["method"] == "bip"]
-    out += ["", "The same runs with the average inside ψ_g's gradient "
-            "(`ExcessDegradation(detach_average=False)`, the default before; rows in "
-            f"`benchmarks/results/intersections/*{ATTACHED}`): lowering ψ_g = R_g − R then "
-            "also pushes every other row's loss up.", "",
-            _table(bip + [r for r in attached if r["method"] != "bip"])]
+  for (suffix, what, flags_), before in zip(EARLIER, earlier):
+    if before:
+      out += ["", f"Earlier settings: {what} (rows in "
+              f"`benchmarks/results/intersections/*.jsonl{suffix}`; rerun: "
+              f"`python benchmarks/benchmark_intersections.py {flags_}`).", "", _table(before)]
   return "\n".join(out) + "\n"
 
 
@@ -186,34 +209,30 @@ def _table(rows):
           f"{np.mean([r['judged'] for r in rs]):.1f}",
           f"{sum(len(r['not_met']) for r in rs)} in {sum(bool(r['not_met']) for r in rs)} seeds",
           _ms([r["max_excess"] for r in rs]),
+          _ms(judged) if (judged := [r["max_excess_judged"] for r in rs
+                                     if r["max_excess_judged"] is not None]) else "–",
           "–" if method == "bip" else f"{within}/{len(rs)}",
           "–" if method == "ceag" else f"{dominated}/{len(rs)}",
           "–" if method == "bip" else f"{same}/{len(rs)}",
           str(sum(r["largest_class_share"] >= COLLAPSED for r in rs))])
   return bench_utils.table(
       ["dataset", "method", "seeds", "groups", "accuracy", "judged (mean)", "not met",
-       "max ψ", "within 1 pt of BiP", "dominated by CEAG", "= BiP", "collapsed"], table)
+       "max ψ", "max ψ judged", "within 1 pt of BiP", "dominated by CEAG", "= BiP", "collapsed"], table)
 
 
 def main(argv):
   del argv
   if not FLAGS.render_only:
     os.makedirs(RESULTS, exist_ok=True)
-    existing = load_rows()
-    suffix = ".jsonl"
-    if not FLAGS.detach_average:  # BiP's rows are shared; the constrained ones go apart.
-      suffix = ATTACHED
-      existing = [r for r in existing if r["method"] == "bip"] + [
-          r for r in load_rows(ATTACHED) if r["method"] != "bip"]
-    done = {(r["spec"], r["seed"], r["method"]): r for r in existing}
+    done = {(r["spec"], r["seed"], r["method"]): r for r in load_rows(FLAGS.rows_suffix)}
     for spec in FLAGS.datasets:
-      path = os.path.join(RESULTS, spec.split(":")[0] + suffix)
+      path = os.path.join(RESULTS, spec.split(":")[0] + ".jsonl" + FLAGS.rows_suffix)
       with open(path, "a", encoding="utf-8") as out:
         run_dataset(spec, done, out)
   rows = load_rows()
   if not rows:
     raise app.UsageError(f"No results in {RESULTS}: run without --render_only first.")
-  text = render(rows, load_rows(ATTACHED))
+  text = render(rows, [load_rows(suffix) for suffix, _, _ in EARLIER])
   if FLAGS.write_markdown:
     bench_utils.write_section("intersections", text)
   print(text)

@@ -57,7 +57,8 @@ def build(mode):
   model = tf_fairprune.fair_prune_wrapper(
       dense, 0.6, implicit_gradient_scale=0.5, update_mode=mode,
       mask_update_frequency=MASK_UPDATE_FREQUENCY,
-      fairness=[PerformanceFairness(enforcement=Lagrangian(multiplier_lr=0.5), tolerance=0.0),
+      fairness=[PerformanceFairness(enforcement=Lagrangian(multiplier_lr=0.5, noise_margin=0.0),
+                                    tolerance=0.0),
                 DegradationFairness(enforcement=Penalty(weight=2.0))])
   model.set_reference_model(None)
   model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),

@@ -431,3 +431,85 @@ def test_one_constraint_not_in_a_list_is_kept_in_the_config():
   from tf_fairprune import config as config_lib  # pylint: disable=g-import-not-at-top
   c = C.PerformanceFairness(tolerance=0.03)
   assert config_lib.PruningConfig(fairness=c).fairness == [c]
+
+
+def _row_gradients(constraint, counts, multipliers):
+  """d(loss term)/d(each row's smooth value) for one row per entry of `counts`' groups,
+  the batch's rows split into groups of those sizes (smooth sums: the rows' sum)."""
+  rows = tf.Variable(tf.fill([int(sum(counts))], 0.1))
+  groups = np.repeat(np.arange(len(counts)), counts)
+  with tf.GradientTape() as tape:
+    sums = tf.math.unsorted_segment_sum(rows, groups, len(counts))[None]
+    loss = _loss(constraint, sums, tf.constant([counts], tf.float32), tf.stop_gradient(sums),
+                 tf.constant([counts], tf.float32), multipliers)
+  grad = tape.gradient(loss, rows).numpy()
+  return [grad[groups == g][0] for g in range(len(counts))]
+
+
+@pytest.mark.parametrize("cls", [C.ExcessDegradation, C.MaxGroupLoss])
+def test_per_row_multiplier_weighs_every_row_alike_whatever_the_group_size(cls):
+  """With `per_row` a multiplier λ puts 2λ/n on each row of its group, as on one of two
+  equal groups: the loop gain does not grow as groups shrink or multiply. Without it a
+  group of share p gets λ/(p·n) per row (a 10-row group of 1,000: 50× two equal groups')."""
+  counts = [10.0, 90.0, 400.0, 500.0]
+  lam = tf.constant([[1.0, 1.0, 1.0, 1.0]])
+  rule = dict(noise_margin=0.0, damping=0.0)
+  per_row = _row_gradients(cls(enforcement=E.Lagrangian(**rule)), counts, lam)
+  np.testing.assert_allclose(per_row, 2.0 / sum(counts), rtol=1e-5)
+  per_group = _row_gradients(cls(enforcement=E.Lagrangian(per_row=False, **rule)), counts, lam)
+  np.testing.assert_allclose(per_group, [1.0 / n for n in counts], rtol=1e-5)
+  # Two equal groups: the same term either way.
+  same = [_row_gradients(cls(enforcement=E.Lagrangian(per_row=p, **rule)), [50.0, 50.0],
+                         lam[:, :2]) for p in (True, False)]
+  np.testing.assert_allclose(same[0], same[1], rtol=1e-6)
+
+
+def test_per_row_pairwise_scale_is_one_for_two_equal_groups():
+  c = C.PerformanceFairness()
+  np.testing.assert_allclose(c.row_weight_scale(tf.constant([[50.0, 50.0]])).numpy(),
+                             np.ones((1, 2, 2)))
+  # 10 and 90 rows: 4·0.1·0.9/(0.1 + 0.9) = 0.36 (each row of the pair weighs as one of
+  # two equal groups' would in total: 1/p_i + 1/p_j against 4).
+  scale = c.row_weight_scale(tf.constant([[10.0, 90.0]])).numpy()
+  assert scale[0, 0, 1] == pytest.approx(0.36) and scale[0, 1, 0] == pytest.approx(0.36)
+  # An absent group: no scale (its constraints are not valid anyway), never NaN.
+  assert np.isfinite(c.row_weight_scale(tf.constant([[0.0, 90.0]])).numpy()).all()
+
+
+def test_a_lagrangian_saved_before_per_row_and_split_pressure_resumes_as_it_trained():
+  config = E.serialize(E.Lagrangian(multiplier_lr=0.3))
+  assert E.deserialize(config) == E.Lagrangian(multiplier_lr=0.3)
+  del config["config"]["per_row"], config["config"]["split_pressure"]  # Saved before.
+  assert E.deserialize(config) == E.Lagrangian(multiplier_lr=0.3, per_row=False,
+                                               split_pressure=False)
+  # The pre-rule spelling predates them too; new code spelled so gets the defaults.
+  old = E.legacy_config({"tolerance": 0.02, "mode": "lagrangian", "damping": 1.0})
+  assert E.deserialize(old["enforcement"]) == E.Lagrangian(damping=1.0, per_row=False,
+                                                           split_pressure=False)
+  new = E.legacy_config({"mode": "lagrangian", "damping": 1.0}, saved=False)
+  assert E.deserialize(new["enforcement"]) == E.Lagrangian(damping=1.0)
+  assert E.Lagrangian().per_row and E.Lagrangian().split_pressure  # The defaults.
+
+
+def test_split_pressure_shares_the_push_among_the_violated_groups():
+  """Four groups violated at once move their multipliers a quarter as fast as one alone
+  (proportional term too); with one violated (always so with two groups) nothing changes."""
+  c = C.MaxGroupLoss(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0))
+  plain = C.MaxGroupLoss(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0,
+                                                                 split_pressure=False))
+  counts = tf.fill([1, 4], 100.0)
+  zeros = tf.zeros([1, 4])
+  all_lose = tf.constant([[10.0, 20.0, 30.0, 40.0]])  # Loss rates 0.1 ... 0.4.
+  one_loses = tf.constant([[10.0, 0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(_dual_step(c, zeros, all_lose, counts).numpy(),
+                             _dual_step(plain, zeros, all_lose, counts).numpy() / 4, rtol=1e-6)
+  np.testing.assert_allclose(_dual_step(c, zeros, one_loses, counts).numpy(),
+                             _dual_step(plain, zeros, one_loses, counts).numpy())
+  smooth = tf.constant([[5.0, 5.0, 5.0, 5.0]])
+  # The proportional term: κ·v/4 each (0.25 ... 1.0) against κ·v (1 ... 4, below λ_max);
+  # each term's row scale 2·p_g = 0.5 and smooth value 0.05.
+  shared = float(_loss(c, smooth, counts, all_lose, counts, zeros))
+  unshared = float(_loss(plain, smooth, counts, all_lose, counts, zeros))
+  assert shared == pytest.approx(0.5 * 0.05 * (0.25 + 0.5 + 0.75 + 1.0), rel=1e-5)
+  assert unshared == pytest.approx(4 * shared, rel=1e-5)
+  assert E.Lagrangian().split_pressure

@@ -16,6 +16,7 @@ import tf_keras as keras
 import tf_fairprune
 from tf_fairprune._compat import tfmot
 from tf_fairprune.fairness import EqualizedOdds, Lagrangian, Penalty, PerformanceFairness
+from tf_fairprune.fairness.enforcement import LEGACY_ARGS
 from conftest import compile_binary, make_data, make_mlp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -95,7 +96,8 @@ def _as_pre_rule_file(path, model):
   def spell_settings(config):
     for c in config["config"]["fair_pruning"]["fairness"]:
       rule = c["config"].pop("enforcement")
-      c["config"].update(mode=rule["class_name"].lower(), **rule["config"])
+      c["config"].update(mode=rule["class_name"].lower(),  # Its settings of then.
+                         **{k: v for k, v in rule["config"].items() if k in LEGACY_ARGS})
   old = []
   def add_zero_multipliers(h5):
     own = iter([h5["vars"][str(i)][()] for i in range(len(h5["vars"]))])
@@ -122,7 +124,10 @@ def test_a_file_of_the_pre_rule_spelling_and_layout_loads(tmp_path, k):
   old = _as_pre_rule_file(path, model)
   assert len(old) == len(model._objective.variables) + 1  # pylint: disable=protected-access
   restored = k.models.load_model(path)
-  assert [repr(c) for c in restored.fairness] == [repr(c) for c in model.fairness]
+  # Its Lagrangian trained without the options it predates: it resumes so.
+  assert restored.fairness[0].enforcement == Lagrangian(multiplier_lr=0.3, per_row=False,
+                                                        split_pressure=False)
+  assert [type(c) for c in restored.fairness] == [type(c) for c in model.fairness]
   assert restored.fairness[1].enforcement == Penalty(weight=0.5, squared=False)
   for a, b in zip(model._objective.variables, restored._objective.variables):  # pylint: disable=protected-access
     np.testing.assert_array_equal(a.numpy(), b.numpy())

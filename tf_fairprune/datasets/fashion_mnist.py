@@ -62,7 +62,7 @@ def colorize(images, groups):
 
 def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir=None,
                                validation_fraction=0.1, train_size=None, test_size=None,
-                               seed=0, sensitive="colour"):
+                               seed=0, sensitive="colour", validation_size=None):
   """Fashion-MNIST with a colour group (semi-synthetic), 10 classes.
 
   Args:
@@ -73,6 +73,8 @@ def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir
     validation_fraction: Share of the 60,000 training images held out for validation.
     train_size: Keep only this many training images (a random subset), for quick runs.
     test_size: Keep only this many test images.
+    validation_size: Keep only this many validation images; default: all of them, or
+      `train_size · validation_fraction` when `train_size` is given.
     seed: Seed of the colours, the validation split and the subsets.
     sensitive: `"colour"` (the two colours), or `"class,colour"`: one group per
       garment class and colour that occur (up to 20), named
@@ -117,8 +119,9 @@ def load_colored_fashion_mnist(minority_fraction=0.05, correlation=0.0, data_dir
   n_val = int(round(validation_fraction * len(train_y)))
   val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
   train = make(train_x[fit_idx], train_y[fit_idx], train_size)
-  validation = make(train_x[val_idx], train_y[val_idx],
-                    None if train_size is None else max(1, int(train_size * validation_fraction)))
+  if validation_size is None and train_size is not None:
+    validation_size = max(1, int(train_size * validation_fraction))
+  validation = make(train_x[val_idx], train_y[val_idx], validation_size)
   test = make(test_x, test_y, test_size)
   name = f"colored-fmnist-p{minority_fraction:g}-c{correlation:g}"
   names = list(GROUP_NAMES)

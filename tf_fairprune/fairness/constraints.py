@@ -181,6 +181,14 @@ class FairnessConstraint:
     """(values, valid) of every one-sided constraint from [T, K] sums and counts."""
     return outcomes.pairwise_differences(sums, counts)
 
+  def row_weight_scale(self, counts):
+    """Per one-sided constraint, the factor that makes its term weigh each of its rows as
+    the term of two equal groups does: 4·p_i·p_j/(p_i + p_j) for rate_i − rate_j, with
+    p the groups' shares of the term's rows (`Lagrangian(per_row=True)`)."""
+    shares = tf.math.divide_no_nan(counts, tf.reduce_sum(counts, -1, keepdims=True))
+    return tf.math.divide_no_nan(4.0 * shares[..., :, None] * shares[..., None, :],
+                                 shares[..., :, None] + shares[..., None, :])
+
   def standard_errors(self, counts):
     """A bound on each constraint value's sampling error: 0.5/√n per group (Bernoulli)."""
     se = 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
@@ -221,12 +229,19 @@ def _unknown_arguments(cls_name, unknown):
     legacy["mode"] = next((name for name, rule in enforcement_lib.RULES.items()
                            if set(legacy) <= set(rule().get_config())), "lagrangian")
   try:
-    rule = enforcement_lib.deserialize(enforcement_lib.legacy_config(legacy)["enforcement"])
+    rule = enforcement_lib.deserialize(enforcement_lib.legacy_config(legacy, saved=False)[
+        "enforcement"])
     spelled = f"enforcement={rule!r}"
   except ValueError as err:
     spelled = f"enforcement=Lagrangian(...) or enforcement=Penalty(...) ({err})"
   return (f"{cls_name} takes its rule's settings in the rule, not as {given}: "
           f"pass {spelled}.")
+
+
+def _single_group_scale(counts):
+  """2·p_g: a term on one group weighs each of its rows as a term on one of two equal
+  groups does (p_g: the group's share of the term's rows)."""
+  return 2.0 * tf.math.divide_no_nan(counts, tf.reduce_sum(counts, -1, keepdims=True))
 
 
 def _all(values):
@@ -322,6 +337,9 @@ class ExcessDegradation(_DegradationBase):
   def values(self, sums, counts):
     return outcomes.excesses(sums, counts, detach_average=self.detach_average)
 
+  def row_weight_scale(self, counts):
+    return _single_group_scale(counts)
+
   def get_config(self):
     return {**super().get_config(), "detach_average": self.detach_average}
 
@@ -362,6 +380,9 @@ class MaxGroupLoss(_DegradationBase):
 
   def values(self, sums, counts):
     return tf.math.divide_no_nan(sums, counts), counts > 0
+
+  def row_weight_scale(self, counts):
+    return _single_group_scale(counts)
 
   def standard_errors(self, counts):
     return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))

@@ -66,6 +66,9 @@ class _Rule:
   drives_multipliers = False  # Has multipliers that the measured rates move.
   uses_held_out = False  # Reads held-out rates when `fit` has a `HeldOutFairness`.
   rate_decay = 0.0  # Decay of the running training rates the rule reads.
+  # Settings added after files were saved without them: the value such a file trained
+  # with (a config lacking the key loads with it).
+  saved_before = {}
 
   def get_config(self):
     raise NotImplementedError
@@ -81,10 +84,12 @@ class _Rule:
 class Lagrangian(_Rule):
   """Find the weight that meets ε: a multiplier per one-sided constraint (PI dual ascent).
 
-  After each measurement, `λ ← clip(λ + η · steps · (value − ε − z · se), 0, λ_max)`,
-  where `steps` is the number of training steps the measurement covers (1 for training
-  rates, the update period for held-out rates: λ moves equally fast per training step
-  either way). The loss gets Σ clip(λ + κ · violation) · (smooth value).
+  After each measurement, `λ ← clip(λ + η · steps · v / n, 0, λ_max)` with the violation
+  v = value − ε − z · se, where `steps` is the number of training steps the measurement
+  covers (1 for training rates, the update period for held-out rates: λ moves equally
+  fast per training step either way) and n the number of one-sided constraints violated
+  at once (`split_pressure`; else 1). The loss gets Σ clip(λ + κ · v / n) · s · (smooth
+  value), s the row-weight scale of the groups' shares (`per_row`; else 1).
 
   Args:
     multiplier_lr: η, the dual-ascent step per training step.
@@ -92,6 +97,21 @@ class Lagrangian(_Rule):
     damping: κ of the proportional term; 0 for plain dual ascent (which oscillated).
     rate_decay: Training rates only: decay of the running group counts the update reads
       (0 uses each batch alone).
+    per_row: Whether λ weighs each row of its groups the same whatever their size
+      (default): the term of a one-sided constraint is scaled by its groups' share of the
+      batch (`constraint.row_weight_scale`; 1 for two equal groups), so the pressure of a
+      multiplier, and with it the loop gain of the dual step, does not grow as a group
+      shrinks or as groups multiply. Without it a multiplier on a group of share p puts
+      a weight ∝ λ/p on each of its rows: defaults tuned on two groups oscillated with 20
+      class × colour groups (BENCHMARKS.md, "Intersectional groups"). A file saved
+      before this option existed loads with False.
+    split_pressure: Whether the proportional term and the dual step are shared among
+      the one-sided constraints violated at once (divided by their count; default):
+      K groups pushing together then push as hard in total as one does. With two groups
+      at most one is violated, so nothing changes there; with 20 class × colour groups
+      the unshared κ drove several classes' weights to λ_max at once and training swung
+      from one class to another (BENCHMARKS.md, "Intersectional groups"). A file saved
+      before this option existed loads with False.
     noise_margin: Training rates only: z, the standard errors (0.5/√n per group of the
       running rates) a value must exceed ε by to count as violated, so a small group's
       batch noise does not drive λ. Held-out rates (`HeldOutFairness`) are judged
@@ -111,14 +131,17 @@ class Lagrangian(_Rule):
 
   drives_multipliers = True
   uses_held_out = True
+  saved_before = {"per_row": False, "split_pressure": False}
 
   def __init__(self, multiplier_lr=0.2, max_multiplier=5.0, damping=10.0, rate_decay=0.9,
-               noise_margin=1.0):
+               noise_margin=1.0, per_row=True, split_pressure=True):
     self.multiplier_lr = checks.number("multiplier_lr", multiplier_lr)
     self.max_multiplier = checks.number("max_multiplier", max_multiplier)
     self.damping = checks.number("damping", damping)
     self.rate_decay = _check_decay(rate_decay)
     self.noise_margin = checks.number("noise_margin", noise_margin)
+    self.per_row = bool(per_row)
+    self.split_pressure = bool(split_pressure)
 
   def init(self, constraint, num_groups, add_weight=_zeros_variable):
     """The multipliers, zero: `add_weight(name, shape)` makes each variable (the model's
@@ -153,8 +176,9 @@ class Lagrangian(_Rule):
 
   def loss(self, constraint, state, smooth_sums, counts, ref_hard_sums, ref_counts,
            held_out=False, tolerances=None):
-    """Σ λ_eff · smooth value over the one-sided constraints present in the batch,
-    λ_eff = clip(λ + κ · violation) (no gradient into λ).
+    """Σ λ_eff · s · smooth value over the one-sided constraints present in the batch,
+    λ_eff = clip(λ + κ · violation) (no gradient into λ), s the row-weight scale of the
+    batch's group shares with `per_row` (else 1).
 
     Args:
       constraint: The constraint (its gap).
@@ -171,9 +195,11 @@ class Lagrangian(_Rule):
     multipliers = state.multipliers
     if self.damping:
       multipliers = tf.clip_by_value(
-          multipliers + self.damping * self.violations(constraint, ref_hard_sums, ref_counts,
-                                                       held_out, tolerances),
+          multipliers + self.damping * self._shared(
+              self.violations(constraint, ref_hard_sums, ref_counts, held_out, tolerances)),
           0.0, self.max_multiplier)
+    if self.per_row:
+      multipliers = multipliers * constraint.row_weight_scale(counts)
     return tf.reduce_sum(tf.stop_gradient(multipliers) * tf.where(valid, smooth, 0.0))
 
   def update(self, constraint, state, hard_sums, counts, held_out=False, steps=1.0,
@@ -181,9 +207,17 @@ class Lagrangian(_Rule):
     """The state after one clipped dual-ascent step covering `steps` training steps; a
     one-sided constraint whose groups are absent counts as met (its multiplier decays)."""
     return LagrangianState(tf.clip_by_value(
-        state.multipliers + self.multiplier_lr * steps *
-        self.violations(constraint, hard_sums, counts, held_out, tolerances),
+        state.multipliers + self.multiplier_lr * steps * self._shared(
+            self.violations(constraint, hard_sums, counts, held_out, tolerances)),
         0.0, self.max_multiplier))
+
+  def _shared(self, violations):
+    """The violations divided by how many are positive (at least 1), with
+    `split_pressure`; as they are without."""
+    if not self.split_pressure:
+      return violations
+    violated = tf.reduce_sum(tf.cast(violations > 0.0, violations.dtype))
+    return violations / tf.maximum(violated, 1.0)
 
   def back_off(self, state):
     """The state when the accuracy floor is hit: the multipliers halved."""
@@ -192,7 +226,8 @@ class Lagrangian(_Rule):
   def get_config(self):
     return {"multiplier_lr": self.multiplier_lr, "max_multiplier": self.max_multiplier,
             "damping": self.damping, "rate_decay": self.rate_decay,
-            "noise_margin": self.noise_margin}
+            "noise_margin": self.noise_margin, "per_row": self.per_row,
+            "split_pressure": self.split_pressure}
 
 
 class Penalty(_Rule):
@@ -279,7 +314,8 @@ def deserialize(config):
   if not isinstance(config, dict) or config.get("class_name") not in by_name:
     raise ValueError(f"Unknown enforcement rule {config!r}: use one of {sorted(by_name)} "
                      f"(or their names {sorted(RULES)}).")
-  return by_name[config["class_name"]](**config.get("config", {}))
+  cls = by_name[config["class_name"]]
+  return cls(**{**cls.saved_before, **config.get("config", {})})
 
 
 # ------------------------------------------------------------ the pre-rule spelling
@@ -290,8 +326,11 @@ LEGACY_ARGS = ("mode", "weight", "multiplier_lr", "max_multiplier", "rate_decay"
                "noise_margin", "squared")
 
 
-def legacy_config(config):
+def legacy_config(config, saved=True):
   """A constraint config of the pre-rule spelling with its rule in `enforcement`.
+
+  `saved`: the config is a saved file's (its rule gets the settings such files trained
+  with, `saved_before`); False for new code spelled the old way (the current defaults).
 
   Settings of the other rule (e.g. `weight` with `mode="lagrangian"`) are dropped, as
   the pre-rule constructor did. A config without legacy keys is returned as is.
@@ -308,5 +347,6 @@ def legacy_config(config):
     raise ValueError(f"mode must be one of {tuple(RULES)}, got {mode!r}.")
   rule = RULES[mode]
   accepted = set(rule().get_config())
-  config["enforcement"] = serialize(rule(**{k: v for k, v in legacy.items() if k in accepted}))
+  config["enforcement"] = serialize(rule(**{**(rule.saved_before if saved else {}),
+                                           **{k: v for k, v in legacy.items() if k in accepted}}))
   return config

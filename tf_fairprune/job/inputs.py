@@ -22,12 +22,14 @@ from . import flag_checks
 
 
 def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
-                 minority_fraction=0.05, correlation=0.0):
+                 minority_fraction=0.05, correlation=0.0, image_validation_size=None):
   """A `GroupDataset` by name: one of `flag_checks.DATASETS` or `csv:PATH` (then label and group).
 
   `group` ("race,sex": any number of columns) picks the sensitive attribute(s) of a
   built-in dataset named without one ("adult", "compas", "german", "colored-fmnist");
-  several form one group per combination.
+  several form one group per combination. `image_train_size` / `image_validation_size`
+  subsample colored-fmnist's training / validation images (the validation default: a
+  tenth of `image_train_size`, or all 6,000).
 
   Raises:
     ValueError: For an unknown name, a CSV without label/group columns, or a group given
@@ -41,7 +43,8 @@ def load_dataset(name, seed=0, label=None, group=None, image_train_size=None,
   if base == "colored-fmnist":
     return datasets.load_colored_fashion_mnist(
         minority_fraction=minority_fraction, correlation=correlation,
-        train_size=image_train_size, seed=seed, sensitive=sensitive)
+        train_size=image_train_size, validation_size=image_validation_size, seed=seed,
+        sensitive=sensitive)
   loaders = {"adult": datasets.load_adult, "compas": datasets.load_compas,
              "german": datasets.load_german}
   return loaders[base](sensitive, seed=seed)
