@@ -140,7 +140,7 @@ def render(result):
       "Command: `python benchmarks/benchmark_groups.py` "
       f"({result['rounds']} rounds; {result['machine']}; load average "
       f"{result['load_average'][0]:.1f} at the start, {result['load_average'][1]:.1f} at the "
-      "end: above the core count the machine was shared with other work).\n\n"
+      "end; a load above the core count means the machine was shared with other work).\n\n"
       "Epoch time of the engine benchmark's MLP (16,384 rows, batch 256, 90% sparsity, "
       "tf_keras) with random group ids in K groups, as a ratio to the same method with "
       f"{result['rows'][0]['groups']} groups in the same round: median [quartiles] of the "

@@ -480,8 +480,14 @@ def test_a_lagrangian_saved_before_per_row_and_split_pressure_resumes_as_it_trai
   config = E.serialize(E.Lagrangian(multiplier_lr=0.3))
   assert E.deserialize(config) == E.Lagrangian(multiplier_lr=0.3)
   del config["config"]["per_row"], config["config"]["split_pressure"]  # Saved before.
-  assert E.deserialize(config) == E.Lagrangian(multiplier_lr=0.3, per_row=False,
-                                               split_pressure=False)
+  assert E.deserialize(config, saved=True) == E.Lagrangian(multiplier_lr=0.3, per_row=False,
+                                                           split_pressure=False)
+  assert E.deserialize(config) == E.Lagrangian(multiplier_lr=0.3)  # A dict in new code.
+  # A constraint's saved config goes the saved way.
+  saved = C.ExcessDegradation(enforcement=E.Lagrangian(multiplier_lr=0.3)).get_config()
+  del saved["enforcement"]["config"]["per_row"]
+  assert not C.ExcessDegradation.from_config(saved).enforcement.per_row
+  assert C.ExcessDegradation.from_config(saved).enforcement.split_pressure is True
   # The pre-rule spelling predates them too; new code spelled so gets the defaults.
   old = E.legacy_config({"tolerance": 0.02, "mode": "lagrangian", "damping": 1.0})
   assert E.deserialize(old["enforcement"]) == E.Lagrangian(damping=1.0, per_row=False,
@@ -493,7 +499,8 @@ def test_a_lagrangian_saved_before_per_row_and_split_pressure_resumes_as_it_trai
 
 def test_split_pressure_shares_the_push_among_the_violated_groups():
   """Four groups violated at once move their multipliers a quarter as fast as one alone
-  (proportional term too); with one violated (always so with two groups) nothing changes."""
+  (proportional term too); with one violated (as for any gap between two groups) nothing
+  changes, and a met constraint's multiplier decays as fast as without sharing."""
   c = C.MaxGroupLoss(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0))
   plain = C.MaxGroupLoss(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0,
                                                                  split_pressure=False))
@@ -505,6 +512,15 @@ def test_split_pressure_shares_the_push_among_the_violated_groups():
                              _dual_step(plain, zeros, all_lose, counts).numpy() / 4, rtol=1e-6)
   np.testing.assert_allclose(_dual_step(c, zeros, one_loses, counts).numpy(),
                              _dual_step(plain, zeros, one_loses, counts).numpy())
+  # Three violated, one met (a loss rate below ε = 0.15): the met one's decay is not shared.
+  tol = C.MaxGroupLoss(tolerance=0.15, enforcement=E.Lagrangian(noise_margin=0.0))
+  tol_plain = C.MaxGroupLoss(tolerance=0.15, enforcement=E.Lagrangian(
+      noise_margin=0.0, split_pressure=False))
+  ones = tf.ones([1, 4])
+  rates = tf.constant([[10.0, 20.0, 30.0, 40.0]])
+  shared, unshared = (_dual_step(x, ones, rates, counts).numpy()[0] for x in (tol, tol_plain))
+  assert shared[0] == pytest.approx(unshared[0])  # Met (0.1 < 0.15): decays alike.
+  np.testing.assert_allclose(shared[1:] - 1.0, (unshared[1:] - 1.0) / 3, rtol=1e-5)
   smooth = tf.constant([[5.0, 5.0, 5.0, 5.0]])
   # The proportional term: κ·v/4 each (0.25 ... 1.0) against κ·v (1 ... 4, below λ_max);
   # each term's row scale 2·p_g = 0.5 and smooth value 0.05.
@@ -513,3 +529,22 @@ def test_split_pressure_shares_the_push_among_the_violated_groups():
   assert shared == pytest.approx(0.5 * 0.05 * (0.25 + 0.5 + 0.75 + 1.0), rel=1e-5)
   assert unshared == pytest.approx(4 * shared, rel=1e-5)
   assert E.Lagrangian().split_pressure
+
+
+def test_split_pressure_counts_per_term_and_compiles_with_a_held_out_switch():
+  """Equalized odds on two groups: its TPR and FPR gaps (two terms) violated together are
+  each pushed as alone; the loss with a traced held-out switch compiles under XLA."""
+  c = C.EqualizedOdds(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0))
+  plain = C.EqualizedOdds(tolerance=0.0, enforcement=E.Lagrangian(noise_margin=0.0,
+                                                                  split_pressure=False))
+  counts = tf.fill([2, 2], 50.0)
+  hard = tf.constant([[40.0, 20.0], [30.0, 10.0]])  # Both terms: group 0 above group 1.
+  zeros = tf.zeros(c.multiplier_shape(2))
+  np.testing.assert_allclose(_dual_step(c, zeros, hard, counts).numpy(),
+                             _dual_step(plain, zeros, hard, counts).numpy())
+  state = E.LagrangianState(tf.zeros(c.multiplier_shape(2)))
+  loss = tf.function(jit_compile=True)(
+      lambda held_out: c.enforcement.loss(c, state, hard, counts, hard, counts, held_out))
+  assert float(loss(tf.constant(True))) == pytest.approx(float(loss(tf.constant(False))))
+  assert float(loss(tf.constant(True))) > 0.0
+

@@ -209,8 +209,13 @@ class FairnessConstraint:
 
   @classmethod
   def from_config(cls, config):
-    # Files saved with the pre-rule spelling (mode=, weight=, ...) load as their rule.
-    return cls(**enforcement_lib.legacy_config(config))
+    # Files saved with the pre-rule spelling (mode=, weight=, ...) load as their rule;
+    # a rule's settings the file lacks are those it trained with (`saved_before`).
+    config = enforcement_lib.legacy_config(config)
+    if isinstance(config.get("enforcement"), dict):
+      config = {**config, "enforcement": enforcement_lib.deserialize(config["enforcement"],
+                                                                     saved=True)}
+    return cls(**config)
 
   def __repr__(self):
     args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -87,28 +87,32 @@ class Lagrangian(_Rule):
   After each measurement, `λ ← clip(λ + η · steps · v / n, 0, λ_max)` with the violation
   v = value − ε − z · se, where `steps` is the number of training steps the measurement
   covers (1 for training rates, the update period for held-out rates: λ moves equally
-  fast per training step either way) and n the number of one-sided constraints violated
-  at once (`split_pressure`; else 1). The loss gets Σ clip(λ + κ · v / n) · s · (smooth
-  value), s the row-weight scale of the groups' shares (`per_row`; else 1).
+  fast per training step either way) and n, for a positive v, the number of its term's
+  one-sided constraints violated at once (`split_pressure`; else 1). The loss gets
+  Σ clip(λ + κ · v / n) · s · (smooth value), s the row-weight scale of the groups'
+  shares of the batch (`per_row`; else 1).
 
   Args:
     multiplier_lr: η, the dual-ascent step per training step.
-    max_multiplier: λ_max: an infeasible ε costs at most a penalty of this weight.
+    max_multiplier: λ_max, the bound on λ (before the row-weight scale s): what an
+      infeasible ε can cost.
     damping: κ of the proportional term; 0 for plain dual ascent (which oscillated).
     rate_decay: Training rates only: decay of the running group counts the update reads
       (0 uses each batch alone).
     per_row: Whether λ weighs each row of its groups the same whatever their size
       (default): the term of a one-sided constraint is scaled by its groups' share of the
-      batch (`constraint.row_weight_scale`; 1 for two equal groups), so the pressure of a
+      batch's rows of that term (`constraint.row_weight_scale`; 1 for a batch with two
+      groups of equal share, the term it had before), so the pressure of a
       multiplier, and with it the loop gain of the dual step, does not grow as a group
       shrinks or as groups multiply. Without it a multiplier on a group of share p puts
       a weight ∝ λ/p on each of its rows: defaults tuned on two groups oscillated with 20
       class × colour groups (BENCHMARKS.md, "Intersectional groups"). A file saved
       before this option existed loads with False.
-    split_pressure: Whether the proportional term and the dual step are shared among
-      the one-sided constraints violated at once (divided by their count; default):
-      K groups pushing together then push as hard in total as one does. With two groups
-      at most one is violated, so nothing changes there; with 20 class × colour groups
+    split_pressure: Whether the proportional term and the dual step of a violated
+      one-sided constraint are shared among those of its term violated at once (divided
+      by their count; default; met ones decay as before): K groups pushing together then
+      push as hard in total as one does. Where at most one is violated (a gap between
+      two groups, do no harm on two groups) nothing changes; with 20 class × colour groups
       the unshared κ drove several classes' weights to λ_max at once and training swung
       from one class to another (BENCHMARKS.md, "Intersectional groups"). A file saved
       before this option existed loads with False.
@@ -212,12 +216,14 @@ class Lagrangian(_Rule):
         0.0, self.max_multiplier))
 
   def _shared(self, violations):
-    """The violations divided by how many are positive (at least 1), with
-    `split_pressure`; as they are without."""
+    """With `split_pressure`, each positive violation divided by how many of its term's
+    (the leading axis) are positive; met ones (≤ 0: relief and decay) as they are."""
     if not self.split_pressure:
       return violations
-    violated = tf.reduce_sum(tf.cast(violations > 0.0, violations.dtype))
-    return violations / tf.maximum(violated, 1.0)
+    positive = violations > 0.0
+    axes = list(range(1, len(violations.shape)))
+    violated = tf.reduce_sum(tf.cast(positive, violations.dtype), axis=axes, keepdims=True)
+    return tf.where(positive, violations / tf.maximum(violated, 1.0), violations)
 
   def back_off(self, state):
     """The state when the accuracy floor is hit: the multipliers halved."""
@@ -300,8 +306,11 @@ def serialize(rule):
   return {"class_name": type(rule).__name__, "config": rule.get_config()}
 
 
-def deserialize(config):
+def deserialize(config, saved=False):
   """A rule from a rule, its serialized dict, or its name (default settings).
+
+  `saved`: the dict comes from a saved file; settings it lacks take the values such files
+  trained with (`saved_before`), not today's defaults.
 
   Raises:
     ValueError: For anything else.
@@ -315,7 +324,7 @@ def deserialize(config):
     raise ValueError(f"Unknown enforcement rule {config!r}: use one of {sorted(by_name)} "
                      f"(or their names {sorted(RULES)}).")
   cls = by_name[config["class_name"]]
-  return cls(**{**cls.saved_before, **config.get("config", {})})
+  return cls(**{**(cls.saved_before if saved else {}), **config.get("config", {})})
 
 
 # ------------------------------------------------------------ the pre-rule spelling
