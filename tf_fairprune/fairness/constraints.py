@@ -182,9 +182,9 @@ class FairnessConstraint:
     return outcomes.pairwise_differences(sums, counts)
 
   def row_weight_scale(self, counts):
-    """Per one-sided constraint, the factor that makes its term weigh each of its rows as
-    the term of two equal groups does: 4·p_i·p_j/(p_i + p_j) for rate_i − rate_j, with
-    p the groups' shares of the term's rows (`Lagrangian(per_row=True)`)."""
+    """Per one-sided constraint rate_i − rate_j, 4·p_i·p_j/(p_i + p_j) (p: the groups'
+    shares of the term's rows; `Lagrangian(per_row=True)`): the weights its term puts on
+    one row of each group then sum to what they are for two equal groups (1 there)."""
     shares = tf.math.divide_no_nan(counts, tf.reduce_sum(counts, -1, keepdims=True))
     return tf.math.divide_no_nan(4.0 * shares[..., :, None] * shares[..., None, :],
                                  shares[..., :, None] + shares[..., None, :])
