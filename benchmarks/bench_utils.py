@@ -7,11 +7,13 @@ import re
 import statistics
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from tf_fairprune.baselines.tracking import callback_class  # pylint: disable=unused-import
+from tf_fairprune.fairness import enforcement
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
@@ -158,11 +160,38 @@ def dominates(ours, theirs, gap):
   return not_worse and any(lower_bound(d) > 0 for d in gains)
 
 
-def predates_note(rows, key, note):
-  """`note` when no row records `key` as true, how many do when some do, "" when all do:
-  the sentence that says which rows ran before a setting (rows without the key did)."""
+# The Lagrangian's settings of the constrained rows: the library's defaults, or the
+# earlier behaviour to reproduce rows made before them (`define_rule_flags`).
+RULE_PREDATES = (
+    "predate `Lagrangian(per_row=True, split_pressure=True)`: a multiplier weighed each "
+    "row of its group by 1/(the group's share) and pushed on its own however many others "
+    "pushed (rerun them so with `--noper_row --nosplit_pressure`")
+
+
+def define_rule_flags():
+  """Defines --per_row and --split_pressure (the Lagrangian's, default the library's)."""
+  flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row` (the library default); "
+                    "--noper_row reproduces rows made before it.")
+  flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure` (the library "
+                    "default); --nosplit_pressure reproduces rows made before it.")
+
+
+def rule_settings():
+  """The Lagrangian settings of `define_rule_flags`, as a row records them."""
+  return {"per_row": flags.FLAGS.per_row, "split_pressure": flags.FLAGS.split_pressure}
+
+
+def lagrangian(**settings):
+  """A `Lagrangian` with `settings` and the flags' `per_row` / `split_pressure`."""
+  return enforcement.Lagrangian(**settings, **rule_settings())
+
+
+def predates_note(rows, key, note, some=" {done} of {total} rows ran with `{key}`."):
+  """`note` when no row records `key` as true, `some` (how many do) when some do, "" when
+  all do: the sentence that says which rows ran before a setting (rows without the key
+  did)."""
   done = sum(bool(r.get(key)) for r in rows)
   if done == len(rows):
     return ""
-  return note if done == 0 else f" {done} of {len(rows)} rows ran with `{key}`."
+  return note if done == 0 else some.format(done=done, total=len(rows), key=key)
 

@@ -96,10 +96,7 @@ flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average` 
                   "default): the overall loss R in ψ_g = R_g − R is a fixed reference for the "
                   "gradient; the rows in BENCHMARKS.md's main section predate it "
                   "(--nodetach_average).")
-flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row` (the library default); the "
-                  "rows in BENCHMARKS.md's main section predate it (--noper_row).")
-flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure` (the library "
-                  "default); the main section's rows predate it (--nosplit_pressure).")
+bench_utils.define_rule_flags()
 flags.DEFINE_float("collapse_share", 0.99, "Collapsed: one prediction covers this share.")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for seed 0's intervals.")
 flags.DEFINE_bool("quick", False, "Smoke run: 1 seed, 90% only, 1 epoch, no tuning.")
@@ -188,10 +185,8 @@ class _Cell:
     constraints = pipeline.make_constraints(epsilon=FLAGS.epsilon)
     for c in constraints:  # BiFP's default: ExcessDegradation.
       c.detach_average = FLAGS.detach_average
-      if c.enforcement.drives_multipliers:
-        c.enforcement = type(c.enforcement)(**{**c.enforcement.get_config(),
-                                               "per_row": FLAGS.per_row,
-                                               "split_pressure": FLAGS.split_pressure})
+      if c.enforcement.drives_multipliers:  # make_constraints' Lagrangian(): defaults.
+        c.enforcement = bench_utils.lagrangian()
     outcome = pipeline.prune(
         method, dense, data, sparsity, FLAGS.epochs, self.batch_size,
         constraints, "max_excess_gap", FLAGS.epsilon,
@@ -210,7 +205,7 @@ class _Cell:
                majority_prediction_share=share, collapsed=share >= FLAGS.collapse_share,
                epsilon=FLAGS.epsilon, validation_history=outcome["history"],
                held_out=FLAGS.held_out, detach_average=FLAGS.detach_average,
-               per_row=FLAGS.per_row, split_pressure=FLAGS.split_pressure)
+               **bench_utils.rule_settings())
     if full and self.seed == 0:
       row["bootstrap_95"] = bootstrap_intervals(data, pred, self.dense_pred)
       export = tflite_export(model, data, method != "dense")
@@ -231,21 +226,17 @@ def _steering_note(rows):
   else:
     note = f"{held} of {len(rows)} rows steer the multipliers on the validation split."
   return note + _detach_note(rows) + bench_utils.predates_note(
-      rows, "per_row", " The rows predate `Lagrangian(per_row=True, split_pressure=True)`: a "
-      "multiplier weighed each row of its group by 1/(the group's share) and pushed on its "
-      "own however many others pushed (rerun them so with `--noper_row --nosplit_pressure`).")
+      rows, "per_row", f" The rows {bench_utils.RULE_PREDATES}).")
 
 
 def _detach_note(rows):
   """Whether ψ_g's gradient flowed into the average in these rows."""
-  detached = sum(bool(r.get("detach_average")) for r in rows)
-  if detached == len(rows):
-    return ""
-  if detached == 0:
-    return (" The rows predate `ExcessDegradation(detach_average=True)`: the gradient of "
-            "ψ_g = R_g − R reached the average R (rerun them so with `--nodetach_average`; "
-            "section \"intersections\" measures the change).")
-  return f" {detached} of {len(rows)} rows detach the average from ψ_g's gradient."
+  return bench_utils.predates_note(
+      rows, "detach_average",
+      " The rows predate `ExcessDegradation(detach_average=True)`: the gradient of "
+      "ψ_g = R_g − R reached the average R (rerun them so with `--nodetach_average`; "
+      "section \"intersections\" measures the change).",
+      some=" {done} of {total} rows detach the average from ψ_g's gradient.")
 
 
 def _labels(y):

@@ -47,7 +47,6 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import constraints as C  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import enforcement as E  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["adult-sex", "adult-race", "compas-race", "german-sex",
@@ -68,10 +67,7 @@ flags.DEFINE_bool("harm", True, "Run the do-no-harm part too.")
 flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average` in the "
                   "do-no-harm rows; --nodetach_average reruns the earlier rows (the average "
                   "in ψ_g's gradient) into <dataset>.jsonl.attached_average.")
-flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row` (the library default) in "
-                  "every constrained row; the rows here predate it (--noper_row).")
-flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure` (the library "
-                  "default); the rows here predate it (--nosplit_pressure).")
+bench_utils.define_rule_flags()
 flags.DEFINE_bool("write_markdown", True, "Update BENCHMARKS.md.")
 
 RESULTS = os.path.join(bench_utils.ROOT, "benchmarks", "results", "fairness_verdict")
@@ -156,11 +152,6 @@ def oracle(data, epsilon, seed):
   return out
 
 
-def _rule():
-  """The constrained rows' rule: the library's default Lagrangian (`--per_row`)."""
-  return E.Lagrangian(per_row=FLAGS.per_row, split_pressure=FLAGS.split_pressure)
-
-
 def run_seed(name, seed, done, out, before=None):
   before = before or {}
   data = pipeline.load_dataset(name, seed, image_train_size=FLAGS.image_train_size)
@@ -239,12 +230,13 @@ def run_seed(name, seed, done, out, before=None):
   for fraction in (float(f) for f in FLAGS.fractions):
     epsilon = fraction * bip["val_performance_gap"]
     run(f"bifp_performance_{fraction:g}", "bifp", FLAGS.sparsity,
-        [C.PerformanceFairness(tolerance=epsilon, enforcement=_rule())], epsilon)
+        [C.PerformanceFairness(tolerance=epsilon, enforcement=bench_utils.lagrangian())],
+        epsilon)
     run_oracle(f"oracle_{fraction:g}", epsilon)
   epsilon = 0.5 * bip["val_performance_gap"]
   run("bifp_performance_train_0.5", "bifp", FLAGS.sparsity,
-      [C.PerformanceFairness(tolerance=epsilon, enforcement=_rule())], epsilon,
-      held_out=False)
+      [C.PerformanceFairness(tolerance=epsilon, enforcement=bench_utils.lagrangian())],
+      epsilon, held_out=False)
   if not FLAGS.harm:
     return
   for sparsity in (float(s) for s in FLAGS.harm_sparsities):
@@ -252,7 +244,8 @@ def run_seed(name, seed, done, out, before=None):
     run("bip", "bip", sparsity)
     run("bifp_excess", "bifp", sparsity,
         [C.ExcessDegradation(tolerance=FLAGS.harm_epsilon,
-                             detach_average=FLAGS.detach_average, enforcement=_rule())],
+                             detach_average=FLAGS.detach_average,
+                             enforcement=bench_utils.lagrangian())],
         FLAGS.harm_epsilon, gap="max_excess_gap")
 
 
@@ -372,10 +365,8 @@ def _per_row_note(rows):
                  if r["run"].startswith("bifp")]
   return bench_utils.predates_note(
       constrained, "per_row",
-      " The constrained rows predate `Lagrangian(per_row=True, split_pressure=True)`: a "
-      "multiplier weighed each row of its group by 1/(the group's share), and pushed on its "
-      "own however many others pushed (rerun them so with `--noper_row --nosplit_pressure`; "
-      "section \"intersections\" measures the change).")
+      f" The constrained rows {bench_utils.RULE_PREDATES}; section \"intersections\" "
+      "measures the change).")
 
 
 def render(rows):

@@ -40,7 +40,6 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 from tf_fairprune.fairness import constraints as C  # pylint: disable=g-import-not-at-top
-from tf_fairprune.fairness import enforcement as E  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["compas:race+sex", "adult:race+sex",
@@ -59,8 +58,7 @@ flags.DEFINE_integer("image_validation_size", 6000, "colored-fmnist: validation 
                      "6,000 held out of the training set: steering acts only where the "
                      "validation split resolves ε).")
 flags.DEFINE_bool("detach_average", True, "ExcessDegradation's `detach_average`.")
-flags.DEFINE_bool("per_row", True, "The Lagrangian's `per_row`.")
-flags.DEFINE_bool("split_pressure", True, "The Lagrangian's `split_pressure`.")
+bench_utils.define_rule_flags()
 flags.DEFINE_string("rows_suffix", "", "Write the rows to <dataset>.jsonl<suffix>: the "
                     "earlier settings' rows (`EARLIER`) are rerun with their flags and suffix.")
 flags.DEFINE_bool("render_only", False, "Only render BENCHMARKS.md from the rows.")
@@ -116,15 +114,12 @@ def run_dataset(spec, done, out):
       start = time.perf_counter()
       fairness = [C.ExcessDegradation(tolerance=FLAGS.epsilon,
                                       detach_average=FLAGS.detach_average,
-                                      enforcement=E.Lagrangian(
-                                          per_row=FLAGS.per_row,
-                                          split_pressure=FLAGS.split_pressure))]
+                                      enforcement=bench_utils.lagrangian())]
       with contextlib.redirect_stdout(io.StringIO()):
         outcome = pipeline.prune(method, dense, data, FLAGS.sparsity, FLAGS.epochs, batch_size,
                                  fairness=fairness, verbose=0)
       row = dict(_row(data, seed, method, outcome, dense), spec=spec,
-                 detach_average=FLAGS.detach_average, per_row=FLAGS.per_row,
-                 split_pressure=FLAGS.split_pressure,
+                 detach_average=FLAGS.detach_average, **bench_utils.rule_settings(),
                  validation_rows=len(data.validation.y))
       out.write(json.dumps(row) + "\n")
       out.flush()

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
+import bench_utils  # pylint: disable=g-import-not-at-top
 import pipeline  # pylint: disable=g-import-not-at-top
 import tf_fairprune  # pylint: disable=g-import-not-at-top
 
@@ -37,8 +38,7 @@ flags.DEFINE_float("multiplier_lr", 0.2, "Lagrangian dual step η.")
 flags.DEFINE_float("max_multiplier", 5.0, "Lagrangian λ_max.")
 flags.DEFINE_bool("detach_average", True, "ExcessDegradation's detach_average.")
 flags.DEFINE_integer("image_train_size", 12000, "Training images (the benchmark's).")
-flags.DEFINE_bool("per_row", True, "Lagrangian's per_row.")
-flags.DEFINE_bool("split_pressure", True, "Lagrangian's split_pressure.")
+bench_utils.define_rule_flags()
 flags.DEFINE_integer("image_validation_size", 6000, "Validation images (the benchmark's; "
                      "1200 for its earlier rows).")
 flags.DEFINE_enum("method", "bifp", ["bifp", "ceag", "bip"], "Method (bip: no constraint).")
@@ -54,11 +54,8 @@ def main(argv):
   with contextlib.redirect_stdout(io.StringIO()):
     dense = pipeline.train_dense(data, 5, batch_size)
   keras.utils.set_random_seed(FLAGS.seed)
-  rule = tf_fairprune.fairness.Lagrangian(damping=FLAGS.damping,
-                                          multiplier_lr=FLAGS.multiplier_lr,
-                                          max_multiplier=FLAGS.max_multiplier,
-                                          per_row=FLAGS.per_row,
-                                          split_pressure=FLAGS.split_pressure)
+  rule = bench_utils.lagrangian(damping=FLAGS.damping, multiplier_lr=FLAGS.multiplier_lr,
+                                max_multiplier=FLAGS.max_multiplier)
   constraint = tf_fairprune.fairness.ExcessDegradation(
       tolerance=0.01, detach_average=FLAGS.detach_average, enforcement=rule)
   out = pipeline.prune(FLAGS.method, dense, data, 0.9, 5, batch_size, fairness=[constraint],

@@ -243,12 +243,6 @@ def _unknown_arguments(cls_name, unknown):
           f"pass {spelled}.")
 
 
-def _single_group_scale(counts):
-  """2·p_g: a term on one group weighs each of its rows as a term on one of two equal
-  groups does (p_g: the group's share of the term's rows)."""
-  return 2.0 * tf.math.divide_no_nan(counts, tf.reduce_sum(counts, -1, keepdims=True))
-
-
 def _all(values):
   return tf.ones_like(values)
 
@@ -302,7 +296,23 @@ class DegradationFairness(_DegradationBase):
   audit_gap = "degradation_gap"
 
 
-class ExcessDegradation(_DegradationBase):
+class _PerGroupDegradation(_DegradationBase):
+  """A one-sided constraint per group (not per pair): one multiplier and one standard
+  error per group."""
+
+  def multiplier_shape(self, num_groups):
+    return (self.num_terms, num_groups)
+
+  def row_weight_scale(self, counts):
+    """2·p_g: a term on one group weighs each of its rows as a term on one of two equal
+    groups does (p_g: the group's share of the term's rows)."""
+    return 2.0 * tf.math.divide_no_nan(counts, tf.reduce_sum(counts, -1, keepdims=True))
+
+  def standard_errors(self, counts):
+    return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
+
+
+class ExcessDegradation(_PerGroupDegradation):
   """"Do no harm": no group loses more than ε beyond the average loss (Balancing Act).
 
   ψ_g = R_g − R, with R_g the accuracy group g lost against the dense model and R the
@@ -336,14 +346,8 @@ class ExcessDegradation(_DegradationBase):
     super().__init__(*args, **kwargs)
     self.detach_average = bool(detach_average)
 
-  def multiplier_shape(self, num_groups):
-    return (self.num_terms, num_groups)
-
   def values(self, sums, counts):
     return outcomes.excesses(sums, counts, detach_average=self.detach_average)
-
-  def row_weight_scale(self, counts):
-    return _single_group_scale(counts)
 
   def get_config(self):
     return {**super().get_config(), "detach_average": self.detach_average}
@@ -354,11 +358,9 @@ class ExcessDegradation(_DegradationBase):
     # resumes as it was.
     return super().from_config({"detach_average": False, **config})
 
-  def standard_errors(self, counts):
-    return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
 
 
-class MaxGroupLoss(_DegradationBase):
+class MaxGroupLoss(_PerGroupDegradation):
   """A floor for every group: no group loses more than ε of accuracy against the dense
   model, max_g R_g ≤ ε.
 
@@ -380,17 +382,9 @@ class MaxGroupLoss(_DegradationBase):
   audit_gap = "max_group_loss"
   kind = "group"
 
-  def multiplier_shape(self, num_groups):
-    return (self.num_terms, num_groups)
-
   def values(self, sums, counts):
     return tf.math.divide_no_nan(sums, counts), counts > 0
 
-  def row_weight_scale(self, counts):
-    return _single_group_scale(counts)
-
-  def standard_errors(self, counts):
-    return 0.5 * tf.math.rsqrt(tf.maximum(counts, 1.0))
 
 
 class DemographicParity(FairnessConstraint):
